@@ -1,0 +1,41 @@
+# Recipes of the segmenter. `just --list` shows them; `./just.sh RECIPE` installs just first if needed.
+
+set shell := ["bash", "-euo", "pipefail", "-c"]
+
+image := "data/conifer/image.png"
+mask := "data/conifer/mask.png"
+
+default:
+    @just --list
+
+# Install what is missing: protoc (for the build) and the ONNX Runtime library (into .ort/, for the runner)
+setup:
+    bash scripts/setup.sh
+
+# Train on data/conifer into models/ (3000 iterations of 4 x 128^2 crops, Adam 1e-3); extra args are passed on
+train *ARGS:
+    cargo run --release -q -p trainer -- train --image {{image}} --mask {{mask}} --out models \
+        --iterations 3000 --batch 4 --crop 128 --lr 1e-3 --seed 0 {{ARGS}}
+
+# Export models/checkpoint.safetensors to models/model.onnx
+export:
+    cargo run --release -q -p trainer -- export --checkpoint models/checkpoint.safetensors --output models/model.onnx
+
+# Predict the whole training image with models/model.onnx: predictions.jpg, an overlay and metrics against the mask
+predict:
+    cargo run --release -q -p runner -- predict --model models/model.onnx --image {{image}} \
+        --output predictions.jpg --overlay predictions_overlay.jpg --mask {{mask}} --metrics-json models/metrics.json
+
+# The whole pipeline: setup, train, export, predict
+demo: setup train export predict
+
+# Format check, clippy and every test (release: the tests train real models)
+test: setup
+    cargo fmt --all -- --check
+    cargo clippy --workspace --all-targets --release -- -D warnings
+    cargo test --workspace --release
+
+# Validate models/model.onnx with Python's onnx checker (full_check); not part of CI
+check-onnx model="models/model.onnx":
+    python3 -m venv .venv && .venv/bin/pip install -q onnx numpy
+    .venv/bin/python scripts/check_onnx.py {{model}}

@@ -1,0 +1,290 @@
+//! The tile plan: which windows of the image go through the network, which part of each window's output is
+//! kept, and how windows are grouped into forward passes within the pixel budget. A pure function of the
+//! image size and the tiling parameters, so it is tested without a model.
+//!
+//! Why the stitched result equals one untiled pass: every kept pixel lies at least `halo` (>= the network's
+//! receptive radius, 7) pixels inside its window, except where the window reaches the image edge, where the
+//! network's own zero padding sees exactly what the untiled pass sees. Window origins are even, so the 2x2
+//! max-pool grid of every window lines up with the untiled one.
+
+use std::fmt;
+
+/// Input pixels one forward pass may take (batch x height x width, halo included).
+pub const PIXEL_BUDGET: usize = 65_536;
+/// Pixels read around each kept tile centre: the receptive radius (7) rounded up to keep origins even.
+pub const HALO: usize = 8;
+/// The smallest halo that keeps tiling exact (the network's receptive radius).
+pub const RECEPTIVE_RADIUS: usize = 7;
+/// Default and largest square window side (256 x 256 = the pixel budget).
+pub const DEFAULT_TILE: usize = 256;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TilingError {
+    #[error("tile size {tile} is invalid: it must be even and between {min} and {max} (the pixel budget {budget} = {max}x{max})")]
+    Tile { tile: usize, min: usize, max: usize, budget: usize },
+    #[error("halo {halo} is invalid: it must be even and at least the receptive radius {RECEPTIVE_RADIUS}")]
+    Halo { halo: usize },
+    #[error("the image is empty ({height}x{width})")]
+    EmptyImage { height: usize, width: usize },
+}
+
+/// A rectangle in pixel coordinates of the even-padded image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Rect {
+    pub y: usize,
+    pub x: usize,
+    pub height: usize,
+    pub width: usize,
+}
+
+impl Rect {
+    pub fn area(&self) -> usize {
+        self.height * self.width
+    }
+}
+
+/// One window fed to the network and the part of its output that is kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tile {
+    /// The input window (what the network sees).
+    pub window: Rect,
+    /// The kept centre, in image coordinates; always inside `window`.
+    pub keep: Rect,
+}
+
+/// Tiles of one window size that go through the network together: batch x height x width <= budget.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Batch {
+    pub height: usize,
+    pub width: usize,
+    pub tiles: Vec<Tile>,
+}
+
+impl Batch {
+    /// Input pixels of this forward pass.
+    pub fn pixels(&self) -> usize {
+        self.tiles.len() * self.height * self.width
+    }
+}
+
+/// The whole plan for one image.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TilePlan {
+    /// The image size.
+    pub height: usize,
+    pub width: usize,
+    /// The size the network works at: height and width rounded up to even (zeros at bottom/right).
+    pub padded_height: usize,
+    pub padded_width: usize,
+    pub batches: Vec<Batch>,
+}
+
+impl TilePlan {
+    pub fn tile_count(&self) -> usize {
+        self.batches.iter().map(|b| b.tiles.len()).sum()
+    }
+
+    pub fn tiles(&self) -> impl Iterator<Item = &Tile> {
+        self.batches.iter().flat_map(|b| b.tiles.iter())
+    }
+
+    /// The largest forward pass, in input pixels (sizes the reused input buffer).
+    pub fn max_batch_pixels(&self) -> usize {
+        self.batches.iter().map(Batch::pixels).max().unwrap_or(0)
+    }
+}
+
+impl fmt::Display for TilePlan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} tiles in {} forward passes", self.tile_count(), self.batches.len())
+    }
+}
+
+/// One axis of the plan: (window start, window length, keep start, keep length) along a padded length.
+/// `length`, `tile` and `halo` are even, so every window start is even.
+fn segments(length: usize, tile: usize, halo: usize) -> Vec<(usize, usize, usize, usize)> {
+    let mut out = Vec::new();
+    let mut keep_start: usize = 0;
+    loop {
+        let start = keep_start.saturating_sub(halo);
+        if start + tile >= length {
+            // The last window reaches the edge and may be shorter than `tile`: no recomputed overlap.
+            out.push((start, length - start, keep_start, length - keep_start));
+            return out;
+        }
+        let keep_end = start + tile - halo;
+        out.push((start, tile, keep_start, keep_end - keep_start));
+        keep_start = keep_end;
+    }
+}
+
+fn round_up_even(n: usize) -> usize {
+    n + n % 2
+}
+
+/// The tile plan for an image of `height` x `width` with square windows of side at most `tile`, read with
+/// `halo` pixels around each kept centre, and at most `budget` input pixels per forward pass.
+pub fn plan(height: usize, width: usize, tile: usize, halo: usize, budget: usize) -> Result<TilePlan, TilingError> {
+    if height == 0 || width == 0 {
+        return Err(TilingError::EmptyImage { height, width });
+    }
+    if halo < RECEPTIVE_RADIUS || halo % 2 != 0 {
+        return Err(TilingError::Halo { halo });
+    }
+    let max = max_tile(budget);
+    let min = 2 * halo + 2;
+    if tile % 2 != 0 || tile < min || tile > max {
+        return Err(TilingError::Tile { tile, min, max, budget });
+    }
+    let (padded_height, padded_width) = (round_up_even(height), round_up_even(width));
+    let rows = segments(padded_height, tile, halo);
+    let cols = segments(padded_width, tile, halo);
+
+    // Group tiles by window size, in the order sizes first appear, then cut each group into batches.
+    let mut groups: Vec<((usize, usize), Vec<Tile>)> = Vec::new();
+    for &(wy, wh, ky, kh) in &rows {
+        for &(wx, ww, kx, kw) in &cols {
+            let tile = Tile {
+                window: Rect { y: wy, x: wx, height: wh, width: ww },
+                keep: Rect { y: ky, x: kx, height: kh, width: kw },
+            };
+            match groups.iter_mut().find(|(size, _)| *size == (wh, ww)) {
+                Some((_, tiles)) => tiles.push(tile),
+                None => groups.push(((wh, ww), vec![tile])),
+            }
+        }
+    }
+    let mut batches = Vec::new();
+    for ((h, w), tiles) in groups {
+        let per_batch = (budget / (h * w)).max(1);
+        for chunk in tiles.chunks(per_batch) {
+            batches.push(Batch { height: h, width: w, tiles: chunk.to_vec() });
+        }
+    }
+    Ok(TilePlan { height, width, padded_height, padded_width, batches })
+}
+
+/// The largest even square side within `budget`.
+pub fn max_tile(budget: usize) -> usize {
+    let side = (budget as f64).sqrt() as usize;
+    side - side % 2
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Checks every invariant of a plan; returns the plan for further checks.
+    fn checked(height: usize, width: usize, tile: usize) -> TilePlan {
+        let p = plan(height, width, tile, HALO, PIXEL_BUDGET).unwrap();
+        assert_eq!((p.padded_height, p.padded_width), (height + height % 2, width + width % 2));
+        let mut cover = vec![0u8; p.padded_height * p.padded_width];
+        for batch in &p.batches {
+            assert!(!batch.tiles.is_empty());
+            assert!(batch.pixels() <= PIXEL_BUDGET, "{height}x{width} tile {tile}: pass of {}", batch.pixels());
+            for t in &batch.tiles {
+                let (w, k) = (t.window, t.keep);
+                assert_eq!((w.height, w.width), (batch.height, batch.width), "one window size per batch");
+                assert!(w.y % 2 == 0 && w.x % 2 == 0, "odd origin {w:?}");
+                assert!(w.height % 2 == 0 && w.width % 2 == 0, "odd window {w:?}");
+                assert!(w.height <= tile && w.width <= tile);
+                assert!(w.y + w.height <= p.padded_height && w.x + w.width <= p.padded_width, "{w:?} outside");
+                assert!(k.height > 0 && k.width > 0);
+                // The kept centre is inside the window, at least a halo from every window side that is not
+                // the image edge.
+                assert!(k.y >= w.y && k.x >= w.x);
+                assert!(k.y + k.height <= w.y + w.height && k.x + k.width <= w.x + w.width);
+                if w.y > 0 {
+                    assert!(k.y - w.y >= HALO);
+                }
+                if w.x > 0 {
+                    assert!(k.x - w.x >= HALO);
+                }
+                if w.y + w.height < p.padded_height {
+                    assert!(w.y + w.height - (k.y + k.height) >= HALO);
+                }
+                if w.x + w.width < p.padded_width {
+                    assert!(w.x + w.width - (k.x + k.width) >= HALO);
+                }
+                for y in k.y..k.y + k.height {
+                    for x in k.x..k.x + k.width {
+                        cover[y * p.padded_width + x] += 1;
+                    }
+                }
+            }
+        }
+        assert!(cover.iter().all(|&c| c == 1), "{height}x{width} tile {tile}: not covered exactly once");
+        p
+    }
+
+    #[test]
+    fn every_pixel_is_covered_once_within_budget_for_many_sizes() {
+        let sizes = [1, 2, 3, 7, 17, 18, 19, 20, 33, 64, 239, 240, 241, 248, 255, 256, 257, 258, 259, 300, 497, 513];
+        for &h in &sizes {
+            for &w in &sizes {
+                for tile in [18, 32, 64, 100, 256] {
+                    checked(h, w, tile);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn small_images_are_one_window() {
+        for (h, w) in [(1, 1), (5, 3), (256, 256), (255, 17)] {
+            let p = checked(h, w, 256);
+            assert_eq!(p.tile_count(), 1);
+            let t = p.batches[0].tiles[0];
+            assert_eq!(t.window, Rect { y: 0, x: 0, height: h + h % 2, width: w + w % 2 });
+            assert_eq!(t.keep, t.window);
+        }
+    }
+
+    #[test]
+    fn last_window_is_shorter_rather_than_shifted_back() {
+        // 300 = one full window keeping [0, 248), then a 60-px window from 240 keeping [248, 300).
+        let p = checked(300, 256, 256);
+        let windows: Vec<(Rect, Rect)> = p.tiles().map(|t| (t.window, t.keep)).collect();
+        assert_eq!(
+            windows,
+            [
+                (Rect { y: 0, x: 0, height: 256, width: 256 }, Rect { y: 0, x: 0, height: 248, width: 256 }),
+                (Rect { y: 240, x: 0, height: 60, width: 256 }, Rect { y: 248, x: 0, height: 52, width: 256 }),
+            ]
+        );
+    }
+
+    #[test]
+    fn windows_of_one_size_share_forward_passes() {
+        // 1000x1000 with 256 windows: 4x4 full windows, 4+4 edge windows, one corner; the small edge windows
+        // share passes.
+        let p = checked(1000, 1000, 256);
+        assert_eq!(p.tile_count(), 25);
+        let full: Vec<&Batch> = p.batches.iter().filter(|b| (b.height, b.width) == (256, 256)).collect();
+        assert_eq!(full.len(), 16, "a full window fills the budget alone");
+        assert!(p.batches.len() < 25, "smaller windows are batched: {} passes", p.batches.len());
+        // With 64-px windows, 16 windows fit one pass.
+        let p = checked(1000, 1000, 64);
+        assert!(p.batches.iter().any(|b| b.tiles.len() == 16));
+    }
+
+    #[test]
+    fn a_very_large_image_is_planned_quickly_and_within_budget() {
+        let p = checked(8192, 8192, 256);
+        assert_eq!(p.tile_count(), 35 * 35);
+        assert!(p.max_batch_pixels() <= PIXEL_BUDGET);
+    }
+
+    #[test]
+    fn invalid_parameters_are_clear_errors() {
+        let err = plan(10, 10, 257, HALO, PIXEL_BUDGET).unwrap_err();
+        assert!(err.to_string().contains("must be even and between 18 and 256"), "{err}");
+        assert!(plan(10, 10, 512, HALO, PIXEL_BUDGET).is_err());
+        assert!(plan(10, 10, 16, HALO, PIXEL_BUDGET).is_err());
+        assert!(plan(10, 10, 256, 6, PIXEL_BUDGET).is_err());
+        assert!(plan(10, 10, 256, 9, PIXEL_BUDGET).is_err());
+        assert_eq!(plan(0, 10, 256, HALO, PIXEL_BUDGET), Err(TilingError::EmptyImage { height: 0, width: 10 }));
+        assert_eq!(max_tile(PIXEL_BUDGET), 256);
+        assert_eq!(max_tile(1000), 30);
+    }
+}

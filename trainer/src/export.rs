@@ -1,0 +1,505 @@
+//! The ONNX export: the trained network as a self-describing graph that ONNX Runtime (the runner) and
+//! candle-onnx both evaluate to the same logits as [`SegNet::forward`].
+//!
+//! The graph is built from candle-onnx's protobuf types and encoded with prost. It keeps the input
+//! normalisation as two ops (Sub, Div) instead of folding it into conv1: conv1 zero-pads in normalised
+//! space, so a folded graph would differ on border pixels.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use candle_core::{DType, Device, Tensor};
+use candle_onnx::onnx::{
+    attribute_proto::AttributeType, tensor_proto::DataType, tensor_shape_proto, type_proto, AttributeProto,
+    GraphProto, ModelProto, NodeProto, OperatorSetIdProto, StringStringEntryProto, TensorProto,
+    TensorShapeProto, TypeProto, ValueInfoProto,
+};
+use prost::Message;
+
+use crate::checkpoint::{Checkpoint, CheckpointError, TrainingSummary};
+use crate::model::{SegNet, CLASS_NAMES, HALO, LAYERS, PIXEL_BUDGET, RECEPTIVE_RADIUS};
+
+/// ONNX IR version and default-domain opset of the exported file (ONNX Runtime 1.31 and candle-onnx both
+/// read this pair).
+pub const IR_VERSION: i64 = 8;
+pub const OPSET_VERSION: i64 = 17;
+
+/// Names of the graph's input and outputs: the runner binds to these.
+pub const INPUT_NAME: &str = "image";
+pub const LOGITS_NAME: &str = "logits";
+pub const PROBABILITIES_NAME: &str = "probabilities";
+
+/// The symbolic (dynamic) dimensions of the input and outputs.
+const DYNAMIC_DIMS: [&str; 3] = ["batch", "height", "width"];
+
+const MEAN_NAME: &str = "normalization.mean";
+const STD_NAME: &str = "normalization.std";
+const SCALES_NAME: &str = "upsample.scales";
+
+const MODEL_DOC: &str =
+    "Foreground/background segmenter. Feed float32 RGB (N,3,H,W) = bytes / 255 with even H \
+     and W; read `logits` or `probabilities` (N,2,H,W), class 1 = foreground.";
+const GRAPH_DOC: &str =
+    "Two-class segmentation FCN: (x - mean) / std -> conv3x3/16 -> ReLU -> conv3x3/32 -> ReLU \
+     -> MaxPool 2x2 -> conv3x3/16 -> ReLU -> Resize 2x nearest -> conv5x5/2";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    #[error("checkpoint {path} does not exist; train a model first (`trainer train`) or pass --checkpoint")]
+    MissingCheckpoint { path: PathBuf },
+    #[error(transparent)]
+    Checkpoint(#[from] CheckpointError),
+    #[error("cannot read weight `{name}` of the network: {reason}")]
+    Weight { name: String, reason: String },
+    #[error("weight `{name}` holds NaN or infinite values (training diverged); retrain with a lower --lr")]
+    NonFinite { name: String },
+    #[error("cannot write {path}: {source}; check that its folder exists and is writable")]
+    Write { path: PathBuf, source: std::io::Error },
+}
+
+/// What [`export_checkpoint`] wrote. Its `Display` is one line for the CLI.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExportReport {
+    pub output: PathBuf,
+    pub bytes: usize,
+    pub summary: TrainingSummary,
+}
+
+impl fmt::Display for ExportReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "wrote {} ({} bytes; {} iterations, final loss {:.4})",
+            self.output.display(),
+            self.bytes,
+            self.summary.iterations,
+            self.summary.final_loss
+        )
+    }
+}
+
+/// Loads `checkpoint` and writes the network's ONNX graph to `output` atomically: on any failure the file
+/// previously at `output` (if any) is left as it was.
+pub fn export_checkpoint(checkpoint: &Path, output: &Path) -> Result<ExportReport, ExportError> {
+    let loaded = Checkpoint::load(checkpoint, &Device::Cpu).map_err(|e| match e {
+        CheckpointError::Read { path, source } if source.kind() == std::io::ErrorKind::NotFound => {
+            ExportError::MissingCheckpoint { path }
+        }
+        e => ExportError::Checkpoint(e),
+    })?;
+    let bytes = to_onnx_bytes(&loaded.net, &loaded.summary)?;
+    crate::fsutil::write_atomic(output, &bytes)
+        .map_err(|source| ExportError::Write { path: output.to_path_buf(), source })?;
+    Ok(ExportReport { output: output.to_path_buf(), bytes: bytes.len(), summary: loaded.summary })
+}
+
+/// The encoded ONNX file (protobuf bytes) for `net`.
+pub fn to_onnx_bytes(net: &SegNet, summary: &TrainingSummary) -> Result<Vec<u8>, ExportError> {
+    Ok(build_model(net, summary)?.encode_to_vec())
+}
+
+/// The ONNX model of `net`: input `image` float32 (N,3,H,W) RGB in [0,1]; outputs `logits` and
+/// `probabilities` (softmax over the class axis), both float32 (N,2,H,W); N, H and W dynamic.
+pub fn build_model(net: &SegNet, summary: &TrainingSummary) -> Result<ModelProto, ExportError> {
+    let norm = net.normalization;
+    let mut initializer = vec![
+        f32_tensor(MEAN_NAME, &[1, 3, 1, 1], &norm.mean),
+        f32_tensor(STD_NAME, &[1, 3, 1, 1], &norm.std),
+        f32_tensor(SCALES_NAME, &[4], &[1.0, 1.0, 2.0, 2.0]),
+    ];
+    for (name, tensor) in net.named_tensors() {
+        let dims: Vec<i64> = tensor.dims().iter().map(|&d| d as i64).collect();
+        let values = tensor_values(&name, &tensor)?;
+        if values.iter().any(|v| !v.is_finite()) {
+            return Err(ExportError::NonFinite { name });
+        }
+        initializer.push(f32_tensor(&name, &dims, &values));
+    }
+
+    // Same order of ops as `SegNet::forward`; each node's output is named after the node.
+    let mut nodes = vec![
+        node("Sub", "normalize/sub", &[INPUT_NAME, MEAN_NAME], vec![]),
+        node("Div", "normalize/div", &["normalize/sub", STD_NAME], vec![]),
+    ];
+    let mut x = "normalize/div".to_string();
+    for (i, spec) in LAYERS.iter().enumerate() {
+        if i == 2 {
+            let attrs = vec![ints_attr("kernel_shape", &[2, 2]), ints_attr("strides", &[2, 2])];
+            nodes.push(node("MaxPool", "pool", &[&x], attrs));
+            x = "pool".into();
+        }
+        if i == 3 {
+            // The only Resize settings equal to candle's upsample_nearest2d (and accepted by candle-onnx);
+            // the ONNX defaults differ.
+            let attrs = vec![
+                string_attr("mode", "nearest"),
+                string_attr("coordinate_transformation_mode", "asymmetric"),
+                string_attr("nearest_mode", "floor"),
+            ];
+            nodes.push(node("Resize", "upsample", &[&x, "", SCALES_NAME], attrs));
+            x = "upsample".into();
+        }
+        let p = spec.padding as i64;
+        let k = spec.kernel as i64;
+        let conv_out = if spec.relu { format!("{}/conv", spec.name) } else { LOGITS_NAME.to_string() };
+        let attrs = vec![ints_attr("kernel_shape", &[k, k]), ints_attr("pads", &[p, p, p, p])];
+        nodes.push(node("Conv", &conv_out, &[&x, &spec.weight_name(), &spec.bias_name()], attrs));
+        x = conv_out;
+        if spec.relu {
+            let relu_out = format!("{}/relu", spec.name);
+            nodes.push(node("Relu", &relu_out, &[&x], vec![]));
+            x = relu_out;
+        }
+    }
+    nodes.push(node("Softmax", PROBABILITIES_NAME, &[LOGITS_NAME], vec![int_attr("axis", 1)]));
+
+    let classes = CLASS_NAMES.len();
+    let graph = GraphProto {
+        name: "segnet".into(),
+        doc_string: GRAPH_DOC.into(),
+        node: nodes,
+        initializer,
+        input: vec![tensor_value_info(INPUT_NAME, 3)],
+        output: vec![tensor_value_info(LOGITS_NAME, classes), tensor_value_info(PROBABILITIES_NAME, classes)],
+        ..Default::default()
+    };
+    Ok(ModelProto {
+        ir_version: IR_VERSION,
+        opset_import: vec![OperatorSetIdProto { domain: String::new(), version: OPSET_VERSION }],
+        producer_name: "trainer".into(),
+        producer_version: env!("CARGO_PKG_VERSION").into(),
+        model_version: 1,
+        doc_string: MODEL_DOC.into(),
+        graph: Some(graph),
+        metadata_props: metadata(net, summary)
+            .into_iter()
+            .map(|(key, value)| StringStringEntryProto { key: key.into(), value })
+            .collect(),
+        ..Default::default()
+    })
+}
+
+/// The key/value metadata stored in the model: everything a consumer needs to feed it correctly, and
+/// what produced the weights.
+pub fn metadata(net: &SegNet, summary: &TrainingSummary) -> Vec<(&'static str, String)> {
+    let list = |v: &[f32]| v.iter().map(f32::to_string).collect::<Vec<_>>().join(",");
+    vec![
+        ("classes", CLASS_NAMES.join(",")),
+        (
+            "input",
+            format!(
+                "{INPUT_NAME}: float32 RGB (N,3,H,W) scaled to [0,1] (bytes / 255); normalisation is inside the \
+                 graph"
+            ),
+        ),
+        (
+            "outputs",
+            format!(
+                "{LOGITS_NAME}: float32 (N,2,H,W); {PROBABILITIES_NAME}: float32 (N,2,H,W), softmax over axis 1; \
+                 class index = position in `classes`"
+            ),
+        ),
+        ("halo_px", HALO.to_string()),
+        ("receptive_radius_px", RECEPTIVE_RADIUS.to_string()),
+        ("pixel_budget", PIXEL_BUDGET.to_string()),
+        ("even_hw_required", "true".into()),
+        ("producer", format!("trainer {}", env!("CARGO_PKG_VERSION"))),
+        ("parameter_count", net.parameter_count().to_string()),
+        ("normalization_mean", list(&net.normalization.mean)),
+        ("normalization_std", list(&net.normalization.std)),
+        ("training_iterations", summary.iterations.to_string()),
+        ("training_final_loss", summary.final_loss.to_string()),
+        ("training_image", summary.image.clone()),
+        ("training_mask", summary.mask.clone()),
+        ("training_batch", summary.batch.to_string()),
+        ("training_crop", summary.crop.to_string()),
+        ("training_learning_rate", summary.learning_rate.to_string()),
+        ("training_seed", summary.seed.to_string()),
+    ]
+}
+
+fn tensor_values(name: &str, tensor: &Tensor) -> Result<Vec<f32>, ExportError> {
+    let weight_err =
+        |e: candle_core::Error| ExportError::Weight { name: name.to_string(), reason: e.to_string() };
+    tensor
+        .to_device(&Device::Cpu)
+        .and_then(|t| t.to_dtype(DType::F32))
+        .and_then(|t| t.flatten_all())
+        .and_then(|t| t.to_vec1::<f32>())
+        .map_err(weight_err)
+}
+
+/// A float32 initializer stored as little-endian `raw_data`.
+fn f32_tensor(name: &str, dims: &[i64], values: &[f32]) -> TensorProto {
+    TensorProto {
+        name: name.into(),
+        dims: dims.to_vec(),
+        data_type: DataType::Float as i32,
+        raw_data: values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        ..Default::default()
+    }
+}
+
+/// A float32 (N, channels, H, W) value with N, H and W symbolic.
+fn tensor_value_info(name: &str, channels: usize) -> ValueInfoProto {
+    let dim_param = |p: &str| tensor_shape_proto::Dimension {
+        value: Some(tensor_shape_proto::dimension::Value::DimParam(p.into())),
+        ..Default::default()
+    };
+    let [batch, height, width] = DYNAMIC_DIMS.map(dim_param);
+    let channels = tensor_shape_proto::Dimension {
+        value: Some(tensor_shape_proto::dimension::Value::DimValue(channels as i64)),
+        ..Default::default()
+    };
+    ValueInfoProto {
+        name: name.into(),
+        r#type: Some(TypeProto {
+            value: Some(type_proto::Value::TensorType(type_proto::Tensor {
+                elem_type: DataType::Float as i32,
+                shape: Some(TensorShapeProto { dim: vec![batch, channels, height, width] }),
+            })),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// A node whose single output and node name are both `output`.
+fn node(op_type: &str, output: &str, inputs: &[&str], attribute: Vec<AttributeProto>) -> NodeProto {
+    NodeProto {
+        op_type: op_type.into(),
+        name: output.into(),
+        input: inputs.iter().map(|s| s.to_string()).collect(),
+        output: vec![output.into()],
+        attribute,
+        ..Default::default()
+    }
+}
+
+fn ints_attr(name: &str, ints: &[i64]) -> AttributeProto {
+    AttributeProto {
+        name: name.into(),
+        r#type: AttributeType::Ints as i32,
+        ints: ints.to_vec(),
+        ..Default::default()
+    }
+}
+
+fn int_attr(name: &str, i: i64) -> AttributeProto {
+    AttributeProto { name: name.into(), r#type: AttributeType::Int as i32, i, ..Default::default() }
+}
+
+fn string_attr(name: &str, s: &str) -> AttributeProto {
+    AttributeProto {
+        name: name.into(),
+        r#type: AttributeType::String as i32,
+        s: s.as_bytes().to_vec(),
+        ..Default::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Normalization, PARAMETER_COUNT};
+
+    fn summary() -> TrainingSummary {
+        TrainingSummary {
+            iterations: 3000,
+            final_loss: 0.125,
+            image: "image.png".into(),
+            mask: "mask.png".into(),
+            batch: 4,
+            crop: 128,
+            learning_rate: 1e-3,
+            seed: 7,
+        }
+    }
+
+    fn net() -> SegNet {
+        let norm = Normalization { mean: [0.25, 0.5, 0.75], std: [0.5, 0.25, 0.125] };
+        SegNet::random(3, norm, &Device::Cpu).unwrap()
+    }
+
+    fn graph(model: &ModelProto) -> &GraphProto {
+        model.graph.as_ref().unwrap()
+    }
+
+    fn meta(model: &ModelProto, key: &str) -> String {
+        let entry = model.metadata_props.iter().find(|e| e.key == key);
+        entry.unwrap_or_else(|| panic!("metadata `{key}` is missing")).value.clone()
+    }
+
+    fn dims(info: &ValueInfoProto) -> Vec<String> {
+        let Some(type_proto::Value::TensorType(t)) = &info.r#type.as_ref().unwrap().value else {
+            panic!("{} is not a tensor", info.name)
+        };
+        assert_eq!(t.elem_type, DataType::Float as i32);
+        t.shape
+            .as_ref()
+            .unwrap()
+            .dim
+            .iter()
+            .map(|d| match d.value.as_ref().unwrap() {
+                tensor_shape_proto::dimension::Value::DimValue(v) => v.to_string(),
+                tensor_shape_proto::dimension::Value::DimParam(p) => p.clone(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn header_names_the_opset_and_producer() {
+        let model = build_model(&net(), &summary()).unwrap();
+        assert_eq!(model.ir_version, 8);
+        assert_eq!(model.opset_import.len(), 1);
+        assert_eq!((model.opset_import[0].domain.as_str(), model.opset_import[0].version), ("", 17));
+        assert_eq!(model.producer_name, "trainer");
+        assert_eq!(model.producer_version, env!("CARGO_PKG_VERSION"));
+    }
+
+    #[test]
+    fn ops_follow_the_network_in_order() {
+        let model = build_model(&net(), &summary()).unwrap();
+        let ops: Vec<&str> = graph(&model).node.iter().map(|n| n.op_type.as_str()).collect();
+        assert_eq!(
+            ops,
+            [
+                "Sub", "Div", "Conv", "Relu", "Conv", "Relu", "MaxPool", "Conv", "Relu", "Resize", "Conv",
+                "Softmax"
+            ]
+        );
+        // Every node reads only the graph input, initializers or earlier outputs (topological order).
+        let mut known: Vec<String> = graph(&model).initializer.iter().map(|t| t.name.clone()).collect();
+        known.push(INPUT_NAME.into());
+        known.push(String::new());
+        for n in &graph(&model).node {
+            for input in &n.input {
+                assert!(known.contains(input), "{} reads unknown `{input}`", n.name);
+            }
+            known.extend(n.output.iter().cloned());
+        }
+    }
+
+    #[test]
+    fn attributes_match_the_candle_ops() {
+        let model = build_model(&net(), &summary()).unwrap();
+        let nodes = &graph(&model).node;
+        let attr = |n: &NodeProto, name: &str| n.attribute.iter().find(|a| a.name == name).unwrap().clone();
+        let convs: Vec<&NodeProto> = nodes.iter().filter(|n| n.op_type == "Conv").collect();
+        for (conv, spec) in convs.iter().zip(LAYERS) {
+            let p = spec.padding as i64;
+            assert_eq!(attr(conv, "pads").ints, [p, p, p, p], "{}", spec.name);
+            assert_eq!(conv.input[1..], [spec.weight_name(), spec.bias_name()]);
+        }
+        let pool = nodes.iter().find(|n| n.op_type == "MaxPool").unwrap();
+        assert_eq!(attr(pool, "kernel_shape").ints, [2, 2]);
+        assert_eq!(attr(pool, "strides").ints, [2, 2]);
+        let resize = nodes.iter().find(|n| n.op_type == "Resize").unwrap();
+        assert_eq!(resize.input[1..], ["", SCALES_NAME]);
+        assert_eq!(attr(resize, "mode").s, b"nearest");
+        assert_eq!(attr(resize, "coordinate_transformation_mode").s, b"asymmetric");
+        assert_eq!(attr(resize, "nearest_mode").s, b"floor");
+        let softmax = nodes.last().unwrap();
+        assert_eq!((softmax.input[0].as_str(), attr(softmax, "axis").i), (LOGITS_NAME, 1));
+    }
+
+    #[test]
+    fn input_and_outputs_have_dynamic_batch_and_size() {
+        let model = build_model(&net(), &summary()).unwrap();
+        let g = graph(&model);
+        assert_eq!(g.input.len(), 1);
+        assert_eq!(g.input[0].name, INPUT_NAME);
+        assert_eq!(dims(&g.input[0]), ["batch", "3", "height", "width"]);
+        let outputs: Vec<(&str, Vec<String>)> = g.output.iter().map(|o| (o.name.as_str(), dims(o))).collect();
+        let nchw = vec!["batch".to_string(), "2".into(), "height".into(), "width".into()];
+        assert_eq!(outputs, [(LOGITS_NAME, nchw.clone()), (PROBABILITIES_NAME, nchw)]);
+    }
+
+    #[test]
+    fn initializers_hold_the_weights_and_normalization_as_raw_f32() {
+        let net = net();
+        let model = build_model(&net, &summary()).unwrap();
+        let inits = &graph(&model).initializer;
+        let find = |name: &str| inits.iter().find(|t| t.name == name).unwrap();
+        let floats = |t: &TensorProto| -> Vec<f32> {
+            assert!(t.float_data.is_empty() && t.data_type == DataType::Float as i32);
+            t.raw_data.chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect()
+        };
+        for (name, tensor) in net.named_tensors() {
+            let init = find(&name);
+            assert_eq!(init.dims, tensor.dims().iter().map(|&d| d as i64).collect::<Vec<_>>());
+            assert_eq!(floats(init), tensor.flatten_all().unwrap().to_vec1::<f32>().unwrap(), "{name}");
+        }
+        assert_eq!(
+            (find(MEAN_NAME).dims.clone(), floats(find(MEAN_NAME))),
+            (vec![1, 3, 1, 1], vec![0.25, 0.5, 0.75])
+        );
+        assert_eq!(floats(find(STD_NAME)), [0.5, 0.25, 0.125]);
+        assert_eq!(floats(find(SCALES_NAME)), [1.0, 1.0, 2.0, 2.0]);
+        let weights: usize = net.named_tensors().iter().map(|(n, _)| floats(find(n)).len()).sum();
+        assert_eq!(weights, PARAMETER_COUNT);
+    }
+
+    #[test]
+    fn metadata_describes_input_classes_tiling_and_training() {
+        let model = build_model(&net(), &summary()).unwrap();
+        assert_eq!(meta(&model, "classes"), "background,foreground");
+        assert!(meta(&model, "input").contains("[0,1]"));
+        assert_eq!(meta(&model, "halo_px"), "8");
+        assert_eq!(meta(&model, "receptive_radius_px"), "7");
+        assert_eq!(meta(&model, "pixel_budget"), "65536");
+        assert_eq!(meta(&model, "even_hw_required"), "true");
+        assert_eq!(meta(&model, "producer"), format!("trainer {}", env!("CARGO_PKG_VERSION")));
+        assert_eq!(meta(&model, "normalization_mean"), "0.25,0.5,0.75");
+        assert_eq!(meta(&model, "normalization_std"), "0.5,0.25,0.125");
+        assert_eq!(meta(&model, "training_iterations"), "3000");
+        assert_eq!(meta(&model, "training_final_loss"), "0.125");
+        assert_eq!(meta(&model, "training_image"), "image.png");
+        assert_eq!(meta(&model, "training_mask"), "mask.png");
+        assert_eq!(meta(&model, "training_batch"), "4");
+        assert_eq!(meta(&model, "training_crop"), "128");
+        assert_eq!(meta(&model, "training_learning_rate"), "0.001");
+        assert_eq!(meta(&model, "training_seed"), "7");
+        let keys: Vec<&str> = model.metadata_props.iter().map(|e| e.key.as_str()).collect();
+        let mut unique = keys.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), keys.len(), "duplicate metadata keys: {keys:?}");
+    }
+
+    #[test]
+    fn bytes_decode_back_to_the_same_model() {
+        let (net, summary) = (net(), summary());
+        let bytes = to_onnx_bytes(&net, &summary).unwrap();
+        assert_eq!(ModelProto::decode(bytes.as_slice()).unwrap(), build_model(&net, &summary).unwrap());
+        // The weights dominate: about 4 bytes per parameter.
+        assert!(
+            bytes.len() > 4 * PARAMETER_COUNT && bytes.len() < 4 * PARAMETER_COUNT + 8192,
+            "{}",
+            bytes.len()
+        );
+    }
+
+    #[test]
+    fn non_finite_weights_are_refused() {
+        let net = net();
+        let mut tensors: std::collections::HashMap<String, Tensor> =
+            net.named_tensors().into_iter().collect();
+        let w = tensors["conv2.weight"].clone();
+        let bad = w.affine(0.0, f64::NAN).unwrap();
+        tensors.insert("conv2.weight".into(), bad);
+        let bad_net = SegNet::from_tensors(&tensors, net.normalization, &Device::Cpu).unwrap();
+        let err = build_model(&bad_net, &summary()).unwrap_err();
+        assert!(err.to_string().contains("conv2.weight"), "{err}");
+    }
+
+    #[test]
+    fn report_is_one_line() {
+        let report =
+            ExportReport { output: PathBuf::from("models/model.onnx"), bytes: 43_210, summary: summary() };
+        assert_eq!(
+            report.to_string(),
+            "wrote models/model.onnx (43210 bytes; 3000 iterations, final loss 0.1250)"
+        );
+    }
+}

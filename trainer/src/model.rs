@@ -1,0 +1,260 @@
+//! The fixed network: conv1 3x3/16 -> ReLU -> conv2 3x3/32 -> ReLU -> MaxPool 2x2 -> conv3 3x3/16 -> ReLU
+//! -> Upsample 2x (nearest) -> conv4 5x5/2 -> logits (N,2,H,W). 10,514 parameters.
+//!
+//! The network owns its input normalisation, so that training, the checkpoint and the ONNX export share one
+//! definition of it: the forward pass takes RGB scaled to [0, 1].
+
+use std::collections::HashMap;
+
+use candle_core::{DType, Device, Result, Tensor, Var};
+use rand::{Rng, SeedableRng};
+
+use crate::ops;
+
+/// Input pixels one forward pass may take (batch x height x width, halo included): the target GPU cannot
+/// hold the network for more than a 256x256x3 input.
+pub const PIXEL_BUDGET: usize = 65_536;
+
+/// How far (in pixels) an output pixel's value can depend on input pixels: conv1 +1, conv2 +1, the
+/// pool/upsample pair and conv3 up to +3 at full resolution, conv4 +2. Tiles are read with a halo of 8
+/// (the radius rounded up to keep tile origins even).
+pub const RECEPTIVE_RADIUS: usize = 7;
+pub const HALO: usize = 8;
+
+/// Background (0) and foreground (1).
+pub const CLASS_NAMES: [&str; 2] = ["background", "foreground"];
+
+/// One convolution of the network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConvSpec {
+    pub name: &'static str,
+    pub in_channels: usize,
+    pub out_channels: usize,
+    pub kernel: usize,
+    pub padding: usize,
+    pub relu: bool,
+}
+
+impl ConvSpec {
+    pub fn weight_shape(&self) -> (usize, usize, usize, usize) {
+        (self.out_channels, self.in_channels, self.kernel, self.kernel)
+    }
+    pub fn weight_name(&self) -> String {
+        format!("{}.weight", self.name)
+    }
+    pub fn bias_name(&self) -> String {
+        format!("{}.bias", self.name)
+    }
+    pub fn parameter_count(&self) -> usize {
+        self.out_channels * self.in_channels * self.kernel * self.kernel + self.out_channels
+    }
+}
+
+/// The four convolutions, in order. Max-pooling follows conv2, nearest upsampling follows conv3.
+pub const LAYERS: [ConvSpec; 4] = [
+    ConvSpec { name: "conv1", in_channels: 3, out_channels: 16, kernel: 3, padding: 1, relu: true },
+    ConvSpec { name: "conv2", in_channels: 16, out_channels: 32, kernel: 3, padding: 1, relu: true },
+    ConvSpec { name: "conv3", in_channels: 32, out_channels: 16, kernel: 3, padding: 1, relu: true },
+    ConvSpec { name: "conv4", in_channels: 16, out_channels: 2, kernel: 5, padding: 2, relu: false },
+];
+
+pub const PARAMETER_COUNT: usize = 10_514;
+
+/// Per-channel input normalisation, `(x - mean) / std` on RGB in [0, 1]. Computed once from the training
+/// image and stored in the checkpoint; the ONNX graph applies the same two ops, so consumers only divide
+/// bytes by 255.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Normalization {
+    pub mean: [f32; 3],
+    pub std: [f32; 3],
+}
+
+impl Normalization {
+    pub const IDENTITY: Normalization = Normalization { mean: [0.0; 3], std: [1.0; 3] };
+
+    /// Mean and standard deviation of each channel of interleaved RGB bytes. A flat channel gets std 1
+    /// rather than a division by zero.
+    pub fn from_rgb_bytes(rgb: &[u8]) -> Normalization {
+        let n = (rgb.len() / 3).max(1) as f64;
+        let mut sum = [0f64; 3];
+        let mut sum_sq = [0f64; 3];
+        for px in rgb.chunks_exact(3) {
+            for c in 0..3 {
+                let v = px[c] as f64 / 255.0;
+                sum[c] += v;
+                sum_sq[c] += v * v;
+            }
+        }
+        let mut mean = [0f32; 3];
+        let mut std = [1f32; 3];
+        for c in 0..3 {
+            let m = sum[c] / n;
+            let var = (sum_sq[c] / n - m * m).max(0.0);
+            mean[c] = m as f32;
+            std[c] = if var.sqrt() < 1e-6 { 1.0 } else { var.sqrt() as f32 };
+        }
+        Normalization { mean, std }
+    }
+
+    /// Applies the normalisation to an (N,3,H,W) tensor.
+    pub fn apply(&self, x: &Tensor) -> Result<Tensor> {
+        let dev = x.device();
+        let mean = Tensor::from_slice(&self.mean, (1, 3, 1, 1), dev)?.to_dtype(x.dtype())?;
+        let std = Tensor::from_slice(&self.std, (1, 3, 1, 1), dev)?.to_dtype(x.dtype())?;
+        x.broadcast_sub(&mean)?.broadcast_div(&std)
+    }
+}
+
+/// The segmentation network: weights as trainable variables plus the fixed input normalisation.
+pub struct SegNet {
+    /// One (weight, bias) pair per entry of [`LAYERS`].
+    params: Vec<(Var, Var)>,
+    pub normalization: Normalization,
+}
+
+impl SegNet {
+    /// A freshly initialised network, deterministic in `seed`. Like PyTorch's default for Conv2d: weights
+    /// and biases uniform in +-1/sqrt(fan_in).
+    pub fn random(seed: u64, normalization: Normalization, device: &Device) -> Result<SegNet> {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        let mut params = Vec::with_capacity(LAYERS.len());
+        for spec in LAYERS {
+            let fan_in = spec.in_channels * spec.kernel * spec.kernel;
+            let bound = 1.0 / (fan_in as f32).sqrt();
+            let (o, i, kh, kw) = spec.weight_shape();
+            let w: Vec<f32> = (0..o * i * kh * kw).map(|_| rng.random_range(-bound..bound)).collect();
+            let b: Vec<f32> = (0..o).map(|_| rng.random_range(-bound..bound)).collect();
+            params.push((
+                Var::from_tensor(&Tensor::from_vec(w, spec.weight_shape(), device)?)?,
+                Var::from_tensor(&Tensor::from_vec(b, o, device)?)?,
+            ));
+        }
+        Ok(SegNet { params, normalization })
+    }
+
+    /// Builds the network from named tensors (as stored in a checkpoint), checking every shape.
+    pub fn from_tensors(
+        tensors: &HashMap<String, Tensor>,
+        normalization: Normalization,
+        device: &Device,
+    ) -> Result<SegNet> {
+        let mut params = Vec::with_capacity(LAYERS.len());
+        for spec in LAYERS {
+            let get = |name: String, dims: &[usize]| -> Result<Var> {
+                let t = tensors
+                    .get(&name)
+                    .ok_or_else(|| candle_core::Error::Msg(format!("tensor `{name}` is missing")))?;
+                if t.dims() != dims {
+                    candle_core::bail!("tensor `{name}` has shape {:?}, expected {:?}", t.dims(), dims);
+                }
+                Var::from_tensor(&t.to_dtype(DType::F32)?.to_device(device)?)
+            };
+            let (o, i, kh, kw) = spec.weight_shape();
+            params.push((get(spec.weight_name(), &[o, i, kh, kw])?, get(spec.bias_name(), &[o])?));
+        }
+        Ok(SegNet { params, normalization })
+    }
+
+    /// The trainable variables, in [`LAYERS`] order: weight then bias of each layer.
+    pub fn vars(&self) -> Vec<Var> {
+        self.params.iter().flat_map(|(w, b)| [w.clone(), b.clone()]).collect()
+    }
+
+    /// Named weights, as written to the checkpoint and the ONNX initializers.
+    pub fn named_tensors(&self) -> Vec<(String, Tensor)> {
+        LAYERS
+            .iter()
+            .zip(&self.params)
+            .flat_map(|(spec, (w, b))| {
+                [(spec.weight_name(), w.as_tensor().clone()), (spec.bias_name(), b.as_tensor().clone())]
+            })
+            .collect()
+    }
+
+    pub fn parameter_count(&self) -> usize {
+        self.params.iter().map(|(w, b)| w.elem_count() + b.elem_count()).sum()
+    }
+
+    /// Logits (N,2,H,W) for RGB input (N,3,H,W) in [0, 1]. H and W must be even (the 2x2 pool).
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let (_, c, h, w) = x.dims4()?;
+        if c != 3 || h % 2 != 0 || w % 2 != 0 {
+            candle_core::bail!("the network takes (N,3,H,W) with even H and W, got {:?}", x.dims());
+        }
+        let x = self.normalization.apply(x)?;
+        let x = self.conv(0, &x)?;
+        let x = self.conv(1, &x)?;
+        let x = x.max_pool2d(2)?;
+        let x = self.conv(2, &x)?;
+        let x = x.upsample_nearest2d(h, w)?;
+        self.conv(3, &x)
+    }
+
+    fn conv(&self, layer: usize, x: &Tensor) -> Result<Tensor> {
+        let spec = LAYERS[layer];
+        let (w, b) = &self.params[layer];
+        ops::conv2d(x, w.as_tensor(), b.as_tensor(), spec.padding, spec.relu)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layer_shapes_and_parameter_count() {
+        let net = SegNet::random(0, Normalization::IDENTITY, &Device::Cpu).unwrap();
+        let shapes: Vec<(String, Vec<usize>)> =
+            net.named_tensors().into_iter().map(|(n, t)| (n, t.dims().to_vec())).collect();
+        let expected: Vec<(String, Vec<usize>)> = [
+            ("conv1.weight", vec![16, 3, 3, 3]),
+            ("conv1.bias", vec![16]),
+            ("conv2.weight", vec![32, 16, 3, 3]),
+            ("conv2.bias", vec![32]),
+            ("conv3.weight", vec![16, 32, 3, 3]),
+            ("conv3.bias", vec![16]),
+            ("conv4.weight", vec![2, 16, 5, 5]),
+            ("conv4.bias", vec![2]),
+        ]
+        .into_iter()
+        .map(|(n, s)| (n.to_string(), s))
+        .collect();
+        assert_eq!(shapes, expected);
+        assert_eq!(net.parameter_count(), 10_514);
+        assert_eq!(LAYERS.iter().map(ConvSpec::parameter_count).sum::<usize>(), PARAMETER_COUNT);
+    }
+
+    #[test]
+    fn output_is_two_logits_per_pixel_for_even_sizes() {
+        let net = SegNet::random(1, Normalization::IDENTITY, &Device::Cpu).unwrap();
+        for (n, h, w) in [(1, 2, 2), (2, 6, 10), (1, 32, 18), (3, 64, 64)] {
+            let x = Tensor::rand(0f32, 1f32, (n, 3, h, w), &Device::Cpu).unwrap();
+            assert_eq!(net.forward(&x).unwrap().dims(), &[n, 2, h, w]);
+        }
+    }
+
+    #[test]
+    fn odd_sizes_are_refused() {
+        let net = SegNet::random(1, Normalization::IDENTITY, &Device::Cpu).unwrap();
+        let x = Tensor::zeros((1, 3, 7, 8), DType::F32, &Device::Cpu).unwrap();
+        assert!(net.forward(&x).is_err());
+    }
+
+    #[test]
+    fn random_init_is_deterministic_in_the_seed() {
+        let a = SegNet::random(7, Normalization::IDENTITY, &Device::Cpu).unwrap();
+        let b = SegNet::random(7, Normalization::IDENTITY, &Device::Cpu).unwrap();
+        let c = SegNet::random(8, Normalization::IDENTITY, &Device::Cpu).unwrap();
+        let first = |n: &SegNet| n.named_tensors()[0].1.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        assert_eq!(first(&a), first(&b));
+        assert_ne!(first(&a), first(&c));
+    }
+
+    #[test]
+    fn normalization_statistics() {
+        let rgb = [0u8, 255, 10, 255, 255, 10];
+        let n = Normalization::from_rgb_bytes(&rgb);
+        assert!((n.mean[0] - 0.5).abs() < 1e-6 && (n.std[0] - 0.5).abs() < 1e-6);
+        assert!((n.mean[1] - 1.0).abs() < 1e-6 && n.std[1] == 1.0, "flat channel keeps std 1");
+    }
+}

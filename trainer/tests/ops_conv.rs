@@ -1,0 +1,162 @@
+//! The fast CPU convolution against candle's own ops: forward, gradients, finite differences, odd shapes.
+
+use candle_core::backprop::GradStore;
+use candle_core::{Device, Result, Tensor, Var};
+use trainer::ops;
+
+/// (batch, in channels, height, width, out channels, kernel, padding)
+const SHAPES: [(usize, usize, usize, usize, usize, usize, usize); 9] = [
+    (1, 3, 8, 8, 16, 3, 1),
+    (3, 2, 7, 5, 4, 3, 1),
+    (2, 1, 9, 6, 3, 5, 2),
+    (1, 16, 12, 10, 2, 5, 2),
+    (1, 2, 6, 7, 3, 3, 0),
+    (2, 3, 5, 9, 2, 5, 1),
+    (1, 4, 70, 40, 5, 3, 1),
+    (1, 2, 3, 1500, 3, 3, 1),
+    (3, 5, 1, 1, 2, 1, 0),
+];
+
+fn random(shape: &[usize], seed: u64) -> Tensor {
+    // A small LCG: deterministic values in [-1, 1) without depending on candle's generator.
+    let count: usize = shape.iter().product();
+    let mut state = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    let values: Vec<f32> = (0..count)
+        .map(|_| {
+            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            ((state >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        })
+        .collect();
+    Tensor::from_vec(values, shape, &Device::Cpu).unwrap()
+}
+
+type ConvFn = fn(&Tensor, &Tensor, &Tensor, usize, bool) -> Result<Tensor>;
+
+/// Sum of conv(x, w, b) weighted by fixed random values, so every output element gets its own gradient.
+fn weighted_loss(f: ConvFn, x: &Tensor, w: &Tensor, b: &Tensor, pad: usize, relu: bool) -> Tensor {
+    let y = f(x, w, b, pad, relu).unwrap();
+    let weights = random(y.dims(), 99);
+    (y * weights).unwrap().sum_all().unwrap()
+}
+
+fn max_relative_error(a: &Tensor, b: &Tensor) -> f32 {
+    assert_eq!(a.dims(), b.dims());
+    let a = a.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let b = b.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let scale = b.iter().fold(1e-3f32, |m, v| m.max(v.abs()));
+    a.iter().zip(&b).map(|(x, y)| (x - y).abs() / scale).fold(0.0, f32::max)
+}
+
+fn inputs(shape: (usize, usize, usize, usize, usize, usize, usize)) -> (Var, Var, Var, usize) {
+    let (n, c, h, w, o, k, pad) = shape;
+    (
+        Var::from_tensor(&random(&[n, c, h, w], 1)).unwrap(),
+        Var::from_tensor(&(random(&[o, c, k, k], 2) * 0.3).unwrap()).unwrap(),
+        Var::from_tensor(&(random(&[o], 3) * 0.1).unwrap()).unwrap(),
+        pad,
+    )
+}
+
+fn grads(f: ConvFn, x: &Var, w: &Var, b: &Var, pad: usize, relu: bool) -> GradStore {
+    weighted_loss(f, x.as_tensor(), w.as_tensor(), b.as_tensor(), pad, relu).backward().unwrap()
+}
+
+#[test]
+fn forward_equals_candle() {
+    for shape in SHAPES {
+        let (x, w, b, pad) = inputs(shape);
+        for relu in [false, true] {
+            let fast = ops::fast_conv2d(&x, &w, &b, pad, relu).unwrap();
+            let reference = ops::reference_conv2d(&x, &w, &b, pad, relu).unwrap();
+            let err = max_relative_error(&fast, &reference);
+            assert!(err < 1e-5, "{shape:?} relu {relu}: forward differs by {err}");
+        }
+    }
+}
+
+#[test]
+fn gradients_equal_candle() {
+    for shape in SHAPES {
+        let (x, w, b, pad) = inputs(shape);
+        for relu in [false, true] {
+            let fast = grads(ops::fast_conv2d, &x, &w, &b, pad, relu);
+            let reference = grads(ops::reference_conv2d, &x, &w, &b, pad, relu);
+            for (name, var) in [("x", &x), ("w", &w), ("b", &b)] {
+                let err = max_relative_error(fast.get(var).unwrap(), reference.get(var).unwrap());
+                assert!(err < 1e-4, "{shape:?} relu {relu}: gradient of {name} differs by {err}");
+            }
+        }
+    }
+}
+
+/// The loss of [`weighted_loss`] computed in f64 with candle's ops, for finite differences.
+fn f64_loss(x: &Tensor, w: &Tensor, b: &Tensor, pad: usize, relu: bool) -> f64 {
+    use candle_core::DType::F64;
+    let (x, w, b) = (x.to_dtype(F64).unwrap(), w.to_dtype(F64).unwrap(), b.to_dtype(F64).unwrap());
+    let y = ops::reference_conv2d(&x, &w, &b, pad, relu).unwrap();
+    let weights = random(y.dims(), 99).to_dtype(F64).unwrap();
+    (y * weights).unwrap().sum_all().unwrap().to_scalar::<f64>().unwrap()
+}
+
+#[test]
+fn gradients_equal_finite_differences() {
+    for shape in [SHAPES[1], SHAPES[2], SHAPES[5]] {
+        let (x, w, b, pad) = inputs(shape);
+        for relu in [false, true] {
+            let analytic = grads(ops::fast_conv2d, &x, &w, &b, pad, relu);
+            for (name, var) in [("x", &x), ("w", &w), ("b", &b)] {
+                let grad = analytic.get(var).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+                let values = var.as_tensor().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+                let step = (values.len() / 7).max(1);
+                for i in (0..values.len()).step_by(step) {
+                    let loss_at = |delta: f32| {
+                        let mut v = values.clone();
+                        v[i] += delta;
+                        let t = Tensor::from_vec(v, var.dims(), &Device::Cpu).unwrap();
+                        let (xs, ws, bs) = match name {
+                            "x" => (t, w.as_tensor().clone(), b.as_tensor().clone()),
+                            "w" => (x.as_tensor().clone(), t, b.as_tensor().clone()),
+                            _ => (x.as_tensor().clone(), w.as_tensor().clone(), t),
+                        };
+                        f64_loss(&xs, &ws, &bs, pad, relu)
+                    };
+                    // In f64 a tiny step is exact enough and almost never straddles a ReLU kink.
+                    let eps = 1e-4f32;
+                    let numeric = (loss_at(eps) - loss_at(-eps)) / (2.0 * eps as f64);
+                    let diff = (numeric - grad[i] as f64).abs();
+                    assert!(
+                        diff < 1e-3 * (1.0 + numeric.abs()),
+                        "{shape:?} relu {relu}: d loss / d {name}[{i}] is {} analytically, {numeric} numerically",
+                        grad[i]
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn no_gradient_for_an_input_that_needs_none() {
+    let (x, w, b, pad) = inputs(SHAPES[0]);
+    let image = x.as_tensor().detach();
+    let grads = weighted_loss(ops::fast_conv2d, &image, &w, &b, pad, true).backward().unwrap();
+    assert!(grads.get(&image).is_none());
+    let reference = grads_of_constant_input(&image, &w, &b, pad);
+    for var in [&w, &b] {
+        let err = max_relative_error(grads.get(var).unwrap(), reference.get(var).unwrap());
+        assert!(err < 1e-4, "weight gradients differ by {err}");
+    }
+}
+
+fn grads_of_constant_input(image: &Tensor, w: &Var, b: &Var, pad: usize) -> GradStore {
+    weighted_loss(ops::reference_conv2d, image, w, b, pad, true).backward().unwrap()
+}
+
+#[test]
+fn non_contiguous_input_is_accepted() {
+    let (x, w, b, pad) = inputs(SHAPES[1]);
+    let transposed = x.as_tensor().transpose(2, 3).unwrap();
+    let fast = ops::fast_conv2d(&transposed, &w, &b, pad, true).unwrap();
+    let reference = ops::reference_conv2d(&transposed, &w, &b, pad, true).unwrap();
+    assert!(max_relative_error(&fast, &reference) < 1e-5);
+}
