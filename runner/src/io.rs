@@ -7,7 +7,7 @@
 //! (v * 255 / 65535, rounded); float TIFFs are clamped to [0, 1] and scaled to 255.
 
 use std::fs::File;
-use std::io::{BufWriter, Cursor, Write};
+use std::io::{BufRead, BufReader, BufWriter, Cursor, Seek, Write};
 use std::path::{Path, PathBuf};
 
 use image::{DynamicImage, GrayImage, ImageReader, Limits, RgbImage};
@@ -32,7 +32,11 @@ pub fn decode_rgb(bytes: &[u8]) -> Result<RgbImage, image::ImageError> {
 }
 
 fn decode(bytes: &[u8]) -> Result<DynamicImage, image::ImageError> {
-    let mut reader = ImageReader::new(Cursor::new(bytes)).with_guessed_format()?;
+    decode_from(Cursor::new(bytes))
+}
+
+fn decode_from(source: impl BufRead + Seek) -> Result<DynamicImage, image::ImageError> {
+    let mut reader = ImageReader::new(source).with_guessed_format()?;
     // The default 512 MiB allocation limit refuses large 16-bit images (8192^2 RGBA16 is 512 MiB).
     let mut limits = Limits::default();
     limits.max_alloc = Some(4 << 30);
@@ -40,23 +44,22 @@ fn decode(bytes: &[u8]) -> Result<DynamicImage, image::ImageError> {
     reader.decode()
 }
 
-fn read_bytes(what: &'static str, path: &Path) -> Result<Vec<u8>, IoError> {
-    std::fs::read(path).map_err(|source| IoError::Read { what, path: path.to_path_buf(), source })
+/// Decodes the file at `path`, streaming it (a large image's file bytes are never all held at once).
+fn load(what: &'static str, path: &Path) -> Result<DynamicImage, IoError> {
+    let file = File::open(path).map_err(|source| IoError::Read { what, path: path.to_path_buf(), source })?;
+    decode_from(BufReader::new(file))
+        .map_err(|e| IoError::Decode { path: path.to_path_buf(), reason: e.to_string() })
 }
 
 /// Loads the image to predict as 8-bit RGB.
 pub fn load_rgb(path: &Path) -> Result<RgbImage, IoError> {
-    let bytes = read_bytes("image", path)?;
-    decode_rgb(&bytes).map_err(|e| IoError::Decode { path: path.to_path_buf(), reason: e.to_string() })
+    Ok(load("image", path)?.into_rgb8())
 }
 
 /// Loads a reference mask (any format the image loader reads; converted to 8-bit gray by luminance) and
 /// checks its size. Foreground is gray > 127.
 pub fn load_mask(path: &Path, width: u32, height: u32) -> Result<Vec<u8>, IoError> {
-    let bytes = read_bytes("mask", path)?;
-    let gray: GrayImage = decode(&bytes)
-        .map_err(|e| IoError::Decode { path: path.to_path_buf(), reason: e.to_string() })?
-        .into_luma8();
+    let gray: GrayImage = load("mask", path)?.into_luma8();
     if gray.dimensions() != (width, height) {
         return Err(IoError::MaskSize {
             path: path.to_path_buf(),
@@ -131,10 +134,11 @@ fn encode(
 ) -> Result<(), String> {
     use image::ImageEncoder;
     match format {
-        ImageFormat::Png => image::codecs::png::PngEncoder::new(out).write_image(pixels, width, height, color),
-        ImageFormat::Jpeg => {
-            image::codecs::jpeg::JpegEncoder::new_with_quality(out, JPEG_QUALITY).write_image(pixels, width, height, color)
+        ImageFormat::Png => {
+            image::codecs::png::PngEncoder::new(out).write_image(pixels, width, height, color)
         }
+        ImageFormat::Jpeg => image::codecs::jpeg::JpegEncoder::new_with_quality(out, JPEG_QUALITY)
+            .write_image(pixels, width, height, color),
     }
     .map_err(|e| e.to_string())
 }
@@ -213,7 +217,8 @@ mod tests {
             let len = u16::from_le_bytes([header[8], header[9]]) as usize;
             assert_eq!(10 + len, header.len());
             let text = std::str::from_utf8(&header[10..]).unwrap();
-            assert!(text.starts_with(&format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({h}, {w}), }}")));
+            assert!(text
+                .starts_with(&format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({h}, {w}), }}")));
             assert!(text.ends_with('\n'));
         }
     }

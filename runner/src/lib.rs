@@ -3,6 +3,6 @@
 
 pub mod io;
 pub mod metrics;
+pub mod predict;
 pub mod session;
 pub mod tiling;
-pub mod predict;

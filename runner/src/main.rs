@@ -1,5 +1,5 @@
-use std::io::IsTerminal;
-use std::path::{Path, PathBuf};
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
@@ -72,10 +72,25 @@ fn main() -> ExitCode {
     match run_predict(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", one_line(&e));
             ExitCode::FAILURE
         }
     }
+}
+
+/// The error and its causes on one line, skipping causes already quoted by the message above them.
+fn one_line(error: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in error.chain() {
+        let text = cause.to_string();
+        if !line.contains(&text) {
+            if !line.is_empty() {
+                line.push_str(": ");
+            }
+            line.push_str(&text);
+        }
+    }
+    line
 }
 
 fn progress_bar(tiles: usize, quiet: bool) -> ProgressBar {
@@ -114,39 +129,50 @@ fn run_predict(args: PredictArgs) -> Result<()> {
     let started = Instant::now();
     let predict_options =
         PredictOptions { tile: args.tile, probabilities: args.probabilities.is_some(), logits: false };
-    let prediction = predict::run_plan(&mut model, rgb.as_raw(), &plan, predict_options, |n| bar.inc(n as u64))?;
+    let prediction =
+        predict::run_plan(&mut model, rgb.as_raw(), &plan, predict_options, |n| bar.inc(n as u64))?;
     let seconds = started.elapsed().as_secs_f64();
     bar.finish_and_clear();
+
+    // Write everything first (each file atomically), then report.
+    let mut written = vec![args.output.clone()];
+    io::write_mask(&args.output, &prediction.classes, width as u32, height as u32)?;
+    if let Some(path) = &args.probabilities {
+        let probabilities = prediction.probabilities.as_deref().expect("asked for");
+        io::write_npy(path, probabilities, height, width)?;
+        written.push(path.clone());
+    }
+    let metrics = reference.as_ref().map(|reference| Metrics::compare(&prediction.classes, reference));
+    if let (Some(metrics), Some(path)) = (&metrics, &args.metrics_json) {
+        let json = metrics.to_json();
+        io::write_atomic(path, |out| out.write_all(json.as_bytes()).map_err(|e| e.to_string()))?;
+        written.push(path.clone());
+    }
+    if let Some(path) = &args.overlay {
+        io::write_overlay(path, rgb, &prediction.classes)?;
+        written.push(path.clone());
+    }
+
+    let peak = peak_memory_bytes().map(|b| format!(", peak memory {} MB", b / 1_000_000)).unwrap_or_default();
     println!(
-        "predicted {width}x{height}: {} tiles in {} forward passes, {seconds:.2} s, {:.2} megapixels/s",
+        "predicted {width}x{height}: {} tiles in {} forward passes, {seconds:.2} s, {:.2} megapixels/s{peak}",
         prediction.tiles,
         prediction.forward_passes,
         (width * height) as f64 / 1e6 / seconds.max(1e-9)
     );
-
-    io::write_mask(&args.output, &prediction.classes, width as u32, height as u32)?;
-    wrote(&args.output);
-    if let Some(path) = &args.probabilities {
-        let probabilities = prediction.probabilities.as_deref().expect("asked for");
-        io::write_npy(path, probabilities, height, width)?;
-        wrote(path);
-    }
-    if let Some(reference) = &reference {
-        let metrics = Metrics::compare(&prediction.classes, reference);
+    if let Some(metrics) = &metrics {
         println!("{metrics}");
-        if let Some(path) = &args.metrics_json {
-            let json = metrics.to_json();
-            io::write_atomic(path, |out| std::io::Write::write_all(out, json.as_bytes()).map_err(|e| e.to_string()))?;
-            wrote(path);
-        }
     }
-    if let Some(path) = &args.overlay {
-        io::write_overlay(path, rgb, &prediction.classes)?;
-        wrote(path);
+    for path in &written {
+        println!("wrote {}", path.display());
     }
     Ok(())
 }
 
-fn wrote(path: &Path) {
-    println!("wrote {}", path.display());
+/// The process's peak resident memory (Linux: VmHWM in /proc/self/status), if known.
+fn peak_memory_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
 }

@@ -79,7 +79,11 @@ pub fn predict_untiled(
         width,
         padded_height,
         padded_width,
-        batches: vec![Batch { height: padded_height, width: padded_width, tiles: vec![Tile { window: whole, keep: whole }] }],
+        batches: vec![Batch {
+            height: padded_height,
+            width: padded_width,
+            tiles: vec![Tile { window: whole, keep: whole }],
+        }],
     };
     run_plan(model, rgb, &plan, options, |_| {})
 }
@@ -116,7 +120,14 @@ pub fn run_plan(
         input.clear();
         input.resize(batch.tiles.len() * 3 * h * w, 0.0);
         for (i, tile) in batch.tiles.iter().enumerate() {
-            fill_window(&mut input[i * 3 * h * w..(i + 1) * 3 * h * w], rgb, height, width, tile.window, &unit);
+            fill_window(
+                &mut input[i * 3 * h * w..(i + 1) * 3 * h * w],
+                rgb,
+                height,
+                width,
+                tile.window,
+                &unit,
+            );
         }
         let out = model.run(&input, batch.tiles.len(), h, w)?;
         for (i, tile) in batch.tiles.iter().enumerate() {
@@ -212,6 +223,9 @@ mod tests {
         // A window starting inside the image.
         let mut dst = vec![f32::NAN; 3 * 4];
         fill_window(&mut dst, &rgb, 3, 3, Rect { y: 2, x: 2, height: 2, width: 2 }, &unit_table());
-        assert_eq!(dst.iter().map(|v| (v * 255.0).round() as u8).collect::<Vec<_>>(), [24, 0, 0, 0, 25, 0, 0, 0, 26, 0, 0, 0]);
+        assert_eq!(
+            dst.iter().map(|v| (v * 255.0).round() as u8).collect::<Vec<_>>(),
+            [24, 0, 0, 0, 25, 0, 0, 0, 26, 0, 0, 0]
+        );
     }
 }

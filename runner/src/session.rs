@@ -9,8 +9,8 @@
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use ort::ep::ExecutionProviderDispatch;
 use ort::environment::Environment;
+use ort::ep::ExecutionProviderDispatch;
 use ort::session::Session;
 use ort::value::{TensorElementType, TensorRef, ValueType};
 
@@ -26,8 +26,10 @@ pub const INPUT_NAME: &str = "image";
 pub const LOGITS_NAME: &str = "logits";
 pub const PROBABILITIES_NAME: &str = "probabilities";
 
-const HOW_TO_GET: &str = "run `just setup` (or scripts/fetch_onnxruntime.sh), or pass --ort-lib PATH, or set ORT_DYLIB_PATH";
-const HOW_TO_GET_GPU: &str = "fetch the GPU build with `scripts/fetch_onnxruntime.sh gpu` and pass --ort-lib \
+const HOW_TO_GET: &str =
+    "run `just setup` (or scripts/fetch_onnxruntime.sh), or pass --ort-lib PATH, or set ORT_DYLIB_PATH";
+const HOW_TO_GET_GPU: &str =
+    "fetch the GPU build with `scripts/fetch_onnxruntime.sh gpu` and pass --ort-lib \
      .ort/gpu/lib/libonnxruntime.so.1.31.1 (it needs CUDA 13 and cuDNN 9), or use --device cpu";
 
 #[derive(Debug, thiserror::Error)]
@@ -74,6 +76,11 @@ pub struct ModelOptions {
     pub threads: Option<usize>,
     /// The ONNX Runtime library; `None` looks it up (see the module docs).
     pub ort_lib: Option<PathBuf>,
+}
+
+/// An ONNX Runtime message on one line (some end in or contain newlines).
+fn flat(error: &impl std::fmt::Display) -> String {
+    error.to_string().split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 /// Every folder from `start` up to the root.
@@ -125,8 +132,8 @@ pub fn environment(library: &Path) -> Result<Environment, SessionError> {
         };
     }
     let builder = ort::init_from(&canonical)
-        .map_err(|e| SessionError::LibraryLoad { path: library.to_path_buf(), reason: e.to_string() })?;
-    let env = builder.with_name("runner").build().map_err(|e| SessionError::Environment(e.to_string()))?;
+        .map_err(|e| SessionError::LibraryLoad { path: library.to_path_buf(), reason: flat(&e) })?;
+    let env = builder.with_name("runner").build().map_err(|e| SessionError::Environment(flat(&e)))?;
     *current = Some((canonical, env.clone()));
     Ok(env)
 }
@@ -195,8 +202,8 @@ fn check_nchw(ty: &ValueType, channels: i64) -> Result<(), String> {
 impl Model {
     /// Reads and loads the model file at `path`.
     pub fn load(path: &Path, options: &ModelOptions) -> Result<Model, SessionError> {
-        let bytes =
-            std::fs::read(path).map_err(|source| SessionError::ModelRead { path: path.to_path_buf(), source })?;
+        let bytes = std::fs::read(path)
+            .map_err(|source| SessionError::ModelRead { path: path.to_path_buf(), source })?;
         Model::from_bytes(&bytes, path, options)
     }
 
@@ -205,7 +212,7 @@ impl Model {
         let providers = execution_providers(options.device)?;
         let library = resolve_library(options.ort_lib.as_deref())?;
         let env = environment(&library)?;
-        let configure = |e: ort::Error| SessionError::Configure(e.to_string());
+        let configure = |e: ort::Error| SessionError::Configure(flat(&e));
         let threads = options
             .threads
             .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1))
@@ -213,18 +220,21 @@ impl Model {
         let mut builder = Session::builder(&env)
             .map_err(configure)?
             .with_intra_threads(threads)
-            .map_err(|e| SessionError::Configure(e.to_string()))?;
+            .map_err(|e| SessionError::Configure(flat(&e)))?;
         if !providers.is_empty() {
             builder =
-                builder.with_execution_providers(providers).map_err(|e| SessionError::Cuda(e.to_string()))?;
+                builder.with_execution_providers(providers).map_err(|e| SessionError::Cuda(flat(&e)))?;
         }
         let session = builder
             .commit_from_memory(bytes)
-            .map_err(|e| SessionError::NotOnnx { path: path.to_path_buf(), reason: e.to_string() })?;
+            .map_err(|e| SessionError::NotOnnx { path: path.to_path_buf(), reason: flat(&e) })?;
 
         let incompatible = |reason: String| SessionError::Incompatible { path: path.to_path_buf(), reason };
         let [input] = session.inputs() else {
-            return Err(incompatible(format!("it has {} inputs, expected one image", session.inputs().len())));
+            return Err(incompatible(format!(
+                "it has {} inputs, expected one image",
+                session.inputs().len()
+            )));
         };
         check_nchw(input.dtype(), 3).map_err(|r| incompatible(format!("input `{}`: {r}", input.name())))?;
         let input = input.name().to_string();
@@ -270,18 +280,19 @@ impl Model {
     ) -> Result<BatchOutput, SessionError> {
         let run_error = |reason: String| SessionError::Run { batch, height, width, reason };
         let tensor = TensorRef::from_array_view(([batch, 3, height, width], input))
-            .map_err(|e| run_error(e.to_string()))?;
-        let outputs = self
-            .session
-            .run(ort::inputs![self.input.as_str() => tensor])
-            .map_err(|e| run_error(e.to_string()))?;
+            .map_err(|e| run_error(flat(&e)))?;
+        let outputs =
+            self.session.run(ort::inputs![self.input.as_str() => tensor]).map_err(|e| run_error(flat(&e)))?;
         let expected = [batch as i64, 2, height as i64, width as i64];
         let extract = |name: &Option<String>| -> Result<Option<Vec<f32>>, SessionError> {
             let Some(name) = name else { return Ok(None) };
             let value = outputs.get(name).ok_or_else(|| run_error(format!("output `{name}` is missing")))?;
-            let (shape, data) = value.try_extract_tensor::<f32>().map_err(|e| run_error(e.to_string()))?;
+            let (shape, data) = value.try_extract_tensor::<f32>().map_err(|e| run_error(flat(&e)))?;
             if **shape != expected {
-                return Err(run_error(format!("output `{name}` has shape {:?}, expected {expected:?}", &**shape)));
+                return Err(run_error(format!(
+                    "output `{name}` has shape {:?}, expected {expected:?}",
+                    &**shape
+                )));
             }
             Ok(Some(data.to_vec()))
         };

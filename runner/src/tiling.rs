@@ -124,7 +124,13 @@ fn round_up_even(n: usize) -> usize {
 
 /// The tile plan for an image of `height` x `width` with square windows of side at most `tile`, read with
 /// `halo` pixels around each kept centre, and at most `budget` input pixels per forward pass.
-pub fn plan(height: usize, width: usize, tile: usize, halo: usize, budget: usize) -> Result<TilePlan, TilingError> {
+pub fn plan(
+    height: usize,
+    width: usize,
+    tile: usize,
+    halo: usize,
+    budget: usize,
+) -> Result<TilePlan, TilingError> {
     if height == 0 || width == 0 {
         return Err(TilingError::EmptyImage { height, width });
     }
@@ -181,14 +187,21 @@ mod tests {
         let mut cover = vec![0u8; p.padded_height * p.padded_width];
         for batch in &p.batches {
             assert!(!batch.tiles.is_empty());
-            assert!(batch.pixels() <= PIXEL_BUDGET, "{height}x{width} tile {tile}: pass of {}", batch.pixels());
+            assert!(
+                batch.pixels() <= PIXEL_BUDGET,
+                "{height}x{width} tile {tile}: pass of {}",
+                batch.pixels()
+            );
             for t in &batch.tiles {
                 let (w, k) = (t.window, t.keep);
                 assert_eq!((w.height, w.width), (batch.height, batch.width), "one window size per batch");
                 assert!(w.y % 2 == 0 && w.x % 2 == 0, "odd origin {w:?}");
                 assert!(w.height % 2 == 0 && w.width % 2 == 0, "odd window {w:?}");
                 assert!(w.height <= tile && w.width <= tile);
-                assert!(w.y + w.height <= p.padded_height && w.x + w.width <= p.padded_width, "{w:?} outside");
+                assert!(
+                    w.y + w.height <= p.padded_height && w.x + w.width <= p.padded_width,
+                    "{w:?} outside"
+                );
                 assert!(k.height > 0 && k.width > 0);
                 // The kept centre is inside the window, at least a halo from every window side that is not
                 // the image edge.
@@ -219,7 +232,8 @@ mod tests {
 
     #[test]
     fn every_pixel_is_covered_once_within_budget_for_many_sizes() {
-        let sizes = [1, 2, 3, 7, 17, 18, 19, 20, 33, 64, 239, 240, 241, 248, 255, 256, 257, 258, 259, 300, 497, 513];
+        let sizes =
+            [1, 2, 3, 7, 17, 18, 19, 20, 33, 64, 239, 240, 241, 248, 255, 256, 257, 258, 259, 300, 497, 513];
         for &h in &sizes {
             for &w in &sizes {
                 for tile in [18, 32, 64, 100, 256] {
@@ -249,7 +263,10 @@ mod tests {
             windows,
             [
                 (Rect { y: 0, x: 0, height: 256, width: 256 }, Rect { y: 0, x: 0, height: 248, width: 256 }),
-                (Rect { y: 240, x: 0, height: 60, width: 256 }, Rect { y: 248, x: 0, height: 52, width: 256 }),
+                (
+                    Rect { y: 240, x: 0, height: 60, width: 256 },
+                    Rect { y: 248, x: 0, height: 52, width: 256 }
+                ),
             ]
         );
     }
@@ -283,7 +300,10 @@ mod tests {
         assert!(plan(10, 10, 16, HALO, PIXEL_BUDGET).is_err());
         assert!(plan(10, 10, 256, 6, PIXEL_BUDGET).is_err());
         assert!(plan(10, 10, 256, 9, PIXEL_BUDGET).is_err());
-        assert_eq!(plan(0, 10, 256, HALO, PIXEL_BUDGET), Err(TilingError::EmptyImage { height: 0, width: 10 }));
+        assert_eq!(
+            plan(0, 10, 256, HALO, PIXEL_BUDGET),
+            Err(TilingError::EmptyImage { height: 0, width: 10 })
+        );
         assert_eq!(max_tile(PIXEL_BUDGET), 256);
         assert_eq!(max_tile(1000), 30);
     }

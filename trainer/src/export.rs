@@ -51,7 +51,7 @@ pub enum ExportError {
     Checkpoint(#[from] CheckpointError),
     #[error("cannot read weight `{name}` of the network: {reason}")]
     Weight { name: String, reason: String },
-    #[error("weight `{name}` holds NaN or infinite values (training diverged); retrain with a lower --lr")]
+    #[error("weight `{name}` is NaN or infinite (training diverged); retrain with a lower learning rate")]
     NonFinite { name: String },
     #[error("cannot write {path}: {source}; check that its folder exists and is writable")]
     Write { path: PathBuf, source: std::io::Error },
@@ -188,15 +188,15 @@ pub fn metadata(net: &SegNet, summary: &TrainingSummary) -> Vec<(&'static str, S
         (
             "input",
             format!(
-                "{INPUT_NAME}: float32 RGB (N,3,H,W) scaled to [0,1] (bytes / 255); normalisation is inside the \
-                 graph"
+                "{INPUT_NAME}: float32 RGB (N,3,H,W) scaled to [0,1] (bytes / 255); \
+                 normalisation is inside the graph"
             ),
         ),
         (
             "outputs",
             format!(
-                "{LOGITS_NAME}: float32 (N,2,H,W); {PROBABILITIES_NAME}: float32 (N,2,H,W), softmax over axis 1; \
-                 class index = position in `classes`"
+                "{LOGITS_NAME}: float32 (N,2,H,W); {PROBABILITIES_NAME}: float32 (N,2,H,W), \
+                 softmax over axis 1; class index = position in `classes`"
             ),
         ),
         ("halo_px", HALO.to_string()),

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
-use trainer::train::{self, DeviceKind, Progress, TrainConfig};
+use trainer::train::{self, DeviceKind, LrSchedule, Progress, TrainConfig};
 
 /// Train the two-class segmentation network on one RGB image and its binary mask (candle), and export it as
 /// a self-contained ONNX file for the runner.
@@ -21,6 +21,19 @@ enum Command {
     /// Fit the network on random crops of IMAGE and MASK; writes checkpoint.safetensors, loss.csv and
     /// loss.png into --out.
     Train(TrainArgs),
+    /// Write a checkpoint as a self-describing ONNX file (opset 17): input `image` float32 (N,3,H,W) RGB in
+    /// [0,1], outputs `logits` and `probabilities` (N,2,H,W); the input normalisation is inside the graph.
+    Export(ExportArgs),
+}
+
+#[derive(clap::Args)]
+struct ExportArgs {
+    /// Checkpoint written by `trainer train`.
+    #[arg(long, default_value = "models/checkpoint.safetensors")]
+    checkpoint: PathBuf,
+    /// Where to write the ONNX file (atomically: a failed export leaves an existing file as it was).
+    #[arg(long, default_value = "models/model.onnx")]
+    output: PathBuf,
 }
 
 #[derive(clap::Args)]
@@ -45,6 +58,9 @@ struct TrainArgs {
     /// Adam learning rate.
     #[arg(long, default_value_t = 1e-3)]
     lr: f64,
+    /// Learning-rate schedule: `cosine` decays --lr to 0 over --iterations, `constant` keeps it.
+    #[arg(long, value_enum, default_value_t = LrSchedule::Cosine)]
+    lr_schedule: LrSchedule,
     /// Seed of the weight initialisation and of the crops: the same seed on the same machine gives the same
     /// loss curve.
     #[arg(long, default_value_t = 0)]
@@ -108,6 +124,7 @@ fn run_train(args: TrainArgs) -> anyhow::Result<()> {
         batch: args.batch,
         crop: args.crop,
         lr: args.lr,
+        schedule: args.lr_schedule,
         seed: args.seed,
         augment: !args.no_augment,
         checkpoint_every: args.checkpoint_every,
@@ -145,6 +162,9 @@ fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Train(args) => run_train(args).context("training failed"),
+        Command::Export(args) => trainer::export::export_checkpoint(&args.checkpoint, &args.output)
+            .map(|report| println!("{report}"))
+            .context("export failed"),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

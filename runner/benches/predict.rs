@@ -1,0 +1,53 @@
+//! Throughput of tiled prediction against one untiled pass (which ignores the pixel budget), on random
+//! weights: the cost of exact tiling is the recomputed halo, about (256/240)^2 = 1.14x for 256 tiles.
+//! Run: `cargo bench -p runner --bench predict` (needs the ONNX Runtime library, as the tests do).
+
+use std::path::Path;
+use std::time::Instant;
+
+use candle_core::Device;
+use runner::predict::{predict, predict_untiled, PredictOptions};
+use runner::session::{Model, ModelOptions};
+use trainer::checkpoint::TrainingSummary;
+use trainer::model::{Normalization, SegNet};
+
+fn median_seconds(runs: usize, mut f: impl FnMut()) -> f64 {
+    let mut times: Vec<f64> = (0..runs)
+        .map(|_| {
+            let t = Instant::now();
+            f();
+            t.elapsed().as_secs_f64()
+        })
+        .collect();
+    times.sort_by(f64::total_cmp);
+    times[runs / 2]
+}
+
+fn main() {
+    let net = SegNet::random(1, Normalization::IDENTITY, &Device::Cpu).expect("network");
+    let bytes = trainer::export::to_onnx_bytes(&net, &TrainingSummary::default()).expect("export");
+    let threads = std::env::var("BENCH_THREADS").ok().and_then(|t| t.parse().ok());
+    let options = ModelOptions { threads, ..ModelOptions::default() };
+    let mut model = Model::from_bytes(&bytes, Path::new("bench.onnx"), &options)
+        .unwrap_or_else(|e| panic!("{e} (the benchmark needs the library: run `just setup`)"));
+    for side in [1024usize, 2048] {
+        let rgb: Vec<u8> = (0..side * side * 3).map(|i| (i * 7919 % 251) as u8).collect();
+        let mp = (side * side) as f64 / 1e6;
+        // Warm-up: the first run of a shape allocates.
+        predict(&mut model, &rgb, side, side, PredictOptions::default(), |_| {}).unwrap();
+        for tile in [256, 128] {
+            let opts = PredictOptions { tile, ..PredictOptions::default() };
+            let s = median_seconds(3, || {
+                predict(&mut model, &rgb, side, side, opts, |_| {}).unwrap();
+            });
+            println!("tiled {side}x{side}, tile {tile}: {s:.3} s, {:.2} megapixels/s", mp / s);
+        }
+        if side <= 1024 {
+            predict_untiled(&mut model, &rgb, side, side, PredictOptions::default()).unwrap();
+            let s = median_seconds(3, || {
+                predict_untiled(&mut model, &rgb, side, side, PredictOptions::default()).unwrap();
+            });
+            println!("untiled {side}x{side} (one pass, over budget): {s:.3} s, {:.2} megapixels/s", mp / s);
+        }
+    }
+}

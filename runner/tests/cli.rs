@@ -1,0 +1,359 @@
+//! The binary end to end: outputs on success; on each bad input one clear line, a non-zero exit and no
+//! output file (partial or temporary) left behind.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use prost::Message;
+
+struct Workspace {
+    dir: tempfile::TempDir,
+}
+
+impl Workspace {
+    /// A folder with model.onnx, a 70x50 image.png and its 70x50 mask.png.
+    fn new() -> Workspace {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("model.onnx"), common::onnx_bytes(&common::net(3))).unwrap();
+        let (w, h) = (70u32, 50u32);
+        let rgb = common::Rng::new(1).image(h as usize, w as usize);
+        image::RgbImage::from_raw(w, h, rgb).unwrap().save(dir.path().join("image.png")).unwrap();
+        let mask = image::GrayImage::from_fn(w, h, |x, _| image::Luma([if x < 35 { 255 } else { 0 }]));
+        mask.save(dir.path().join("mask.png")).unwrap();
+        Workspace { dir }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// Runs `runner predict` with the model and image of this folder plus `extra` arguments.
+    fn predict(&self, extra: &[&str]) -> Output {
+        self.predict_with(&["--model", "model.onnx", "--image", "image.png"], extra)
+    }
+
+    fn predict_with(&self, base: &[&str], extra: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_runner"))
+            .current_dir(self.dir.path())
+            .arg("predict")
+            .args(base)
+            .args(extra)
+            .args(["--threads", "2", "--quiet"])
+            .output()
+            .unwrap()
+    }
+
+    /// The file names in the folder (outputs and any leftover temporary files).
+    fn files(&self) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(self.dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+}
+
+const INPUTS: [&str; 3] = ["image.png", "mask.png", "model.onnx"];
+
+/// A failed run: non-zero exit, one line on stderr containing `expected`, nothing written.
+fn assert_clean_failure(ws: &Workspace, out: &Output, expected: &str) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "should fail; stderr: {stderr}");
+    assert!(stderr.contains(expected), "stderr should say `{expected}`, got: {stderr}");
+    assert_eq!(stderr.trim_end().lines().count(), 1, "one line expected, got: {stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(ws.files(), INPUTS, "no output or temporary file may be left");
+}
+
+#[test]
+fn predicts_with_every_output() {
+    let ws = Workspace::new();
+    let out = ws.predict(&[
+        "--output",
+        "pred.png",
+        "--mask",
+        "mask.png",
+        "--metrics-json",
+        "metrics.json",
+        "--probabilities",
+        "prob.npy",
+        "--overlay",
+        "overlay.jpg",
+        "--tile",
+        "32",
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "stderr: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.stderr.is_empty(), "nothing on stderr: {}", String::from_utf8_lossy(&out.stderr));
+    let summary = stdout.lines().next().unwrap();
+    assert!(summary.starts_with("predicted 70x50: ") && summary.contains("megapixels/s"), "{summary}");
+    assert!(stdout.contains("foreground IoU"), "{stdout}");
+
+    let pred = image::open(ws.path("pred.png")).unwrap();
+    assert_eq!((pred.width(), pred.height()), (70, 50));
+    assert!(pred.to_luma8().pixels().all(|p| p[0] == 0 || p[0] == 255), "mask is black and white");
+    let overlay = image::open(ws.path("overlay.jpg")).unwrap();
+    assert_eq!((overlay.width(), overlay.height()), (70, 50));
+
+    let npy = std::fs::read(ws.path("prob.npy")).unwrap();
+    let header = runner::io::npy_header(50, 70);
+    assert_eq!(&npy[..header.len()], header.as_slice());
+    assert_eq!(npy.len(), header.len() + 4 * 70 * 50);
+    let probs: Vec<f32> =
+        npy[header.len()..].chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect();
+    assert!(probs.iter().all(|p| (0.0..=1.0).contains(p)));
+    // The mask is the probability thresholded at one half.
+    let mask = pred.to_luma8();
+    for (p, m) in probs.iter().zip(mask.pixels()) {
+        if (p - 0.5).abs() > 1e-4 {
+            assert_eq!(*p > 0.5, m[0] == 255);
+        }
+    }
+
+    let metrics: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(ws.path("metrics.json")).unwrap()).unwrap();
+    assert_eq!(metrics["pixels"], 3500);
+    for key in ["pixel_accuracy", "foreground_iou", "dice"] {
+        let v = metrics[key].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&v), "{key} = {v}");
+    }
+    let mut expected: Vec<String> = INPUTS.iter().map(|s| s.to_string()).collect();
+    expected.extend(["metrics.json", "overlay.jpg", "pred.png", "prob.npy"].map(String::from));
+    expected.sort();
+    assert_eq!(ws.files(), expected, "no temporary files left");
+}
+
+#[test]
+fn jpeg_output_and_any_image_size() {
+    let ws = Workspace::new();
+    for (w, h) in [(1u32, 1u32), (3, 300), (257, 9)] {
+        let rgb = common::Rng::new(w as u64).image(h as usize, w as usize);
+        image::RgbImage::from_raw(w, h, rgb).unwrap().save(ws.path("odd.png")).unwrap();
+        let out = ws.predict_with(&["--model", "model.onnx", "--image", "odd.png"], &["--output", "odd.jpg"]);
+        assert!(out.status.success(), "{w}x{h}: {}", String::from_utf8_lossy(&out.stderr));
+        let pred = image::open(ws.path("odd.jpg")).unwrap();
+        assert_eq!((pred.width(), pred.height()), (w, h));
+    }
+}
+
+#[test]
+fn missing_image() {
+    let ws = Workspace::new();
+    let out = ws.predict_with(&["--model", "model.onnx", "--image", "nope.png"], &["--output", "pred.png"]);
+    assert_clean_failure(&ws, &out, "cannot read image nope.png");
+}
+
+#[test]
+fn corrupt_image() {
+    let ws = Workspace::new();
+    std::fs::write(ws.path("image.png"), b"\x89PNG\r\n\x1a\n this is not really a png").unwrap();
+    let out = ws.predict(&["--output", "pred.png"]);
+    assert_clean_failure(&ws, &out, "image.png is not a readable PNG, JPEG or TIFF image");
+}
+
+#[test]
+fn model_that_is_not_onnx() {
+    let ws = Workspace::new();
+    std::fs::write(ws.path("model.onnx"), b"definitely not protobuf \xff\xff\xff").unwrap();
+    let out = ws.predict(&["--output", "pred.png"]);
+    assert_clean_failure(&ws, &out, "model.onnx is not a valid ONNX model");
+}
+
+#[test]
+fn missing_model() {
+    let ws = Workspace::new();
+    let out = ws.predict_with(&["--model", "none.onnx", "--image", "image.png"], &["--output", "pred.png"]);
+    assert_clean_failure(&ws, &out, "cannot read model none.onnx");
+}
+
+/// Rewrites the exported graph's input type, to build models the runner must refuse.
+fn model_with_input(ws: &Workspace, edit: impl FnOnce(&mut candle_onnx::onnx::TypeProto)) {
+    let bytes = common::onnx_bytes(&common::net(3));
+    let mut model = candle_onnx::onnx::ModelProto::decode(bytes.as_slice()).unwrap();
+    let input = &mut model.graph.as_mut().unwrap().input[0];
+    edit(input.r#type.as_mut().unwrap());
+    std::fs::write(ws.path("model.onnx"), model.encode_to_vec()).unwrap();
+}
+
+fn tensor_type(ty: &mut candle_onnx::onnx::TypeProto) -> &mut candle_onnx::onnx::type_proto::Tensor {
+    match ty.value.as_mut().unwrap() {
+        candle_onnx::onnx::type_proto::Value::TensorType(t) => t,
+        _ => panic!("the exported input is a tensor"),
+    }
+}
+
+#[test]
+fn model_whose_input_is_not_float() {
+    let ws = Workspace::new();
+    model_with_input(&ws, |ty| {
+        tensor_type(ty).elem_type = candle_onnx::onnx::tensor_proto::DataType::Int64 as i32
+    });
+    let out = ws.predict(&["--output", "pred.png"]);
+    assert_clean_failure(&ws, &out, "model.onnx is not a valid ONNX model");
+}
+
+#[test]
+fn model_whose_input_is_not_three_channels() {
+    let ws = Workspace::new();
+    model_with_input(&ws, |ty| {
+        let shape = tensor_type(ty).shape.as_mut().unwrap();
+        shape.dim[1].value = Some(candle_onnx::onnx::tensor_shape_proto::dimension::Value::DimValue(4));
+    });
+    let out = ws.predict(&["--output", "pred.png"]);
+    assert_clean_failure(&ws, &out, "model.onnx is not a valid ONNX model");
+}
+
+/// A valid one-node graph `output = Identity(image)` with the given input element type and dims (0 for a
+/// dynamic dimension): loads in ONNX Runtime, so only the runner's own checks can refuse it.
+fn identity_model(ws: &Workspace, elem_type: candle_onnx::onnx::tensor_proto::DataType, dims: &[i64]) {
+    use candle_onnx::onnx::{
+        tensor_shape_proto::{dimension::Value as Dim, Dimension},
+        type_proto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TensorShapeProto, TypeProto,
+        ValueInfoProto,
+    };
+    let value_info = |name: &str| ValueInfoProto {
+        name: name.to_string(),
+        r#type: Some(TypeProto {
+            value: Some(type_proto::Value::TensorType(type_proto::Tensor {
+                elem_type: elem_type as i32,
+                shape: Some(TensorShapeProto {
+                    dim: dims
+                        .iter()
+                        .enumerate()
+                        .map(|(i, &d)| Dimension {
+                            value: Some(if d > 0 {
+                                Dim::DimValue(d)
+                            } else {
+                                Dim::DimParam(format!("d{i}"))
+                            }),
+                            ..Default::default()
+                        })
+                        .collect(),
+                }),
+            })),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let model = ModelProto {
+        ir_version: 8,
+        opset_import: vec![OperatorSetIdProto { domain: String::new(), version: 17 }],
+        graph: Some(GraphProto {
+            name: "identity".into(),
+            node: vec![NodeProto {
+                op_type: "Identity".into(),
+                input: vec!["image".into()],
+                output: vec!["logits".into()],
+                ..Default::default()
+            }],
+            input: vec![value_info("image")],
+            output: vec![value_info("logits")],
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    std::fs::write(ws.path("model.onnx"), model.encode_to_vec()).unwrap();
+}
+
+#[test]
+fn valid_onnx_that_does_not_take_an_rgb_float_image() {
+    use candle_onnx::onnx::tensor_proto::DataType;
+    let ws = Workspace::new();
+    identity_model(&ws, DataType::Int64, &[0, 3, 0, 0]);
+    let out = ws.predict(&["--output", "pred.png"]);
+    assert_clean_failure(&ws, &out, "does not fit the runner: input `image`: expected float32 (N,3,H,W)");
+    identity_model(&ws, DataType::Float, &[0, 1, 0, 0]);
+    let out = ws.predict(&["--output", "pred.png"]);
+    assert_clean_failure(&ws, &out, "expected float32 (N,3,H,W), found Float32 [-1, 1, -1, -1]");
+    identity_model(&ws, DataType::Float, &[0, 3, 0]);
+    let out = ws.predict(&["--output", "pred.png"]);
+    assert_clean_failure(&ws, &out, "expected float32 (N,3,H,W)");
+    identity_model(&ws, DataType::Float, &[1, 3, 256, 256]);
+    let out = ws.predict(&["--output", "pred.png"]);
+    assert_clean_failure(&ws, &out, "height and width must be dynamic");
+}
+
+#[test]
+fn mask_of_another_size() {
+    let ws = Workspace::new();
+    image::GrayImage::new(71, 50).save(ws.path("mask.png")).unwrap();
+    let out = ws.predict(&["--output", "pred.png", "--mask", "mask.png", "--metrics-json", "m.json"]);
+    assert_clean_failure(&ws, &out, "mask mask.png is 71x50 but the image is 70x50");
+}
+
+#[test]
+fn unsupported_output_extension() {
+    let ws = Workspace::new();
+    let out = ws.predict(&["--output", "pred.bmp"]);
+    assert_clean_failure(&ws, &out, "use a file name ending in .png, .jpg or .jpeg");
+    let out = ws.predict(&["--output", "pred.png", "--overlay", "over.gif"]);
+    assert_clean_failure(&ws, &out, "over.gif: unsupported output format");
+}
+
+#[test]
+fn invalid_tile() {
+    let ws = Workspace::new();
+    let out = ws.predict(&["--output", "pred.png", "--tile", "300"]);
+    assert_clean_failure(&ws, &out, "must be even and between 18 and 256");
+}
+
+#[test]
+fn unwritable_output_folder() {
+    let ws = Workspace::new();
+    let out = ws.predict(&["--output", "no/such/folder/pred.png"]);
+    assert_clean_failure(&ws, &out, "cannot write no/such/folder/pred.png");
+}
+
+#[test]
+fn cuda_with_the_cpu_library_is_a_clear_error() {
+    let ws = Workspace::new();
+    let out = ws.predict(&["--output", "pred.png", "--device", "cuda"]);
+    #[cfg(not(feature = "cuda"))]
+    assert_clean_failure(&ws, &out, "built without CUDA support; rebuild it with");
+    #[cfg(feature = "cuda")]
+    assert_clean_failure(&ws, &out, "cannot use the CUDA execution provider");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("onnxruntime-gpu") || stderr.contains("fetch_onnxruntime.sh gpu"), "{stderr}");
+}
+
+#[test]
+fn missing_library_is_a_clear_error() {
+    let ws = Workspace::new();
+    let out = ws.predict(&["--output", "pred.png", "--ort-lib", "/nowhere/libonnxruntime.so"]);
+    assert_clean_failure(&ws, &out, "the ONNX Runtime library given by --ort-lib does not exist");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("just setup"));
+    let out = Command::new(env!("CARGO_BIN_EXE_runner"))
+        .current_dir(ws.dir.path())
+        .env("ORT_DYLIB_PATH", "/nowhere/libonnxruntime.so")
+        .args(["predict", "--model", "model.onnx", "--image", "image.png", "--output", "pred.png"])
+        .output()
+        .unwrap();
+    assert_clean_failure(&ws, &out, "given by ORT_DYLIB_PATH does not exist");
+    // A file that is not a shared library.
+    let out = ws.predict(&["--output", "pred.png", "--ort-lib", "image.png"]);
+    assert_clean_failure(&ws, &out, "cannot load ONNX Runtime from image.png");
+}
+
+#[test]
+fn library_is_found_from_elsewhere_through_the_executable() {
+    // Run from a folder outside the repository: the library is found by walking up from the executable.
+    let ws = Workspace::new();
+    let model = ws.path("model.onnx");
+    let image = ws.path("image.png");
+    let out = Command::new(env!("CARGO_BIN_EXE_runner"))
+        .current_dir(std::env::temp_dir())
+        .env_remove("ORT_DYLIB_PATH")
+        .args(["predict", "--quiet", "--output"])
+        .arg(ws.path("pred.png"))
+        .arg("--model")
+        .arg(&model)
+        .arg("--image")
+        .arg(&image)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(Path::new(&ws.path("pred.png")).is_file());
+}
