@@ -39,3 +39,8 @@ test: setup
 check-onnx model="models/model.onnx":
     python3 -m venv .venv && .venv/bin/pip install -q onnx numpy
     .venv/bin/python scripts/check_onnx.py {{model}}
+
+# Benchmarks (release): sgemm yardstick, training step vs candle's ops and PyTorch, tiled vs untiled prediction,
+# peak memory of an 8192^2 prediction; writes BENCHMARKS.md
+bench: setup
+    cargo run --release -q -p bench -- --write BENCHMARKS.md

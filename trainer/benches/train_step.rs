@@ -1,13 +1,14 @@
 //! Seconds per training step (forward, cross-entropy, backward, AdamW) of the fixed network on the CPU,
 //! candle's own ops against the fast kernels of `trainer::ops`, side by side in one run.
 //!
-//! `cargo bench -p trainer --bench train_step [-- --steps N] [-- --only fast|reference]`
+//! `cargo bench -p trainer --bench train_step [-- --steps N] [--only fast|reference] [--breakdown]`
+//! (`--breakdown`: seconds per op at 1 x 256^2 instead of whole steps).
 
 use std::time::Instant;
 
 use candle_core::{DType, Device, Result, Tensor};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW};
-use trainer::model::{Normalization, SegNet};
+use trainer::model::{Normalization, SegNet, LAYERS};
 use trainer::ops;
 
 /// Forward FLOP per output pixel of the network (multiply-adds x 2); a training step counts as 3x.
@@ -20,23 +21,38 @@ struct Timing {
     losses: Vec<f32>,
 }
 
+/// Cross-entropy as train.rs computes it (permute + candle_nn) on the reference path, fused on the fast one.
 fn loss(logits: &Tensor, labels: &Tensor) -> Result<Tensor> {
-    let (b, c, h, w) = logits.dims4()?;
-    let flat = logits.permute((0, 2, 3, 1))?.reshape((b * h * w, c))?;
-    candle_nn::loss::cross_entropy(&flat, labels)
+    ops::segmentation_cross_entropy(logits, labels)
+}
+
+/// `SegNet::forward` with every op taken from `trainer::ops` (model.rs calls only `ops::conv2d` so far).
+fn forward(net: &SegNet, x: &Tensor) -> Result<Tensor> {
+    let (_, _, h, w) = x.dims4()?;
+    let vars = net.vars();
+    let conv = |layer: usize, x: &Tensor| {
+        let spec = LAYERS[layer];
+        ops::conv2d(x, vars[2 * layer].as_tensor(), vars[2 * layer + 1].as_tensor(), spec.padding, spec.relu)
+    };
+    let x = net.normalization.apply(x)?;
+    let x = conv(0, &x)?;
+    let x = ops::conv2d_relu_maxpool2x2(&x, vars[2].as_tensor(), vars[3].as_tensor(), LAYERS[1].padding)?;
+    let x = conv(2, &x)?;
+    conv(3, &ops::upsample_nearest2d(&x, h, w)?)
 }
 
 fn run(batch: usize, size: usize, warmup: usize, steps: usize) -> Result<Timing> {
     let dev = Device::Cpu;
     let net = SegNet::random(0, Normalization { mean: [0.5; 3], std: [0.25; 3] }, &dev)?;
-    let mut opt =
-        AdamW::new(net.vars(), ParamsAdamW { lr: 1e-3, weight_decay: 0.0, ..Default::default() })?;
+    let mut opt = AdamW::new(net.vars(), ParamsAdamW { lr: 1e-3, weight_decay: 0.0, ..Default::default() })?;
     let x = Tensor::rand(0f32, 1f32, (batch, 3, size, size), &dev)?;
     let labels = Tensor::rand(0f32, 1f32, batch * size * size, &dev)?.ge(0.5)?.to_dtype(DType::U32)?;
+    let diff = (forward(&net, &x)? - net.forward(&x)?)?.abs()?.max_all()?.to_scalar::<f32>()?;
+    assert!(diff < 1e-4, "the bench's forward differs from SegNet::forward by {diff}");
     let mut t = Timing { step: vec![], forward: vec![], backward: vec![], losses: vec![] };
     for i in 0..warmup + steps {
         let start = Instant::now();
-        let l = loss(&net.forward(&x)?, &labels)?;
+        let l = loss(&forward(&net, &x)?, &labels)?;
         let loss_value = l.to_scalar::<f32>()?;
         let forward = start.elapsed().as_secs_f64();
         let grads = l.backward()?;
@@ -59,16 +75,97 @@ fn median(v: &[f64]) -> f64 {
     s[s.len() / 2]
 }
 
+/// Median seconds of `f` over `reps` calls after one warm-up call.
+fn time(reps: usize, mut f: impl FnMut() -> Result<()>) -> Result<f64> {
+    f()?;
+    let mut v = vec![];
+    for _ in 0..reps {
+        let start = Instant::now();
+        f()?;
+        v.push(start.elapsed().as_secs_f64());
+    }
+    Ok(median(&v))
+}
+
+/// Per-op seconds at batch 1 x 256^2: each convolution's fast kernels (forward, weight gradient, input
+/// gradient) and candle's ops the network also runs.
+fn breakdown(reps: usize) -> Result<()> {
+    use trainer::ops::conv::{conv_forward, conv_input_grad, conv_weight_grad, ConvGeometry};
+    let dev = Device::Cpu;
+    let vec = |n: usize| (0..n).map(|i| ((i * 7919) % 1000) as f32 / 1000.0 - 0.5).collect::<Vec<f32>>();
+    println!("{:<8} {:>10} {:>10} {:>10} {:>10}", "layer", "forward", "grad w,b", "grad x", "GFLOP/s");
+    for (spec, size) in LAYERS.iter().zip([256, 256, 128, 256]) {
+        let geo = ConvGeometry::new(
+            &[1, spec.in_channels, size, size],
+            &[spec.out_channels, spec.in_channels, spec.kernel, spec.kernel],
+            spec.padding,
+        )
+        .expect("network shapes are supported");
+        let (x, w, b) =
+            (vec(spec.in_channels * size * size), vec(spec.parameter_count()), vec(spec.out_channels));
+        let w = &w[..w.len() - spec.out_channels];
+        let gy = vec(spec.out_channels * size * size);
+        let f = time(reps, || {
+            conv_forward(&geo, &x, w, Some(&b), spec.relu);
+            Ok(())
+        })?;
+        let gw = time(reps, || {
+            conv_weight_grad(&geo, &x, &gy);
+            Ok(())
+        })?;
+        let gx = time(reps, || {
+            conv_input_grad(&geo, w, &gy);
+            Ok(())
+        })?;
+        let flop =
+            2.0 * (size * size * spec.out_channels * spec.in_channels * spec.kernel * spec.kernel) as f64;
+        println!(
+            "{:<8} {f:>10.4} {gw:>10.4} {gx:>10.4} {:>10.1}",
+            spec.name,
+            3.0 * flop / (f + gw + gx) / 1e9
+        );
+    }
+    let x32 = candle_core::Var::from_tensor(&Tensor::rand(0f32, 1f32, (1, 32, 256, 256), &dev)?)?;
+    let pooled = ops::max_pool2x2(&x32)?;
+    let x16 = candle_core::Var::from_tensor(&Tensor::rand(0f32, 1f32, (1, 16, 128, 128), &dev)?)?;
+    let up = ops::upsample_nearest2d(&x16, 256, 256)?;
+    let logits = candle_core::Var::from_tensor(&Tensor::rand(0f32, 1f32, (1, 2, 256, 256), &dev)?)?;
+    let labels = Tensor::zeros(256 * 256, DType::U32, &dev)?;
+    let image = Tensor::rand(0f32, 1f32, (1, 3, 256, 256), &dev)?;
+    let norm = Normalization { mean: [0.5; 3], std: [0.25; 3] };
+    type Timed<'a> = Box<dyn FnMut() -> Result<()> + 'a>;
+    let rows: [(&str, Timed); 7] = [
+        ("normalize", Box::new(|| norm.apply(&image).map(drop))),
+        ("maxpool", Box::new(|| ops::max_pool2x2(&x32).map(drop))),
+        ("maxpool backward", Box::new(|| pooled.sum_all()?.backward().map(drop))),
+        ("upsample", Box::new(|| ops::upsample_nearest2d(&x16, 256, 256).map(drop))),
+        ("upsample backward", Box::new(|| up.sum_all()?.backward().map(drop))),
+        ("loss", Box::new(|| loss(&logits, &labels).map(drop))),
+        ("loss + backward", Box::new(|| loss(&logits, &labels)?.backward().map(drop))),
+    ];
+    for (name, mut f) in rows {
+        println!("{name:<18} {:>10.4}", time(reps, &mut f)?);
+    }
+    let net = SegNet::random(0, norm, &dev)?;
+    let mut opt = AdamW::new(net.vars(), ParamsAdamW { lr: 1e-3, weight_decay: 0.0, ..Default::default() })?;
+    let grads = loss(&forward(&net, &image)?, &labels)?.backward()?;
+    println!("{:<18} {:>10.4}", "AdamW step", time(reps, || opt.step(&grads))?);
+    Ok(())
+}
+
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().collect();
     let value = |flag: &str| args.iter().position(|a| a == flag).and_then(|i| args.get(i + 1)).cloned();
     let steps: usize = value("--steps").and_then(|s| s.parse().ok()).unwrap_or(20);
     let only = value("--only");
     let threads = candle_core::utils::get_num_threads();
+    if args.iter().any(|a| a == "--breakdown") {
+        return breakdown(steps);
+    }
     println!("train_step: {steps} timed steps after 3 warm-up, {threads} threads");
     println!(
         "{:<10} {:<9} {:>8} {:>8} {:>8} {:>8} {:>8} {:>9} {:>10}",
-        "ops", "batch", "median", "min", "max", "fwd", "bwd+", "GFLOP/s", "loss[-1]"
+        "ops", "batch", "median", "min", "max", "fwd", "bwd", "GFLOP/s", "loss[-1]"
     );
     for (batch, size) in [(1, 256), (4, 128)] {
         let mut medians = vec![];
@@ -95,7 +192,12 @@ fn main() -> Result<()> {
             medians.push(m);
         }
         if let [reference, fast] = medians[..] {
-            println!("{:<10} {:<9} {:>8.2}x faster", "speedup", format!("{batch}x{size}^2"), reference / fast);
+            println!(
+                "{:<10} {:<9} {:>8.2}x faster",
+                "speedup",
+                format!("{batch}x{size}^2"),
+                reference / fast
+            );
         }
     }
     ops::set_reference_ops(false);

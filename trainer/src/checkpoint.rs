@@ -115,8 +115,8 @@ impl Checkpoint {
     /// Parses safetensors bytes; `path` only names the file in errors.
     pub fn from_bytes(bytes: &[u8], path: &Path, device: &Device) -> Result<Checkpoint, CheckpointError> {
         let invalid = |reason: String| CheckpointError::Invalid { path: path.to_path_buf(), reason };
-        let (_, header) =
-            safetensors::SafeTensors::read_metadata(bytes).map_err(|e| invalid(format!("unreadable: {e}")))?;
+        let (_, header) = safetensors::SafeTensors::read_metadata(bytes)
+            .map_err(|e| invalid(format!("unreadable: {e}")))?;
         let meta = header.metadata().clone().unwrap_or_default();
         let summary = TrainingSummary::from_metadata(&meta).map_err(invalid)?;
         let tensors = candle_core::safetensors::load_buffer(bytes, &Device::Cpu)
@@ -127,7 +127,8 @@ impl Checkpoint {
             v.try_into().map_err(|_| invalid(format!("tensor `{name}` must hold 3 values")))
         };
         let normalization = Normalization { mean: vec3(MEAN)?, std: vec3(STD)? };
-        let net = SegNet::from_tensors(&tensors, normalization, device).map_err(|e| invalid(e.to_string()))?;
+        let net =
+            SegNet::from_tensors(&tensors, normalization, device).map_err(|e| invalid(e.to_string()))?;
         let mut adam = AdamMoments::new();
         for (name, _) in net.named_tensors() {
             let (m, v) = (tensors.get(&format!("{ADAM_M}{name}")), tensors.get(&format!("{ADAM_V}{name}")));
@@ -141,8 +142,8 @@ impl Checkpoint {
     }
 
     pub fn load(path: &Path, device: &Device) -> Result<Checkpoint, CheckpointError> {
-        let bytes =
-            std::fs::read(path).map_err(|source| CheckpointError::Read { path: path.to_path_buf(), source })?;
+        let bytes = std::fs::read(path)
+            .map_err(|source| CheckpointError::Read { path: path.to_path_buf(), source })?;
         Checkpoint::from_bytes(&bytes, path, device)
     }
 
@@ -182,7 +183,10 @@ mod tests {
         assert!(back.adam.is_none());
         for ((n1, t1), (n2, t2)) in ck.net.named_tensors().iter().zip(back.net.named_tensors()) {
             assert_eq!(n1, &n2);
-            assert_eq!(t1.flatten_all().unwrap().to_vec1::<f32>().unwrap(), t2.flatten_all().unwrap().to_vec1::<f32>().unwrap());
+            assert_eq!(
+                t1.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+                t2.flatten_all().unwrap().to_vec1::<f32>().unwrap()
+            );
         }
     }
 
@@ -201,10 +205,15 @@ mod tests {
         tensors[0].1 = Tensor::zeros((16, 3, 5, 5), candle_core::DType::F32, &Device::Cpu).unwrap();
         tensors.push((MEAN.into(), Tensor::new(&[0f32; 3], &Device::Cpu).unwrap()));
         tensors.push((STD.into(), Tensor::new(&[1f32; 3], &Device::Cpu).unwrap()));
-        let bytes =
-            safetensors::serialize(tensors.iter().map(|(n, t)| (n.as_str(), t)), Some(summary().to_metadata()))
-                .unwrap();
+        let bytes = safetensors::serialize(
+            tensors.iter().map(|(n, t)| (n.as_str(), t)),
+            Some(summary().to_metadata()),
+        )
+        .unwrap();
         let err = Checkpoint::from_bytes(&bytes, Path::new("w.safetensors"), &Device::Cpu).err().unwrap();
-        assert!(err.to_string().contains("conv1.weight") && err.to_string().contains("[16, 3, 5, 5]"), "{err}");
+        assert!(
+            err.to_string().contains("conv1.weight") && err.to_string().contains("[16, 3, 5, 5]"),
+            "{err}"
+        );
     }
 }

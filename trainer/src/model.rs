@@ -183,10 +183,11 @@ impl SegNet {
         }
         let x = self.normalization.apply(x)?;
         let x = self.conv(0, &x)?;
-        let x = self.conv(1, &x)?;
-        let x = x.max_pool2d(2)?;
+        // conv2 + ReLU + 2x2 max-pool as one node: the CPU kernel never materialises the full-size output.
+        let (w2, b2) = &self.params[1];
+        let x = ops::conv2d_relu_maxpool2x2(&x, w2.as_tensor(), b2.as_tensor(), LAYERS[1].padding)?;
         let x = self.conv(2, &x)?;
-        let x = x.upsample_nearest2d(h, w)?;
+        let x = ops::upsample_nearest2d(&x, h, w)?;
         self.conv(3, &x)
     }
 

@@ -1,14 +1,22 @@
-//! Convolution with bias and optional ReLU: the one op the network spends its time in.
+//! The network's ops: convolution with bias and optional ReLU (fused with the max-pool after conv2), 2x
+//! nearest upsampling and the per-pixel cross-entropy.
 //!
-//! On the CPU in f32 it runs as one fused autograd node with im2col + gemm kernels ([`conv`]), forward and
-//! backward, about 10x faster than candle's conv2d + broadcast_add + relu; on any other device or dtype it
-//! is candle's own ops, so the CUDA build is untouched.
+//! On the CPU in f32 each runs as one candle autograd node with its own kernels, forward and backward
+//! ([`conv`]: im2col + gemm; [`pool`]; [`loss`]), giving the same numbers as candle's ops within float
+//! rounding, about 10x faster per training step. On any other device or dtype, and after
+//! `set_reference_ops(true)`, each function is candle's own ops, so the CUDA build is untouched.
 
 pub mod conv;
+pub mod loss;
+pub mod pool;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use candle_core::{DType, Device, Result, Tensor};
+
+fn cpu_f32(t: &Tensor) -> bool {
+    matches!(t.device(), Device::Cpu) && t.dtype() == DType::F32
+}
 
 static REFERENCE_OPS: AtomicBool = AtomicBool::new(false);
 
@@ -23,6 +31,24 @@ pub fn reference_ops() -> bool {
     REFERENCE_OPS.load(Ordering::Relaxed)
 }
 
+/// Makes glibc's malloc keep freed memory for reuse (once per process). Each training step allocates and
+/// frees tens of MB of activations and gradients; by default glibc serves blocks over its mmap threshold
+/// with fresh pages and hands freed heap back to the kernel, so every step page-faults all of it again,
+/// which measured at half the step time of the fast kernels. The process keeps its peak heap instead.
+pub fn keep_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        static ONCE: std::sync::Once = std::sync::Once::new();
+        ONCE.call_once(|| {
+            // SAFETY: mallopt only changes allocator parameters; 32 MiB is glibc's largest mmap threshold.
+            unsafe {
+                libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
+                libc::mallopt(libc::M_TRIM_THRESHOLD, 1 << 30);
+            }
+        });
+    }
+}
+
 /// `relu?(conv2d(x, w, padding) + b)` for x (N,C,H,W), w (O,C,K,K), b (O), stride 1.
 pub fn conv2d(x: &Tensor, w: &Tensor, b: &Tensor, padding: usize, relu: bool) -> Result<Tensor> {
     if reference_ops() {
@@ -35,10 +61,11 @@ pub fn conv2d(x: &Tensor, w: &Tensor, b: &Tensor, padding: usize, relu: bool) ->
 /// The fast kernels where they apply (CPU, f32, shapes [`conv::ConvGeometry`] covers), else
 /// [`reference_conv2d`].
 pub fn fast_conv2d(x: &Tensor, w: &Tensor, b: &Tensor, padding: usize, relu: bool) -> Result<Tensor> {
-    let on_cpu_f32 = [x, w, b].iter().all(|t| matches!(t.device(), Device::Cpu) && t.dtype() == DType::F32);
+    let on_cpu_f32 = [x, w, b].into_iter().all(cpu_f32);
     if !on_cpu_f32 || conv::ConvGeometry::new(x.dims(), w.dims(), padding).is_none() {
         return reference_conv2d(x, w, b, padding, relu);
     }
+    keep_freed_memory();
     x.contiguous()?.apply_op3(&w.contiguous()?, &b.contiguous()?, conv::Conv2dBiasRelu { padding, relu })
 }
 
@@ -51,4 +78,48 @@ pub fn reference_conv2d(x: &Tensor, w: &Tensor, b: &Tensor, padding: usize, relu
     } else {
         Ok(y)
     }
+}
+
+/// `max_pool2d(relu(conv2d(x, w, padding) + b), 2)`: conv2 and the pool after it as one fused node on the
+/// CPU (its output must have even height and width), candle's ops elsewhere.
+pub fn conv2d_relu_maxpool2x2(x: &Tensor, w: &Tensor, b: &Tensor, padding: usize) -> Result<Tensor> {
+    let fits = conv::ConvGeometry::new(x.dims(), w.dims(), padding)
+        .is_some_and(|g| g.h_out() % 2 == 0 && g.w_out() % 2 == 0);
+    if reference_ops() || ![x, w, b].into_iter().all(cpu_f32) || !fits {
+        return max_pool2x2(&conv2d(x, w, b, padding, true)?);
+    }
+    keep_freed_memory();
+    x.contiguous()?.apply_op3(&w.contiguous()?, &b.contiguous()?, conv::Conv2dReluMaxPool::new(padding))
+}
+
+/// 2x2 max-pooling, stride 2, of (N,C,H,W) with even H and W: `x.max_pool2d(2)`, with a fast CPU kernel
+/// forward and backward (the same numbers as candle's).
+pub fn max_pool2x2(x: &Tensor) -> Result<Tensor> {
+    let (_, _, h, w) = x.dims4()?;
+    if reference_ops() || !cpu_f32(x) || h % 2 != 0 || w % 2 != 0 {
+        return x.max_pool2d(2);
+    }
+    x.contiguous()?.apply_op1(pool::MaxPool2x2)
+}
+
+/// Nearest-neighbour upsampling of (N,C,H,W) to (N,C,target_h,target_w): `x.upsample_nearest2d`, with a
+/// fast CPU kernel, forward and backward, when the target is exactly twice the input.
+pub fn upsample_nearest2d(x: &Tensor, target_h: usize, target_w: usize) -> Result<Tensor> {
+    let (_, _, h, w) = x.dims4()?;
+    if reference_ops() || !cpu_f32(x) || target_h != 2 * h || target_w != 2 * w {
+        return x.upsample_nearest2d(target_h, target_w);
+    }
+    x.contiguous()?.apply_op1(pool::Upsample2x)
+}
+
+/// Mean cross-entropy of logits (B,C,H,W) against u32 labels (B*H*W) in (b, y, x) order: the same value
+/// and gradient as `candle_nn::loss::cross_entropy` of the logits permuted to (B*H*W, C), computed in
+/// place on the CPU.
+pub fn segmentation_cross_entropy(logits: &Tensor, labels: &Tensor) -> Result<Tensor> {
+    let (b, c, h, w) = logits.dims4()?;
+    if reference_ops() || !cpu_f32(logits) || labels.dtype() != DType::U32 || labels.dims() != [b * h * w] {
+        let flat = logits.permute((0, 2, 3, 1))?.reshape((b * h * w, c))?;
+        return candle_nn::loss::cross_entropy(&flat, labels);
+    }
+    logits.contiguous()?.apply_op2(&labels.contiguous()?, loss::SegmentationCrossEntropy)
 }

@@ -160,3 +160,41 @@ fn non_contiguous_input_is_accepted() {
     let reference = ops::reference_conv2d(&transposed, &w, &b, pad, true).unwrap();
     assert!(max_relative_error(&fast, &reference) < 1e-5);
 }
+
+fn reference_conv_relu_pool(x: &Tensor, w: &Tensor, b: &Tensor, pad: usize, _relu: bool) -> Result<Tensor> {
+    ops::reference_conv2d(x, w, b, pad, true)?.max_pool2d(2)
+}
+
+fn fast_conv_relu_pool(x: &Tensor, w: &Tensor, b: &Tensor, pad: usize, _relu: bool) -> Result<Tensor> {
+    ops::conv2d_relu_maxpool2x2(x, w, b, pad)
+}
+
+#[test]
+fn fused_conv_relu_pool_equals_candle() {
+    let shapes = [
+        (1, 3, 8, 8, 16, 3, 1),
+        (3, 2, 6, 10, 4, 3, 1),
+        (2, 1, 10, 6, 3, 5, 2),
+        (1, 16, 12, 10, 32, 3, 1),
+        (1, 2, 8, 8, 3, 3, 0),
+        (1, 4, 66, 40, 5, 3, 1),
+    ];
+    for shape in shapes {
+        let (x, w, b, pad) = inputs(shape);
+        // A negative bias makes many windows all zero after the ReLU: ties, as in the network.
+        let b = Var::from_tensor(&(b.as_tensor() - 0.3).unwrap()).unwrap();
+        let fast = fast_conv_relu_pool(&x, &w, &b, pad, true).unwrap();
+        let reference = reference_conv_relu_pool(&x, &w, &b, pad, true).unwrap();
+        let err = max_relative_error(&fast, &reference);
+        assert!(err < 1e-5, "{shape:?}: forward differs by {err}");
+        let fast = grads(fast_conv_relu_pool, &x, &w, &b, pad, true);
+        let reference = grads(reference_conv_relu_pool, &x, &w, &b, pad, true);
+        for (name, var) in [("x", &x), ("w", &w), ("b", &b)] {
+            let err = max_relative_error(fast.get(var).unwrap(), reference.get(var).unwrap());
+            assert!(err < 1e-4, "{shape:?}: gradient of {name} differs by {err}");
+        }
+    }
+    // An odd output falls back to candle's pool (which floors).
+    let (x, w, b, pad) = inputs((1, 2, 7, 6, 3, 3, 1));
+    assert_eq!(ops::conv2d_relu_maxpool2x2(&x, &w, &b, pad).unwrap().dims(), &[1, 3, 3, 3]);
+}

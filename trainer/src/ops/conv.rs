@@ -13,8 +13,8 @@ use gemm::{gemm, Parallelism};
 use rayon::prelude::*;
 
 /// Output pixels per band: big enough for an efficient gemm, small enough that the band's im2col buffer
-/// (at most 400 x 2048 floats, 3.2 MB, for conv4) stays near the core.
-const BAND_PIXELS: usize = 2048;
+/// (at most 400 x 512 floats, 800 kB, for conv4) stays in the core's L2 cache.
+const BAND_PIXELS: usize = 512;
 
 thread_local! {
     static COLUMNS: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
@@ -131,11 +131,19 @@ fn with_columns<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
 
 /// `relu?(conv(x, weight) + bias)`: x (n, c, h, w), weight (o, c, k, k), bias (o) or none; returns
 /// (n, o, h_out, w_out), contiguous.
-pub fn conv_forward(g: &ConvGeometry, x: &[f32], weight: &[f32], bias: Option<&[f32]>, relu: bool) -> Vec<f32> {
+pub fn conv_forward(
+    g: &ConvGeometry,
+    x: &[f32],
+    weight: &[f32],
+    bias: Option<&[f32]>,
+    relu: bool,
+) -> Vec<f32> {
     assert_eq!(x.len(), g.n * g.c * g.h * g.w);
     assert_eq!(weight.len(), g.o * g.patch());
     let (out_pixels, w_out, patch) = (g.out_pixels(), g.w_out(), g.patch());
-    let mut out = vec![0f32; g.n * g.o * out_pixels];
+    // Every element is written exactly once below (gemm with read_dst false), so skip zeroing.
+    let len = g.n * g.o * out_pixels;
+    let mut out: Vec<f32> = Vec::with_capacity(len);
     let shared = SharedMut(out.as_mut_ptr());
     g.bands().into_par_iter().for_each(|(img, y0, y1)| {
         let pixels = (y1 - y0) * w_out;
@@ -178,6 +186,8 @@ pub fn conv_forward(g: &ConvGeometry, x: &[f32], weight: &[f32], bias: Option<&[
             }
         })
     });
+    // SAFETY: the bands cover every (image, channel, pixel) of the output, each written by its gemm.
+    unsafe { out.set_len(len) };
     out
 }
 
@@ -186,8 +196,37 @@ pub fn conv_forward(g: &ConvGeometry, x: &[f32], weight: &[f32], bias: Option<&[
 pub fn conv_weight_grad(g: &ConvGeometry, x: &[f32], grad_out: &[f32]) -> (Vec<f32>, Vec<f32>) {
     assert_eq!(x.len(), g.n * g.c * g.h * g.w);
     assert_eq!(grad_out.len(), g.n * g.o * g.out_pixels());
+    let out_pixels = g.out_pixels();
+    let grad_bias = (0..g.o)
+        .into_par_iter()
+        .map(|oi| {
+            (0..g.n)
+                .map(|img| grad_out[(img * g.o + oi) * out_pixels..][..out_pixels].iter().sum::<f32>())
+                .sum()
+        })
+        .collect();
+    // Either side of the product can be unrolled into patches; unroll the one with fewer rows.
+    let grad_weight = if g.o * g.k * g.k + g.c < g.c * g.k * g.k + g.o {
+        weight_grad_unrolling_gradient(g, x, grad_out)
+    } else {
+        weight_grad_unrolling_input(g, x, grad_out)
+    };
+    (grad_weight, grad_bias)
+}
+
+/// Sums per-band (rows x cols) partial products in band order: deterministic whatever the thread count.
+fn sum_in_order(partials: Vec<Vec<f32>>, len: usize) -> Vec<f32> {
+    let mut total = vec![0f32; len];
+    for part in partials {
+        total.iter_mut().zip(part).for_each(|(a, b)| *a += b);
+    }
+    total
+}
+
+/// dW (o x c*k*k) = sum over bands of grad (o x pixels) * im2col(x)^T (pixels x c*k*k).
+fn weight_grad_unrolling_input(g: &ConvGeometry, x: &[f32], grad_out: &[f32]) -> Vec<f32> {
     let (out_pixels, w_out, patch) = (g.out_pixels(), g.w_out(), g.patch());
-    let partials: Vec<(Vec<f32>, Vec<f32>)> = g
+    let partials = g
         .bands()
         .into_par_iter()
         .map(|(img, y0, y1)| {
@@ -222,17 +261,69 @@ pub fn conv_weight_grad(g: &ConvGeometry, x: &[f32], grad_out: &[f32]) -> (Vec<f
                     );
                 }
             });
-            let grad_bias = (0..g.o).map(|oi| grad[oi * out_pixels..][..pixels].iter().sum()).collect();
-            (grad_weight, grad_bias)
+            grad_weight
         })
         .collect();
-    let mut grad_weight = vec![0f32; g.o * patch];
-    let mut grad_bias = vec![0f32; g.o];
-    for (gw, gb) in partials {
-        grad_weight.iter_mut().zip(gw).for_each(|(a, b)| *a += b);
-        grad_bias.iter_mut().zip(gb).for_each(|(a, b)| *a += b);
+    sum_in_order(partials, g.o * patch)
+}
+
+/// The same product arranged over input pixels: dW[o][c][ky][kx] = sum over input pixels p of
+/// grad_pad[o][p + pad - (ky, kx)] * x[c][p], where the first factor is the im2col of the output gradient
+/// in the input-gradient geometry (kernel offsets flipped). Cheaper when o*k*k < c*k*k (conv3, conv4).
+fn weight_grad_unrolling_gradient(g: &ConvGeometry, x: &[f32], grad_out: &[f32]) -> Vec<f32> {
+    let t = g.input_gradient();
+    let (rows, plane, k) = (t.patch(), g.h * g.w, g.k);
+    let partials = t
+        .bands()
+        .into_par_iter()
+        .map(|(img, y0, y1)| {
+            let pixels = (y1 - y0) * g.w;
+            // flipped[(o, k-1-ky, k-1-kx)][c]
+            let mut flipped = vec![0f32; rows * g.c];
+            with_columns(rows * pixels, |columns| {
+                im2col(&t, &grad_out[img * t.c * t.h * t.w..][..t.c * t.h * t.w], y0, y1, columns);
+                // SAFETY: columns is (rows x pixels) row-major; x's band read as (pixels x c) has rows 1
+                // and columns `plane` apart, inside the image; flipped is (rows x c) row-major.
+                unsafe {
+                    gemm(
+                        rows,
+                        g.c,
+                        pixels,
+                        flipped.as_mut_ptr(),
+                        1,
+                        g.c as isize,
+                        false,
+                        columns.as_ptr(),
+                        1,
+                        pixels as isize,
+                        x.as_ptr().add(img * g.c * plane + y0 * g.w),
+                        plane as isize,
+                        1,
+                        0.0,
+                        1.0,
+                        false,
+                        false,
+                        false,
+                        Parallelism::None,
+                    );
+                }
+            });
+            flipped
+        })
+        .collect();
+    let flipped = sum_in_order(partials, rows * g.c);
+    let mut grad_weight = vec![0f32; g.o * g.patch()];
+    for oi in 0..g.o {
+        for ci in 0..g.c {
+            for ky in 0..k {
+                for kx in 0..k {
+                    grad_weight[((oi * g.c + ci) * k + ky) * k + kx] =
+                        flipped[((oi * k + (k - 1 - ky)) * k + (k - 1 - kx)) * g.c + ci];
+                }
+            }
+        }
     }
-    (grad_weight, grad_bias)
+    grad_weight
 }
 
 /// Gradient of the input (n, c, h, w) given the kernel and the gradient of the pre-activation output.
@@ -254,7 +345,7 @@ pub fn conv_input_grad(g: &ConvGeometry, weight: &[f32], grad_out: &[f32]) -> Ve
 }
 
 /// Runs `f` on the f32 elements of a contiguous CPU tensor.
-fn with_f32<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Result<R> {
+pub(crate) fn with_f32<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Result<R> {
     let (storage, layout) = t.storage_and_layout();
     match (&*storage, layout.contiguous_offsets()) {
         (Storage::Cpu(CpuStorage::F32(data)), Some((start, end))) => Ok(f(&data[start..end])),
@@ -278,7 +369,10 @@ pub struct Conv2dBiasRelu {
 impl Conv2dBiasRelu {
     fn geometry(&self, x: &[usize], w: &[usize]) -> Result<ConvGeometry> {
         ConvGeometry::new(x, w, self.padding).ok_or_else(|| {
-            candle_core::Error::Msg(format!("fast conv2d: unsupported shapes {x:?} * {w:?} pad {}", self.padding))
+            candle_core::Error::Msg(format!(
+                "fast conv2d: unsupported shapes {x:?} * {w:?} pad {}",
+                self.padding
+            ))
         })
     }
 }
@@ -319,29 +413,102 @@ impl CustomOp3 for Conv2dBiasRelu {
         let grad_out = with_f32(&grad_res, |gr| {
             if self.relu {
                 with_f32(res, |r| {
-                    let mut grad = vec![0f32; gr.len()];
-                    grad.par_chunks_mut(1 << 14)
-                        .zip(gr.par_chunks(1 << 14).zip(r.par_chunks(1 << 14)))
-                        .for_each(|(d, (gr, r))| {
-                            for ((d, &gr), &r) in d.iter_mut().zip(gr).zip(r) {
-                                *d = if r > 0.0 { gr } else { 0.0 };
-                            }
-                        });
-                    grad
+                    gr.par_iter()
+                        .zip(r)
+                        .with_min_len(1 << 14)
+                        .map(|(&gr, &r)| if r > 0.0 { gr } else { 0.0 })
+                        .collect()
                 })
             } else {
                 Ok(gr.to_vec())
             }
         })??;
-        let (grad_w, grad_b) = with_f32(x, |x| conv_weight_grad(&g, x, &grad_out))?;
-        let grad_x = if x.track_op() {
-            let gx = with_f32(w, |w| conv_input_grad(&g, w, &grad_out))?;
-            Some(Tensor::from_vec(gx, x.shape(), x.device())?)
-        } else {
-            None
+        conv_backward(&g, x, w, b, &grad_out)
+    }
+}
+
+/// Gradients of (x, w, b) given the gradient of the pre-activation output; none for an x that needs none.
+fn conv_backward(
+    g: &ConvGeometry,
+    x: &Tensor,
+    w: &Tensor,
+    b: &Tensor,
+    grad_out: &[f32],
+) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+    let (grad_w, grad_b) = with_f32(x, |x| conv_weight_grad(g, x, grad_out))?;
+    let grad_x = if x.track_op() {
+        let gx = with_f32(w, |w| conv_input_grad(g, w, grad_out))?;
+        Some(Tensor::from_vec(gx, x.shape(), x.device())?)
+    } else {
+        None
+    };
+    let grad_w = w.track_op().then(|| Tensor::from_vec(grad_w, w.shape(), w.device())).transpose()?;
+    let grad_b = b.track_op().then(|| Tensor::from_vec(grad_b, b.shape(), b.device())).transpose()?;
+    Ok((grad_x, grad_w, grad_b))
+}
+
+/// `max_pool2x2(relu(conv2d(x, w, padding) + b))` as one autograd node: the full-resolution activation
+/// never becomes a candle tensor (no gradient buffer, no separate ReLU and pool passes); the op keeps it
+/// for its backward.
+pub struct Conv2dReluMaxPool {
+    pub padding: usize,
+    activation: std::sync::Mutex<Option<Vec<f32>>>,
+}
+
+impl Conv2dReluMaxPool {
+    pub fn new(padding: usize) -> Conv2dReluMaxPool {
+        Conv2dReluMaxPool { padding, activation: std::sync::Mutex::new(None) }
+    }
+}
+
+impl CustomOp3 for Conv2dReluMaxPool {
+    fn name(&self) -> &'static str {
+        "conv2d-bias-relu-maxpool"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let g = Conv2dBiasRelu { padding: self.padding, relu: true }.geometry(l1.dims(), l2.dims())?;
+        if l3.dims() != [g.o] || g.h_out() % 2 != 0 || g.w_out() % 2 != 0 {
+            candle_core::bail!(
+                "fast conv2d+pool: bias {:?} or odd output size for {:?}",
+                l3.dims(),
+                l1.dims()
+            );
+        }
+        let y = conv_forward(&g, cpu_f32(s1, l1)?, cpu_f32(s2, l2)?, Some(cpu_f32(s3, l3)?), true);
+        let pooled = super::pool::max_pool_forward(&y, g.h_out(), g.w_out());
+        *self.activation.lock().map_err(|_| candle_core::Error::Msg("poisoned lock".into()))? = Some(y);
+        Ok((CpuStorage::F32(pooled), Shape::from((g.n, g.o, g.h_out() / 2, g.w_out() / 2))))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        b: &Tensor,
+        res: &Tensor,
+        grad_res: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let g = Conv2dBiasRelu { padding: self.padding, relu: true }.geometry(x.dims(), w.dims())?;
+        let grad_res = grad_res.contiguous()?;
+        let activation =
+            self.activation.lock().map_err(|_| candle_core::Error::Msg("poisoned lock".into()))?;
+        let Some(y) = activation.as_ref() else {
+            candle_core::bail!("fast conv2d+pool: backward before forward")
         };
-        let grad_w = w.track_op().then(|| Tensor::from_vec(grad_w, w.shape(), w.device())).transpose()?;
-        let grad_b = b.track_op().then(|| Tensor::from_vec(grad_b, b.shape(), b.device())).transpose()?;
-        Ok((grad_x, grad_w, grad_b))
+        let grad_out = with_f32(res, |pooled| {
+            with_f32(&grad_res, |gr| {
+                super::pool::max_pool_backward(y, pooled, gr, g.h_out(), g.w_out(), true)
+            })
+        })??;
+        conv_backward(&g, x, w, b, &grad_out)
     }
 }

@@ -1,0 +1,73 @@
+//! A few training steps of the whole network with the fast CPU ops give the same loss curve and weights
+//! as with candle's own ops. Its own test binary: it flips the process-wide `ops::set_reference_ops`.
+
+use candle_core::{DType, Device, Result, Tensor};
+use candle_nn::{AdamW, Optimizer, ParamsAdamW};
+use trainer::model::{Normalization, SegNet, LAYERS};
+use trainer::ops;
+
+/// `SegNet::forward` with every op from `trainer::ops` (the reference flag decides which kernels run).
+fn forward(net: &SegNet, x: &Tensor) -> Result<Tensor> {
+    let (_, _, h, w) = x.dims4()?;
+    let vars = net.vars();
+    let conv = |layer: usize, x: &Tensor| {
+        let spec = LAYERS[layer];
+        ops::conv2d(x, vars[2 * layer].as_tensor(), vars[2 * layer + 1].as_tensor(), spec.padding, spec.relu)
+    };
+    let x = net.normalization.apply(x)?;
+    let x = conv(0, &x)?;
+    let x = ops::conv2d_relu_maxpool2x2(&x, vars[2].as_tensor(), vars[3].as_tensor(), LAYERS[1].padding)?;
+    let x = conv(2, &x)?;
+    conv(3, &ops::upsample_nearest2d(&x, h, w)?)
+}
+
+/// Losses of `steps` AdamW steps from the same seed and batch, and the final weights.
+fn train(reference: bool, steps: usize, x: &Tensor, labels: &Tensor) -> (Vec<f32>, Vec<Vec<f32>>) {
+    ops::set_reference_ops(reference);
+    let dev = Device::Cpu;
+    let norm = Normalization { mean: [0.4, 0.5, 0.6], std: [0.2, 0.25, 0.3] };
+    let net = SegNet::random(11, norm, &dev).unwrap();
+    let mut opt =
+        AdamW::new(net.vars(), ParamsAdamW { lr: 3e-3, weight_decay: 0.0, ..Default::default() }).unwrap();
+    let mut losses = vec![];
+    for _ in 0..steps {
+        let loss = ops::segmentation_cross_entropy(&forward(&net, x).unwrap(), labels).unwrap();
+        losses.push(loss.to_scalar::<f32>().unwrap());
+        opt.backward_step(&loss).unwrap();
+    }
+    let weights = net.vars().iter().map(|v| v.flatten_all().unwrap().to_vec1::<f32>().unwrap()).collect();
+    (losses, weights)
+}
+
+#[test]
+fn fast_ops_train_like_candle_ops() {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(5);
+    let (n, h, w) = (3, 22, 34);
+    let pixels: Vec<f32> = (0..n * 3 * h * w).map(|_| rng.random_range(0.0..1.0)).collect();
+    let x = Tensor::from_vec(pixels, (n, 3, h, w), &Device::Cpu).unwrap();
+    // A learnable target: foreground where the red channel is brighter than the blue one.
+    let (r, b) = (x.narrow(1, 0, 1).unwrap(), x.narrow(1, 2, 1).unwrap());
+    let labels = r.gt(&b).unwrap().to_dtype(DType::U32).unwrap().flatten_all().unwrap();
+    let steps = 20;
+    let (fast_losses, fast_weights) = train(false, steps, &x, &labels);
+    let (ref_losses, ref_weights) = train(true, steps, &x, &labels);
+    ops::set_reference_ops(false);
+    for (i, (f, r)) in fast_losses.iter().zip(&ref_losses).enumerate() {
+        assert!((f - r).abs() < 1e-4 * r.abs().max(1.0), "step {i}: loss {f} (fast) vs {r} (candle)");
+    }
+    assert!(fast_losses[steps - 1] < fast_losses[0] - 0.01, "the loss should fall: {fast_losses:?}");
+    for (layer, (f, r)) in fast_weights.iter().zip(&ref_weights).enumerate() {
+        let err = f.iter().zip(r).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+        assert!(err < 1e-3, "tensor {layer}: weights differ by {err} after {steps} steps");
+    }
+}
+
+#[test]
+fn segnet_forward_equals_the_all_ops_forward() {
+    let net = SegNet::random(3, Normalization::IDENTITY, &Device::Cpu).unwrap();
+    let x = Tensor::rand(0f32, 1f32, (2, 3, 16, 12), &Device::Cpu).unwrap();
+    let diff = (net.forward(&x).unwrap() - forward(&net, &x).unwrap()).unwrap();
+    let max = diff.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+    assert!(max < 1e-5, "SegNet::forward differs from the ops forward by {max}");
+}
