@@ -149,7 +149,7 @@ fn run_train(args: TrainArgs) -> anyhow::Result<()> {
         s.batch,
         s.crop,
         report.seconds,
-        report.seconds / report.losses.len().max(1) as f64,
+        report.seconds / report.iterations_run.max(1) as f64,
         s.final_loss,
         ["checkpoint.safetensors", "loss.csv", "loss.png"]
             .map(|f| args.out.join(f).display().to_string())

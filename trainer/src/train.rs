@@ -178,6 +178,8 @@ pub struct TrainReport {
     pub losses: Vec<(usize, f32)>,
     /// Set when the crop was shrunk to fit a small image.
     pub crop_shrunk_from: Option<usize>,
+    /// Iterations run by this call (fewer than `summary.iterations` after a resume), and their time.
+    pub iterations_run: usize,
     pub seconds: f64,
 }
 
@@ -263,8 +265,9 @@ pub fn train(
     };
 
     let timer = std::time::Instant::now();
-    let mut smoothed = smooth(&losses.iter().map(|l| l.1).collect::<Vec<_>>(), SMOOTHING).last().copied();
-    let (mut acc, mut norm) = (smoothed.unwrap_or(0.0), if smoothed.is_some() { 1.0 } else { 0.0 });
+    // The displayed smoothed loss continues a resumed history.
+    let resumed = smooth(&losses.iter().map(|l| l.1).collect::<Vec<_>>(), SMOOTHING).last().copied();
+    let (mut acc, mut norm) = (resumed.unwrap_or(0.0), if resumed.is_some() { 1.0 } else { 0.0 });
     progress.start(start, config.iterations);
     for iteration in start + 1..=config.iterations {
         // Each iteration draws from its own stream, so a resumed run sees the crops an uninterrupted one would.
@@ -296,7 +299,6 @@ pub fn train(
         losses.push((iteration, value));
         acc = acc * SMOOTHING + (1.0 - SMOOTHING) * value;
         norm = norm * SMOOTHING + (1.0 - SMOOTHING);
-        smoothed = Some(acc / norm);
         summary.iterations = iteration;
         summary.final_loss = value;
         progress.step(iteration, value, acc / norm);
@@ -310,11 +312,11 @@ pub fn train(
     }
     save(&net, &adam, &summary, &losses)?;
     progress.finish();
-    let _ = smoothed;
     Ok(TrainReport {
         summary,
         losses,
         crop_shrunk_from: shrunk.then_some(config.crop),
+        iterations_run: config.iterations - start,
         seconds: timer.elapsed().as_secs_f64(),
     })
 }
