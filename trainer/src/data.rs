@@ -144,6 +144,18 @@ pub fn fit_crop(crop: usize, width: usize, height: usize) -> (usize, bool) {
     }
 }
 
+/// Which random augmentations training applies to its crops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum AugmentPolicy {
+    /// Random horizontal and vertical flips and quarter turns.
+    #[default]
+    All,
+    /// Random flips only: keeps the orientation of structures (e.g. vertical rays in wood).
+    Flips,
+    /// The crops as they are.
+    None,
+}
+
 /// Flips and a rotation by a multiple of 90 degrees, applied to a square crop.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Augmentation {
@@ -154,11 +166,17 @@ pub struct Augmentation {
 }
 
 impl Augmentation {
-    pub fn random(rng: &mut impl Rng) -> Augmentation {
-        Augmentation {
-            flip_horizontal: rng.random(),
-            flip_vertical: rng.random(),
-            quarter_turns: rng.random_range(0..4),
+    pub fn random(rng: &mut impl Rng, policy: AugmentPolicy) -> Augmentation {
+        match policy {
+            AugmentPolicy::None => Augmentation::default(),
+            AugmentPolicy::Flips => {
+                Augmentation { flip_horizontal: rng.random(), flip_vertical: rng.random(), quarter_turns: 0 }
+            }
+            AugmentPolicy::All => Augmentation {
+                flip_horizontal: rng.random(),
+                flip_vertical: rng.random(),
+                quarter_turns: rng.random_range(0..4),
+            },
         }
     }
 
@@ -187,11 +205,17 @@ pub struct CropSpec {
     pub augmentation: Augmentation,
 }
 
-/// Draws one crop position uniformly over the image, with a random augmentation when `augment` is set.
-pub fn sample_crop(rng: &mut impl Rng, width: usize, height: usize, size: usize, augment: bool) -> CropSpec {
+/// Draws one crop position uniformly over the image, with a random augmentation as `policy` allows.
+pub fn sample_crop(
+    rng: &mut impl Rng,
+    width: usize,
+    height: usize,
+    size: usize,
+    policy: AugmentPolicy,
+) -> CropSpec {
     let top = rng.random_range(0..=height - size);
     let left = rng.random_range(0..=width - size);
-    let augmentation = if augment { Augmentation::random(rng) } else { Augmentation::default() };
+    let augmentation = Augmentation::random(rng, policy);
     CropSpec { top, left, size, augmentation }
 }
 
@@ -267,7 +291,9 @@ mod tests {
         let n = 5;
         let mut rng = rand::rngs::StdRng::seed_from_u64(0);
         for _ in 0..20 {
-            let aug = Augmentation::random(&mut rng);
+            let aug = Augmentation::random(&mut rng, AugmentPolicy::All);
+            assert_eq!(Augmentation::random(&mut rng, AugmentPolicy::Flips).quarter_turns, 0);
+            assert_eq!(Augmentation::random(&mut rng, AugmentPolicy::None), Augmentation::default());
             let mut hit = vec![false; n * n];
             for r in 0..n {
                 for c in 0..n {
@@ -294,7 +320,7 @@ mod tests {
         let image = TrainingImage { width: w, height: h, rgb, labels };
         let mut rng = rand::rngs::StdRng::seed_from_u64(1);
         for _ in 0..50 {
-            let c = sample_crop(&mut rng, w, h, 4, true);
+            let c = sample_crop(&mut rng, w, h, 4, AugmentPolicy::All);
             assert!(c.top + 4 <= h && c.left + 4 <= w);
         }
         let crop = CropSpec { top: 1, left: 2, size: 2, augmentation: Augmentation::default() };

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
+use trainer::data::AugmentPolicy;
 use trainer::train::{self, DeviceKind, LrSchedule, Progress, TrainConfig};
 
 /// Train the two-class segmentation network on one RGB image and its binary mask (candle), and export it as
@@ -65,8 +66,12 @@ struct TrainArgs {
     /// loss curve.
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// Turn off the random flips and 90-degree rotations of the crops.
-    #[arg(long)]
+    /// Random augmentation of the crops: `all` (flips and 90-degree rotations), `flips` (keeps the
+    /// orientation of oriented structures), `none`.
+    #[arg(long, value_enum, default_value_t = AugmentPolicy::All)]
+    augment: AugmentPolicy,
+    /// Turn off augmentation (the same as `--augment none`).
+    #[arg(long, conflicts_with = "augment")]
     no_augment: bool,
     /// Write a checkpoint every K iterations (and always at the end); 0 writes only at the end.
     #[arg(long, default_value_t = 250, value_name = "K")]
@@ -126,7 +131,7 @@ fn run_train(args: TrainArgs) -> anyhow::Result<()> {
         lr: args.lr,
         schedule: args.lr_schedule,
         seed: args.seed,
-        augment: !args.no_augment,
+        augment: if args.no_augment { AugmentPolicy::None } else { args.augment },
         checkpoint_every: args.checkpoint_every,
         out_dir: args.out.clone(),
         resume: args.resume.clone(),

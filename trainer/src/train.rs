@@ -144,7 +144,7 @@ pub struct TrainConfig {
     pub lr: f64,
     pub schedule: LrSchedule,
     pub seed: u64,
-    pub augment: bool,
+    pub augment: data::AugmentPolicy,
     pub checkpoint_every: usize,
     pub out_dir: PathBuf,
     pub resume: Option<PathBuf>,
