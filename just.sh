@@ -6,8 +6,10 @@ cd "$(dirname "$0")"
 export PATH="$HOME/.local/bin:$HOME/.cargo/bin:$PATH"
 if ! command -v just >/dev/null 2>&1; then
   echo "just.sh: installing just (the command runner)" >&2
+  # A user install of the prebuilt binary; Debian's own Python marks itself externally managed (PEP 668),
+  # which a --user install of this standalone tool can safely override. cargo builds it as a last resort.
   python3 -m pip install --quiet --user rust-just 2>/dev/null \
-    || python3 -m pip install --quiet rust-just 2>/dev/null \
+    || python3 -m pip install --quiet --user --break-system-packages rust-just 2>/dev/null \
     || cargo install just --locked
 fi
 exec just "$@"
