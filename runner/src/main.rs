@@ -56,7 +56,8 @@ struct PredictArgs {
     /// Where the network runs: cuda needs a build with `--features cuda` and the onnxruntime-gpu library.
     #[arg(long, value_enum, default_value_t = ExecutionDevice::Cpu)]
     device: ExecutionDevice,
-    /// ONNX Runtime intra-op threads [default: all cores].
+    /// Threads in all [default: all cores]: on the CPU, that many tiles are predicted at once, one thread
+    /// each; with --device cuda, ONNX Runtime's intra-op threads.
     #[arg(long)]
     threads: Option<usize>,
     /// The ONNX Runtime library [default: $ORT_DYLIB_PATH, else .ort/lib/libonnxruntime.so.1.31.1 in the repo].

@@ -1,8 +1,12 @@
-//! Whole-image prediction: follows the tile plan batch by batch, assembling each forward pass's input in one
-//! reused buffer and keeping only each window's centre. The result is held as one class byte per pixel, plus
-//! a float32 foreground probability per pixel only when asked for, so memory stays small for large images.
+//! Whole-image prediction: follows the tile plan with one thread per worker session, each assembling its
+//! forward passes' input in one reused buffer, and keeps only each window's centre. The result is held as one
+//! class byte per pixel, plus a float32 foreground probability per pixel only when asked for, so memory stays
+//! small for large images.
 
-use crate::session::{Model, SessionError};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc;
+
+use crate::session::{Model, Pass, PassOutput, SessionError, Wanted};
 use crate::tiling::{self, Batch, Rect, Tile, TilePlan, TilingError};
 
 #[derive(Debug, thiserror::Error)]
@@ -15,6 +19,8 @@ pub enum PredictError {
     ImageSize { got: usize, expected: usize, width: usize, height: usize },
     #[error("logits were asked for but the model has no `logits` output")]
     NoLogits,
+    #[error("a prediction thread panicked (a bug in the runner); rerun with --threads 1 and report it")]
+    WorkerPanicked,
 }
 
 /// What to compute besides the class mask.
@@ -85,7 +91,9 @@ pub fn predict_untiled(
             tiles: vec![Tile { window: whole, keep: whole }],
         }],
     };
-    run_plan(model, rgb, &plan, options, |_| {})
+    check_request(model, rgb, &plan, options)?;
+    let pass = model.reference_pass(wanted(model, options))?;
+    run_passes(vec![pass], rgb, &plan, options, |_| {})
 }
 
 /// Byte to [0, 1], as a table: the same value on every path.
@@ -93,14 +101,34 @@ fn unit_table() -> [f32; 256] {
     std::array::from_fn(|v| v as f32 / 255.0)
 }
 
-/// Runs every batch of `plan` and stitches the kept centres.
+/// Runs every batch of `plan` and stitches the kept centres. The model's worker sessions take the batches in
+/// turn, each on its own thread with its own input buffer; this thread stitches each finished batch (kept
+/// rectangles are disjoint, so the order does not matter and the result is the same for any thread count)
+/// and calls `progress` with the tiles it completed.
 pub fn run_plan(
     model: &mut Model,
     rgb: &[u8],
     plan: &TilePlan,
     options: PredictOptions,
-    mut progress: impl FnMut(usize),
+    progress: impl FnMut(usize),
 ) -> Result<Prediction, PredictError> {
+    check_request(model, rgb, plan, options)?;
+    let passes = model.worker_passes(wanted(model, options))?;
+    run_passes(passes, rgb, plan, options, progress)
+}
+
+/// The outputs to compute: the logits decide the class when the model has them; the model's own
+/// probabilities are used when asked for, or to decide the class when it has no logits.
+fn wanted(model: &Model, options: PredictOptions) -> Wanted {
+    Wanted { logits: true, probabilities: options.probabilities || !model.has_logits() }
+}
+
+fn check_request(
+    model: &Model,
+    rgb: &[u8],
+    plan: &TilePlan,
+    options: PredictOptions,
+) -> Result<(), PredictError> {
     let (height, width) = (plan.height, plan.width);
     if rgb.len() != height * width * 3 {
         return Err(PredictError::ImageSize { got: rgb.len(), expected: height * width * 3, width, height });
@@ -108,73 +136,156 @@ pub fn run_plan(
     if options.logits && !model.has_logits() {
         return Err(PredictError::NoLogits);
     }
-    let pixels = height * width;
-    let mut classes = vec![0u8; pixels];
-    let mut probabilities = options.probabilities.then(|| vec![0f32; pixels]);
-    let mut logits = options.logits.then(|| vec![0f32; 2 * pixels]);
-    let unit = unit_table();
-    let mut input: Vec<f32> = Vec::with_capacity(3 * plan.max_batch_pixels());
+    Ok(())
+}
 
-    for batch in &plan.batches {
-        let (h, w) = (batch.height, batch.width);
-        input.clear();
-        input.resize(batch.tiles.len() * 3 * h * w, 0.0);
-        for (i, tile) in batch.tiles.iter().enumerate() {
-            fill_window(
-                &mut input[i * 3 * h * w..(i + 1) * 3 * h * w],
-                rgb,
-                height,
-                width,
-                tile.window,
-                &unit,
-            );
-        }
-        let out = model.run(&input, batch.tiles.len(), h, w)?;
-        for (i, tile) in batch.tiles.iter().enumerate() {
-            let (l0, l1) = (plane(&out.logits, i, 0, h * w), plane(&out.logits, i, 1, h * w));
-            let (p0, p1) = (plane(&out.probabilities, i, 0, h * w), plane(&out.probabilities, i, 1, h * w));
-            let (win, keep) = (tile.window, tile.keep);
-            // Kept rows and columns inside the real (unpadded) image.
-            for y in keep.y..(keep.y + keep.height).min(height) {
-                for x in keep.x..(keep.x + keep.width).min(width) {
-                    let local = (y - win.y) * w + (x - win.x);
-                    let dst = y * width + x;
-                    let foreground = match (l0, l1, p0, p1) {
-                        (Some(a), Some(b), _, _) => b[local] > a[local],
-                        (_, _, Some(a), Some(b)) => b[local] > a[local],
-                        _ => unreachable!("a validated model has logits or probabilities"),
-                    };
-                    classes[dst] = u8::from(foreground);
-                    if let Some(probs) = probabilities.as_mut() {
-                        probs[dst] = match (p1, l0, l1) {
-                            (Some(p), _, _) => p[local],
-                            (None, Some(a), Some(b)) => 1.0 / (1.0 + (a[local] - b[local]).exp()),
-                            _ => unreachable!("a validated model has logits or probabilities"),
-                        };
+/// The stitched result, filled batch by batch.
+struct Stitched {
+    classes: Vec<u8>,
+    probabilities: Option<Vec<f32>>,
+    logits: Option<Vec<f32>>,
+}
+
+/// Follows `plan` with one thread per pass; see [`run_plan`].
+fn run_passes(
+    passes: Vec<Pass<'_>>,
+    rgb: &[u8],
+    plan: &TilePlan,
+    options: PredictOptions,
+    mut progress: impl FnMut(usize),
+) -> Result<Prediction, PredictError> {
+    let pixels = plan.height * plan.width;
+    let mut out = Stitched {
+        classes: vec![0u8; pixels],
+        probabilities: options.probabilities.then(|| vec![0f32; pixels]),
+        logits: options.logits.then(|| vec![0f32; 2 * pixels]),
+    };
+    let unit = unit_table();
+    let next = AtomicUsize::new(0);
+    let stop = AtomicBool::new(false);
+    // A few finished batches may wait for stitching; more would only hold memory.
+    let (sender, receiver) =
+        mpsc::sync_channel::<Result<(usize, PassOutput), SessionError>>(2 * passes.len());
+    let mut first_error: Option<PredictError> = None;
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = passes
+            .into_iter()
+            .take(plan.batches.len()) // no idle threads for small plans
+            .map(|mut pass| {
+                let (sender, next, stop, unit) = (sender.clone(), &next, &stop, &unit);
+                scope.spawn(move || {
+                    let mut input: Vec<f32> = Vec::with_capacity(3 * plan.max_batch_pixels());
+                    while !stop.load(Ordering::Relaxed) {
+                        let index = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(batch) = plan.batches.get(index) else { break };
+                        fill_batch(&mut input, batch, rgb, plan, unit);
+                        let result = pass.run(&input, batch.tiles.len(), batch.height, batch.width);
+                        let failed = result.is_err();
+                        if failed {
+                            stop.store(true, Ordering::Relaxed);
+                        }
+                        // The receiver outlives every worker; a send can only fail if it is gone.
+                        if sender.send(result.map(|o| (index, o))).is_err() || failed {
+                            break;
+                        }
                     }
-                    if let (Some(all), Some(a), Some(b)) = (logits.as_mut(), l0, l1) {
-                        all[dst] = a[local];
-                        all[pixels + dst] = b[local];
-                    }
+                })
+            })
+            .collect();
+        drop(sender);
+        // Ends when every worker has finished and dropped its sender.
+        for message in &receiver {
+            if first_error.is_some() {
+                continue; // drain, so that no worker waits on a full channel
+            }
+            let stitched = message.map_err(PredictError::from).and_then(|(index, output)| {
+                let batch = &plan.batches[index];
+                stitch_batch(&mut out, &output, batch, plan)?;
+                Ok(batch.tiles.len())
+            });
+            match stitched {
+                Ok(tiles) => progress(tiles),
+                Err(e) => {
+                    stop.store(true, Ordering::Relaxed);
+                    first_error = Some(e);
                 }
             }
         }
-        progress(batch.tiles.len());
+        for worker in workers {
+            if worker.join().is_err() && first_error.is_none() {
+                first_error = Some(PredictError::WorkerPanicked);
+            }
+        }
+    });
+    if let Some(e) = first_error {
+        return Err(e);
     }
     Ok(Prediction {
-        height,
-        width,
-        classes,
-        probabilities,
-        logits,
+        height: plan.height,
+        width: plan.width,
+        classes: out.classes,
+        probabilities: out.probabilities,
+        logits: out.logits,
         tiles: plan.tile_count(),
         forward_passes: plan.batches.len(),
     })
 }
 
+/// Fills `input` with the (tiles, 3, h, w) windows of one batch.
+fn fill_batch(input: &mut Vec<f32>, batch: &Batch, rgb: &[u8], plan: &TilePlan, unit: &[f32; 256]) {
+    let (h, w) = (batch.height, batch.width);
+    input.clear();
+    input.resize(batch.tiles.len() * 3 * h * w, 0.0);
+    for (tile, dst) in batch.tiles.iter().zip(input.chunks_exact_mut(3 * h * w)) {
+        fill_window(dst, rgb, plan.height, plan.width, tile.window, unit);
+    }
+}
+
+/// Copies the kept centre of every tile of one finished batch into the result.
+fn stitch_batch(
+    out: &mut Stitched,
+    output: &PassOutput,
+    batch: &Batch,
+    plan: &TilePlan,
+) -> Result<(), SessionError> {
+    let (height, width, pixels) = (plan.height, plan.width, plan.height * plan.width);
+    let (h, w) = (batch.height, batch.width);
+    let (logits_out, probabilities_out) = (output.logits()?, output.probabilities()?);
+    for (i, tile) in batch.tiles.iter().enumerate() {
+        let (l0, l1) = (plane(logits_out, i, 0, h * w), plane(logits_out, i, 1, h * w));
+        let (p0, p1) = (plane(probabilities_out, i, 0, h * w), plane(probabilities_out, i, 1, h * w));
+        let (win, keep) = (tile.window, tile.keep);
+        // Kept rows and columns inside the real (unpadded) image.
+        for y in keep.y..(keep.y + keep.height).min(height) {
+            for x in keep.x..(keep.x + keep.width).min(width) {
+                let local = (y - win.y) * w + (x - win.x);
+                let dst = y * width + x;
+                let foreground = match (l0, l1, p0, p1) {
+                    (Some(a), Some(b), _, _) => b[local] > a[local],
+                    (_, _, Some(a), Some(b)) => b[local] > a[local],
+                    _ => unreachable!("a validated model has logits or probabilities"),
+                };
+                out.classes[dst] = u8::from(foreground);
+                if let Some(probs) = out.probabilities.as_mut() {
+                    probs[dst] = match (p1, l0, l1) {
+                        (Some(p), _, _) => p[local],
+                        (None, Some(a), Some(b)) => 1.0 / (1.0 + (a[local] - b[local]).exp()),
+                        _ => unreachable!("a validated model has logits or probabilities"),
+                    };
+                }
+                if let (Some(all), Some(a), Some(b)) = (out.logits.as_mut(), l0, l1) {
+                    all[dst] = a[local];
+                    all[pixels + dst] = b[local];
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Class `class` of tile `tile` in a (batch, 2, h, w) output whose planes hold `plane` values.
-fn plane(data: &Option<Vec<f32>>, tile: usize, class: usize, plane: usize) -> Option<&[f32]> {
-    data.as_ref().map(|d| &d[(tile * 2 + class) * plane..(tile * 2 + class + 1) * plane])
+fn plane(data: Option<&[f32]>, tile: usize, class: usize, plane: usize) -> Option<&[f32]> {
+    data.map(|d| &d[(tile * 2 + class) * plane..(tile * 2 + class + 1) * plane])
 }
 
 /// Writes one window of the image as (3, h, w) planes into `dst`; pixels beyond the image (the even padding)

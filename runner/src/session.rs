@@ -11,8 +11,8 @@ use std::sync::Mutex;
 
 use ort::environment::Environment;
 use ort::ep::ExecutionProviderDispatch;
-use ort::session::Session;
-use ort::value::{TensorElementType, TensorRef, ValueType};
+use ort::session::{HasSelectedOutputs, OutputSelector, RunOptions, Session};
+use ort::value::{DynValue, TensorElementType, TensorRef, ValueType};
 
 /// The ONNX Runtime release the runner is built and tested against.
 pub const ORT_VERSION: &str = "1.31.1";
@@ -72,7 +72,8 @@ pub enum ExecutionDevice {
 #[derive(Debug, Clone, Default)]
 pub struct ModelOptions {
     pub device: ExecutionDevice,
-    /// Intra-op threads; `None` uses every core this process may run on.
+    /// Threads in all; `None` uses every core this process may run on. On the CPU that many one-thread
+    /// sessions predict tiles in parallel, and the untiled reference pass uses one session of that many.
     pub threads: Option<usize>,
     /// The ONNX Runtime library; `None` looks it up (see the module docs).
     pub ort_lib: Option<PathBuf>,
@@ -157,21 +158,124 @@ pub struct BatchOutput {
     pub probabilities: Option<Vec<f32>>,
 }
 
-/// A loaded, validated model.
-pub struct Model {
-    session: Session,
+/// Which outputs a forward pass computes (ONNX Runtime skips the nodes only the others need).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Wanted {
+    pub logits: bool,
+    pub probabilities: bool,
+}
+
+/// The outputs of one forward pass as ONNX Runtime returned them, shapes checked, read in place.
+#[derive(Debug)]
+pub struct PassOutput {
+    logits: Option<DynValue>,
+    probabilities: Option<DynValue>,
+    batch: usize,
+    height: usize,
+    width: usize,
+}
+
+impl PassOutput {
+    /// The logits, (batch, 2, height, width) row-major, if they were computed.
+    pub fn logits(&self) -> Result<Option<&[f32]>, SessionError> {
+        self.read(&self.logits)
+    }
+
+    /// The probabilities, (batch, 2, height, width) row-major, if they were computed.
+    pub fn probabilities(&self) -> Result<Option<&[f32]>, SessionError> {
+        self.read(&self.probabilities)
+    }
+
+    fn read<'a>(&self, value: &'a Option<DynValue>) -> Result<Option<&'a [f32]>, SessionError> {
+        let Some(value) = value else { return Ok(None) };
+        let (_, data) = value.try_extract_tensor::<f32>().map_err(|e| SessionError::Run {
+            batch: self.batch,
+            height: self.height,
+            width: self.width,
+            reason: flat(&e),
+        })?;
+        Ok(Some(data))
+    }
+}
+
+/// One session ready to run forward passes that compute only the wanted outputs; used by one thread.
+pub struct Pass<'m> {
+    session: &'m mut Session,
+    names: &'m Names,
+    run_options: RunOptions<HasSelectedOutputs>,
+    wanted: Wanted,
+}
+
+impl Pass<'_> {
+    /// One forward pass over `input`, (batch, 3, height, width) row-major RGB in [0, 1].
+    pub fn run(
+        &mut self,
+        input: &[f32],
+        batch: usize,
+        height: usize,
+        width: usize,
+    ) -> Result<PassOutput, SessionError> {
+        let run_error = |reason: String| SessionError::Run { batch, height, width, reason };
+        let tensor = TensorRef::from_array_view(([batch, 3, height, width], input))
+            .map_err(|e| run_error(flat(&e)))?;
+        let mut outputs = self
+            .session
+            .run_with_options(ort::inputs![self.names.input.as_str() => tensor], &self.run_options)
+            .map_err(|e| run_error(flat(&e)))?;
+        let expected = [batch as i64, 2, height as i64, width as i64];
+        let mut take = |name: &Option<String>, wanted: bool| -> Result<Option<DynValue>, SessionError> {
+            let Some(name) = name.as_ref().filter(|_| wanted) else { return Ok(None) };
+            let value =
+                outputs.remove(name).ok_or_else(|| run_error(format!("output `{name}` is missing")))?;
+            let (shape, _) = value.try_extract_tensor::<f32>().map_err(|e| run_error(flat(&e)))?;
+            if **shape != expected {
+                return Err(run_error(format!(
+                    "output `{name}` has shape {:?}, expected {expected:?}",
+                    &**shape
+                )));
+            }
+            Ok(Some(value))
+        };
+        Ok(PassOutput {
+            logits: take(&self.names.logits, self.wanted.logits)?,
+            probabilities: take(&self.names.probabilities, self.wanted.probabilities)?,
+            batch,
+            height,
+            width,
+        })
+    }
+}
+
+/// The graph's input and output names.
+#[derive(Debug)]
+struct Names {
     input: String,
     logits: Option<String>,
     probabilities: Option<String>,
+}
+
+/// A loaded, validated model: on the CPU, one single-threaded session per thread, which take the tiles in
+/// turn (tiles are independent; one thread per small pass avoids ONNX Runtime's per-operator
+/// synchronisation between threads, which a busy machine punishes), and, built when first needed, one
+/// session of every thread for the untiled reference pass.
+pub struct Model {
+    workers: Vec<Session>,
+    reference: Option<Session>,
+    names: Names,
+    /// What the reference session is built from.
+    bytes: Vec<u8>,
+    path: PathBuf,
+    env: Environment,
+    threads: usize,
     pub device: ExecutionDevice,
 }
 
 impl std::fmt::Debug for Model {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Model")
-            .field("input", &self.input)
-            .field("logits", &self.logits)
-            .field("probabilities", &self.probabilities)
+            .field("names", &self.names)
+            .field("workers", &self.workers.len())
+            .field("threads", &self.threads)
             .field("device", &self.device)
             .finish()
     }
@@ -209,68 +313,73 @@ impl Model {
 
     /// Loads a model from its bytes; `path` only names it in errors.
     pub fn from_bytes(bytes: &[u8], path: &Path, options: &ModelOptions) -> Result<Model, SessionError> {
-        let providers = execution_providers(options.device)?;
+        execution_providers(options.device)?; // a build without CUDA says so before anything else
         let library = resolve_library(options.ort_lib.as_deref())?;
         let env = environment(&library)?;
-        let configure = |e: ort::Error| SessionError::Configure(flat(&e));
         let threads = options
             .threads
             .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1))
             .max(1);
-        let mut builder = Session::builder(&env)
-            .map_err(configure)?
-            .with_intra_threads(threads)
-            .map_err(|e| SessionError::Configure(flat(&e)))?;
-        if !providers.is_empty() {
-            builder =
-                builder.with_execution_providers(providers).map_err(|e| SessionError::Cuda(flat(&e)))?;
-        }
-        let session = builder
-            .commit_from_memory(bytes)
-            .map_err(|e| SessionError::NotOnnx { path: path.to_path_buf(), reason: flat(&e) })?;
-
-        let incompatible = |reason: String| SessionError::Incompatible { path: path.to_path_buf(), reason };
-        let [input] = session.inputs() else {
-            return Err(incompatible(format!(
-                "it has {} inputs, expected one image",
-                session.inputs().len()
-            )));
+        // On the CPU, `threads` one-thread sessions; a GPU runs one pass at a time, with the CPU threads
+        // for any operator left on the CPU.
+        let (workers, worker_threads) = match options.device {
+            ExecutionDevice::Cpu => (threads, 1),
+            ExecutionDevice::Cuda => (1, threads),
         };
-        check_nchw(input.dtype(), 3).map_err(|r| incompatible(format!("input `{}`: {r}", input.name())))?;
-        let input = input.name().to_string();
+        let first = build_session(&env, bytes, path, options.device, worker_threads)?;
+        let names = validate(&first, path)?;
+        let mut sessions = vec![first];
+        for _ in 1..workers {
+            sessions.push(build_session(&env, bytes, path, options.device, worker_threads)?);
+        }
+        Ok(Model {
+            workers: sessions,
+            reference: None,
+            names,
+            bytes: bytes.to_vec(),
+            path: path.to_path_buf(),
+            env,
+            threads,
+            device: options.device,
+        })
+    }
 
-        let find = |name: &str| session.outputs().iter().find(|o| o.name() == name);
-        let (mut logits, probabilities) = (find(LOGITS_NAME), find(PROBABILITIES_NAME));
-        if logits.is_none() && probabilities.is_none() {
-            // A model with other output names: its only output is taken as the logits.
-            match session.outputs() {
-                [only] => logits = Some(only),
-                outs => {
-                    return Err(incompatible(format!(
-                        "it has no `{LOGITS_NAME}` or `{PROBABILITIES_NAME}` output among {} outputs",
-                        outs.len()
-                    )))
-                }
-            }
+    /// Threads in all: one-thread worker sessions on the CPU, intra-op threads of the one session on a GPU.
+    pub fn threads(&self) -> usize {
+        self.threads
+    }
+
+    /// One pass per worker session, computing the wanted outputs the model has.
+    pub fn worker_passes(&mut self, wanted: Wanted) -> Result<Vec<Pass<'_>>, SessionError> {
+        let names = &self.names;
+        self.workers.iter_mut().map(|session| pass(session, names, wanted)).collect()
+    }
+
+    /// A pass on the session that uses every thread for one image-wide pass (the untiled reference). With
+    /// one thread, or on a GPU, that is the first worker.
+    pub fn reference_pass(&mut self, wanted: Wanted) -> Result<Pass<'_>, SessionError> {
+        if self.threads == 1 || self.device != ExecutionDevice::Cpu {
+            return pass(&mut self.workers[0], &self.names, wanted);
         }
-        for out in logits.iter().chain(probabilities.iter()) {
-            check_nchw(out.dtype(), 2).map_err(|r| incompatible(format!("output `{}`: {r}", out.name())))?;
+        if self.reference.is_none() {
+            let session = build_session(&self.env, &self.bytes, &self.path, self.device, self.threads)?;
+            self.reference = Some(session);
         }
-        let logits = logits.map(|o| o.name().to_string());
-        let probabilities = probabilities.map(|o| o.name().to_string());
-        Ok(Model { session, input, logits, probabilities, device: options.device })
+        let session = self.reference.as_mut().expect("built above");
+        pass(session, &self.names, wanted)
     }
 
     /// Whether the model computes probabilities itself (else the runner takes the softmax of the logits).
     pub fn has_probabilities(&self) -> bool {
-        self.probabilities.is_some()
+        self.names.probabilities.is_some()
     }
 
     pub fn has_logits(&self) -> bool {
-        self.logits.is_some()
+        self.names.logits.is_some()
     }
 
-    /// One forward pass over `input`, (batch, 3, height, width) row-major RGB in [0, 1].
+    /// One forward pass over `input`, (batch, 3, height, width) row-major RGB in [0, 1], on the first worker
+    /// session, with every output the model has, copied out.
     pub fn run(
         &mut self,
         input: &[f32],
@@ -278,24 +387,82 @@ impl Model {
         height: usize,
         width: usize,
     ) -> Result<BatchOutput, SessionError> {
-        let run_error = |reason: String| SessionError::Run { batch, height, width, reason };
-        let tensor = TensorRef::from_array_view(([batch, 3, height, width], input))
-            .map_err(|e| run_error(flat(&e)))?;
-        let outputs =
-            self.session.run(ort::inputs![self.input.as_str() => tensor]).map_err(|e| run_error(flat(&e)))?;
-        let expected = [batch as i64, 2, height as i64, width as i64];
-        let extract = |name: &Option<String>| -> Result<Option<Vec<f32>>, SessionError> {
-            let Some(name) = name else { return Ok(None) };
-            let value = outputs.get(name).ok_or_else(|| run_error(format!("output `{name}` is missing")))?;
-            let (shape, data) = value.try_extract_tensor::<f32>().map_err(|e| run_error(flat(&e)))?;
-            if **shape != expected {
-                return Err(run_error(format!(
-                    "output `{name}` has shape {:?}, expected {expected:?}",
-                    &**shape
-                )));
-            }
-            Ok(Some(data.to_vec()))
-        };
-        Ok(BatchOutput { logits: extract(&self.logits)?, probabilities: extract(&self.probabilities)? })
+        let wanted = Wanted { logits: true, probabilities: true };
+        let out = pass(&mut self.workers[0], &self.names, wanted)?.run(input, batch, height, width)?;
+        Ok(BatchOutput {
+            logits: out.logits()?.map(<[f32]>::to_vec),
+            probabilities: out.probabilities()?.map(<[f32]>::to_vec),
+        })
     }
+}
+
+/// A pass on `session` computing the wanted outputs that the model has.
+fn pass<'m>(session: &'m mut Session, names: &'m Names, wanted: Wanted) -> Result<Pass<'m>, SessionError> {
+    let wanted = Wanted {
+        logits: wanted.logits && names.logits.is_some(),
+        probabilities: wanted.probabilities && names.probabilities.is_some(),
+    };
+    let mut selector = OutputSelector::no_default();
+    for (name, want) in [(&names.logits, wanted.logits), (&names.probabilities, wanted.probabilities)] {
+        if let (Some(name), true) = (name, want) {
+            selector = selector.with(name.as_str());
+        }
+    }
+    let run_options =
+        RunOptions::new().map_err(|e| SessionError::Configure(flat(&e)))?.with_outputs(selector);
+    Ok(Pass { session, names, run_options, wanted })
+}
+
+/// A session of `threads` intra-op threads on `device`.
+fn build_session(
+    env: &Environment,
+    bytes: &[u8],
+    path: &Path,
+    device: ExecutionDevice,
+    threads: usize,
+) -> Result<Session, SessionError> {
+    let providers = execution_providers(device)?;
+    let mut builder = Session::builder(env)
+        .map_err(|e| SessionError::Configure(flat(&e)))?
+        .with_intra_threads(threads)
+        .map_err(|e| SessionError::Configure(flat(&e)))?;
+    if !providers.is_empty() {
+        builder = builder.with_execution_providers(providers).map_err(|e| SessionError::Cuda(flat(&e)))?;
+    }
+    builder
+        .commit_from_memory(bytes)
+        .map_err(|e| SessionError::NotOnnx { path: path.to_path_buf(), reason: flat(&e) })
+}
+
+/// Checks the session's input and outputs and returns their names.
+fn validate(session: &Session, path: &Path) -> Result<Names, SessionError> {
+    let incompatible = |reason: String| SessionError::Incompatible { path: path.to_path_buf(), reason };
+    let [input] = session.inputs() else {
+        return Err(incompatible(format!("it has {} inputs, expected one image", session.inputs().len())));
+    };
+    check_nchw(input.dtype(), 3).map_err(|r| incompatible(format!("input `{}`: {r}", input.name())))?;
+    let input = input.name().to_string();
+
+    let find = |name: &str| session.outputs().iter().find(|o| o.name() == name);
+    let (mut logits, probabilities) = (find(LOGITS_NAME), find(PROBABILITIES_NAME));
+    if logits.is_none() && probabilities.is_none() {
+        // A model with other output names: its only output is taken as the logits.
+        match session.outputs() {
+            [only] => logits = Some(only),
+            outs => {
+                return Err(incompatible(format!(
+                    "it has no `{LOGITS_NAME}` or `{PROBABILITIES_NAME}` output among {} outputs",
+                    outs.len()
+                )))
+            }
+        }
+    }
+    for out in logits.iter().chain(probabilities.iter()) {
+        check_nchw(out.dtype(), 2).map_err(|r| incompatible(format!("output `{}`: {r}", out.name())))?;
+    }
+    Ok(Names {
+        input,
+        logits: logits.map(|o| o.name().to_string()),
+        probabilities: probabilities.map(|o| o.name().to_string()),
+    })
 }

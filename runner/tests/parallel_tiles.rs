@@ -1,0 +1,58 @@
+//! Tiles predicted in parallel by one-thread worker sessions: the result does not depend on the thread
+//! count, progress covers every tile, and a failing pass surfaces as an error without hanging.
+
+mod common;
+
+use common::Rng;
+use runner::predict::{predict, run_plan, PredictError, PredictOptions};
+use runner::session::SessionError;
+use runner::tiling::{Batch, Rect, Tile, TilePlan};
+
+#[test]
+fn the_result_is_bit_identical_for_any_thread_count() {
+    let bytes = common::onnx_bytes(&common::net(7));
+    let mut rng = Rng::new(31);
+    let (height, width) = (301, 519);
+    let rgb = rng.image(height, width);
+    let options = PredictOptions { tile: 64, probabilities: true, logits: true };
+    let mut results = vec![];
+    for threads in [1, 2, 3] {
+        let mut model = common::session(&bytes, threads);
+        let mut tiles = 0;
+        let prediction = predict(&mut model, &rgb, height, width, options, |n| tiles += n).unwrap();
+        assert_eq!(tiles, prediction.tiles, "{threads} threads: progress must count every tile");
+        assert!(prediction.forward_passes > 3);
+        results.push(prediction);
+    }
+    let bits = |v: &Option<Vec<f32>>| v.as_ref().unwrap().iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    for other in &results[1..] {
+        assert_eq!(other.classes, results[0].classes);
+        assert_eq!(bits(&other.logits), bits(&results[0].logits));
+        assert_eq!(bits(&other.probabilities), bits(&results[0].probabilities));
+    }
+}
+
+#[test]
+fn a_failing_pass_is_an_error_not_a_hang() {
+    let mut model = common::session(&common::onnx_bytes(&common::net(2)), 2);
+    let rgb = Rng::new(5).image(64, 64);
+    // Sixteen 4-row strips, one of them 5 rows high: an odd height, which the network cannot return at its
+    // input size (2x2 pooling then 2x upsampling), so that pass fails while the others succeed.
+    let batches = (0..16)
+        .map(|i| {
+            let height = if i == 9 { 5 } else { 4 };
+            let y = (i * 4).min(64 - height);
+            let window = Rect { y, x: 0, height, width: 64 };
+            Batch { height, width: 64, tiles: vec![Tile { window, keep: window }] }
+        })
+        .collect();
+    let plan = TilePlan { height: 64, width: 64, padded_height: 64, padded_width: 64, batches };
+    let options = PredictOptions { tile: 64, probabilities: false, logits: false };
+    match run_plan(&mut model, &rgb, &plan, options, |_| {}) {
+        Err(PredictError::Session(SessionError::Run { height: 5, width: 64, .. })) => {}
+        other => panic!("expected a run error on the 5-row pass, got {other:?}"),
+    }
+    // The model stays usable after a failed prediction.
+    let plan = runner::tiling::plan(64, 64, 32, runner::tiling::HALO, runner::tiling::PIXEL_BUDGET).unwrap();
+    run_plan(&mut model, &rgb, &plan, options, |_| {}).unwrap();
+}
