@@ -88,6 +88,10 @@ struct TrainArgs {
     /// No progress bar.
     #[arg(long)]
     quiet: bool,
+    /// Use candle's own ops instead of the fused CPU kernels (about 10x slower): for checking that both
+    /// train the same model.
+    #[arg(long)]
+    reference_ops: bool,
 }
 
 /// The progress bar: iteration, current and smoothed loss, iterations per second.
@@ -122,6 +126,7 @@ impl Progress for Bar {
 
 fn run_train(args: TrainArgs) -> anyhow::Result<()> {
     let device = train::select_device(args.device)?;
+    trainer::ops::set_reference_ops(args.reference_ops);
     let image = trainer::data::load_training_image(&args.image, &args.mask)?;
     let name = |p: &PathBuf| p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let config = TrainConfig {
