@@ -1,25 +1,10 @@
 //! A few training steps of the whole network with the fast CPU ops give the same loss curve and weights
 //! as with candle's own ops. Its own test binary: it flips the process-wide `ops::set_reference_ops`.
 
-use candle_core::{DType, Device, Result, Tensor};
+use candle_core::{DType, Device, Tensor};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW};
-use trainer::model::{Normalization, SegNet, LAYERS};
+use trainer::model::{Normalization, SegNet};
 use trainer::ops;
-
-/// `SegNet::forward` with every op from `trainer::ops` (the reference flag decides which kernels run).
-fn forward(net: &SegNet, x: &Tensor) -> Result<Tensor> {
-    let (_, _, h, w) = x.dims4()?;
-    let vars = net.vars();
-    let conv = |layer: usize, x: &Tensor| {
-        let spec = LAYERS[layer];
-        ops::conv2d(x, vars[2 * layer].as_tensor(), vars[2 * layer + 1].as_tensor(), spec.padding, spec.relu)
-    };
-    let x = net.normalization.apply(x)?;
-    let x = conv(0, &x)?;
-    let x = ops::conv2d_relu_maxpool2x2(&x, vars[2].as_tensor(), vars[3].as_tensor(), LAYERS[1].padding)?;
-    let x = conv(2, &x)?;
-    conv(3, &ops::upsample_nearest2d(&x, h, w)?)
-}
 
 /// Losses of `steps` AdamW steps from the same seed and batch, and the final weights.
 fn train(reference: bool, steps: usize, x: &Tensor, labels: &Tensor) -> (Vec<f32>, Vec<Vec<f32>>) {
@@ -31,7 +16,7 @@ fn train(reference: bool, steps: usize, x: &Tensor, labels: &Tensor) -> (Vec<f32
         AdamW::new(net.vars(), ParamsAdamW { lr: 3e-3, weight_decay: 0.0, ..Default::default() }).unwrap();
     let mut losses = vec![];
     for _ in 0..steps {
-        let loss = ops::segmentation_cross_entropy(&forward(&net, x).unwrap(), labels).unwrap();
+        let loss = ops::segmentation_cross_entropy(&net.forward(x).unwrap(), labels).unwrap();
         losses.push(loss.to_scalar::<f32>().unwrap());
         opt.backward_step(&loss).unwrap();
     }
@@ -61,13 +46,4 @@ fn fast_ops_train_like_candle_ops() {
         let err = f.iter().zip(r).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
         assert!(err < 1e-3, "tensor {layer}: weights differ by {err} after {steps} steps");
     }
-}
-
-#[test]
-fn segnet_forward_equals_the_all_ops_forward() {
-    let net = SegNet::random(3, Normalization::IDENTITY, &Device::Cpu).unwrap();
-    let x = Tensor::rand(0f32, 1f32, (2, 3, 16, 12), &Device::Cpu).unwrap();
-    let diff = (net.forward(&x).unwrap() - forward(&net, &x).unwrap()).unwrap();
-    let max = diff.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
-    assert!(max < 1e-5, "SegNet::forward differs from the ops forward by {max}");
 }
