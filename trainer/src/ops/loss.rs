@@ -108,12 +108,4 @@ impl CustomOp2 for SegmentationCrossEntropy {
     }
 }
 
-#[derive(Clone, Copy)]
-struct SharedMut(*mut f32);
-unsafe impl Send for SharedMut {}
-unsafe impl Sync for SharedMut {}
-impl SharedMut {
-    fn get(self) -> *mut f32 {
-        self.0
-    }
-}
+use super::conv::SharedMut;
