@@ -222,9 +222,65 @@ impl<W: Write> Printer<W> {
     }
 }
 
+thread_local! {
+    /// Whether this thread is inside [`catch_panic`], whose panics are reported as errors, not printed.
+    static CATCHING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Installs (once per process) a panic hook that stays silent inside [`catch_panic`] and defers to the
+/// previous hook everywhere else.
+fn install_quiet_hook() {
+    static INSTALL: std::sync::Once = std::sync::Once::new();
+    INSTALL.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !CATCHING.with(std::cell::Cell::get) {
+                previous(info);
+            }
+        }));
+    });
+}
+
+/// The text of a panic's payload.
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(text) = payload.downcast_ref::<&str>() {
+        text.to_string()
+    } else if let Some(text) = payload.downcast_ref::<String>() {
+        text.clone()
+    } else {
+        "a panic without a message".to_string()
+    }
+}
+
+/// Runs `work` (a call into a crate that may panic on hostile input, such as an image decoder) and turns a
+/// panic into `Err(message)` on one line, without the panic being printed. For work on this thread only;
+/// needs the default `panic = "unwind"`.
+pub fn catch_panic<T>(work: impl FnOnce() -> T) -> Result<T, String> {
+    install_quiet_hook();
+    let was = CATCHING.with(|c| c.replace(true));
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(work));
+    CATCHING.with(|c| c.set(was));
+    result.map_err(|payload| clean(&panic_message(payload.as_ref())))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_panic_becomes_a_one_line_error() {
+        assert_eq!(catch_panic(|| 7), Ok(7));
+        let err = catch_panic(|| -> u8 { panic!("index out of bounds:\nthe len is 3") }).unwrap_err();
+        assert_eq!(err, "index out of bounds: the len is 3");
+        let err = catch_panic(|| std::panic::panic_any(5u8)).unwrap_err();
+        assert_eq!(err, "a panic without a message");
+        // Nested: the inner catch leaves the outer one catching.
+        let outer = catch_panic(|| {
+            let _ = catch_panic(|| panic!("inner"));
+            panic!("outer")
+        });
+        assert_eq!(outer.unwrap_err(), "outer");
+    }
 
     #[test]
     fn causes_are_joined_without_repeats() {
