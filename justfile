@@ -36,6 +36,11 @@ test: setup
     cargo clippy --workspace --all-targets --release -- -D warnings
     cargo test --workspace --release
 
+# Fuzz the runner's image decoding, checkpoint loading and the tile plan (cargo-fuzz, libFuzzer), SECONDS each;
+# installs cargo-fuzz if missing, works on stable; not part of CI. `just fuzz 600 tile_plan` runs one target.
+fuzz SECONDS="180" *TARGETS:
+    bash scripts/fuzz.sh {{SECONDS}} {{TARGETS}}
+
 # Validate models/model.onnx with Python's onnx checker (full_check); not part of CI
 check-onnx model="models/model.onnx":
     python3 -m venv .venv && .venv/bin/pip install -q onnx numpy

@@ -6,11 +6,14 @@
 //! `session`) -> `render` (overlay, error map) and `metrics` -> `sink` (rows to files); `pipeline` runs one
 //! image through them; `io` is the whole-image convenience layer.
 
+pub mod batch;
 pub mod io;
 pub mod metrics;
+pub mod outputs;
 pub mod pipeline;
 pub mod predict;
 pub mod render;
+pub mod report;
 pub mod session;
 pub mod sink;
 pub mod source;

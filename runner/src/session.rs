@@ -14,6 +14,9 @@ use ort::ep::ExecutionProviderDispatch;
 use ort::session::{HasSelectedOutputs, OutputSelector, RunOptions, Session};
 use ort::value::{DynValue, TensorElementType, TensorRef, ValueType};
 
+use crate::outputs::{self, OutputError};
+use crate::report;
+
 /// The ONNX Runtime release the runner is built and tested against.
 pub const ORT_VERSION: &str = "1.31.1";
 /// The library file inside `.ort/lib/` (CPU) or `.ort/gpu/lib/` (CUDA).
@@ -48,12 +51,30 @@ pub enum SessionError {
     CudaNotBuilt,
     #[error("--device cuda: cannot use the CUDA execution provider ({0}); {HOW_TO_GET_GPU}")]
     Cuda(String),
-    #[error("cannot read model {path}: {source}; export one with `trainer export` (or `just export`)")]
-    ModelRead { path: PathBuf, source: std::io::Error },
-    #[error("{path} is not a valid ONNX model ({reason}); pass a model.onnx written by `trainer export`")]
+    #[error(
+        "--model: cannot read model {path} ({reason}); export one with `trainer export` (or `just export`)"
+    )]
+    ModelRead { path: PathBuf, reason: String },
+    #[error(transparent)]
+    ModelPath(#[from] OutputError),
+    #[error(
+        "--model {path} is not a valid ONNX model ({reason}); pass a model.onnx written by `trainer export`"
+    )]
     NotOnnx { path: PathBuf, reason: String },
-    #[error("model {path} does not fit the runner: {reason}; pass a model.onnx written by `trainer export`")]
+    #[error(
+        "--model {path} does not fit the runner: {reason}; pass a model.onnx written by `trainer export`"
+    )]
     Incompatible { path: PathBuf, reason: String },
+    #[error("--threads must be at least 1")]
+    NoThreads,
+    #[error("--threads {threads} is more than {cap} ({CORES_MULTIPLE} per core on the {cores} cores this process may use), which only costs memory; pass at most {cap}, or leave it out to use every core")]
+    TooManyThreads { threads: usize, cap: usize, cores: usize },
+    #[error("ONNX Runtime ran out of memory loading --model {path} into {sessions} session(s) ({reason}); pass a smaller --threads, or free memory")]
+    OutOfMemory { path: PathBuf, sessions: usize, reason: String },
+    #[error(
+        "cannot start ONNX Runtime session {index} for --model {path} ({reason}); pass a smaller --threads"
+    )]
+    Worker { path: PathBuf, index: usize, reason: String },
     #[error("cannot configure the ONNX Runtime session: {0}")]
     Configure(String),
     #[error("ONNX Runtime failed on a {batch}x3x{height}x{width} input: {reason}")]
@@ -79,9 +100,59 @@ pub struct ModelOptions {
     pub ort_lib: Option<PathBuf>,
 }
 
-/// An ONNX Runtime message on one line (some end in or contain newlines).
+/// An ONNX Runtime message on one line: its C++ source locations, signatures and stack lines dropped.
 fn flat(error: &impl std::fmt::Display) -> String {
-    error.to_string().split_whitespace().collect::<Vec<_>>().join(" ")
+    report::clean(&error.to_string())
+}
+
+/// `--threads` may be at most this many per core: one-thread sessions beyond the cores only wait their
+/// turn, and each costs its own memory.
+pub const CORES_MULTIPLE: usize = 4;
+
+/// The cores this process may run on.
+fn cores() -> usize {
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+}
+
+/// The thread count to use for `--threads`: every core when not given; 0, or more than
+/// [`CORES_MULTIPLE`] per core, is refused.
+pub fn check_threads(threads: Option<usize>) -> Result<usize, SessionError> {
+    threads_within(threads, cores())
+}
+
+fn threads_within(threads: Option<usize>, cores: usize) -> Result<usize, SessionError> {
+    let cap = cores.saturating_mul(CORES_MULTIPLE).max(CORES_MULTIPLE);
+    match threads {
+        None => Ok(cores.max(1)),
+        Some(0) => Err(SessionError::NoThreads),
+        Some(threads) if threads > cap => Err(SessionError::TooManyThreads { threads, cap, cores }),
+        Some(threads) => Ok(threads),
+    }
+}
+
+/// Whether an ONNX Runtime message reports a failed allocation (which is not a problem of the model file).
+fn is_allocation_failure(reason: &str) -> bool {
+    let lower = reason.to_ascii_lowercase();
+    ["bad_alloc", "bad allocation", "failed to allocate", "out of memory", "cannot allocate memory"]
+        .iter()
+        .any(|needle| lower.contains(needle))
+}
+
+/// What a failure to create the session number `index` (0 = the first, which parses the model) means.
+fn session_error(path: &Path, index: usize, error: BuildError) -> SessionError {
+    let reason = match error {
+        BuildError::Setup(error) => return error,
+        BuildError::Load(reason) => reason,
+    };
+    let path = path.to_path_buf();
+    if is_allocation_failure(&reason) {
+        SessionError::OutOfMemory { path, sessions: index + 1, reason }
+    } else if index == 0 {
+        SessionError::NotOnnx { path, reason }
+    } else {
+        // The same bytes already made a valid session: this one failed for another reason than the file.
+        SessionError::Worker { path, index, reason }
+    }
 }
 
 /// Every folder from `start` up to the root.
@@ -254,12 +325,17 @@ struct Names {
     probabilities: Option<String>,
 }
 
-/// A loaded, validated model: on the CPU, one single-threaded session per thread, which take the tiles in
-/// turn (tiles are independent; one thread per small pass avoids ONNX Runtime's per-operator
+/// A loaded, validated model: on the CPU, up to one single-threaded session per thread, which take the
+/// tiles in turn (tiles are independent; one thread per small pass avoids ONNX Runtime's per-operator
 /// synchronisation between threads, which a busy machine punishes), and, built when first needed, one
-/// session of every thread for the untiled reference pass.
+/// session of every thread for the untiled reference pass. Worker sessions beyond the first are built
+/// when a plan first needs them, so a small image never pays for sessions it cannot use.
 pub struct Model {
     workers: Vec<Session>,
+    /// Worker sessions at most: `threads` on the CPU, one on a GPU.
+    max_workers: usize,
+    /// Intra-op threads of each worker session.
+    worker_threads: usize,
     reference: Option<Session>,
     names: Names,
     /// What the reference session is built from.
@@ -304,10 +380,13 @@ fn check_nchw(ty: &ValueType, channels: i64) -> Result<(), String> {
 }
 
 impl Model {
-    /// Reads and loads the model file at `path`.
+    /// Reads and loads the model file at `path` (a regular file: a FIFO or device is refused unopened).
     pub fn load(path: &Path, options: &ModelOptions) -> Result<Model, SessionError> {
+        if std::fs::metadata(path).is_ok() {
+            outputs::check_input("--model", path)?;
+        }
         let bytes = std::fs::read(path)
-            .map_err(|source| SessionError::ModelRead { path: path.to_path_buf(), source })?;
+            .map_err(|e| SessionError::ModelRead { path: path.to_path_buf(), reason: e.to_string() })?;
         Model::from_bytes(&bytes, path, options)
     }
 
@@ -316,24 +395,20 @@ impl Model {
         execution_providers(options.device)?; // a build without CUDA says so before anything else
         let library = resolve_library(options.ort_lib.as_deref())?;
         let env = environment(&library)?;
-        let threads = options
-            .threads
-            .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1))
-            .max(1);
-        // On the CPU, `threads` one-thread sessions; a GPU runs one pass at a time, with the CPU threads
-        // for any operator left on the CPU.
-        let (workers, worker_threads) = match options.device {
+        let threads = check_threads(options.threads)?;
+        // On the CPU, up to `threads` one-thread sessions; a GPU runs one pass at a time, with the CPU
+        // threads for any operator left on the CPU.
+        let (max_workers, worker_threads) = match options.device {
             ExecutionDevice::Cpu => (threads, 1),
             ExecutionDevice::Cuda => (1, threads),
         };
-        let first = build_session(&env, bytes, path, options.device, worker_threads)?;
+        let first = build_session(&env, bytes, options.device, worker_threads)
+            .map_err(|reason| session_error(path, 0, reason))?;
         let names = validate(&first, path)?;
-        let mut sessions = vec![first];
-        for _ in 1..workers {
-            sessions.push(build_session(&env, bytes, path, options.device, worker_threads)?);
-        }
         Ok(Model {
-            workers: sessions,
+            workers: vec![first],
+            max_workers,
+            worker_threads,
             reference: None,
             names,
             bytes: bytes.to_vec(),
@@ -349,10 +424,33 @@ impl Model {
         self.threads
     }
 
-    /// One pass per worker session, computing the wanted outputs the model has.
+    /// One pass per thread's worker session (building those not built yet), computing the wanted outputs
+    /// the model has. Prefer [`Model::worker_passes_for`], which builds no more sessions than a plan uses.
     pub fn worker_passes(&mut self, wanted: Wanted) -> Result<Vec<Pass<'_>>, SessionError> {
+        self.worker_passes_for(wanted, usize::MAX)
+    }
+
+    /// Passes for a plan of `batches` forward passes: one per worker session, at most `batches` and at most
+    /// one per thread; sessions are built on first need and kept for later plans.
+    pub fn worker_passes_for(
+        &mut self,
+        wanted: Wanted,
+        batches: usize,
+    ) -> Result<Vec<Pass<'_>>, SessionError> {
+        let needed = batches.clamp(1, self.max_workers);
+        while self.workers.len() < needed {
+            let index = self.workers.len();
+            let session = build_session(&self.env, &self.bytes, self.device, self.worker_threads)
+                .map_err(|reason| session_error(&self.path, index, reason))?;
+            self.workers.push(session);
+        }
         let names = &self.names;
-        self.workers.iter_mut().map(|session| pass(session, names, wanted)).collect()
+        self.workers[..needed].iter_mut().map(|session| pass(session, names, wanted)).collect()
+    }
+
+    /// Worker sessions built so far (each holds the model's weights and its own buffers).
+    pub fn worker_sessions(&self) -> usize {
+        self.workers.len()
     }
 
     /// A pass on the session that uses every thread for one image-wide pass (the untiled reference). With
@@ -362,7 +460,8 @@ impl Model {
             return pass(&mut self.workers[0], &self.names, wanted);
         }
         if self.reference.is_none() {
-            let session = build_session(&self.env, &self.bytes, &self.path, self.device, self.threads)?;
+            let session = build_session(&self.env, &self.bytes, self.device, self.threads)
+                .map_err(|reason| session_error(&self.path, self.workers.len(), reason))?;
             self.reference = Some(session);
         }
         let session = self.reference.as_mut().expect("built above");
@@ -413,14 +512,15 @@ fn pass<'m>(session: &'m mut Session, names: &'m Names, wanted: Wanted) -> Resul
     Ok(Pass { session, names, run_options, wanted })
 }
 
-/// A session of `threads` intra-op threads on `device`.
+/// A session of `threads` intra-op threads on `device`. A configuration or provider failure is returned
+/// as its error; a failure to load the bytes as the message, which the caller classifies (see
+/// [`session_error`]).
 fn build_session(
     env: &Environment,
     bytes: &[u8],
-    path: &Path,
     device: ExecutionDevice,
     threads: usize,
-) -> Result<Session, SessionError> {
+) -> Result<Session, BuildError> {
     let providers = execution_providers(device)?;
     let mut builder = Session::builder(env)
         .map_err(|e| SessionError::Configure(flat(&e)))?
@@ -429,9 +529,21 @@ fn build_session(
     if !providers.is_empty() {
         builder = builder.with_execution_providers(providers).map_err(|e| SessionError::Cuda(flat(&e)))?;
     }
-    builder
-        .commit_from_memory(bytes)
-        .map_err(|e| SessionError::NotOnnx { path: path.to_path_buf(), reason: flat(&e) })
+    builder.commit_from_memory(bytes).map_err(|e| BuildError::Load(flat(&e)))
+}
+
+/// Why [`build_session`] failed.
+enum BuildError {
+    /// Before the model was loaded: already a complete error.
+    Setup(SessionError),
+    /// ONNX Runtime's message on loading the model.
+    Load(String),
+}
+
+impl From<SessionError> for BuildError {
+    fn from(error: SessionError) -> BuildError {
+        BuildError::Setup(error)
+    }
 }
 
 /// Checks the session's input and outputs and returns their names.
@@ -465,4 +577,43 @@ fn validate(session: &Session, path: &Path) -> Result<Names, SessionError> {
         logits: logits.map(|o| o.name().to_string()),
         probabilities: probabilities.map(|o| o.name().to_string()),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn threads_are_checked_against_the_cores() {
+        assert_eq!(threads_within(None, 6).unwrap(), 6);
+        assert_eq!(threads_within(Some(24), 6).unwrap(), 24);
+        assert!(matches!(threads_within(Some(0), 6), Err(SessionError::NoThreads)));
+        let err = threads_within(Some(25), 6).unwrap_err();
+        assert!(matches!(err, SessionError::TooManyThreads { threads: 25, cap: 24, cores: 6 }), "{err}");
+        assert!(err.to_string().contains("pass at most 24"), "{err}");
+        let err = threads_within(Some(usize::MAX), 8).unwrap_err();
+        assert!(matches!(err, SessionError::TooManyThreads { .. }));
+        // One core still allows a few threads.
+        assert_eq!(threads_within(Some(4), 1).unwrap(), 4);
+    }
+
+    #[test]
+    fn a_failed_allocation_is_not_called_a_bad_model() {
+        let path = Path::new("m.onnx");
+        let load = |reason: &str| BuildError::Load(reason.to_string());
+        let oom = "Failed to allocate memory for requested buffer of size 4096";
+        assert!(matches!(session_error(path, 0, load(oom)), SessionError::OutOfMemory { sessions: 1, .. }));
+        assert!(matches!(
+            session_error(path, 7, load("std::bad_alloc")),
+            SessionError::OutOfMemory { sessions: 8, .. }
+        ));
+        let parse = "Load model from memory failed:Protobuf parsing failed.";
+        assert!(matches!(session_error(path, 0, load(parse)), SessionError::NotOnnx { .. }));
+        // Later sessions load the bytes the first one accepted: a failure there is not the file's fault.
+        let later = session_error(path, 3, load("some other failure"));
+        assert!(matches!(later, SessionError::Worker { index: 3, .. }), "{later}");
+        assert!(later.to_string().contains("--threads"));
+        let setup = session_error(path, 0, BuildError::Setup(SessionError::CudaNotBuilt));
+        assert!(matches!(setup, SessionError::CudaNotBuilt));
+    }
 }
