@@ -41,6 +41,23 @@ test: setup
 fuzz SECONDS="180" *TARGETS:
     bash scripts/fuzz.sh {{SECONDS}} {{TARGETS}}
 
+# Write the bioimage.io package models/segmenter.bioimageio.zip from models/checkpoint.safetensors (its README
+# reports the IoU that runner predict measures on data/conifer with the exported weights)
+package:
+    cargo build --release -q -p trainer -p runner
+    cargo run --release -q -p trainer -- export --checkpoint models/checkpoint.safetensors \
+        --output models/model.onnx
+    cargo run --release -q -p runner -- predict --quiet --model models/model.onnx --image {{image}} \
+        --mask {{mask}} --output predictions.jpg --metrics-json models/metrics.json
+    cargo run --release -q -p trainer -- export --checkpoint models/checkpoint.safetensors \
+        --bioimageio models/segmenter.bioimageio.zip --validation-metrics models/metrics.json
+
+# Check the export formats with their consumers' tools (in .venv-bioimageio): bioimageio test on a fresh
+# package and on the committed one, bioimageio.core's blocked prediction, the Triton config against Triton's
+# ModelConfig, scripts/predict_onnx.py against runner predict
+check-bioimageio: setup
+    bash scripts/check_bioimageio.sh
+
 # Validate models/model.onnx with Python's onnx checker (full_check); not part of CI
 check-onnx model="models/model.onnx":
     python3 -m venv .venv && .venv/bin/pip install -q onnx numpy

@@ -55,6 +55,8 @@ pub enum ExportError {
     NonFinite { name: String },
     #[error("cannot write {path}: {source}; check that its folder exists and is writable")]
     Write { path: PathBuf, source: std::io::Error },
+    #[error("{path} is the checkpoint being exported; choose another output path")]
+    WouldOverwriteCheckpoint { path: PathBuf },
 }
 
 /// What [`export_checkpoint`] wrote. Its `Display` is one line for the CLI.
@@ -81,16 +83,44 @@ impl fmt::Display for ExportReport {
 /// Loads `checkpoint` and writes the network's ONNX graph to `output` atomically: on any failure the file
 /// previously at `output` (if any) is left as it was.
 pub fn export_checkpoint(checkpoint: &Path, output: &Path) -> Result<ExportReport, ExportError> {
-    let loaded = Checkpoint::load(checkpoint, &Device::Cpu).map_err(|e| match e {
+    ensure_not_checkpoint(checkpoint, output)?;
+    let loaded = load_checkpoint(checkpoint)?;
+    let bytes = to_onnx_bytes(&loaded.net, &loaded.summary)?;
+    write_onnx(output, &bytes, loaded.summary)
+}
+
+/// Writes encoded ONNX `bytes` to `output` atomically.
+pub fn write_onnx(
+    output: &Path,
+    bytes: &[u8],
+    summary: TrainingSummary,
+) -> Result<ExportReport, ExportError> {
+    crate::fsutil::write_atomic(output, bytes)
+        .map_err(|source| ExportError::Write { path: output.to_path_buf(), source })?;
+    Ok(ExportReport { output: output.to_path_buf(), bytes: bytes.len(), summary })
+}
+
+/// Loads a checkpoint on the CPU, naming a missing file as such (the usual mistake: nothing trained yet).
+pub fn load_checkpoint(checkpoint: &Path) -> Result<Checkpoint, ExportError> {
+    Checkpoint::load(checkpoint, &Device::Cpu).map_err(|e| match e {
         CheckpointError::Read { path, source } if source.kind() == std::io::ErrorKind::NotFound => {
             ExportError::MissingCheckpoint { path }
         }
         e => ExportError::Checkpoint(e),
-    })?;
-    let bytes = to_onnx_bytes(&loaded.net, &loaded.summary)?;
-    crate::fsutil::write_atomic(output, &bytes)
-        .map_err(|source| ExportError::Write { path: output.to_path_buf(), source })?;
-    Ok(ExportReport { output: output.to_path_buf(), bytes: bytes.len(), summary: loaded.summary })
+    })
+}
+
+/// Refuses an export target that is the checkpoint itself (same file, whatever the spelling of the path):
+/// writing it would destroy the only copy of the trained weights.
+pub fn ensure_not_checkpoint(checkpoint: &Path, target: &Path) -> Result<(), ExportError> {
+    let same = match (std::fs::canonicalize(checkpoint), std::fs::canonicalize(target)) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => checkpoint == target,
+    };
+    if same {
+        return Err(ExportError::WouldOverwriteCheckpoint { path: target.to_path_buf() });
+    }
+    Ok(())
 }
 
 /// The encoded ONNX file (protobuf bytes) for `net`.
@@ -216,6 +246,39 @@ pub fn metadata(net: &SegNet, summary: &TrainingSummary) -> Vec<(&'static str, S
         ("training_learning_rate", summary.learning_rate.to_string()),
         ("training_seed", summary.seed.to_string()),
     ]
+}
+
+/// One tensor of a graph's signature: its name and the fixed channel count of its (N, C, H, W) shape.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TensorSignature {
+    pub name: String,
+    pub channels: usize,
+}
+
+/// The names and channel counts of a graph's input and outputs, in graph order. The package writers
+/// (bioimage.io, Triton) describe the model from this, so their descriptions follow the graph by
+/// construction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Signature {
+    pub input: TensorSignature,
+    pub outputs: Vec<TensorSignature>,
+}
+
+/// The signature of a graph built by [`build_model`]: one (N, C, H, W) float input, (N, C, H, W) outputs.
+pub fn signature(model: &ModelProto) -> Signature {
+    let channels = |info: &ValueInfoProto| -> usize {
+        let Some(type_proto::Value::TensorType(t)) = info.r#type.as_ref().and_then(|t| t.value.as_ref())
+        else {
+            return 0;
+        };
+        match t.shape.as_ref().and_then(|s| s.dim.get(1)).and_then(|d| d.value.as_ref()) {
+            Some(tensor_shape_proto::dimension::Value::DimValue(c)) => *c as usize,
+            _ => 0,
+        }
+    };
+    let entry = |info: &ValueInfoProto| TensorSignature { name: info.name.clone(), channels: channels(info) };
+    let graph = model.graph.as_ref().expect("build_model always sets the graph");
+    Signature { input: entry(&graph.input[0]), outputs: graph.output.iter().map(entry).collect() }
 }
 
 fn tensor_values(name: &str, tensor: &Tensor) -> Result<Vec<f32>, ExportError> {
@@ -413,6 +476,14 @@ mod tests {
         let outputs: Vec<(&str, Vec<String>)> = g.output.iter().map(|o| (o.name.as_str(), dims(o))).collect();
         let nchw = vec!["batch".to_string(), "2".into(), "height".into(), "width".into()];
         assert_eq!(outputs, [(LOGITS_NAME, nchw.clone()), (PROBABILITIES_NAME, nchw)]);
+    }
+
+    #[test]
+    fn signature_lists_the_input_and_outputs_in_graph_order() {
+        let sig = signature(&build_model(&net(), &summary()).unwrap());
+        let entry = |name: &str, channels| TensorSignature { name: name.into(), channels };
+        assert_eq!(sig.input, entry(INPUT_NAME, 3));
+        assert_eq!(sig.outputs, [entry(LOGITS_NAME, 2), entry(PROBABILITIES_NAME, 2)]);
     }
 
     #[test]

@@ -24,6 +24,7 @@ enum Command {
     Train(TrainArgs),
     /// Write a checkpoint as a self-describing ONNX file (opset 17): input `image` float32 (N,3,H,W) RGB in
     /// [0,1], outputs `logits` and `probabilities` (N,2,H,W); the input normalisation is inside the graph.
+    /// Also as a bioimage.io package (--bioimageio) and a Triton model repository entry (--triton).
     Export(ExportArgs),
 }
 
@@ -32,9 +33,51 @@ struct ExportArgs {
     /// Checkpoint written by `trainer train`.
     #[arg(long, default_value = "models/checkpoint.safetensors")]
     checkpoint: PathBuf,
-    /// Where to write the ONNX file (atomically: a failed export leaves an existing file as it was).
-    #[arg(long, default_value = "models/model.onnx")]
-    output: PathBuf,
+    /// Where to write the ONNX file (atomically: a failed export leaves an existing file as it was)
+    /// [default: models/model.onnx, unless --bioimageio or --triton is given].
+    #[arg(long)]
+    output: Option<PathBuf>,
+    /// Also (or instead) write a bioimage.io model package (a .zip for ilastik, deepImageJ, QuPath,
+    /// bioimageio.core): rdf.yaml, the ONNX weights, test tensors, a cover and a README.
+    #[arg(long, value_name = "PATH.zip")]
+    bioimageio: Option<PathBuf>,
+    /// Also (or instead) write a Triton Inference Server model repository entry: DIR/<name>/config.pbtxt
+    /// and DIR/<name>/1/model.onnx.
+    #[arg(long, value_name = "DIR")]
+    triton: Option<PathBuf>,
+    #[command(flatten)]
+    package: PackageArgs,
+}
+
+/// How the packages (--bioimageio, --triton) describe the model.
+#[derive(clap::Args)]
+#[command(next_help_heading = "Package description (--bioimageio, --triton)")]
+struct PackageArgs {
+    /// Model name: the bioimage.io name and the Triton model directory (5 to 64 letters, digits, `_`, `-`).
+    #[arg(long, default_value = "segmenter")]
+    name: String,
+    /// One-paragraph description [default: the network and its training, from the checkpoint].
+    #[arg(long)]
+    description: Option<String>,
+    /// An author of the package (repeat for several).
+    #[arg(long = "author", value_name = "NAME", default_value = "segmenter contributors")]
+    authors: Vec<String>,
+    /// SPDX licence identifier of the package.
+    #[arg(long, default_value = "MIT")]
+    license: String,
+    /// A tag besides the default ones (segmentation, semantic-segmentation, 2d, rgb, onnx); repeatable.
+    #[arg(long = "tag", value_name = "TAG")]
+    tags: Vec<String>,
+    /// Image whose centre crop (at most 128x128) becomes the package's test input; use the training image.
+    #[arg(long, default_value = "data/conifer/image.png")]
+    test_image: PathBuf,
+    /// Scores to report in the package README's Validation section: the JSON of `runner predict --mask MASK
+    /// --metrics-json M.json` on the image named by --validation-image.
+    #[arg(long, value_name = "M.json")]
+    validation_metrics: Option<PathBuf>,
+    /// The image those scores were measured on [default: --test-image].
+    #[arg(long, requires = "validation_metrics")]
+    validation_image: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -172,12 +215,102 @@ fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Train(args) => run_train(args).context("training failed"),
-        Command::Export(args) => trainer::export::export_checkpoint(&args.checkpoint, &args.output)
-            .map(|report| println!("{report}"))
-            .context("export failed"),
+        Command::Export(args) => run_export(args).context("export failed"),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");
         std::process::exit(1);
     }
+}
+
+/// The default tags of a bioimage.io package.
+const DEFAULT_TAGS: [&str; 5] = ["segmentation", "semantic-segmentation", "2d", "rgb", "onnx"];
+
+/// The files of the bioimage.io package, in memory.
+fn build_bioimageio(
+    p: &PackageArgs,
+    summary: &trainer::checkpoint::TrainingSummary,
+    model: &candle_onnx::onnx::ModelProto,
+    onnx: &[u8],
+    signature: &trainer::export::Signature,
+) -> anyhow::Result<trainer::bioimageio::PackageFiles> {
+    use trainer::bioimageio::{self, Description, PackageError, Validation, ValidationMetrics};
+    let mut tags: Vec<String> = DEFAULT_TAGS.iter().map(|t| t.to_string()).collect();
+    tags.extend(p.tags.iter().filter(|t| !tags.contains(t)).cloned().collect::<Vec<_>>());
+    let description = Description {
+        name: p.name.clone(),
+        description: p.description.clone().unwrap_or_else(|| bioimageio::default_description(summary)),
+        authors: p.authors.clone(),
+        license: p.license.clone(),
+        tags,
+    };
+    let test_image = image::open(&p.test_image)
+        .map_err(|e| PackageError::TestImage { path: p.test_image.clone(), reason: e.to_string() })?
+        .to_rgb8();
+    let validation = match &p.validation_metrics {
+        Some(metrics) => {
+            let image = p.validation_image.as_ref().unwrap_or(&p.test_image);
+            let image = image.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            Some(Validation { image, metrics: ValidationMetrics::load(metrics)? })
+        }
+        None => None,
+    };
+    let files = bioimageio::build_package(
+        model,
+        onnx,
+        signature,
+        summary,
+        &description,
+        &test_image,
+        validation.as_ref(),
+    )?;
+    Ok(files)
+}
+
+/// `trainer export`: the ONNX file, a bioimage.io package and a Triton repository entry from one checkpoint.
+fn run_export(args: ExportArgs) -> anyhow::Result<()> {
+    use trainer::{bioimageio, export, triton};
+    let output = match (&args.output, &args.bioimageio, &args.triton) {
+        (None, None, None) => Some(PathBuf::from("models/model.onnx")),
+        (output, ..) => output.clone(),
+    };
+    // Check names before any file is written, so that a bad flag leaves everything as it was.
+    if args.triton.is_some() {
+        triton::check_model_name(&args.package.name)?;
+    }
+    if args.bioimageio.is_some() {
+        bioimageio::check_name(&args.package.name)?;
+    }
+    let mut targets: Vec<PathBuf> = output.iter().chain(&args.bioimageio).cloned().collect();
+    if let Some(dir) = &args.triton {
+        let entry = dir.join(&args.package.name);
+        targets
+            .extend([entry.join(triton::CONFIG_FILE), entry.join(triton::VERSION).join(triton::MODEL_FILE)]);
+    }
+    for target in &targets {
+        export::ensure_not_checkpoint(&args.checkpoint, target)?;
+    }
+    let checkpoint = export::load_checkpoint(&args.checkpoint)?;
+    let model = export::build_model(&checkpoint.net, &checkpoint.summary)?;
+    let signature = export::signature(&model);
+    let onnx = prost::Message::encode_to_vec(&model);
+    // Everything is built in memory before the first file is written: a bad test image or metrics file
+    // leaves every existing output as it was.
+    let package = match &args.bioimageio {
+        Some(_) => Some(build_bioimageio(&args.package, &checkpoint.summary, &model, &onnx, &signature)?),
+        None => None,
+    };
+    if let Some(output) = &output {
+        println!("{}", export::write_onnx(output, &onnx, checkpoint.summary.clone())?);
+    }
+    if let (Some(path), Some(files)) = (&args.bioimageio, &package) {
+        println!("{}", bioimageio::write_package(path, files, &args.checkpoint)?);
+    }
+    if let Some(dir) = &args.triton {
+        println!(
+            "{}",
+            triton::write_repository(dir, &args.package.name, &signature, &onnx, &args.checkpoint)?
+        );
+    }
+    Ok(())
 }
