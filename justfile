@@ -36,6 +36,24 @@ test: setup
     cargo clippy --workspace --all-targets --release -- -D warnings
     cargo test --workspace --release
 
+# Clippy (-D warnings, all targets) of trainer and runner with --features cuda, on any machine: no GPU needed.
+# Installs a CUDA 13.0 compiler from PyPI into .venv-cuda/ and builds into target/cuda/. CI runs it.
+check-cuda: setup
+    bash scripts/check_cuda.sh
+
+# Build the CUDA binaries and gather everything the GPU check needs into gpu_bundle/ (for a GPU node without
+# network or Rust: `bash gpu_bundle/run.sh` there). Set CUDA_COMPUTE_CAP for a GPU other than H100/H200 (90).
+gpu-bundle: setup
+    bash scripts/gpu_bundle.sh
+
+# On a machine with an NVIDIA GPU: CUDA against CPU training (loss curves) and prediction (within 1e-4), GPU
+# memory, seconds per step and megapixels/s beside the CPU's. Without a GPU: says so in one line and fails.
+gpu-check:
+    @bash scripts/gpu_check.sh --probe
+    CUDA_COMPUTE_CAP="${CUDA_COMPUTE_CAP:-$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader | head -n 1 | tr -d .)}" \
+        just gpu-bundle
+    bash gpu_bundle/run.sh
+
 # Validate models/model.onnx with Python's onnx checker (full_check); not part of CI
 check-onnx model="models/model.onnx":
     python3 -m venv .venv && .venv/bin/pip install -q onnx numpy
