@@ -54,6 +54,11 @@ gpu-check:
         just gpu-bundle
     bash gpu_bundle/run.sh
 
+# Test scripts/gpu_check.sh without a GPU (a fake nvidia-smi, CPU binaries standing in for CUDA ones): its
+# refusals and its whole pipeline. CI runs it after the tests and check-cuda.
+test-gpu-check:
+    bash scripts/test_gpu_check.sh
+
 # Validate models/model.onnx with Python's onnx checker (full_check); not part of CI
 check-onnx model="models/model.onnx":
     python3 -m venv .venv && .venv/bin/pip install -q onnx numpy

@@ -54,6 +54,10 @@ cuda_toolkit_env() {
   export PATH="$root/bin:$PATH"
   export CUDARC_CUDA_VERSION=13000
   export CUDA_COMPUTE_CAP="${CUDA_COMPUTE_CAP:-90}"
+  # candle-kernels also compiles its MoE/GGUF kernels (15 heavy files) to machine code, one at a time; this
+  # network never calls them. ptxas -O0 only lowers the optimisation of that machine code: the kernels the
+  # network runs are PTX, which the driver compiles (optimised) on the GPU, and PTX never passes ptxas here.
+  export NVCC_APPEND_FLAGS="${NVCC_APPEND_FLAGS:--Xptxas -O0}"
   # Its own target folder: the feature changes candle's build, and sharing target/ would rebuild the CPU
   # build's artifacts every time one switches.
   export CARGO_TARGET_DIR="${CUDA_TARGET_DIR:-$_cuda_repo/target/cuda}"
