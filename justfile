@@ -57,6 +57,28 @@ package:
 # ModelConfig, scripts/predict_onnx.py against runner predict
 check-bioimageio: setup
     bash scripts/check_bioimageio.sh
+# Clippy (-D warnings, all targets) of trainer and runner with --features cuda, on any machine: no GPU needed.
+# Installs a CUDA 13.0 compiler from PyPI into .venv-cuda/ and builds into target/cuda/. CI runs it.
+check-cuda: setup
+    bash scripts/check_cuda.sh
+
+# Build the CUDA binaries and gather everything the GPU check needs into gpu_bundle/ (for a GPU node without
+# network or Rust: `bash gpu_bundle/run.sh` there). Set CUDA_COMPUTE_CAP for a GPU other than H100/H200 (90).
+gpu-bundle: setup
+    bash scripts/gpu_bundle.sh
+
+# On a machine with an NVIDIA GPU: CUDA against CPU training (loss curves) and prediction (within 1e-4), GPU
+# memory, seconds per step and megapixels/s beside the CPU's. Without a GPU: says so in one line and fails.
+gpu-check:
+    @bash scripts/gpu_check.sh --probe
+    CUDA_COMPUTE_CAP="${CUDA_COMPUTE_CAP:-$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader | head -n 1 | tr -d .)}" \
+        just gpu-bundle
+    bash gpu_bundle/run.sh
+
+# Test scripts/gpu_check.sh without a GPU (a fake nvidia-smi, CPU binaries standing in for CUDA ones): its
+# refusals and its whole pipeline. CI runs it after the tests and check-cuda.
+test-gpu-check:
+    bash scripts/test_gpu_check.sh
 
 # Validate models/model.onnx with Python's onnx checker (full_check); not part of CI
 check-onnx model="models/model.onnx":
