@@ -3,7 +3,8 @@
 on the CPU: the reference the Rust trainer is compared with by `just bench` (bench/src/train.rs).
 
 Not a project requirement: it needs torch (`pip install torch`), which stays out of CI. Prints one JSON line:
-{"torch": version, "threads": n, "batch": b, "size": s, "seconds": [per timed step]}.
+{"torch": version, "threads": n, "batch": b, "size": s, "seconds": [per timed step],
+ "peak_resident_bytes": the process's VmHWM or null}.
 """
 import argparse
 import json
@@ -36,6 +37,18 @@ class SegNet(nn.Module):
         return self.conv4(x)
 
 
+def peak_resident_bytes():
+    """The process's resident high-water mark (VmHWM), or None off Linux."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--batch", type=int, default=1)
@@ -62,7 +75,7 @@ def main():
         if i >= args.warmup:
             seconds.append(time.perf_counter() - start)
     print(json.dumps({"torch": torch.__version__, "threads": torch.get_num_threads(), "batch": args.batch,
-                      "size": args.size, "seconds": seconds}))
+                      "size": args.size, "seconds": seconds, "peak_resident_bytes": peak_resident_bytes()}))
 
 
 if __name__ == "__main__":

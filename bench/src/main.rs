@@ -161,50 +161,77 @@ fn sgemm_section(cx: &mut Context_) -> Table {
 fn train_section(cx: &Context_) -> Result<Table> {
     let mut t = Table::new(
         "Training step (forward, cross-entropy, backward, Adam)",
-        &["ops", "batch", "s/step median (min-max)", "GFLOP/s", "of sgemm peak", "ours / PyTorch"],
+        &[
+            "ops",
+            "batch",
+            "s/step median (min-max)",
+            "GFLOP/s",
+            "of sgemm peak",
+            "peak memory MB",
+            "ours / PyTorch",
+        ],
     );
     let python = train::python();
     let torch = if cx.cli.no_pytorch { None } else { train::torch_version(&python) };
-    let reps = cx.reps.max(3);
+    // Rounds of (ours, PyTorch) blocks, interleaved so that both see the same machine state; each block
+    // times `per_block` steps and contributes its median.
+    let (rounds, per_block) = (cx.reps.clamp(3, 7), 10);
+    let load_before = load_average();
+    let other = train::OtherLoad::start();
+    let mut ratio_rows = vec![];
     for (batch, size) in [(1, 256), (4, 128)] {
         let label = format!("{batch} x {size}^2");
+        let mut fast_step = train::CandleStep::new(batch, size, false)?;
+        fast_step.time(3, 0)?;
+        let (mut fast, mut pytorch, mut pytorch_peak) = (vec![], vec![], None);
+        for _ in 0..rounds {
+            fast.push(Stats::of(&fast_step.time(0, per_block)?).median);
+            if torch.is_some() {
+                match train::pytorch_step(&python, batch, size, cx.threads, 3, per_block) {
+                    Ok(run) if !run.seconds.is_empty() => {
+                        pytorch.push(Stats::of(&run.seconds).median);
+                        pytorch_peak = run.peak_bytes.or(pytorch_peak);
+                    }
+                    Ok(_) => {}
+                    Err(e) => eprintln!("PyTorch comparison failed: {e:#}"),
+                }
+            }
+        }
+        drop(fast_step);
+        let reference = train::CandleStep::new(batch, size, true)?.time(1, cx.reps.clamp(1, 3))?;
         let fast = train::TrainRow {
             what: "fast (trainer::ops)".into(),
             batch,
             size,
-            seconds: Stats::of(&train::candle_step(batch, size, false, 2, reps)?),
+            seconds: Stats::of(&fast),
+            peak_bytes: train::step_peak_memory(batch, size).map_err(|e| eprintln!("{e:#}")).ok(),
         };
         let reference = train::TrainRow {
             what: "candle reference ops".into(),
             batch,
             size,
-            seconds: Stats::of(&train::candle_step(batch, size, true, 1, reps)?),
+            seconds: Stats::of(&reference),
+            peak_bytes: None,
         };
-        let pytorch = match &torch {
-            Some(_) => match train::pytorch_step(&python, batch, size, cx.threads, 3, reps) {
-                Ok(s) if !s.is_empty() => {
-                    Some(train::TrainRow { what: "PyTorch".into(), batch, size, seconds: Stats::of(&s) })
-                }
-                Ok(_) => None,
-                Err(e) => {
-                    eprintln!("PyTorch comparison failed: {e:#}");
-                    None
-                }
-            },
-            None => None,
-        };
+        let pytorch = (!pytorch.is_empty()).then(|| train::TrainRow {
+            what: "PyTorch".into(),
+            batch,
+            size,
+            seconds: Stats::of(&pytorch),
+            peak_bytes: pytorch_peak,
+        });
         for row in [Some(&fast), Some(&reference), pytorch.as_ref()].into_iter().flatten() {
             let g = row.gflops();
-            let vs = pytorch
-                .as_ref()
-                .map_or("-".into(), |p| format!("{:.2}", row.seconds.median / p.seconds.median));
+            let vs = pytorch.as_ref().map(|p| row.seconds.median / p.seconds.median);
+            ratio_rows.push((t.rows.len(), vs));
             t.row(vec![
                 row.what.clone(),
                 label.clone(),
                 row.seconds.show(4),
                 format!("{:.1}", g.median),
                 cx.peak.map_or("-".into(), |p| pct(g.median / p)),
-                vs,
+                row.peak_bytes.map_or("-".into(), |b| format!("{:.0}", b / 1e6)),
+                String::new(),
             ]);
         }
         t.note(format!(
@@ -212,9 +239,30 @@ fn train_section(cx: &Context_) -> Result<Table> {
             reference.seconds.median / fast.seconds.median
         ));
     }
+    let other_cores = other.cores();
+    let quiet = other_cores.is_some_and(|c| c <= train::QUIET_CORES);
+    for (row, vs) in ratio_rows {
+        t.rows[row][6] = match vs {
+            None => "-".into(),
+            Some(_) if !quiet => "loaded - no ratio claimed".into(),
+            Some(r) => format!("{r:.2}"),
+        };
+    }
+    t.note(format!(
+        "load average {load_before} before, {} after; other processes used {} cores meanwhile (ratios are \
+         claimed only below {})",
+        load_average(),
+        other_cores.map_or("unknown".into(), |c| format!("{c:.2}")),
+        train::QUIET_CORES
+    ));
+    t.note(format!(
+        "ours and PyTorch interleaved: {rounds} rounds of {per_block} steps each (ours, then PyTorch), medians \
+         of the round medians; candle's reference ops: one block after them."
+    ));
+    t.note("peak memory: resident high-water mark (VmHWM) of a process that only trains (ours: a fresh copy of the bench; PyTorch: its script's process).");
     match (&torch, cx.cli.no_pytorch) {
         (_, true) => t.note("PyTorch skipped (--no-pytorch)."),
-        (Some(v), _) => t.note(format!("PyTorch {v} via scripts/pytorch_step.py ({python}), {} threads; target ours/PyTorch <= 0.8.", cx.threads)),
+        (Some(v), _) => t.note(format!("PyTorch {v} via scripts/pytorch_step.py ({python}), {} threads; target ours/PyTorch <= 0.6.", cx.threads)),
         (None, _) => t.note(format!("PyTorch not installed: skipped ({python} cannot import torch; set BENCH_PYTHON to an interpreter that can).")),
     }
     t.note(format!("FLOP per step = 3 x {} x pixels.", train::FORWARD_FLOP_PER_PIXEL));
@@ -369,6 +417,9 @@ fn memory_section(cx: &Context_, bytes: &[u8]) -> Result<Table> {
 }
 
 fn main() -> Result<()> {
+    if let Ok(spec) = std::env::var(train::STEP_ENV) {
+        return train::step_memory_child(&spec);
+    }
     if std::env::var_os(memory::MEASURE_ENV).is_some() {
         let args: Vec<String> = std::env::args().skip(1).collect();
         std::process::exit(memory::measure_child(&args)?);

@@ -1,8 +1,9 @@
 //! Seconds per training step (forward, cross-entropy, backward, AdamW) of the fixed network on the CPU,
 //! candle's own ops against the fast kernels of `trainer::ops`, side by side in one run.
 //!
-//! `cargo bench -p trainer --bench train_step [-- --steps N] [--only fast|reference] [--breakdown]`
-//! (`--breakdown`: seconds per op at 1 x 256^2 instead of whole steps).
+//! `cargo bench -p trainer --bench train_step [-- --steps N] [--only fast|reference] [--breakdown]
+//! [--profile OP] [--im2col]` (`--im2col`: im2col + gemm instead of the direct kernels; `--breakdown`: seconds per op at 1 x 256^2 instead of whole steps; `--profile OP`: run
+//! only OP, once plus N times, for an instruction count under valgrind: scripts/profile_ops.sh).
 
 use std::time::Instant;
 
@@ -70,44 +71,43 @@ fn time(reps: usize, mut f: impl FnMut() -> Result<()>) -> Result<f64> {
     Ok(median(&v))
 }
 
-/// Per-op seconds at batch 1 x 256^2: each convolution's fast kernels (forward, weight gradient, input
-/// gradient) and candle's ops the network also runs.
-fn breakdown(reps: usize) -> Result<()> {
+type Timed<'a> = Box<dyn FnMut() -> Result<()> + 'a>;
+
+/// Every op of a training step at batch 1 x 256^2, by name, each as a closure that runs it once: the fast
+/// kernels of each convolution (forward, weight gradient, input gradient) and the other ops of the step.
+fn with_ops<R>(f: impl FnOnce(Vec<(String, Timed)>) -> Result<R>) -> Result<R> {
     use trainer::ops::conv::{conv_forward, conv_input_grad, conv_weight_grad, ConvGeometry};
     let dev = Device::Cpu;
     let vec = |n: usize| (0..n).map(|i| ((i * 7919) % 1000) as f32 / 1000.0 - 0.5).collect::<Vec<f32>>();
-    println!("{:<8} {:>10} {:>10} {:>10} {:>10}", "layer", "forward", "grad w,b", "grad x", "GFLOP/s");
-    for (spec, size) in LAYERS.iter().zip([256, 256, 128, 256]) {
-        let geo = ConvGeometry::new(
-            &[1, spec.in_channels, size, size],
-            &[spec.out_channels, spec.in_channels, spec.kernel, spec.kernel],
-            spec.padding,
-        )
-        .expect("network shapes are supported");
-        let (x, w, b) =
-            (vec(spec.in_channels * size * size), vec(spec.parameter_count()), vec(spec.out_channels));
-        let w = &w[..w.len() - spec.out_channels];
-        let gy = vec(spec.out_channels * size * size);
-        let f = time(reps, || {
-            conv_forward(&geo, &x, w, Some(&b), spec.relu);
-            Ok(())
-        })?;
-        let gw = time(reps, || {
-            conv_weight_grad(&geo, &x, &gy);
-            Ok(())
-        })?;
-        let gx = time(reps, || {
-            conv_input_grad(&geo, w, &gy);
-            Ok(())
-        })?;
-        let flop =
-            2.0 * (size * size * spec.out_channels * spec.in_channels * spec.kernel * spec.kernel) as f64;
-        println!(
-            "{:<8} {f:>10.4} {gw:>10.4} {gx:>10.4} {:>10.1}",
-            spec.name,
-            3.0 * flop / (f + gw + gx) / 1e9
-        );
+    struct Layer {
+        geo: ConvGeometry,
+        x: Vec<f32>,
+        w: Vec<f32>,
+        b: Vec<f32>,
+        gy: Vec<f32>,
+        relu: bool,
     }
+    let layers: Vec<(&str, Layer)> = LAYERS
+        .iter()
+        .zip([256, 256, 128, 256])
+        .map(|(spec, size)| {
+            let geo = ConvGeometry::new(
+                &[1, spec.in_channels, size, size],
+                &[spec.out_channels, spec.in_channels, spec.kernel, spec.kernel],
+                spec.padding,
+            )
+            .expect("network shapes are supported");
+            let layer = Layer {
+                geo,
+                x: vec(spec.in_channels * size * size),
+                w: vec(spec.parameter_count() - spec.out_channels),
+                b: vec(spec.out_channels),
+                gy: vec(spec.out_channels * size * size),
+                relu: spec.relu,
+            };
+            (spec.name, layer)
+        })
+        .collect();
     let x32 = candle_core::Var::from_tensor(&Tensor::rand(0f32, 1f32, (1, 32, 256, 256), &dev)?)?;
     let pooled = ops::max_pool2x2(&x32)?;
     let x16 = candle_core::Var::from_tensor(&Tensor::rand(0f32, 1f32, (1, 16, 128, 128), &dev)?)?;
@@ -116,24 +116,93 @@ fn breakdown(reps: usize) -> Result<()> {
     let labels = Tensor::zeros(256 * 256, DType::U32, &dev)?;
     let image = Tensor::rand(0f32, 1f32, (1, 3, 256, 256), &dev)?;
     let norm = Normalization { mean: [0.5; 3], std: [0.25; 3] };
-    type Timed<'a> = Box<dyn FnMut() -> Result<()> + 'a>;
-    let rows: [(&str, Timed); 7] = [
-        ("normalize", Box::new(|| norm.apply(&image).map(drop))),
-        ("maxpool", Box::new(|| ops::max_pool2x2(&x32).map(drop))),
-        ("maxpool backward", Box::new(|| pooled.sum_all()?.backward().map(drop))),
-        ("upsample", Box::new(|| ops::upsample_nearest2d(&x16, 256, 256).map(drop))),
-        ("upsample backward", Box::new(|| up.sum_all()?.backward().map(drop))),
-        ("loss", Box::new(|| loss(&logits, &labels).map(drop))),
-        ("loss + backward", Box::new(|| loss(&logits, &labels)?.backward().map(drop))),
-    ];
-    for (name, mut f) in rows {
-        println!("{name:<18} {:>10.4}", time(reps, &mut f)?);
-    }
     let net = SegNet::random(0, norm, &dev)?;
     let mut opt = AdamW::new(net.vars(), ParamsAdamW { lr: 1e-3, weight_decay: 0.0, ..Default::default() })?;
-    let grads = loss(&net.forward(&image)?, &labels)?.backward()?;
-    println!("{:<18} {:>10.4}", "AdamW step", time(reps, || opt.step(&grads))?);
-    Ok(())
+    let mut grads = None;
+    let step_net = SegNet::random(0, norm, &dev)?;
+    let mut step_opt =
+        AdamW::new(step_net.vars(), ParamsAdamW { lr: 1e-3, weight_decay: 0.0, ..Default::default() })?;
+    let mut list: Vec<(String, Timed)> = vec![];
+    for (name, l) in &layers {
+        list.push((
+            format!("{name}.forward"),
+            Box::new(move || {
+                conv_forward(&l.geo, &l.x, &l.w, Some(&l.b), l.relu);
+                Ok(())
+            }),
+        ));
+        list.push((
+            format!("{name}.grad_w"),
+            Box::new(move || {
+                conv_weight_grad(&l.geo, &l.x, &l.gy);
+                Ok(())
+            }),
+        ));
+        // conv1's input is the image: the network never needs its gradient.
+        if *name != "conv1" {
+            list.push((
+                format!("{name}.grad_x"),
+                Box::new(move || {
+                    conv_input_grad(&l.geo, &l.w, &l.gy);
+                    Ok(())
+                }),
+            ));
+        }
+    }
+    let extra: [(&str, Timed); 9] = [
+        ("normalize", Box::new(|| norm.apply(&image).map(drop))),
+        ("maxpool.forward", Box::new(|| ops::max_pool2x2(&x32).map(drop))),
+        ("maxpool.backward", Box::new(|| pooled.sum_all()?.backward().map(drop))),
+        ("upsample.forward", Box::new(|| ops::upsample_nearest2d(&x16, 256, 256).map(drop))),
+        ("upsample.backward", Box::new(|| up.sum_all()?.backward().map(drop))),
+        ("loss.forward", Box::new(|| loss(&logits, &labels).map(drop))),
+        ("loss.forward+backward", Box::new(|| loss(&logits, &labels)?.backward().map(drop))),
+        (
+            "adamw",
+            Box::new(|| {
+                // The gradients of one step, computed on the first (warm-up) call.
+                if grads.is_none() {
+                    grads = Some(loss(&net.forward(&image)?, &labels)?.backward()?);
+                }
+                opt.step(grads.as_ref().expect("set above"))
+            }),
+        ),
+        (
+            "step",
+            Box::new(|| {
+                let grads = loss(&step_net.forward(&image)?, &labels)?.backward()?;
+                step_opt.step(&grads)
+            }),
+        ),
+    ];
+    list.extend(extra.into_iter().map(|(n, f)| (n.to_string(), f)));
+    f(list)
+}
+
+/// Per-op seconds at batch 1 x 256^2 (medians of `reps` after one warm-up call).
+fn breakdown(reps: usize) -> Result<()> {
+    with_ops(|list| {
+        println!("{:<22} {:>10}", "op (1 x 256^2)", "s median");
+        for (name, mut f) in list {
+            println!("{name:<22} {:>10.5}", time(reps, &mut f)?);
+        }
+        Ok(())
+    })
+}
+
+/// Runs only `op`, once plus `reps` times: `valgrind --tool=callgrind` of this with two values of `reps`
+/// gives the op's instructions per call by difference, without the setup.
+fn profile(op: &str, reps: usize) -> Result<()> {
+    with_ops(|list| {
+        let names: Vec<String> = list.iter().map(|(n, _)| n.clone()).collect();
+        let Some((_, mut f)) = list.into_iter().find(|(n, _)| n == op) else {
+            candle_core::bail!("unknown op {op}; one of {}", names.join(" "))
+        };
+        for _ in 0..=reps {
+            f()?;
+        }
+        Ok(())
+    })
 }
 
 fn main() -> Result<()> {
@@ -142,8 +211,13 @@ fn main() -> Result<()> {
     let steps: usize = value("--steps").and_then(|s| s.parse().ok()).unwrap_or(20);
     let only = value("--only");
     let threads = candle_core::utils::get_num_threads();
+    // The kernels before the direct ones, for before/after comparisons in one build.
+    ops::set_im2col_only(args.iter().any(|a| a == "--im2col"));
     if args.iter().any(|a| a == "--breakdown") {
         return breakdown(steps);
+    }
+    if let Some(op) = value("--profile") {
+        return profile(&op, steps);
     }
     println!("train_step: {steps} timed steps after 3 warm-up, {threads} threads");
     println!(

@@ -2,11 +2,12 @@
 //! nearest upsampling and the per-pixel cross-entropy.
 //!
 //! On the CPU in f32 each runs as one candle autograd node with its own kernels, forward and backward
-//! ([`conv`]: im2col + gemm; [`pool`]; [`loss`]), giving the same numbers as candle's ops within float
+//! ([`conv`]: the [`direct`] AVX2 kernels, else im2col + gemm; [`pool`]; [`loss`]), giving the same numbers as candle's ops within float
 //! rounding, about 10x faster per training step. On any other device or dtype, and after
 //! `set_reference_ops(true)`, each function is candle's own ops, so the CUDA build is untouched.
 
 pub mod conv;
+pub mod direct;
 pub mod loss;
 pub mod pool;
 
@@ -29,6 +30,20 @@ pub fn set_reference_ops(reference: bool) {
 /// Whether [`set_reference_ops`] forced candle's own ops.
 pub fn reference_ops() -> bool {
     REFERENCE_OPS.load(Ordering::Relaxed)
+}
+
+static IM2COL_ONLY: AtomicBool = AtomicBool::new(false);
+
+/// Forces im2col + gemm (true) instead of the [`direct`] kernels, process-wide: for benches and tests that
+/// compare the two on a CPU that has AVX2 and FMA.
+pub fn set_im2col_only(im2col: bool) {
+    IM2COL_ONLY.store(im2col, Ordering::Relaxed);
+}
+
+/// Whether the [`direct`] kernels run: the CPU has AVX2 and FMA and [`set_im2col_only`] did not force
+/// im2col + gemm.
+pub fn direct_kernels() -> bool {
+    !IM2COL_ONLY.load(Ordering::Relaxed) && direct::available()
 }
 
 /// Makes glibc's malloc keep freed memory for reuse (once per process). Each training step allocates and

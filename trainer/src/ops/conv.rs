@@ -130,8 +130,23 @@ fn with_columns<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
 }
 
 /// `relu?(conv(x, weight) + bias)`: x (n, c, h, w), weight (o, c, k, k), bias (o) or none; returns
-/// (n, o, h_out, w_out), contiguous.
+/// (n, o, h_out, w_out), contiguous. The direct kernels where [`super::direct_kernels`], else im2col + gemm.
 pub fn conv_forward(
+    g: &ConvGeometry,
+    x: &[f32],
+    weight: &[f32],
+    bias: Option<&[f32]>,
+    relu: bool,
+) -> Vec<f32> {
+    if super::direct_kernels() {
+        super::direct::conv_forward(g, x, weight, bias, relu)
+    } else {
+        conv_forward_im2col(g, x, weight, bias, relu)
+    }
+}
+
+/// [`conv_forward`] by im2col + gemm on any CPU.
+pub fn conv_forward_im2col(
     g: &ConvGeometry,
     x: &[f32],
     weight: &[f32],
@@ -205,13 +220,22 @@ pub fn conv_weight_grad(g: &ConvGeometry, x: &[f32], grad_out: &[f32]) -> (Vec<f
                 .sum()
         })
         .collect();
+    let grad_weight = if super::direct_kernels() && super::direct::weight_grad_covers(g) {
+        super::direct::conv_weight_grad(g, x, grad_out)
+    } else {
+        conv_weight_grad_im2col(g, x, grad_out)
+    };
+    (grad_weight, grad_bias)
+}
+
+/// The kernel's gradient (o, c, k, k) of [`conv_weight_grad`] by im2col + gemm on any CPU.
+pub fn conv_weight_grad_im2col(g: &ConvGeometry, x: &[f32], grad_out: &[f32]) -> Vec<f32> {
     // Either side of the product can be unrolled into patches; unroll the one with fewer rows.
-    let grad_weight = if g.o * g.k * g.k + g.c < g.c * g.k * g.k + g.o {
+    if g.o * g.k * g.k + g.c < g.c * g.k * g.k + g.o {
         weight_grad_unrolling_gradient(g, x, grad_out)
     } else {
         weight_grad_unrolling_input(g, x, grad_out)
-    };
-    (grad_weight, grad_bias)
+    }
 }
 
 /// Sums per-band (rows x cols) partial products in band order: deterministic whatever the thread count.
