@@ -39,7 +39,8 @@ make_link_stubs() { # CUDARC_SOURCE_DIR DEST_DIR
   # candle-kernels links -lcudart: the wheel has only the versioned file.
   ln -sf libcudart.so.13 "$2/libcudart.so"
 }
-cudarc_dir="$(cargo metadata --format-version 1 --features trainer/cuda \
+cudarc_dir="$(cargo metadata --quiet --format-version 1 --features trainer/cuda \
+  --filter-platform "$(rustc -vV | sed -n 's/^host: //p')" \
   | python3 -c 'import json, sys, os; print(next(os.path.dirname(p["manifest_path"]) for p in json.load(sys.stdin)["packages"] if p["name"] == "cudarc"))')"
 make_link_stubs "$cudarc_dir" "$CUDA_ROOT/lib"
 
