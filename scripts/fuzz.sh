@@ -38,9 +38,10 @@ fi
 failed=()
 for target in "${targets[@]}"; do
   echo "fuzz.sh: $target for $seconds s" >&2
-  # -rss_limit_mb: an input that makes the code under test hold more than 2 GB is a finding (a
+  # cargo-fuzz's default build: optimised, with debug assertions and overflow checks (a wrapped size is a
+  # finding too). -rss_limit_mb: an input that makes the code under test hold more than 2 GB is a finding (a
   # decompression bomb must be refused from its header). -timeout: one input over 30 s is a hang.
-  if ! cargo fuzz run --release --sanitizer none --fuzz-dir fuzz "$target" -- \
+  if ! cargo fuzz run --sanitizer none --fuzz-dir fuzz "$target" -- \
     -max_total_time="$seconds" -rss_limit_mb=2048 -timeout=30 -print_final_stats=1; then
     failed+=("$target")
   fi
