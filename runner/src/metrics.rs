@@ -20,16 +20,39 @@ pub struct Metrics {
     pub dice: f64,
 }
 
+/// Confusion counts gathered band by band (a streamed image is never whole in memory).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Confusion {
+    /// Index: predicted * 2 + reference (0 background, 1 foreground).
+    counts: [u64; 4],
+}
+
+impl Confusion {
+    /// Adds class masks (0 background, anything else foreground) of equal length.
+    pub fn add(&mut self, predicted: &[u8], reference: &[u8]) {
+        assert_eq!(predicted.len(), reference.len(), "masks of different sizes");
+        for (&p, &r) in predicted.iter().zip(reference) {
+            self.counts[usize::from(p > 0) * 2 + usize::from(r > 0)] += 1;
+        }
+    }
+
+    pub fn metrics(&self) -> Metrics {
+        let [tn, fn_, fp, tp] = self.counts;
+        Metrics::from_counts(tp, fp, fn_, tn)
+    }
+}
+
 impl Metrics {
     /// Compares class masks (0 background, anything else foreground) of equal length.
     pub fn compare(predicted: &[u8], reference: &[u8]) -> Metrics {
-        assert_eq!(predicted.len(), reference.len(), "masks of different sizes");
-        let mut counts = [0u64; 4]; // index: predicted * 2 + reference
-        for (&p, &r) in predicted.iter().zip(reference) {
-            counts[usize::from(p > 0) * 2 + usize::from(r > 0)] += 1;
-        }
-        let [tn, fn_, fp, tp] = counts;
-        let pixels = predicted.len() as u64;
+        let mut confusion = Confusion::default();
+        confusion.add(predicted, reference);
+        confusion.metrics()
+    }
+
+    /// The scores of confusion counts.
+    pub fn from_counts(tp: u64, fp: u64, fn_: u64, tn: u64) -> Metrics {
+        let pixels = tp + fp + fn_ + tn;
         let ratio = |num: u64, den: u64| if den == 0 { 1.0 } else { num as f64 / den as f64 };
         Metrics {
             pixels,

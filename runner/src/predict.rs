@@ -7,6 +7,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc;
 
 use crate::session::{Model, Pass, PassOutput, SessionError, Wanted};
+use crate::sink::SinkError;
+use crate::source::{Channels, ImageSource, SourceError};
 use crate::tiling::{self, Batch, Rect, Tile, TilePlan, TilingError};
 
 #[derive(Debug, thiserror::Error)]
@@ -21,6 +23,14 @@ pub enum PredictError {
     NoLogits,
     #[error("a prediction thread panicked (a bug in the runner); rerun with --threads 1 and report it")]
     WorkerPanicked,
+    #[error("the model's {output} are not finite ({value}) in the tile at x {x}, y {y} ({width}x{height} window); the model is broken (NaN weights, or a zero std in its normalisation): export it again from a good checkpoint", x = window.x, y = window.y, width = window.width, height = window.height)]
+    NonFinite { output: &'static str, value: f32, window: Rect },
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    #[error(transparent)]
+    Sink(#[from] SinkError),
+    #[error("the image reader thread panicked (a bug in the runner); report it")]
+    ReaderPanicked,
 }
 
 /// What to compute besides the class mask.
@@ -90,10 +100,17 @@ pub fn predict_untiled(
             width: padded_width,
             tiles: vec![Tile { window: whole, keep: whole }],
         }],
+        bands: vec![tiling::Band {
+            window_y: 0,
+            window_height: padded_height,
+            keep_y: 0,
+            keep_height: padded_height,
+            batches: 0..1,
+        }],
     };
     check_request(model, rgb, &plan, options)?;
     let pass = model.reference_pass(wanted(model, options))?;
-    run_passes(vec![pass], rgb, &plan, options, |_| {})
+    run_whole(&mut [pass], rgb, &plan, options, |_| {})
 }
 
 /// Byte to [0, 1], as a table: the same value on every path.
@@ -113,8 +130,8 @@ pub fn run_plan(
     progress: impl FnMut(usize),
 ) -> Result<Prediction, PredictError> {
     check_request(model, rgb, plan, options)?;
-    let passes = model.worker_passes(wanted(model, options))?;
-    run_passes(passes, rgb, plan, options, progress)
+    let mut passes = model.worker_passes(wanted(model, options))?;
+    run_whole(&mut passes, rgb, plan, options, progress)
 }
 
 /// The outputs to compute: the logits decide the class when the model has them; the model's own
@@ -139,27 +156,69 @@ fn check_request(
     Ok(())
 }
 
-/// The stitched result, filled batch by batch.
+/// Rows `first_row..` of the RGB image being predicted, held in memory (all of it, or one band).
+#[derive(Clone, Copy)]
+struct RowsView<'a> {
+    rgb: &'a [u8],
+    first_row: usize,
+}
+
+/// The stitched result for rows `first_row..first_row + rows` of the image, filled batch by batch.
 struct Stitched {
+    first_row: usize,
+    rows: usize,
     classes: Vec<u8>,
     probabilities: Option<Vec<f32>>,
     logits: Option<Vec<f32>>,
 }
 
-/// Follows `plan` with one thread per pass; see [`run_plan`].
-fn run_passes(
-    passes: Vec<Pass<'_>>,
+impl Stitched {
+    fn new(first_row: usize, rows: usize, width: usize, options: PredictOptions) -> Stitched {
+        let pixels = rows * width;
+        Stitched {
+            first_row,
+            rows,
+            classes: vec![0u8; pixels],
+            probabilities: options.probabilities.then(|| vec![0f32; pixels]),
+            logits: options.logits.then(|| vec![0f32; 2 * pixels]),
+        }
+    }
+}
+
+/// Predicts the whole image held in `rgb` with every batch of `plan`.
+fn run_whole(
+    passes: &mut [Pass<'_>],
     rgb: &[u8],
     plan: &TilePlan,
     options: PredictOptions,
     mut progress: impl FnMut(usize),
 ) -> Result<Prediction, PredictError> {
-    let pixels = plan.height * plan.width;
-    let mut out = Stitched {
-        classes: vec![0u8; pixels],
-        probabilities: options.probabilities.then(|| vec![0f32; pixels]),
-        logits: options.logits.then(|| vec![0f32; 2 * pixels]),
-    };
+    let mut out = Stitched::new(0, plan.height, plan.width, options);
+    let view = RowsView { rgb, first_row: 0 };
+    run_passes(passes, view, plan, &plan.batches, &mut out, &mut progress)?;
+    Ok(Prediction {
+        height: plan.height,
+        width: plan.width,
+        classes: out.classes,
+        probabilities: out.probabilities,
+        logits: out.logits,
+        tiles: plan.tile_count(),
+        forward_passes: plan.batches.len(),
+    })
+}
+
+/// Runs `batches` (of `plan`) with one thread per pass and stitches their kept centres into `out`. The
+/// passes take the batches in turn, each on its own thread with its own input buffer; this thread stitches
+/// each finished batch (kept rectangles are disjoint, so the order does not matter and the result is the
+/// same for any thread count) and calls `progress` with the tiles it completed.
+fn run_passes(
+    passes: &mut [Pass<'_>],
+    view: RowsView<'_>,
+    plan: &TilePlan,
+    batches: &[Batch],
+    out: &mut Stitched,
+    progress: &mut impl FnMut(usize),
+) -> Result<(), PredictError> {
     let unit = unit_table();
     let next = AtomicUsize::new(0);
     let stop = AtomicBool::new(false);
@@ -167,18 +226,19 @@ fn run_passes(
     let (sender, receiver) =
         mpsc::sync_channel::<Result<(usize, PassOutput), SessionError>>(2 * passes.len());
     let mut first_error: Option<PredictError> = None;
+    let max_pixels = batches.iter().map(Batch::pixels).max().unwrap_or(0);
     std::thread::scope(|scope| {
         let workers: Vec<_> = passes
-            .into_iter()
-            .take(plan.batches.len()) // no idle threads for small plans
-            .map(|mut pass| {
+            .iter_mut()
+            .take(batches.len()) // no idle threads for small plans
+            .map(|pass| {
                 let (sender, next, stop, unit) = (sender.clone(), &next, &stop, &unit);
                 scope.spawn(move || {
-                    let mut input: Vec<f32> = Vec::with_capacity(3 * plan.max_batch_pixels());
+                    let mut input: Vec<f32> = Vec::with_capacity(3 * max_pixels);
                     while !stop.load(Ordering::Relaxed) {
                         let index = next.fetch_add(1, Ordering::Relaxed);
-                        let Some(batch) = plan.batches.get(index) else { break };
-                        fill_batch(&mut input, batch, rgb, plan, unit);
+                        let Some(batch) = batches.get(index) else { break };
+                        fill_batch(&mut input, batch, view, plan, unit);
                         let result = pass.run(&input, batch.tiles.len(), batch.height, batch.width);
                         let failed = result.is_err();
                         if failed {
@@ -199,8 +259,8 @@ fn run_passes(
                 continue; // drain, so that no worker waits on a full channel
             }
             let stitched = message.map_err(PredictError::from).and_then(|(index, output)| {
-                let batch = &plan.batches[index];
-                stitch_batch(&mut out, &output, batch, plan)?;
+                let batch = &batches[index];
+                stitch_batch(out, &output, batch, plan)?;
                 Ok(batch.tiles.len())
             });
             match stitched {
@@ -217,27 +277,118 @@ fn run_passes(
             }
         }
     });
-    if let Some(e) = first_error {
-        return Err(e);
+    match first_error {
+        Some(e) => Err(e),
+        None => Ok(()),
     }
-    Ok(Prediction {
-        height: plan.height,
-        width: plan.width,
-        classes: out.classes,
-        probabilities: out.probabilities,
-        logits: out.logits,
-        tiles: plan.tile_count(),
-        forward_passes: plan.batches.len(),
-    })
+}
+
+/// One band of a streamed prediction: rows `y..y + rows` of the image, with their input pixels.
+#[derive(Debug, Clone, Copy)]
+pub struct BandOutput<'a> {
+    pub y: usize,
+    pub rows: usize,
+    pub width: usize,
+    /// The input rows, RGB.
+    pub rgb: &'a [u8],
+    /// Class per pixel, 1 foreground.
+    pub classes: &'a [u8],
+    /// Foreground probability per pixel, if asked for.
+    pub probabilities: Option<&'a [f32]>,
+}
+
+/// What a streamed prediction did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamSummary {
+    pub height: usize,
+    pub width: usize,
+    pub tiles: usize,
+    pub forward_passes: usize,
+}
+
+/// Predicts the image read from `source` (opened with [`Channels::Rgb`]) band by band: a reader thread
+/// decodes the next band's rows while the worker sessions predict this one, and `on_band` receives each
+/// band's kept rows, top to bottom. Memory depends on the image width and the tile size, not its height.
+/// The bands are the whole-image plan's rows of windows, so the result equals [`predict`] on the same
+/// image, byte for byte.
+pub fn predict_stream(
+    model: &mut Model,
+    source: &mut ImageSource,
+    options: PredictOptions,
+    mut progress: impl FnMut(usize),
+    mut on_band: impl FnMut(&BandOutput<'_>) -> Result<(), PredictError>,
+) -> Result<StreamSummary, PredictError> {
+    assert_eq!(source.channels(), Channels::Rgb, "predict_stream reads RGB");
+    let (height, width) = (source.height(), source.width());
+    let plan = tiling::plan(height, width, options.tile, tiling::HALO, tiling::PIXEL_BUDGET)?;
+    if options.logits && !model.has_logits() {
+        return Err(PredictError::NoLogits);
+    }
+    let mut passes = model.worker_passes(wanted(model, options))?;
+    let row_bytes = width * 3;
+    let (sender, receiver) = mpsc::sync_channel::<Result<Vec<u8>, SourceError>>(1);
+    let plan = &plan;
+    std::thread::scope(|scope| {
+        let reader = scope.spawn(move || {
+            // The rows held start at image row `held_y`; consecutive bands overlap by their halos.
+            let (mut held, mut held_y) = (Vec::<u8>::new(), 0usize);
+            for band in &plan.bands {
+                let end = (band.window_y + band.window_height).min(height);
+                held.drain(..(band.window_y - held_y) * row_bytes);
+                held_y = band.window_y;
+                let have = held.len() / row_bytes;
+                let read = source.read_rows(end - held_y - have, &mut held).map(|_| held.clone());
+                let failed = read.is_err();
+                if sender.send(read).is_err() || failed {
+                    return;
+                }
+            }
+        });
+        let result: Result<(), PredictError> = (|| {
+            let mut out = Stitched::new(0, 0, width, options);
+            for (band, message) in plan.bands.iter().zip(&receiver) {
+                let rgb = message?;
+                let first_kept = band.keep_y;
+                let rows = (band.keep_y + band.keep_height).min(height).saturating_sub(first_kept);
+                out.first_row = first_kept;
+                out.rows = rows;
+                out.classes.resize(rows * width, 0);
+                if let Some(p) = out.probabilities.as_mut() {
+                    p.resize(rows * width, 0.0);
+                }
+                if let Some(l) = out.logits.as_mut() {
+                    l.resize(2 * rows * width, 0.0);
+                }
+                let view = RowsView { rgb: &rgb, first_row: band.window_y };
+                let batches = &plan.batches[band.batches.clone()];
+                run_passes(&mut passes, view, plan, batches, &mut out, &mut progress)?;
+                let kept = (first_kept - band.window_y) * row_bytes;
+                on_band(&BandOutput {
+                    y: first_kept,
+                    rows,
+                    width,
+                    rgb: &rgb[kept..kept + rows * row_bytes],
+                    classes: &out.classes,
+                    probabilities: out.probabilities.as_deref(),
+                })?;
+            }
+            Ok(())
+        })();
+        drop(receiver); // a reader waiting on a full channel after an error sees it closed
+        let joined = reader.join();
+        result?;
+        joined.map_err(|_| PredictError::ReaderPanicked)
+    })?;
+    Ok(StreamSummary { height, width, tiles: plan.tile_count(), forward_passes: plan.batches.len() })
 }
 
 /// Fills `input` with the (tiles, 3, h, w) windows of one batch.
-fn fill_batch(input: &mut Vec<f32>, batch: &Batch, rgb: &[u8], plan: &TilePlan, unit: &[f32; 256]) {
+fn fill_batch(input: &mut Vec<f32>, batch: &Batch, view: RowsView<'_>, plan: &TilePlan, unit: &[f32; 256]) {
     let (h, w) = (batch.height, batch.width);
     input.clear();
     input.resize(batch.tiles.len() * 3 * h * w, 0.0);
     for (tile, dst) in batch.tiles.iter().zip(input.chunks_exact_mut(3 * h * w)) {
-        fill_window(dst, rgb, plan.height, plan.width, tile.window, unit);
+        fill_window(dst, view, plan.height, plan.width, tile.window, unit);
     }
 }
 
@@ -247,19 +398,30 @@ fn stitch_batch(
     output: &PassOutput,
     batch: &Batch,
     plan: &TilePlan,
-) -> Result<(), SessionError> {
-    let (height, width, pixels) = (plan.height, plan.width, plan.height * plan.width);
+) -> Result<(), PredictError> {
+    let (height, width) = (plan.height, plan.width);
+    let pixels = out.rows * width;
     let (h, w) = (batch.height, batch.width);
     let (logits_out, probabilities_out) = (output.logits()?, output.probabilities()?);
     for (i, tile) in batch.tiles.iter().enumerate() {
         let (l0, l1) = (plane(logits_out, i, 0, h * w), plane(logits_out, i, 1, h * w));
         let (p0, p1) = (plane(probabilities_out, i, 0, h * w), plane(probabilities_out, i, 1, h * w));
         let (win, keep) = (tile.window, tile.keep);
-        // Kept rows and columns inside the real (unpadded) image.
-        for y in keep.y..(keep.y + keep.height).min(height) {
+        // A broken model (NaN weights, zero std) gives NaN or infinite outputs, which argmax would silently
+        // turn into background.
+        for (name, planes) in [("logits", [l0, l1]), ("probabilities", [p0, p1])] {
+            for data in planes.into_iter().flatten() {
+                if let Some(&value) = data.iter().find(|v| !v.is_finite()) {
+                    return Err(PredictError::NonFinite { output: name, value, window: win });
+                }
+            }
+        }
+        // Kept rows and columns inside the real (unpadded) image, and inside the rows `out` holds.
+        debug_assert!(keep.y >= out.first_row);
+        for y in keep.y..(keep.y + keep.height).min(height).min(out.first_row + out.rows) {
             for x in keep.x..(keep.x + keep.width).min(width) {
                 let local = (y - win.y) * w + (x - win.x);
-                let dst = y * width + x;
+                let dst = (y - out.first_row) * width + x;
                 let foreground = match (l0, l1, p0, p1) {
                     (Some(a), Some(b), _, _) => b[local] > a[local],
                     (_, _, Some(a), Some(b)) => b[local] > a[local],
@@ -290,7 +452,14 @@ fn plane(data: Option<&[f32]>, tile: usize, class: usize, plane: usize) -> Optio
 
 /// Writes one window of the image as (3, h, w) planes into `dst`; pixels beyond the image (the even padding)
 /// are zero.
-fn fill_window(dst: &mut [f32], rgb: &[u8], height: usize, width: usize, window: Rect, unit: &[f32; 256]) {
+fn fill_window(
+    dst: &mut [f32],
+    view: RowsView<'_>,
+    height: usize,
+    width: usize,
+    window: Rect,
+    unit: &[f32; 256],
+) {
     let (h, w) = (window.height, window.width);
     let plane = h * w;
     let inside = width.saturating_sub(window.x).min(w);
@@ -303,7 +472,8 @@ fn fill_window(dst: &mut [f32], rgb: &[u8], height: usize, width: usize, window:
             }
             continue;
         }
-        let src = &rgb[(y * width + window.x) * 3..(y * width + window.x + inside) * 3];
+        let src_row = (y - view.first_row) * width;
+        let src = &view.rgb[(src_row + window.x) * 3..(src_row + window.x + inside) * 3];
         for (col, px) in src.chunks_exact(3).enumerate() {
             dst[row + col] = unit[px[0] as usize];
             dst[plane + row + col] = unit[px[1] as usize];
@@ -324,7 +494,14 @@ mod tests {
         // A 3x3 image whose bytes count up; a 4x4 window from the origin covers it plus the even padding.
         let rgb: Vec<u8> = (0..27).collect();
         let mut dst = vec![f32::NAN; 3 * 16];
-        fill_window(&mut dst, &rgb, 3, 3, Rect { y: 0, x: 0, height: 4, width: 4 }, &unit_table());
+        fill_window(
+            &mut dst,
+            RowsView { rgb: &rgb, first_row: 0 },
+            3,
+            3,
+            Rect { y: 0, x: 0, height: 4, width: 4 },
+            &unit_table(),
+        );
         let at = |c: usize, y: usize, x: usize| dst[c * 16 + y * 4 + x] * 255.0;
         assert_eq!(at(0, 0, 0), 0.0);
         assert_eq!(at(1, 0, 0), 1.0);
@@ -333,7 +510,14 @@ mod tests {
         assert!((0..3).all(|c| (0..4).all(|i| at(c, 3, i) == 0.0 && at(c, i, 3) == 0.0)));
         // A window starting inside the image.
         let mut dst = vec![f32::NAN; 3 * 4];
-        fill_window(&mut dst, &rgb, 3, 3, Rect { y: 2, x: 2, height: 2, width: 2 }, &unit_table());
+        fill_window(
+            &mut dst,
+            RowsView { rgb: &rgb, first_row: 0 },
+            3,
+            3,
+            Rect { y: 2, x: 2, height: 2, width: 2 },
+            &unit_table(),
+        );
         assert_eq!(
             dst.iter().map(|v| (v * 255.0).round() as u8).collect::<Vec<_>>(),
             [24, 0, 0, 0, 25, 0, 0, 0, 26, 0, 0, 0]

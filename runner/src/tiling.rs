@@ -67,6 +67,21 @@ impl Batch {
     }
 }
 
+/// One row of windows: the image rows its windows read and the rows it keeps, and its forward passes
+/// (a range of [`TilePlan::batches`]). Streaming prediction reads and predicts one band at a time; because
+/// the whole-image plan is made of these bands, the streamed result is the in-memory one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Band {
+    /// Rows read by every window of the band (of the even-padded image).
+    pub window_y: usize,
+    pub window_height: usize,
+    /// Rows whose outputs the band keeps (of the even-padded image).
+    pub keep_y: usize,
+    pub keep_height: usize,
+    /// Its forward passes, as indices into `TilePlan::batches`.
+    pub batches: std::ops::Range<usize>,
+}
+
 /// The whole plan for one image.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TilePlan {
@@ -76,7 +91,10 @@ pub struct TilePlan {
     /// The size the network works at: height and width rounded up to even (zeros at bottom/right).
     pub padded_height: usize,
     pub padded_width: usize,
+    /// Forward passes, band after band (a pass never mixes windows of two bands).
     pub batches: Vec<Batch>,
+    /// The rows of windows, top to bottom.
+    pub bands: Vec<Band>,
 }
 
 impl TilePlan {
@@ -146,9 +164,12 @@ pub fn plan(
     let rows = segments(padded_height, tile, halo);
     let cols = segments(padded_width, tile, halo);
 
-    // Group tiles by window size, in the order sizes first appear, then cut each group into batches.
-    let mut groups: Vec<((usize, usize), Vec<Tile>)> = Vec::new();
+    // Within each band (row of windows), group tiles by window size, in the order sizes first appear, then
+    // cut each group into batches. Batches never span bands, so a band can be predicted on its own.
+    let mut batches = Vec::new();
+    let mut bands = Vec::with_capacity(rows.len());
     for &(wy, wh, ky, kh) in &rows {
+        let mut groups: Vec<((usize, usize), Vec<Tile>)> = Vec::new();
         for &(wx, ww, kx, kw) in &cols {
             let tile = Tile {
                 window: Rect { y: wy, x: wx, height: wh, width: ww },
@@ -159,15 +180,22 @@ pub fn plan(
                 None => groups.push(((wh, ww), vec![tile])),
             }
         }
-    }
-    let mut batches = Vec::new();
-    for ((h, w), tiles) in groups {
-        let per_batch = (budget / (h * w)).max(1);
-        for chunk in tiles.chunks(per_batch) {
-            batches.push(Batch { height: h, width: w, tiles: chunk.to_vec() });
+        let first = batches.len();
+        for ((h, w), tiles) in groups {
+            let per_batch = (budget / (h * w)).max(1);
+            for chunk in tiles.chunks(per_batch) {
+                batches.push(Batch { height: h, width: w, tiles: chunk.to_vec() });
+            }
         }
+        bands.push(Band {
+            window_y: wy,
+            window_height: wh,
+            keep_y: ky,
+            keep_height: kh,
+            batches: first..batches.len(),
+        });
     }
-    Ok(TilePlan { height, width, padded_height, padded_width, batches })
+    Ok(TilePlan { height, width, padded_height, padded_width, batches, bands })
 }
 
 /// The largest even square side within `budget`.

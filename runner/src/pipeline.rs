@@ -1,0 +1,173 @@
+//! One image file through the model into its output files, streamed: source -> predict (band by band)
+//! -> sinks (mask, probabilities, overlay, error map) and confusion counts against a reference mask. The
+//! caller decides where the files go (temporary paths, committed together afterwards) and in which format.
+
+use std::path::{Path, PathBuf};
+
+use crate::io::{check_mask_size, mask_classes, mask_pixels, IoError};
+use crate::metrics::{Confusion, Metrics};
+use crate::predict::{self, BandOutput, PredictError, PredictOptions};
+use crate::render::{error_row, OverlayRows};
+use crate::session::Model;
+use crate::sink::{ImageFormat, PixelKind, ProbabilityFormat, RowSink, SinkError};
+use crate::source::{Channels, ImageSource, SourceError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    #[error(transparent)]
+    Predict(#[from] PredictError),
+    #[error(transparent)]
+    Io(#[from] IoError),
+    #[error("--errors needs a reference mask (--mask, or a mask in --mask-dir)")]
+    ErrorsWithoutMask,
+}
+
+impl From<SourceError> for PipelineError {
+    fn from(e: SourceError) -> Self {
+        PipelineError::Predict(e.into())
+    }
+}
+
+impl From<SinkError> for PipelineError {
+    fn from(e: SinkError) -> Self {
+        PipelineError::Predict(e.into())
+    }
+}
+
+/// Where one output goes: the file to write (e.g. a temporary) and the format, taken from the final path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Destination<F> {
+    pub file: PathBuf,
+    pub format: F,
+}
+
+impl<F> Destination<F> {
+    pub fn new(file: PathBuf, format: F) -> Self {
+        Destination { file, format }
+    }
+}
+
+/// The outputs of one image.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Destinations {
+    pub mask: Destination<ImageFormat>,
+    pub probabilities: Option<Destination<ProbabilityFormat>>,
+    pub overlay: Option<Destination<ImageFormat>>,
+    pub errors: Option<Destination<ImageFormat>>,
+}
+
+/// An image opened for prediction (header read; JPEGs decoded), with its reference mask if any.
+#[derive(Debug)]
+pub struct OpenedImage {
+    pub image: ImageSource,
+    pub mask: Option<ImageSource>,
+}
+
+impl OpenedImage {
+    /// Opens `image` and `mask` and checks that their sizes match.
+    pub fn open(image: &Path, mask: Option<&Path>) -> Result<OpenedImage, PipelineError> {
+        let source = ImageSource::open(image, Channels::Rgb)?;
+        let mask = match mask {
+            Some(path) => {
+                let mask = ImageSource::open(path, Channels::Gray)?;
+                check_mask_size(&mask, path, source.width(), source.height())?;
+                Some(mask)
+            }
+            None => None,
+        };
+        Ok(OpenedImage { image: source, mask })
+    }
+
+    /// Refuses, before any work, outputs whose format cannot hold this image (JPEG above 65,535 px).
+    pub fn check_outputs(&self, finals: &[(&Path, ImageFormat)]) -> Result<(), PipelineError> {
+        for &(path, format) in finals {
+            format.check_size(path, self.image.width(), self.image.height())?;
+        }
+        Ok(())
+    }
+}
+
+/// What one image's prediction did.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ImageReport {
+    pub width: usize,
+    pub height: usize,
+    pub tiles: usize,
+    pub forward_passes: usize,
+    pub metrics: Option<Metrics>,
+}
+
+/// Predicts `opened` with `model`, writing every destination; `progress` gets the tiles completed.
+pub fn predict_image(
+    model: &mut Model,
+    opened: OpenedImage,
+    destinations: &Destinations,
+    tile: usize,
+    progress: impl FnMut(usize),
+) -> Result<ImageReport, PipelineError> {
+    let OpenedImage { image: mut source, mask: mut reference } = opened;
+    if destinations.errors.is_some() && reference.is_none() {
+        return Err(PipelineError::ErrorsWithoutMask);
+    }
+    let (width, height) = (source.width(), source.height());
+    let image_sink =
+        |d: &Destination<ImageFormat>, kind| RowSink::image(&d.file, d.format, kind, width, height, false);
+    let mut mask_sink = image_sink(&destinations.mask, PixelKind::Gray8)?;
+    let mut probability_sink = match &destinations.probabilities {
+        Some(d) => Some(RowSink::probabilities(&d.file, d.format, width, height, false)?),
+        None => None,
+    };
+    let mut overlay_sink =
+        destinations.overlay.as_ref().map(|d| image_sink(d, PixelKind::Rgb8)).transpose()?;
+    let mut errors_sink = destinations.errors.as_ref().map(|d| image_sink(d, PixelKind::Rgb8)).transpose()?;
+    let mut overlay = OverlayRows::new(width);
+    let mut confusion = Confusion::default();
+    let (mut reference_rows, mut pixels) = (Vec::new(), Vec::new());
+    let options = PredictOptions { tile, probabilities: probability_sink.is_some(), logits: false };
+    let summary = predict::predict_stream(model, &mut source, options, progress, |band: &BandOutput<'_>| {
+        mask_sink.write_pixels(&mask_pixels(band.classes))?;
+        if let (Some(sink), Some(values)) = (probability_sink.as_mut(), band.probabilities) {
+            sink.write_values(values)?;
+        }
+        if let Some(sink) = overlay_sink.as_mut() {
+            sink.write_pixels(overlay.push(band.rgb, band.classes))?;
+        }
+        if let Some(mask) = reference.as_mut() {
+            reference_rows.clear();
+            mask.read_rows(band.rows, &mut reference_rows)?;
+            let reference_classes = mask_classes(&reference_rows);
+            confusion.add(band.classes, &reference_classes);
+            if let Some(sink) = errors_sink.as_mut() {
+                pixels.resize(band.rgb.len(), 0);
+                for ((rgb, predicted), (reference, out)) in band
+                    .rgb
+                    .chunks_exact(3 * width)
+                    .zip(band.classes.chunks_exact(width))
+                    .zip(reference_classes.chunks_exact(width).zip(pixels.chunks_exact_mut(3 * width)))
+                {
+                    error_row(rgb, predicted, reference, out);
+                }
+                sink.write_pixels(&pixels)?;
+            }
+        }
+        Ok(())
+    })?;
+    mask_sink.finish()?;
+    if let Some(sink) = probability_sink {
+        sink.finish()?;
+    }
+    if let Some(mut sink) = overlay_sink {
+        sink.write_pixels(overlay.finish())?;
+        sink.finish()?;
+    }
+    if let Some(sink) = errors_sink {
+        sink.finish()?;
+    }
+    Ok(ImageReport {
+        width,
+        height,
+        tiles: summary.tiles,
+        forward_passes: summary.forward_passes,
+        metrics: reference.is_some().then(|| confusion.metrics()),
+    })
+}
