@@ -7,6 +7,7 @@ mod memory;
 mod predict;
 mod sgemm;
 mod stats;
+mod stream;
 mod table;
 mod train;
 
@@ -51,6 +52,15 @@ struct Cli {
     /// Side of the sgemm yardstick's square product.
     #[arg(long, default_value_t = 2048)]
     sgemm_side: usize,
+    /// Stream section: predict this BigTIFF instead of writing one with tifffile.
+    #[arg(long)]
+    big_tiff: Option<PathBuf>,
+    /// Stream section: width and height of the BigTIFF written with tifffile.
+    #[arg(long, num_args = 2, value_names = ["WIDTH", "HEIGHT"], default_values_t = [16000, 32000])]
+    big_size: Vec<usize>,
+    /// Stream section: width of the height sweep (heights 1024, 4096 and 16384).
+    #[arg(long, default_value_t = 2048)]
+    sweep_width: usize,
     /// Skip the PyTorch comparison even when torch is installed.
     #[arg(long)]
     no_pytorch: bool,
@@ -62,6 +72,8 @@ enum Section {
     Train,
     Predict,
     Memory,
+    /// Prediction at scale (long: a 512-megapixel BigTIFF, a height sweep, a folder of images).
+    Stream,
 }
 
 /// Threads for every engine: RAYON_NUM_THREADS if set (candle's rule), else every core we may run on.
@@ -351,7 +363,7 @@ fn memory_section(cx: &Context_, bytes: &[u8]) -> Result<Table> {
     let output = cx.scratch.join("mask.png");
     let (mut rss, mut secs) = (vec![], vec![]);
     for _ in 0..cx.reps.clamp(1, 3) {
-        let (r, s) = memory::predict_peak_rss(&runner, &model, &image, &output, cx.threads)?;
+        let (r, s) = memory::predict_peak_rss(&runner, &model, &image, &output, cx.threads, &[])?;
         rss.push(r / 1e9);
         secs.push(s);
     }
@@ -380,6 +392,7 @@ fn main() -> Result<()> {
         sections = vec![Section::Sgemm, Section::Train, Section::Predict];
         if !cli.quick {
             sections.push(Section::Memory);
+            sections.push(Section::Stream);
         }
     }
     let scratch = std::env::temp_dir().join(format!("segmenter-bench-{}", std::process::id()));
@@ -408,6 +421,26 @@ fn main() -> Result<()> {
         }
         if sections.contains(&Section::Memory) {
             emit(memory_section(&cx, &bytes)?);
+        }
+        if sections.contains(&Section::Stream) {
+            let runner = memory::runner_binary()?;
+            let model = cx.scratch.join("model.onnx");
+            std::fs::write(&model, &bytes)?;
+            let options = stream::StreamOptions {
+                runner: &runner,
+                model: &model,
+                scratch: &cx.scratch,
+                threads: cx.threads,
+                reps: cx.reps,
+                big_tiff: cx.cli.big_tiff.as_deref(),
+                big_size: (cx.cli.big_size[0], cx.cli.big_size[1]),
+                probabilities_side: cx.cli.memory_side,
+                sweep_width: cx.cli.sweep_width,
+                sweep_heights: &[1024, 4096, 16384],
+            };
+            for t in stream::section(&options)? {
+                emit(t);
+            }
         }
         Ok(())
     })();

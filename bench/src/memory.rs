@@ -55,6 +55,7 @@ pub fn predict_peak_rss(
     image: &Path,
     output: &Path,
     threads: usize,
+    extra: &[&str],
 ) -> Result<(f64, f64)> {
     let start = Instant::now();
     let out = Command::new(std::env::current_exe()?)
@@ -68,6 +69,7 @@ pub fn predict_peak_rss(
         .arg("--output")
         .arg(output)
         .args(["--threads", &threads.to_string(), "--quiet"])
+        .args(extra)
         .stdin(Stdio::null())
         .output()
         .with_context(|| format!("cannot start {}", runner.display()))?;

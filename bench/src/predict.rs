@@ -316,7 +316,7 @@ pub fn codec(rgb: &[u8], side: usize, reps: usize, scratch: &Path) -> Result<Cod
         Ok(())
     })?;
     let path = scratch.join("mask.jpg");
-    let write = stats::time(1, reps, || runner::io::write_mask(&path, &classes, s, s))?;
+    let write = stats::time(1, reps, || runner::io::write_mask(&path, &classes, s as usize, s as usize))?;
     Ok(Codec {
         png_decode: decode(&png)?,
         jpeg_decode: decode(&jpeg)?,

@@ -255,6 +255,21 @@ mod tests {
             }
         }
         assert!(cover.iter().all(|&c| c == 1), "{height}x{width} tile {tile}: not covered exactly once");
+        // Bands: top to bottom, kept rows contiguous, every batch in exactly one band, and a band's windows
+        // all read its rows and keep its rows.
+        let (mut next_keep, mut next_batch) = (0, 0);
+        for band in &p.bands {
+            assert_eq!((band.keep_y, band.batches.start), (next_keep, next_batch));
+            assert!(band.window_y <= band.keep_y && band.window_height <= tile);
+            for batch in &p.batches[band.batches.clone()] {
+                for t in &batch.tiles {
+                    assert_eq!((t.window.y, t.window.height), (band.window_y, band.window_height));
+                    assert_eq!((t.keep.y, t.keep.height), (band.keep_y, band.keep_height));
+                }
+            }
+            (next_keep, next_batch) = (band.keep_y + band.keep_height, band.batches.end);
+        }
+        assert_eq!((next_keep, next_batch), (p.padded_height, p.batches.len()));
         p
     }
 

@@ -121,6 +121,7 @@ fn a_too_small_halo_is_detected() {
         padded_height: 64,
         padded_width: 64,
         batches: tiles.iter().map(|&t| Batch { height: 32 + halo, width: 64, tiles: vec![t] }).collect(),
+        bands: Vec::new(), // run_plan follows the batches; only streaming reads the bands
     };
     let options = PredictOptions { tile: 64, probabilities: false, logits: true };
     let broken = run_plan(&mut model, &rgb, &plan, options, |_| {}).unwrap();

@@ -46,7 +46,9 @@ fn a_failing_pass_is_an_error_not_a_hang() {
             Batch { height, width: 64, tiles: vec![Tile { window, keep: window }] }
         })
         .collect();
-    let plan = TilePlan { height: 64, width: 64, padded_height: 64, padded_width: 64, batches };
+    // run_plan follows the batches; only streaming reads the bands.
+    let plan =
+        TilePlan { height: 64, width: 64, padded_height: 64, padded_width: 64, batches, bands: Vec::new() };
     let options = PredictOptions { tile: 64, probabilities: false, logits: false };
     match run_plan(&mut model, &rgb, &plan, options, |_| {}) {
         Err(PredictError::Session(SessionError::Run { height: 5, width: 64, .. })) => {}

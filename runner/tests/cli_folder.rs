@@ -1,0 +1,235 @@
+//! Folder mode end to end: `runner predict --input-dir DIR --output-dir OUT` with masks (metrics.csv),
+//! stem collisions, a corrupt image among good ones, --fail-fast, and shards covering every image once.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use runner::sink::{ImageFormat, PixelKind, RowSink};
+
+/// A folder with model.onnx, images/ and masks/.
+struct Folder {
+    dir: tempfile::TempDir,
+}
+
+impl Folder {
+    fn new() -> Folder {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("model.onnx"), common::onnx_bytes(&common::net(3))).unwrap();
+        std::fs::create_dir(dir.path().join("images")).unwrap();
+        std::fs::create_dir(dir.path().join("masks")).unwrap();
+        Folder { dir }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// Writes image `name` (format by extension; .tif as BigTIFF by the runner's writer) of `w` x `h`.
+    fn image(&self, name: &str, w: u32, h: u32, seed: u64) {
+        let rgb = common::Rng::new(seed).image(h as usize, w as usize);
+        let path = self.path(&format!("images/{name}"));
+        if name.ends_with(".tif") {
+            let mut sink =
+                RowSink::image(&path, ImageFormat::Tiff, PixelKind::Rgb8, w as usize, h as usize, true)
+                    .unwrap();
+            sink.write_pixels(&rgb).unwrap();
+            sink.finish().unwrap();
+        } else {
+            image::RgbImage::from_raw(w, h, rgb).unwrap().save(path).unwrap();
+        }
+    }
+
+    fn mask(&self, name: &str, w: u32, h: u32) {
+        let mask =
+            image::GrayImage::from_fn(w, h, |x, y| image::Luma([if (x + y) % 3 == 0 { 255 } else { 0 }]));
+        mask.save(self.path(&format!("masks/{name}"))).unwrap();
+    }
+
+    fn predict(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_runner"))
+            .current_dir(self.dir.path())
+            .args(["predict", "--model", "model.onnx", "--threads", "2", "--quiet"])
+            .args(args)
+            .output()
+            .unwrap()
+    }
+
+    fn files(&self, sub: &str) -> Vec<String> {
+        let Ok(entries) = std::fs::read_dir(self.path(sub)) else { return Vec::new() };
+        let mut names: Vec<String> =
+            entries.map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        names.sort();
+        names
+    }
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn a_folder_with_masks_gives_every_output_and_metrics_csv() {
+    let f = Folder::new();
+    f.image("a.png", 70, 50, 1);
+    f.image("b.tif", 40, 300, 2); // BigTIFF, several bands with 64-px tiles
+    f.image("c.jpg", 33, 21, 3);
+    f.image("d.png", 20, 20, 4);
+    f.mask("a.png", 70, 50);
+    f.mask("b.png", 40, 300);
+    f.mask("c.png", 33, 21);
+    std::fs::write(f.path("images/notes.txt"), "not an image").unwrap();
+    let out = f.predict(&[
+        "--input-dir",
+        "images",
+        "--mask-dir",
+        "masks",
+        "--output-dir",
+        "out",
+        "--overlay",
+        "--errors",
+        "--probabilities",
+        "--tile",
+        "64",
+    ]);
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert_eq!(
+        f.files("out"),
+        [
+            "a.png",
+            "a_errors.png",
+            "a_overlay.png",
+            "a_probabilities.npy",
+            "b.png",
+            "b_errors.png",
+            "b_overlay.png",
+            "b_probabilities.npy",
+            "c.png",
+            "c_errors.png",
+            "c_overlay.png",
+            "c_probabilities.npy",
+            "d.png",
+            "d_overlay.png",
+            "d_probabilities.npy",
+            "metrics.csv",
+        ]
+    );
+    let csv = std::fs::read_to_string(f.path("out/metrics.csv")).unwrap();
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines[0], "image,width,height,pixels,accuracy,iou,dice");
+    assert_eq!(lines.len(), 5, "{csv}");
+    assert!(lines[2].starts_with("images/b.tif,40,300,12000,"), "{csv}");
+    assert!(
+        lines[4].starts_with("images/d.png,20,20,400,,,"),
+        "the image without a mask has no scores: {csv}"
+    );
+    // Each mask has its image's size, and the scores agree with the written mask.
+    let mask = image::open(f.path("out/b.png")).unwrap().into_luma8();
+    assert_eq!(mask.dimensions(), (40, 300));
+    let reference = image::open(f.path("masks/b.png")).unwrap().into_luma8();
+    let m = runner::metrics::Metrics::compare(
+        &runner::io::mask_classes(mask.as_raw()),
+        &runner::io::mask_classes(reference.as_raw()),
+    );
+    let fields: Vec<&str> = lines[2].split(',').collect();
+    assert_eq!(fields[5].parse::<f64>().unwrap(), m.foreground_iou, "{csv}");
+    assert!(stdout.contains("4 images, 3 with a reference mask: mean foreground IoU"), "{stdout}");
+    assert!(stdout.contains("pooled foreground IoU"), "{stdout}");
+    assert!(stdout.contains("d.png: 20x20 no reference mask"), "{stdout}");
+}
+
+#[test]
+fn colliding_stems_are_an_error_before_any_work() {
+    let f = Folder::new();
+    f.image("a.png", 20, 20, 1);
+    f.image("a.tif", 20, 20, 2);
+    let out = f.predict(&["--input-dir", "images", "--output-dir", "out"]);
+    assert!(!out.status.success());
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("have the same file stem `a`"), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(f.files("out").is_empty(), "nothing written: {:?}", f.files("out"));
+}
+
+#[test]
+fn a_corrupt_image_is_reported_and_the_others_are_predicted() {
+    let f = Folder::new();
+    f.image("a.png", 30, 20, 1);
+    f.image("c.png", 30, 20, 3);
+    // A PNG cut in half: recognised as an image, fails while decoding.
+    let mut bytes = Vec::new();
+    image::RgbImage::from_raw(64, 64, common::Rng::new(9).image(64, 64))
+        .unwrap()
+        .write_to(&mut std::io::Cursor::new(&mut bytes), image::ImageFormat::Png)
+        .unwrap();
+    std::fs::write(f.path("images/b.png"), &bytes[..bytes.len() / 2]).unwrap();
+    let out = f.predict(&["--input-dir", "images", "--output-dir", "out"]);
+    let stderr = text(&out.stderr);
+    assert!(!out.status.success());
+    assert_eq!(f.files("out"), ["a.png", "c.png"], "no partial b.png: {stderr}");
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 2, "{stderr}");
+    assert!(lines[0].starts_with("error: images/b.png: ") && lines[0].contains("not a readable"), "{stderr}");
+    assert_eq!(lines[1], "error: 1 of 3 images failed (see the lines above)");
+    // --fail-fast stops at it: c is not predicted.
+    let out = f.predict(&["--input-dir", "images", "--output-dir", "out2", "--fail-fast"]);
+    assert!(!out.status.success());
+    assert_eq!(f.files("out2"), ["a.png"]);
+}
+
+#[test]
+fn shards_together_predict_every_image_once() {
+    let f = Folder::new();
+    let names: Vec<String> = (0..7).map(|i| format!("img{i}.png")).collect();
+    for (i, name) in names.iter().enumerate() {
+        f.image(name, 18, 12, i as u64);
+    }
+    let mut all = Vec::new();
+    for k in 0..3 {
+        let dir = format!("shard{k}");
+        let out = f.predict(&["--input-dir", "images", "--output-dir", &dir, "--shard", &format!("{k}/3")]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let files = f.files(&dir);
+        assert!((2..=3).contains(&files.len()), "shard {k}: {files:?}");
+        all.extend(files);
+    }
+    all.sort();
+    assert_eq!(all, names, "every image exactly once");
+    let out = f.predict(&["--input-dir", "images", "--output-dir", "x", "--shard", "3/3"]);
+    assert!(text(&out.stderr).contains("K must be below N"), "{}", text(&out.stderr));
+}
+
+#[test]
+fn several_images_and_flag_misuse() {
+    let f = Folder::new();
+    f.image("a.png", 20, 20, 1);
+    f.image("b.png", 20, 20, 2);
+    let out = f.predict(&[
+        "--image",
+        "images/a.png",
+        "--image",
+        "images/b.png",
+        "--output-dir",
+        "out",
+        "--mask-format",
+        "tif",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(f.files("out"), ["a.tif", "b.tif"]);
+    let tif = std::fs::read(f.path("out/a.tif")).unwrap();
+    assert_eq!(&tif[..4], b"II*\0");
+    // A path after a per-image flag in folder mode, or none in single mode, is a clear error.
+    let out = f.predict(&["--input-dir", "images", "--output-dir", "out", "--overlay", "x.png"]);
+    assert!(
+        text(&out.stderr).contains("with --output-dir, --overlay takes no path"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = f.predict(&["--image", "images/a.png", "--output", "m.png", "--overlay"]);
+    assert!(text(&out.stderr).contains("--overlay needs a path for one image"), "{}", text(&out.stderr));
+    let out = f.predict(&["--image", "images/a.png", "--output", "m.png", "--errors", "e.png"]);
+    assert!(text(&out.stderr).contains("--errors needs a reference mask"), "{}", text(&out.stderr));
+    assert!(!Path::new(&f.path("m.png")).exists());
+}
