@@ -25,12 +25,20 @@ if ! cargo fuzz --version >/dev/null 2>&1; then
 fi
 export RUSTC_BOOTSTRAP=1
 
-# Seeds: small images of every decoded format (fuzz/seeds), the training mask, the demo checkpoint.
+# Seeds: small images of every decoded format (fuzz/seeds, the runner's TIFF fixtures), the training
+# mask, the demo checkpoint.
 for target in "${targets[@]}"; do
   mkdir -p "fuzz/corpus/$target"
   if [ -d "fuzz/seeds/$target" ]; then cp -n "fuzz/seeds/$target"/* "fuzz/corpus/$target/"; fi
 done
-if [ -d fuzz/corpus/decode_image ]; then cp -n data/conifer/mask.png fuzz/corpus/decode_image/conifer_mask.png; fi
+if [ -d fuzz/corpus/decode_image ]; then
+  # The target's first byte picks RGB or gray, banded or whole; the rest is the file.
+  for file in data/conifer/mask.png runner/tests/data/*.tif; do
+    [ -f "$file" ] || continue
+    seed="fuzz/corpus/decode_image/seed_$(basename "$file")"
+    [ -e "$seed" ] || { printf '\x00'; cat "$file"; } > "$seed"
+  done
+fi
 if [ -d fuzz/corpus/checkpoint ] && [ -f models/checkpoint.safetensors ]; then
   cp -n models/checkpoint.safetensors fuzz/corpus/checkpoint/demo.safetensors
 fi
@@ -38,9 +46,12 @@ fi
 failed=()
 for target in "${targets[@]}"; do
   echo "fuzz.sh: $target for $seconds s" >&2
-  # -rss_limit_mb: an input that makes the code under test hold more than 2 GB is a finding (a
+  # cargo-fuzz's default build: optimised, with debug assertions and overflow checks (a wrapped size is a
+  # finding too). -rss_limit_mb: an input that makes the code under test hold more than 2 GB is a finding (a
   # decompression bomb must be refused from its header). -timeout: one input over 30 s is a hang.
-  if ! cargo fuzz run --release --sanitizer none --fuzz-dir fuzz "$target" -- \
+  features=()
+  if [ "$target" = checkpoint ]; then features=(--features checkpoint); fi
+  if ! cargo fuzz run --sanitizer none --fuzz-dir fuzz "${features[@]}" "$target" -- \
     -max_total_time="$seconds" -rss_limit_mb=2048 -timeout=30 -print_final_stats=1; then
     failed+=("$target")
   fi

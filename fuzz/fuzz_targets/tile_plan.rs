@@ -84,4 +84,26 @@ fn check(p: &runner::tiling::TilePlan, tile: usize, halo: usize, budget: usize) 
         }
     }
     assert!(cover.iter().all(|&c| c == 1), "{}x{} not covered exactly once", p.height, p.width);
+
+    // Bands: rows of windows, top to bottom, whose forward passes are consecutive and hold only their own
+    // windows, and whose kept rows cover the padded height exactly once.
+    let mut next_batch = 0;
+    let mut next_row = 0;
+    for band in &p.bands {
+        assert_eq!(band.batches.start, next_batch, "bands' passes are not consecutive");
+        assert!(band.batches.end > band.batches.start, "a band without passes");
+        assert_eq!(band.keep_y, next_row, "bands' kept rows are not consecutive");
+        assert!(band.window_y % 2 == 0 && band.window_y <= band.keep_y, "band {band:?}");
+        assert!(band.keep_y + band.keep_height <= band.window_y + band.window_height, "band {band:?}");
+        for batch in &p.batches[band.batches.clone()] {
+            for t in &batch.tiles {
+                assert_eq!((t.window.y, t.window.height), (band.window_y, band.window_height), "{band:?}");
+                assert_eq!((t.keep.y, t.keep.height), (band.keep_y, band.keep_height), "{band:?}");
+            }
+        }
+        next_batch = band.batches.end;
+        next_row = band.keep_y + band.keep_height;
+    }
+    assert_eq!(next_batch, p.batches.len(), "passes outside every band");
+    assert_eq!(next_row, ph, "bands do not reach the bottom");
 }

@@ -41,6 +41,8 @@ pub enum SessionError {
     LibraryNotFound { searched: String },
     #[error("the ONNX Runtime library given by {origin} does not exist: {path}; {HOW_TO_GET}")]
     LibraryMissing { origin: &'static str, path: PathBuf },
+    #[error("the ONNX Runtime library given by {origin} is not a regular file: {path}; {HOW_TO_GET}")]
+    LibraryNotFile { origin: &'static str, path: PathBuf },
     #[error("cannot load ONNX Runtime from {path}: {reason}; {HOW_TO_GET}")]
     LibraryLoad { path: PathBuf, reason: String },
     #[error("ONNX Runtime is already loaded from {loaded} in this process; cannot also load {requested}")]
@@ -93,8 +95,9 @@ pub enum ExecutionDevice {
 #[derive(Debug, Clone, Default)]
 pub struct ModelOptions {
     pub device: ExecutionDevice,
-    /// Threads in all; `None` uses every core this process may run on. On the CPU that many one-thread
-    /// sessions predict tiles in parallel, and the untiled reference pass uses one session of that many.
+    /// Threads in all; `None` uses every core this process may run on; at most [`CORES_MULTIPLE`] per core.
+    /// On the CPU up to that many one-thread sessions (built as plans need them) predict tiles in parallel,
+    /// and the untiled reference pass uses one session of that many.
     pub threads: Option<usize>,
     /// The ONNX Runtime library; `None` looks it up (see the module docs).
     pub ort_lib: Option<PathBuf>,
@@ -181,10 +184,11 @@ pub fn resolve_library(explicit: Option<&Path>) -> Result<PathBuf, SessionError>
 }
 
 fn existing(path: PathBuf, origin: &'static str) -> Result<PathBuf, SessionError> {
-    if path.is_file() {
-        Ok(path)
-    } else {
-        Err(SessionError::LibraryMissing { origin, path })
+    match std::fs::metadata(&path) {
+        Ok(m) if m.is_file() => Ok(path),
+        // A folder, FIFO or device: loading it would fail obscurely, or block.
+        Ok(_) => Err(SessionError::LibraryNotFile { origin, path }),
+        Err(_) => Err(SessionError::LibraryMissing { origin, path }),
     }
 }
 

@@ -89,3 +89,12 @@ fn a_fifo_model_is_refused_without_blocking() {
     assert!(message.starts_with("--model: cannot read model "), "{message}");
     assert!(message.contains("trainer export"), "{message}");
 }
+
+#[test]
+fn an_ort_lib_that_is_not_a_regular_file_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let err = runner::session::resolve_library(Some(dir.path())).unwrap_err();
+    assert!(matches!(err, SessionError::LibraryNotFile { origin: "--ort-lib", .. }), "{err}");
+    let err = runner::session::resolve_library(Some(&dir.path().join("none.so"))).unwrap_err();
+    assert!(matches!(err, SessionError::LibraryMissing { origin: "--ort-lib", .. }), "{err}");
+}
