@@ -1,5 +1,7 @@
 //! The checkpoint: one safetensors file holding the weights, the input normalisation, the optimiser state
-//! (so `--resume` continues exactly) and a training summary in its metadata. Always written atomically.
+//! (so `--resume` continues exactly), the loss and validation history (so `--resume` rebuilds loss.csv and
+//! val.csv from the checkpoint itself, never from files of another run) and a training summary in its
+//! metadata. Every value is checked to be finite when written and when read. Always written atomically.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -9,8 +11,12 @@ use candle_core::{Device, Tensor};
 use crate::model::{Normalization, SegNet};
 
 /// Bumped when the layout of the file changes.
-pub const FORMAT_VERSION: &str = "1";
+pub const FORMAT_VERSION: &str = "2";
 const MEAN: &str = "normalization.mean";
+/// One training loss per iteration, from iteration 1 (f32).
+const LOSS_HISTORY: &str = "history.loss";
+/// One row per validation: iteration, loss, IoU, Dice, accuracy (f64, so iterations are exact).
+const VAL_HISTORY: &str = "history.validation";
 const STD: &str = "normalization.std";
 const ADAM_M: &str = "adam.m.";
 const ADAM_V: &str = "adam.v.";
@@ -23,6 +29,52 @@ pub enum CheckpointError {
     Invalid { path: PathBuf, reason: String },
     #[error("cannot write checkpoint {path}: {reason}")]
     Write { path: PathBuf, reason: String },
+    #[error("{path} holds a bad value: {problem}; it cannot be used (train again, or resume from an earlier checkpoint)")]
+    BadValue { path: PathBuf, problem: BadTensor },
+}
+
+/// A tensor whose values a checkpoint must not hold.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("tensor `{tensor}` holds {found} at index {index}")]
+pub struct BadTensor {
+    pub tensor: String,
+    pub index: usize,
+    /// What was found, e.g. `NaN`, `inf`, `0 (a standard deviation must be > 0)`.
+    pub found: String,
+}
+
+/// One validation of the model during training.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ValRecord {
+    pub iteration: usize,
+    /// Mean cross-entropy over the validation pixels.
+    pub loss: f64,
+    /// Foreground intersection over union, Dice, and pixel accuracy over all validation pixels.
+    pub iou: f64,
+    pub dice: f64,
+    pub accuracy: f64,
+}
+
+/// What a run has done so far: the loss of every iteration (index 0 = iteration 1) and every validation.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct History {
+    pub losses: Vec<f32>,
+    pub validation: Vec<ValRecord>,
+}
+
+impl History {
+    /// The validation with the best IoU (the first one on a tie).
+    pub fn best(&self) -> Option<ValRecord> {
+        self.validation.iter().copied().fold(None, |best, r| match best {
+            Some(b) if b.iou >= r.iou => Some(b),
+            _ => Some(r),
+        })
+    }
+
+    /// (iteration, loss) rows.
+    pub fn loss_rows(&self) -> Vec<(usize, f32)> {
+        self.losses.iter().enumerate().map(|(i, &l)| (i + 1, l)).collect()
+    }
 }
 
 /// What produced a set of weights: stored in the checkpoint metadata and carried into the ONNX metadata.
@@ -86,9 +138,66 @@ pub struct Checkpoint {
     pub summary: TrainingSummary,
     /// Absent in a checkpoint written without optimiser state.
     pub adam: Option<AdamMoments>,
+    /// Empty in a checkpoint of format 1 (before the history was stored).
+    pub history: History,
+}
+
+/// The first value of `values` that is not finite (or, with `positive`, not > 0).
+fn first_bad(name: &str, values: impl IntoIterator<Item = f64>, positive: bool) -> Result<(), BadTensor> {
+    for (index, v) in values.into_iter().enumerate() {
+        let found = if v.is_nan() {
+            "NaN".to_string()
+        } else if v.is_infinite() {
+            format!("{v}")
+        } else if positive && v <= 0.0 {
+            format!("{v} (a standard deviation must be > 0)")
+        } else {
+            continue;
+        };
+        return Err(BadTensor { tensor: name.to_string(), index, found });
+    }
+    Ok(())
+}
+
+fn tensor_values(t: &Tensor) -> candle_core::Result<Vec<f64>> {
+    t.flatten_all()?.to_dtype(candle_core::DType::F64)?.to_vec1()
 }
 
 impl Checkpoint {
+    /// Checks every value: weights and Adam moments finite (second moments >= 0), normalisation mean finite
+    /// and std finite and > 0, the history finite. Names the first bad tensor.
+    pub fn check_values(&self) -> Result<(), BadTensor> {
+        let unreadable = |name: &str, e: candle_core::Error| BadTensor {
+            tensor: name.to_string(),
+            index: 0,
+            found: format!("unreadable values ({e})"),
+        };
+        for (name, t) in self.net.named_tensors() {
+            first_bad(&name, tensor_values(&t).map_err(|e| unreadable(&name, e))?, false)?;
+        }
+        let norm = self.net.normalization;
+        first_bad(MEAN, norm.mean.map(f64::from), false)?;
+        first_bad(STD, norm.std.map(f64::from), true)?;
+        if let Some(adam) = &self.adam {
+            let mut names: Vec<&String> = adam.keys().collect();
+            names.sort();
+            for name in names {
+                let (m, v) = &adam[name];
+                let (mn, vn) = (format!("{ADAM_M}{name}"), format!("{ADAM_V}{name}"));
+                first_bad(&mn, tensor_values(m).map_err(|e| unreadable(&mn, e))?, false)?;
+                let v = tensor_values(v).map_err(|e| unreadable(&vn, e))?;
+                first_bad(&vn, v.iter().copied(), false)?;
+                if let Some(index) = v.iter().position(|&x| x < 0.0) {
+                    let found = format!("{} (a second moment must be >= 0)", v[index]);
+                    return Err(BadTensor { tensor: vn, index, found });
+                }
+            }
+        }
+        first_bad(LOSS_HISTORY, self.history.losses.iter().map(|&l| f64::from(l)), false)?;
+        let rows = self.history.validation.iter().flat_map(|r| [r.loss, r.iou, r.dice, r.accuracy]);
+        first_bad(VAL_HISTORY, rows, false)
+    }
+
     /// Serialises to safetensors bytes.
     pub fn to_bytes(&self) -> candle_core::Result<Vec<u8>> {
         let dev = Device::Cpu;
@@ -107,8 +216,24 @@ impl Checkpoint {
                 tensors.push((format!("{ADAM_V}{name}"), v.to_device(&dev)?));
             }
         }
+        tensors.push((LOSS_HISTORY.to_string(), Tensor::new(self.history.losses.as_slice(), &dev)?));
+        let val: Vec<f64> = self
+            .history
+            .validation
+            .iter()
+            .flat_map(|r| [r.iteration as f64, r.loss, r.iou, r.dice, r.accuracy])
+            .collect();
+        tensors.push((
+            VAL_HISTORY.to_string(),
+            Tensor::from_vec(val, (self.history.validation.len(), 5), &dev)?,
+        ));
         tensors.sort_by(|a, b| a.0.cmp(&b.0));
-        safetensors::serialize(tensors.iter().map(|(n, t)| (n.as_str(), t)), Some(self.summary.to_metadata()))
+        let mut metadata = self.summary.to_metadata();
+        if let Some(best) = self.history.best() {
+            metadata.insert("best_iteration".into(), best.iteration.to_string());
+            metadata.insert("best_val_iou".into(), best.iou.to_string());
+        }
+        safetensors::serialize(tensors.iter().map(|(n, t)| (n.as_str(), t)), Some(metadata))
             .map_err(candle_core::Error::wrap)
     }
 
@@ -138,7 +263,11 @@ impl Checkpoint {
             }
         }
         let adam = (adam.len() == net.named_tensors().len()).then_some(adam);
-        Ok(Checkpoint { net, summary, adam })
+        let history = read_history(&tensors, summary.iterations).map_err(invalid)?;
+        let ck = Checkpoint { net, summary, adam, history };
+        ck.check_values()
+            .map_err(|problem| CheckpointError::BadValue { path: path.to_path_buf(), problem })?;
+        Ok(ck)
     }
 
     pub fn load(path: &Path, device: &Device) -> Result<Checkpoint, CheckpointError> {
@@ -147,12 +276,49 @@ impl Checkpoint {
         Checkpoint::from_bytes(&bytes, path, device)
     }
 
-    /// Writes atomically: a failure leaves any previous file at `path` as it was.
+    /// Writes atomically: a failure leaves any previous file at `path` as it was. Refuses to write a
+    /// checkpoint holding a non-finite value.
     pub fn save(&self, path: &Path) -> Result<(), CheckpointError> {
+        self.check_values()
+            .map_err(|problem| CheckpointError::BadValue { path: path.to_path_buf(), problem })?;
         let write_err = |reason: String| CheckpointError::Write { path: path.to_path_buf(), reason };
         let bytes = self.to_bytes().map_err(|e| write_err(e.to_string()))?;
         crate::fsutil::write_atomic(path, &bytes).map_err(|e| write_err(e.to_string()))
     }
+}
+
+/// The stored history; absent tensors (format 1) give an empty history. The loss history must cover exactly
+/// the checkpoint's iterations.
+fn read_history(tensors: &HashMap<String, Tensor>, iterations: usize) -> Result<History, String> {
+    let mut history = History::default();
+    if let Some(t) = tensors.get(LOSS_HISTORY) {
+        history.losses = t
+            .to_dtype(candle_core::DType::F32)
+            .and_then(|t| t.to_vec1())
+            .map_err(|e| format!("tensor `{LOSS_HISTORY}`: {e}"))?;
+        if history.losses.len() != iterations {
+            return Err(format!(
+                "tensor `{LOSS_HISTORY}` holds {} losses for {iterations} iterations",
+                history.losses.len()
+            ));
+        }
+    }
+    if let Some(t) = tensors.get(VAL_HISTORY) {
+        let rows: Vec<Vec<f64>> = t
+            .to_dtype(candle_core::DType::F64)
+            .and_then(|t| t.to_vec2())
+            .map_err(|e| format!("tensor `{VAL_HISTORY}`: {e}"))?;
+        for row in rows {
+            let [iteration, loss, iou, dice, accuracy] = row[..] else {
+                return Err(format!("tensor `{VAL_HISTORY}` must have 5 columns"));
+            };
+            if !(iteration >= 1.0 && iteration <= iterations as f64 && iteration.fract() == 0.0) {
+                return Err(format!("tensor `{VAL_HISTORY}` names iteration {iteration} of {iterations}"));
+            }
+            history.validation.push(ValRecord { iteration: iteration as usize, loss, iou, dice, accuracy });
+        }
+    }
+    Ok(history)
 }
 
 #[cfg(test)]
@@ -176,9 +342,18 @@ mod tests {
     fn round_trip_keeps_weights_normalization_and_summary() {
         let norm = Normalization { mean: [0.1, 0.2, 0.3], std: [0.4, 0.5, 0.6] };
         let net = SegNet::random(5, norm, &Device::Cpu).unwrap();
-        let ck = Checkpoint { net, summary: summary(), adam: None };
-        let back = Checkpoint::from_bytes(&ck.to_bytes().unwrap(), Path::new("x"), &Device::Cpu).unwrap();
+        let history = History {
+            losses: (0..12).map(|i| 1.0 / (i + 1) as f32).collect(),
+            validation: vec![ValRecord { iteration: 6, loss: 0.5, iou: 0.75, dice: 0.8, accuracy: 0.9 }],
+        };
+        let ck = Checkpoint { net, summary: summary(), adam: None, history: history.clone() };
+        let bytes = ck.to_bytes().unwrap();
+        let back = Checkpoint::from_bytes(&bytes, Path::new("x"), &Device::Cpu).unwrap();
         assert_eq!(back.summary, summary());
+        assert_eq!(back.history, history);
+        let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+        let meta = header.metadata().clone().unwrap();
+        assert_eq!((meta["best_iteration"].as_str(), meta["best_val_iou"].as_str()), ("6", "0.75"));
         assert_eq!(back.net.normalization, norm);
         assert!(back.adam.is_none());
         for ((n1, t1), (n2, t2)) in ck.net.named_tensors().iter().zip(back.net.named_tensors()) {
@@ -215,5 +390,62 @@ mod tests {
             err.to_string().contains("conv1.weight") && err.to_string().contains("[16, 3, 5, 5]"),
             "{err}"
         );
+    }
+
+    fn with(net: SegNet, adam: Option<AdamMoments>) -> Checkpoint {
+        let history = History { losses: vec![0.5; 12], validation: Vec::new() };
+        Checkpoint { net, summary: summary(), adam, history }
+    }
+
+    fn bad_value(ck: &Checkpoint) -> String {
+        // Writing refuses it, and so does reading a file that holds it (written past the check).
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bad.safetensors");
+        let err = ck.save(&path).unwrap_err().to_string();
+        assert!(!path.exists(), "a checkpoint with a bad value was written");
+        std::fs::write(&path, ck.to_bytes().unwrap()).unwrap();
+        let read = Checkpoint::load(&path, &Device::Cpu).err().unwrap().to_string();
+        assert_eq!(err, read);
+        read
+    }
+
+    #[test]
+    fn non_finite_values_are_refused_on_write_and_read_naming_the_tensor() {
+        let dev = Device::Cpu;
+        let good = || SegNet::random(1, Normalization::IDENTITY, &dev).unwrap();
+        assert!(with(good(), None).check_values().is_ok());
+
+        let mut tensors: HashMap<String, Tensor> = good().named_tensors().into_iter().collect();
+        let mut w = tensors["conv3.bias"].to_vec1::<f32>().unwrap();
+        w[5] = f32::NAN;
+        tensors.insert("conv3.bias".into(), Tensor::new(w.as_slice(), &dev).unwrap());
+        let nan_net = SegNet::from_tensors(&tensors, Normalization::IDENTITY, &dev).unwrap();
+        let err = bad_value(&with(nan_net, None));
+        assert!(err.contains("tensor `conv3.bias` holds NaN at index 5"), "{err}");
+
+        let zero_std = Normalization { mean: [0.0; 3], std: [1.0, 0.0, 1.0] };
+        let err = bad_value(&with(SegNet::random(1, zero_std, &dev).unwrap(), None));
+        assert!(
+            err.contains("`normalization.std` holds 0 (a standard deviation must be > 0) at index 1"),
+            "{err}"
+        );
+        let nan_mean = Normalization { mean: [0.0, 0.0, f32::NAN], std: [1.0; 3] };
+        let err = bad_value(&with(SegNet::random(1, nan_mean, &dev).unwrap(), None));
+        assert!(err.contains("`normalization.mean` holds NaN at index 2"), "{err}");
+
+        let net = good();
+        let mut adam: AdamMoments = net
+            .named_tensors()
+            .into_iter()
+            .map(|(n, t)| (n, (t.zeros_like().unwrap(), t.zeros_like().unwrap())))
+            .collect();
+        let v = adam["conv1.weight"].1.affine(0.0, f64::INFINITY).unwrap();
+        adam.get_mut("conv1.weight").unwrap().1 = v;
+        let err = bad_value(&with(net, Some(adam)));
+        assert!(err.contains("`adam.v.conv1.weight` holds inf at index 0"), "{err}");
+
+        let mut ck = with(good(), None);
+        ck.history.losses[3] = f32::INFINITY;
+        assert!(bad_value(&ck).contains("`history.loss` holds inf at index 3"));
     }
 }

@@ -1,21 +1,47 @@
-//! Training data: loading and validating an image and its mask, and sampling augmented random crops that
-//! respect the pixel budget. Loading does I/O; everything else is pure and works on values.
+//! Training data: loading and validating image/mask pairs, splitting off held-out rows, and sampling
+//! augmented random crops across all images within the pixel budget. Loading does I/O; everything else is
+//! pure and works on values.
 
 use std::path::{Path, PathBuf};
 
 use rand::Rng;
 
-use crate::model::PIXEL_BUDGET;
+use crate::fsutil::{self, InputFileError};
+use crate::model::{Normalization, PIXEL_BUDGET};
+
+/// The largest image the trainer decodes, in pixels (10,000 x 10,000): training holds every image in memory,
+/// so a bigger one (or a small file whose header claims one, a decompression bomb) is refused up front.
+pub const MAX_IMAGE_PIXELS: u64 = 100_000_000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DataError {
-    #[error("cannot read {what} {path}: {reason}")]
-    Unreadable { what: &'static str, path: PathBuf, reason: String },
+    #[error("{what} {path}: cannot read it: {reason}")]
+    Unreadable { what: String, path: PathBuf, reason: String },
+    #[error("{what} {path}: {reason}")]
+    NotAFile { what: String, path: PathBuf, reason: InputFileError },
     #[error(
-        "the mask is {mask_w}x{mask_h} but the image is {image_w}x{image_h} (width x height): \
+        "{what} {path}: the image is {width}x{height} = {pixels} pixels, over the trainer's limit of \
+         {limit} pixels; split it into smaller images"
+    )]
+    TooLarge { what: String, path: PathBuf, width: u32, height: u32, pixels: u64, limit: u64 },
+    #[error(
+        "{what} {path}: the mask is {mask_w}x{mask_h} but the image is {image_w}x{image_h} (width x height): \
          they must be the same size, pixel for pixel"
     )]
-    SizeMismatch { image_w: u32, image_h: u32, mask_w: u32, mask_h: u32 },
+    SizeMismatch { what: String, path: PathBuf, image_w: u32, image_h: u32, mask_w: u32, mask_h: u32 },
+    #[error("{what} {path}: {source}")]
+    Mask { what: String, path: PathBuf, source: MaskError },
+    #[error("{what} {path}: the image is {width}x{height}: training needs at least 2x2 pixels")]
+    TooSmall { what: String, path: PathBuf, width: u32, height: u32 },
+    #[error("--data {dir}: {reason}")]
+    Folder { dir: PathBuf, reason: String },
+    #[error("{0}")]
+    Pairing(String),
+}
+
+/// What is wrong with a mask's values.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum MaskError {
     #[error(
         "the mask must hold exactly two values (e.g. 0 = background, 255 = foreground), found {count}: {listed}{hint}"
     )]
@@ -25,8 +51,6 @@ pub enum DataError {
          nothing to learn; save the foreground as 255 and the background as 0"
     )]
     SingleClass { values: String },
-    #[error("the image is {width}x{height}: training needs at least 2x2 pixels")]
-    TooSmall { width: u32, height: u32 },
 }
 
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -36,7 +60,7 @@ pub enum BudgetError {
          the target GPU cannot hold the network for more than a 256x256 input; lower --batch or --crop \
          (for example 1 x 256 or 4 x 128)"
     )]
-    OverBudget { batch: usize, crop: usize, pixels: usize, budget: usize },
+    OverBudget { batch: usize, crop: usize, pixels: String, budget: usize },
     #[error("--crop must be an even number of at least 2 (the network pools by 2), got {0}")]
     OddCrop(usize),
     #[error("--batch must be at least 1")]
@@ -46,6 +70,9 @@ pub enum BudgetError {
 /// One RGB image and its per-pixel labels (0 background, 1 foreground).
 #[derive(Debug, Clone)]
 pub struct TrainingImage {
+    /// How errors and the summary name it: the image's and the mask's file names.
+    pub name: String,
+    pub mask_name: String,
     pub width: usize,
     pub height: usize,
     /// Interleaved RGB bytes, row-major.
@@ -58,22 +85,191 @@ impl TrainingImage {
     pub fn foreground_fraction(&self) -> f64 {
         self.labels.iter().map(|&l| l as usize).sum::<usize>() as f64 / self.labels.len().max(1) as f64
     }
+
+    /// Rows `top..bottom` as an image of their own.
+    pub fn rows(&self, top: usize, bottom: usize) -> TrainingImage {
+        let w = self.width;
+        TrainingImage {
+            name: self.name.clone(),
+            mask_name: self.mask_name.clone(),
+            width: w,
+            height: bottom - top,
+            rgb: self.rgb[top * w * 3..bottom * w * 3].to_vec(),
+            labels: self.labels[top * w..bottom * w].to_vec(),
+        }
+    }
 }
 
-/// Loads an image (any format the `image` crate reads; converted to 8-bit RGB) and its mask (converted to
-/// 8-bit gray; pixels > 127 are foreground) and checks that they fit together.
-pub fn load_training_image(image: &Path, mask: &Path) -> Result<TrainingImage, DataError> {
-    let open = |what: &'static str, path: &Path| {
-        image::ImageReader::open(path)
-            .and_then(|r| r.with_guessed_format())
-            .map_err(|e| e.to_string())
-            .and_then(|r| r.decode().map_err(|e| e.to_string()))
-            .map_err(|reason| DataError::Unreadable { what, path: path.to_path_buf(), reason })
-    };
-    let img = open("image", image)?.to_rgb8();
-    let msk = open("mask", mask)?.to_luma8();
+/// An image file and its mask file, with the flags they came from (for errors).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PairSource {
+    pub image: PathBuf,
+    pub mask: PathBuf,
+    /// e.g. `--image` / `--mask`, `--val-image #2` / `--val-mask #2`, `--data image` / `--data mask`.
+    pub image_flag: String,
+    pub mask_flag: String,
+}
+
+impl PairSource {
+    /// The pairs of repeated `--image`/`--mask` flags (`flag` is `image` or `val-image`), paired in order.
+    pub fn from_flags(
+        images: &[PathBuf],
+        masks: &[PathBuf],
+        image_flag: &str,
+        mask_flag: &str,
+    ) -> Result<Vec<PairSource>, DataError> {
+        if images.len() != masks.len() {
+            return Err(DataError::Pairing(format!(
+                "{} {image_flag} but {} {mask_flag}: give one {mask_flag} per {image_flag}, in the same order",
+                images.len(),
+                masks.len()
+            )));
+        }
+        let several = images.len() > 1;
+        Ok(images
+            .iter()
+            .zip(masks)
+            .enumerate()
+            .map(|(i, (image, mask))| {
+                let n = if several { format!(" #{}", i + 1) } else { String::new() };
+                PairSource {
+                    image: image.clone(),
+                    mask: mask.clone(),
+                    image_flag: format!("{image_flag}{n}"),
+                    mask_flag: format!("{mask_flag}{n}"),
+                }
+            })
+            .collect())
+    }
+
+    /// The pairs of `--data DIR`: every file of DIR/images with the file of DIR/masks of the same stem.
+    pub fn from_folder(dir: &Path) -> Result<Vec<PairSource>, DataError> {
+        let folder_err = |reason: String| DataError::Folder { dir: dir.to_path_buf(), reason };
+        let list = |sub: &str| -> Result<Vec<PathBuf>, DataError> {
+            let path = dir.join(sub);
+            let entries = std::fs::read_dir(&path).map_err(|e| {
+                folder_err(format!(
+                    "cannot list {}: {}; --data expects DIR/images/ and DIR/masks/",
+                    path.display(),
+                    fsutil::io_reason(&e)
+                ))
+            })?;
+            let mut files = Vec::new();
+            for entry in entries {
+                let entry = entry.map_err(|e| folder_err(fsutil::io_reason(&e)))?;
+                let name = entry.file_name();
+                if !name.to_string_lossy().starts_with('.') {
+                    files.push(entry.path());
+                }
+            }
+            files.sort();
+            Ok(files)
+        };
+        let pairs = match_by_stem(&list("images")?, &list("masks")?).map_err(folder_err)?;
+        Ok(pairs
+            .into_iter()
+            .map(|(image, mask)| PairSource {
+                image,
+                mask,
+                image_flag: "--data image".into(),
+                mask_flag: "--data mask".into(),
+            })
+            .collect())
+    }
+}
+
+/// Pairs images with masks of the same file stem (`a.jpg` with `a.png`); every image needs exactly one mask
+/// and every mask one image.
+pub fn match_by_stem(images: &[PathBuf], masks: &[PathBuf]) -> Result<Vec<(PathBuf, PathBuf)>, String> {
+    let stem = |p: &PathBuf| p.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    let mut pairs = Vec::new();
+    for image in images {
+        let matching: Vec<&PathBuf> = masks.iter().filter(|m| stem(m) == stem(image)).collect();
+        match matching.as_slice() {
+            [mask] => pairs.push((image.clone(), (*mask).clone())),
+            [] => {
+                return Err(format!(
+                    "no mask in masks/ for images/{} (masks are matched by file stem)",
+                    name_of(image)
+                ))
+            }
+            _ => return Err(format!("several masks in masks/ have the stem of images/{}", name_of(image))),
+        }
+    }
+    if let Some(orphan) = masks.iter().find(|m| !images.iter().any(|i| stem(i) == stem(m))) {
+        return Err(format!("masks/{} has no image of the same stem in images/", name_of(orphan)));
+    }
+    if pairs.is_empty() {
+        return Err("images/ holds no files".into());
+    }
+    Ok(pairs)
+}
+
+fn name_of(path: &Path) -> String {
+    path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+}
+
+/// Decodes an image file, refusing what would hang (not a regular file), exhaust memory (over
+/// [`MAX_IMAGE_PIXELS`]) or silently invent pixels (a truncated JPEG, which the decoder zero-fills).
+pub fn decode_image_file(path: &Path, what: &str) -> Result<image::DynamicImage, DataError> {
+    let unreadable =
+        |reason: String| DataError::Unreadable { what: what.to_string(), path: path.to_path_buf(), reason };
+    let size = fsutil::regular_file_size(path).map_err(|reason| DataError::NotAFile {
+        what: what.to_string(),
+        path: path.to_path_buf(),
+        reason,
+    })?;
+    // No compressed file of an image within the limit is larger than its raw 16-bit RGBA pixels.
+    if size > MAX_IMAGE_PIXELS * 8 {
+        return Err(unreadable(format!("the file is {size} bytes, larger than any image within the limit")));
+    }
+    let bytes = std::fs::read(path).map_err(|e| unreadable(fsutil::io_reason(&e)))?;
+    let reader = image::ImageReader::new(std::io::Cursor::new(&bytes))
+        .with_guessed_format()
+        .map_err(|e| unreadable(e.to_string()))?;
+    let format = reader.format().ok_or_else(|| unreadable("not a recognised image format".into()))?;
+    if format == image::ImageFormat::Jpeg && !jpeg_is_complete(&bytes) {
+        return Err(unreadable(
+            "the JPEG is truncated or corrupt (no end-of-image marker after its last scan)".into(),
+        ));
+    }
+    let decoder = reader.into_decoder().map_err(|e| unreadable(e.to_string()))?;
+    let (width, height) = image::ImageDecoder::dimensions(&decoder);
+    let pixels = width as u64 * height as u64;
+    if pixels > MAX_IMAGE_PIXELS {
+        return Err(DataError::TooLarge {
+            what: what.to_string(),
+            path: path.to_path_buf(),
+            width,
+            height,
+            pixels,
+            limit: MAX_IMAGE_PIXELS,
+        });
+    }
+    image::DynamicImage::from_decoder(decoder).map_err(|e| unreadable(e.to_string()))
+}
+
+/// True when a JPEG stream has an end-of-image marker (FF D9) after its last start-of-scan (FF DA). Entropy
+/// coded data never holds FF D9 (an FF there is always followed by 00 or a restart marker), so a stream cut
+/// inside or after a scan has none; an embedded EXIF thumbnail comes before the main scans.
+pub fn jpeg_is_complete(bytes: &[u8]) -> bool {
+    let last_scan = bytes.windows(2).rposition(|w| w == [0xFF, 0xDA]);
+    match last_scan {
+        Some(i) => bytes[i..].windows(2).any(|w| w == [0xFF, 0xD9]),
+        None => false,
+    }
+}
+
+/// Loads an image (converted to 8-bit RGB) and its mask (converted to 8-bit gray; pixels > 127 are
+/// foreground) and checks that they fit together. Errors name the flag and file.
+pub fn load_pair(source: &PairSource) -> Result<TrainingImage, DataError> {
+    let (ip, mp) = (&source.image, &source.mask);
+    let img = decode_image_file(ip, &source.image_flag)?.to_rgb8();
+    let msk = decode_image_file(mp, &source.mask_flag)?.to_luma8();
     if img.dimensions() != msk.dimensions() {
         return Err(DataError::SizeMismatch {
+            what: source.mask_flag.clone(),
+            path: mp.clone(),
             image_w: img.width(),
             image_h: img.height(),
             mask_w: msk.width(),
@@ -81,10 +277,21 @@ pub fn load_training_image(image: &Path, mask: &Path) -> Result<TrainingImage, D
         });
     }
     if img.width() < 2 || img.height() < 2 {
-        return Err(DataError::TooSmall { width: img.width(), height: img.height() });
+        return Err(DataError::TooSmall {
+            what: source.image_flag.clone(),
+            path: ip.clone(),
+            width: img.width(),
+            height: img.height(),
+        });
     }
-    let labels = labels_from_mask(msk.as_raw())?;
+    let labels = labels_from_mask(msk.as_raw()).map_err(|source_err| DataError::Mask {
+        what: source.mask_flag.clone(),
+        path: mp.clone(),
+        source: source_err,
+    })?;
     Ok(TrainingImage {
+        name: name_of(ip),
+        mask_name: name_of(mp),
         width: img.width() as usize,
         height: img.height() as usize,
         rgb: img.into_raw(),
@@ -94,7 +301,7 @@ pub fn load_training_image(image: &Path, mask: &Path) -> Result<TrainingImage, D
 
 /// Turns mask bytes into labels (> 127 is foreground), refusing masks that are not two-valued or that hold a
 /// single class.
-pub fn labels_from_mask(mask: &[u8]) -> Result<Vec<u8>, DataError> {
+pub fn labels_from_mask(mask: &[u8]) -> Result<Vec<u8>, MaskError> {
     let mut seen = [false; 256];
     for &v in mask {
         seen[v as usize] = true;
@@ -103,7 +310,7 @@ pub fn labels_from_mask(mask: &[u8]) -> Result<Vec<u8>, DataError> {
     if values.len() > 2 {
         let shown: Vec<String> = values.iter().take(8).map(u8::to_string).collect();
         let listed = if values.len() > 8 { format!("{}, ...", shown.join(", ")) } else { shown.join(", ") };
-        return Err(DataError::NotTwoValued {
+        return Err(MaskError::NotTwoValued {
             count: values.len(),
             listed,
             hint: " (a JPEG mask carries compression noise: save masks as PNG)",
@@ -113,12 +320,13 @@ pub fn labels_from_mask(mask: &[u8]) -> Result<Vec<u8>, DataError> {
     let has_bg = values.iter().any(|&v| v <= 127);
     if !(has_fg && has_bg) {
         let values = values.iter().map(u8::to_string).collect::<Vec<_>>().join(" and ");
-        return Err(DataError::SingleClass { values });
+        return Err(MaskError::SingleClass { values });
     }
     Ok(mask.iter().map(|&v| u8::from(v > 127)).collect())
 }
 
-/// Checks a batch x crop x crop request against the pixel budget and the network's even-size rule.
+/// Checks a batch x crop x crop request against the pixel budget and the network's even-size rule. The
+/// product is computed with checked arithmetic: a huge --batch or --crop is refused, never wrapped.
 pub fn check_budget(batch: usize, crop: usize) -> Result<(), BudgetError> {
     if batch == 0 {
         return Err(BudgetError::EmptyBatch);
@@ -126,15 +334,21 @@ pub fn check_budget(batch: usize, crop: usize) -> Result<(), BudgetError> {
     if crop < 2 || crop % 2 != 0 {
         return Err(BudgetError::OddCrop(crop));
     }
-    let pixels = batch * crop * crop;
-    if pixels > PIXEL_BUDGET {
-        return Err(BudgetError::OverBudget { batch, crop, pixels, budget: PIXEL_BUDGET });
+    let pixels = batch.checked_mul(crop).and_then(|p| p.checked_mul(crop));
+    match pixels {
+        Some(p) if p <= PIXEL_BUDGET => Ok(()),
+        Some(p) => Err(BudgetError::OverBudget { batch, crop, pixels: p.to_string(), budget: PIXEL_BUDGET }),
+        None => Err(BudgetError::OverBudget {
+            batch,
+            crop,
+            pixels: "more than 2^64".into(),
+            budget: PIXEL_BUDGET,
+        }),
     }
-    Ok(())
 }
 
-/// The crop actually used on a `width` x `height` image: the requested one, or, when the image is smaller,
-/// the largest even size that fits (the second value says so).
+/// The crop actually used when the smallest training region is `width` x `height`: the requested one, or,
+/// when that region is smaller, the largest even size that fits (the second value says so).
 pub fn fit_crop(crop: usize, width: usize, height: usize) -> (usize, bool) {
     let fits = width.min(height) / 2 * 2;
     if crop <= fits {
@@ -142,6 +356,42 @@ pub fn fit_crop(crop: usize, width: usize, height: usize) -> (usize, bool) {
     } else {
         (fits, true)
     }
+}
+
+/// The rows of a `height`-row image held out by `--val-fraction`: the bottom `ceil(fraction x height)`,
+/// rounded up to even so that the training rows keep an even count. Returns the first held-out row.
+pub fn holdout_start(height: usize, fraction: f64) -> usize {
+    let held = (fraction * height as f64).ceil() as usize;
+    let held = (held + held % 2).min(height);
+    height - held
+}
+
+/// Per-channel mean and standard deviation over the training rows of all images, with the formula of
+/// [`Normalization::from_rgb_bytes`] (one image gives exactly its result).
+pub fn normalization_over(regions: &[(&TrainingImage, usize)]) -> Normalization {
+    let mut n = 0f64;
+    let mut sum = [0f64; 3];
+    let mut sum_sq = [0f64; 3];
+    for (image, rows) in regions {
+        for px in image.rgb[..rows * image.width * 3].chunks_exact(3) {
+            for c in 0..3 {
+                let v = px[c] as f64 / 255.0;
+                sum[c] += v;
+                sum_sq[c] += v * v;
+            }
+        }
+        n += (rows * image.width) as f64;
+    }
+    let n = n.max(1.0);
+    let mut mean = [0f32; 3];
+    let mut std = [1f32; 3];
+    for c in 0..3 {
+        let m = sum[c] / n;
+        let var = (sum_sq[c] / n - m * m).max(0.0);
+        mean[c] = m as f32;
+        std[c] = if var.sqrt() < 1e-6 { 1.0 } else { var.sqrt() as f32 };
+    }
+    Normalization { mean, std }
 }
 
 /// Which random augmentations training applies to its crops.
@@ -199,24 +449,63 @@ impl Augmentation {
 /// Where a crop is taken and how it is augmented.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CropSpec {
+    /// Index of the image in the training set.
+    pub image: usize,
     pub top: usize,
     pub left: usize,
     pub size: usize,
     pub augmentation: Augmentation,
 }
 
-/// Draws one crop position uniformly over the image, with a random augmentation as `policy` allows.
-pub fn sample_crop(
-    rng: &mut impl Rng,
-    width: usize,
-    height: usize,
+/// The part of one image that training crops may touch: its full width and its first `rows` rows (the rows
+/// below are held out for validation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TrainRegion {
+    pub width: usize,
+    pub rows: usize,
+}
+
+/// Draws crops across several images: an image with probability proportional to its training area (so every
+/// training pixel is about equally likely to be seen, whatever image it is in), then a position uniformly
+/// inside that image's training rows.
+#[derive(Debug, Clone)]
+pub struct CropSampler {
+    regions: Vec<TrainRegion>,
+    /// Running totals of the regions' areas.
+    cumulative: Vec<u64>,
     size: usize,
     policy: AugmentPolicy,
-) -> CropSpec {
-    let top = rng.random_range(0..=height - size);
-    let left = rng.random_range(0..=width - size);
-    let augmentation = Augmentation::random(rng, policy);
-    CropSpec { top, left, size, augmentation }
+}
+
+impl CropSampler {
+    /// `size` must fit every region (see [`fit_crop`]).
+    pub fn new(regions: Vec<TrainRegion>, size: usize, policy: AugmentPolicy) -> CropSampler {
+        assert!(regions.iter().all(|r| r.width >= size && r.rows >= size), "the crop fits every region");
+        let mut total = 0u64;
+        let cumulative = regions
+            .iter()
+            .map(|r| {
+                total += r.width as u64 * r.rows as u64;
+                total
+            })
+            .collect();
+        CropSampler { regions, cumulative, size, policy }
+    }
+
+    pub fn sample(&self, rng: &mut impl Rng) -> CropSpec {
+        // With one image no draw is spent on choosing it: single-image runs keep their crop sequence.
+        let image = if self.regions.len() == 1 {
+            0
+        } else {
+            let at = rng.random_range(0..*self.cumulative.last().expect("at least one region"));
+            self.cumulative.partition_point(|&c| c <= at)
+        };
+        let region = self.regions[image];
+        let top = rng.random_range(0..=region.rows - self.size);
+        let left = rng.random_range(0..=region.width - self.size);
+        let augmentation = Augmentation::random(rng, self.policy);
+        CropSpec { image, top, left, size: self.size, augmentation }
+    }
 }
 
 /// A batch ready for the network: RGB in [0, 1] as (B,3,S,S) and labels as (B,S,S), both row-major.
@@ -228,14 +517,15 @@ pub struct Batch {
     pub labels: Vec<u32>,
 }
 
-/// Copies the crops out of the image, applying each crop's augmentation.
-pub fn assemble_batch(image: &TrainingImage, crops: &[CropSpec]) -> Batch {
+/// Copies the crops out of the images, applying each crop's augmentation.
+pub fn assemble_batch(images: &[TrainingImage], crops: &[CropSpec]) -> Batch {
     let s = crops.first().map_or(0, |c| c.size);
     let plane = s * s;
     let mut pixels = vec![0f32; crops.len() * 3 * plane];
     let mut labels = vec![0u32; crops.len() * plane];
     for (b, crop) in crops.iter().enumerate() {
         assert_eq!(crop.size, s, "all crops of a batch have one size");
+        let image = &images[crop.image];
         for row in 0..s {
             for col in 0..s {
                 let (r, c) = crop.augmentation.source(row, col, s);
@@ -257,6 +547,99 @@ mod tests {
     use rand::SeedableRng;
 
     #[test]
+    fn crops_never_touch_held_out_rows_and_spread_by_area() {
+        // Two images, the bottom quarter of each held out: no crop may reach a held-out row.
+        let (a, b) = ((40, 100), (80, 30));
+        let (start_a, start_b) = (holdout_start(a.1, 0.25), holdout_start(b.1, 0.25));
+        assert_eq!((start_a, start_b), (74, 22));
+        let regions =
+            vec![TrainRegion { width: a.0, rows: start_a }, TrainRegion { width: b.0, rows: start_b }];
+        let sampler = CropSampler::new(regions, 16, AugmentPolicy::All);
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        let mut per_image = [0usize; 2];
+        let mut lowest = [0usize; 2];
+        for _ in 0..20_000 {
+            let c = sampler.sample(&mut rng);
+            let (w, rows) = if c.image == 0 { (a.0, start_a) } else { (b.0, start_b) };
+            assert!(c.top + c.size <= rows, "crop {c:?} enters the held-out rows from {rows}");
+            assert!(c.left + c.size <= w);
+            per_image[c.image] += 1;
+            lowest[c.image] = lowest[c.image].max(c.top + c.size);
+        }
+        // Every training row is reachable: the lowest crop ends exactly at the held-out boundary.
+        assert_eq!(lowest, [start_a, start_b]);
+        // Areas 40*74 = 2960 and 80*22 = 1760: the first image gets 2960/4720 = 62.7% of the crops.
+        let share = per_image[0] as f64 / 20_000.0;
+        assert!((share - 0.627).abs() < 0.02, "share {share}");
+    }
+
+    #[test]
+    fn holdout_rows_are_even_and_bounded() {
+        assert_eq!(holdout_start(1250, 0.2), 1000);
+        assert_eq!(holdout_start(101, 0.1), 89); // ceil(10.1) = 11, rounded up to 12
+        assert_eq!(holdout_start(10, 1.0), 0);
+        assert_eq!(holdout_start(10, 0.0), 10);
+    }
+
+    #[test]
+    fn normalization_pools_all_training_rows() {
+        let img = |name: &str, v: u8, h: usize| TrainingImage {
+            name: name.into(),
+            mask_name: String::new(),
+            width: 2,
+            height: h,
+            rgb: vec![v; 2 * h * 3],
+            labels: vec![0; 2 * h],
+        };
+        let (a, b) = (img("a", 0, 2), img("b", 255, 4));
+        // One image alone gives what Normalization::from_rgb_bytes gives.
+        assert_eq!(normalization_over(&[(&a, 2)]), Normalization::from_rgb_bytes(&a.rgb));
+        // 4 pixels of 0 and 4 (of 8: two rows held out) of 1: mean 0.5, std 0.5.
+        let n = normalization_over(&[(&a, 2), (&b, 2)]);
+        assert_eq!(n.mean, [0.5; 3]);
+        assert!((n.std[0] - 0.5).abs() < 1e-6);
+    }
+
+    #[test]
+    fn stems_pair_images_with_masks() {
+        let p = |s: &str| PathBuf::from(s);
+        let pairs = match_by_stem(&[p("i/a.jpg"), p("i/b.png")], &[p("m/b.png"), p("m/a.png")]).unwrap();
+        assert_eq!(pairs, vec![(p("i/a.jpg"), p("m/a.png")), (p("i/b.png"), p("m/b.png"))]);
+        let err = match_by_stem(&[p("i/a.jpg")], &[p("m/c.png")]).unwrap_err();
+        assert!(err.contains("no mask in masks/ for images/a.jpg"), "{err}");
+        let err = match_by_stem(&[p("i/a.jpg")], &[p("m/a.png"), p("m/z.png")]).unwrap_err();
+        assert!(err.contains("masks/z.png has no image"), "{err}");
+        let err = match_by_stem(&[p("i/a.jpg")], &[p("m/a.png"), p("m/a.tif")]).unwrap_err();
+        assert!(err.contains("several masks"), "{err}");
+        assert!(match_by_stem(&[], &[]).unwrap_err().contains("no files"));
+    }
+
+    #[test]
+    fn repeated_flags_pair_in_order_and_must_match_in_number() {
+        let p = |s: &str| PathBuf::from(s);
+        let pairs =
+            PairSource::from_flags(&[p("a"), p("b")], &[p("ma"), p("mb")], "--image", "--mask").unwrap();
+        assert_eq!(pairs[1].image, p("b"));
+        assert_eq!(pairs[1].mask_flag, "--mask #2");
+        let one = PairSource::from_flags(&[p("a")], &[p("ma")], "--image", "--mask").unwrap();
+        assert_eq!(one[0].image_flag, "--image");
+        let err =
+            PairSource::from_flags(&[p("a")], &[], "--val-image", "--val-mask").unwrap_err().to_string();
+        assert!(err.contains("1 --val-image but 0 --val-mask"), "{err}");
+    }
+
+    #[test]
+    fn truncated_jpegs_are_detected() {
+        let img = image::RgbImage::from_fn(64, 48, |x, y| image::Rgb([x as u8 * 3, y as u8 * 5, 90]));
+        let mut jpeg = Vec::new();
+        img.write_to(&mut std::io::Cursor::new(&mut jpeg), image::ImageFormat::Jpeg).unwrap();
+        assert!(jpeg_is_complete(&jpeg));
+        assert!(!jpeg_is_complete(&jpeg[..jpeg.len() * 2 / 3]));
+        assert!(!jpeg_is_complete(&jpeg[..jpeg.len() - 2]));
+        assert!(!jpeg_is_complete(b"not a jpeg"));
+    }
+
+    #[test]
     fn masks_must_be_two_valued_with_both_classes() {
         assert_eq!(labels_from_mask(&[0, 255, 255, 0]).unwrap(), vec![0, 1, 1, 0]);
         assert_eq!(labels_from_mask(&[3, 200]).unwrap(), vec![0, 1]);
@@ -273,10 +656,18 @@ mod tests {
         assert!(check_budget(1, 256).is_ok());
         assert!(check_budget(4, 128).is_ok());
         let err = check_budget(2, 256).unwrap_err();
-        assert_eq!(err, BudgetError::OverBudget { batch: 2, crop: 256, pixels: 131_072, budget: 65_536 });
+        assert_eq!(
+            err,
+            BudgetError::OverBudget { batch: 2, crop: 256, pixels: "131072".into(), budget: 65_536 }
+        );
         assert!(err.to_string().contains("65536") && err.to_string().contains("256x256"));
         assert_eq!(check_budget(1, 127), Err(BudgetError::OddCrop(127)));
         assert_eq!(check_budget(0, 64), Err(BudgetError::EmptyBatch));
+        // Products that would wrap around are refused, not wrapped into a small number.
+        let huge_crop = 1usize << 32;
+        assert!(matches!(check_budget(1, huge_crop), Err(BudgetError::OverBudget { .. })));
+        assert!(matches!(check_budget(usize::MAX, 2), Err(BudgetError::OverBudget { .. })));
+        assert!(check_budget(usize::MAX / 2, 2).unwrap_err().to_string().contains("more than 2^64"));
     }
 
     #[test]
@@ -317,14 +708,16 @@ mod tests {
         let (w, h) = (7, 5);
         let rgb: Vec<u8> = (0..w * h * 3).map(|i| i as u8).collect();
         let labels: Vec<u8> = (0..w * h).map(|i| (i % 2) as u8).collect();
-        let image = TrainingImage { width: w, height: h, rgb, labels };
+        let image =
+            TrainingImage { name: "a".into(), mask_name: "m".into(), width: w, height: h, rgb, labels };
         let mut rng = rand::rngs::StdRng::seed_from_u64(1);
+        let sampler = CropSampler::new(vec![TrainRegion { width: w, rows: h }], 4, AugmentPolicy::All);
         for _ in 0..50 {
-            let c = sample_crop(&mut rng, w, h, 4, AugmentPolicy::All);
-            assert!(c.top + 4 <= h && c.left + 4 <= w);
+            let c = sampler.sample(&mut rng);
+            assert!(c.top + 4 <= h && c.left + 4 <= w && c.image == 0);
         }
-        let crop = CropSpec { top: 1, left: 2, size: 2, augmentation: Augmentation::default() };
-        let batch = assemble_batch(&image, &[crop, crop]);
+        let crop = CropSpec { image: 0, top: 1, left: 2, size: 2, augmentation: Augmentation::default() };
+        let batch = assemble_batch(std::slice::from_ref(&image), &[crop, crop]);
         assert_eq!(batch.pixels.len(), 2 * 3 * 4);
         let src = w + 2; // pixel (1, 2)
         assert_eq!(batch.pixels[0], image.rgb[src * 3] as f32 / 255.0);

@@ -113,11 +113,8 @@ pub fn load_checkpoint(checkpoint: &Path) -> Result<Checkpoint, ExportError> {
 /// Refuses an export target that is the checkpoint itself (same file, whatever the spelling of the path):
 /// writing it would destroy the only copy of the trained weights.
 pub fn ensure_not_checkpoint(checkpoint: &Path, target: &Path) -> Result<(), ExportError> {
-    let same = match (std::fs::canonicalize(checkpoint), std::fs::canonicalize(target)) {
-        (Ok(a), Ok(b)) => a == b,
-        _ => checkpoint == target,
-    };
-    if same {
+    // The same path, or the same file through a symbolic or hard link.
+    if crate::fsutil::same_file(checkpoint, target) {
         return Err(ExportError::WouldOverwriteCheckpoint { path: target.to_path_buf() });
     }
     Ok(())

@@ -1,5 +1,5 @@
-//! Training half of the segmenter: fits the fixed network on one image and its mask with candle, plots the
-//! loss, and exports the weights as a portable ONNX graph.
+//! Training half of the segmenter: fits the fixed network on image/mask pairs with candle, validates it on
+//! held-out data, plots the loss and the validation IoU, and exports the weights as a portable ONNX graph.
 
 pub mod bioimageio;
 pub mod checkpoint;
@@ -8,6 +8,8 @@ pub mod export;
 pub mod fsutil;
 pub mod model;
 pub mod ops;
+pub mod outputs;
 pub mod plot;
 pub mod train;
 pub mod triton;
+pub mod validate;

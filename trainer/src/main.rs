@@ -1,14 +1,16 @@
-//! `trainer`: fit the segmentation network on one image and its mask, and export it to ONNX.
+//! `trainer`: fit the segmentation network on image/mask pairs, and export it to ONNX.
 
+use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
-use trainer::data::AugmentPolicy;
+use trainer::checkpoint::ValRecord;
+use trainer::data::{AugmentPolicy, PairSource, TrainingImage};
 use trainer::train::{self, DeviceKind, LrSchedule, Progress, TrainConfig};
 
-/// Train the two-class segmentation network on one RGB image and its binary mask (candle), and export it as
+/// Train the two-class segmentation network on RGB images and their binary masks (candle), and export it as
 /// a self-contained ONNX file for the runner.
 #[derive(Parser)]
 #[command(version, about)]
@@ -19,9 +21,10 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Fit the network on random crops of IMAGE and MASK; writes checkpoint.safetensors, loss.csv and
-    /// loss.png into --out.
-    Train(TrainArgs),
+    /// Fit the network on random crops of the images and masks, validating on held-out data; writes
+    /// checkpoint.safetensors, loss.csv and loss.png (with validation also val.csv and best.safetensors) into
+    /// --out.
+    Train(Box<TrainArgs>),
     /// Write a checkpoint as a self-describing ONNX file (opset 17): input `image` float32 (N,3,H,W) RGB in
     /// [0,1], outputs `logits` and `probabilities` (N,2,H,W); the input normalisation is inside the graph.
     /// Also as a bioimage.io package (--bioimageio) and a Triton model repository entry (--triton).
@@ -82,13 +85,33 @@ struct PackageArgs {
 
 #[derive(clap::Args)]
 struct TrainArgs {
-    /// RGB training image (PNG, JPEG, TIFF, ...; gray or RGBA are converted to RGB).
-    #[arg(long)]
-    image: PathBuf,
-    /// Mask of the same size: pixels > 127 are foreground (class 1), all others background (class 0). It must
-    /// hold exactly two values, one on each side of 127 (e.g. 0 and 255); use PNG, not JPEG.
-    #[arg(long)]
-    mask: PathBuf,
+    /// RGB training image (PNG, JPEG, TIFF, ...; gray or RGBA are converted to RGB). Repeat for several
+    /// images, each with its --mask, paired in order.
+    #[arg(long, value_name = "IMAGE", required_unless_present = "data", conflicts_with = "data")]
+    image: Vec<PathBuf>,
+    /// Mask of the same size as its --image: pixels > 127 are foreground (class 1), all others background
+    /// (class 0). It must hold exactly two values, one on each side of 127 (e.g. 0 and 255); use PNG, not JPEG.
+    #[arg(long, value_name = "MASK", required_unless_present = "data", conflicts_with = "data")]
+    mask: Vec<PathBuf>,
+    /// Train on every image of DIR/images/ with the mask of the same file stem in DIR/masks/ (instead of
+    /// --image/--mask). Crops are drawn across all images in proportion to their area.
+    #[arg(long, value_name = "DIR")]
+    data: Option<PathBuf>,
+    /// Validation image, predicted whole (exact tiles) every --val-every iterations; repeat for several,
+    /// each with its --val-mask.
+    #[arg(long, value_name = "IMAGE")]
+    val_image: Vec<PathBuf>,
+    /// Mask of the --val-image of the same position.
+    #[arg(long, value_name = "MASK")]
+    val_mask: Vec<PathBuf>,
+    /// Hold out the bottom F of each training image's rows for validation (e.g. 0.2): no training crop
+    /// touches them.
+    #[arg(long, value_name = "F", conflicts_with_all = ["val_image", "val_mask"])]
+    val_fraction: Option<f64>,
+    /// Validate (and save) every K iterations, and at the end. Default: a multiple of 50 that keeps
+    /// validation under 5% of the training time.
+    #[arg(long, value_name = "K")]
+    val_every: Option<usize>,
     /// Training iterations (optimizer steps) in total, counting those of a resumed checkpoint.
     #[arg(long, default_value_t = 3000)]
     iterations: usize,
@@ -119,7 +142,9 @@ struct TrainArgs {
     /// Write a checkpoint every K iterations (and always at the end); 0 writes only at the end.
     #[arg(long, default_value_t = 250, value_name = "K")]
     checkpoint_every: usize,
-    /// Output directory for checkpoint.safetensors, loss.csv and loss.png.
+    /// Output directory for checkpoint.safetensors (the last), loss.csv, loss.png, and with validation
+    /// val.csv and best.safetensors (the best validation IoU). Nothing is written before the first
+    /// checkpoint, so a run that fails early leaves an earlier run's files as they were.
     #[arg(long, default_value = "models")]
     out: PathBuf,
     /// Where to train. `cuda` needs a build with `--features cuda` and a GPU; it never falls back to the CPU.
@@ -137,41 +162,64 @@ struct TrainArgs {
     reference_ops: bool,
 }
 
-/// The progress bar: iteration, current and smoothed loss, iterations per second.
-struct Bar(Option<ProgressBar>);
+/// The progress bar: iteration, current and smoothed loss, last validation IoU, iterations per second.
+struct Bar {
+    bar: Option<ProgressBar>,
+    last_val: Option<ValRecord>,
+}
 
 impl Progress for Bar {
     fn start(&mut self, first: usize, total: usize) {
-        if let Some(bar) = &self.0 {
+        if let Some(bar) = &self.bar {
             bar.set_length(total as u64);
             bar.set_position(first as u64);
             bar.reset_eta();
         }
     }
     fn step(&mut self, iteration: usize, loss: f32, smoothed: f32) {
-        if let Some(bar) = &self.0 {
+        if let Some(bar) = &self.bar {
             bar.set_position(iteration as u64);
-            bar.set_message(format!("loss {loss:.4} (smoothed {smoothed:.4})"));
+            let val = match self.last_val {
+                Some(v) => format!(" | val IoU {:.4} @{}", v.iou, v.iteration),
+                None => String::new(),
+            };
+            bar.set_message(format!("loss {loss:.4} (smoothed {smoothed:.4}){val}"));
         }
     }
+    fn validated(&mut self, record: &ValRecord) {
+        self.last_val = Some(*record);
+    }
     fn message(&mut self, text: &str) {
-        match &self.0 {
+        match &self.bar {
             Some(bar) => bar.println(text),
             None => eprintln!("{text}"),
         }
     }
     fn finish(&mut self) {
-        if let Some(bar) = &self.0 {
+        if let Some(bar) = &self.bar {
             bar.finish();
         }
     }
 }
 
-fn run_train(args: TrainArgs) -> anyhow::Result<()> {
+/// Loads every pair, naming the flag and file of the first bad one.
+fn load_pairs(sources: &[PairSource]) -> Result<Vec<TrainingImage>, trainer::data::DataError> {
+    sources.iter().map(trainer::data::load_pair).collect()
+}
+
+fn run_train(args: TrainArgs) -> anyhow::Result<String> {
     let device = train::select_device(args.device)?;
     trainer::ops::set_reference_ops(args.reference_ops);
-    let image = trainer::data::load_training_image(&args.image, &args.mask)?;
-    let name = |p: &PathBuf| p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let train_sources = match &args.data {
+        Some(dir) => PairSource::from_folder(dir)?,
+        None => PairSource::from_flags(&args.image, &args.mask, "--image", "--mask")?,
+    };
+    let val_sources = PairSource::from_flags(&args.val_image, &args.val_mask, "--val-image", "--val-mask")?;
+    let inputs = train_sources
+        .iter()
+        .chain(&val_sources)
+        .flat_map(|p| [(p.image_flag.clone(), p.image.clone()), (p.mask_flag.clone(), p.mask.clone())])
+        .collect();
     let config = TrainConfig {
         iterations: args.iterations,
         batch: args.batch,
@@ -181,11 +229,20 @@ fn run_train(args: TrainArgs) -> anyhow::Result<()> {
         seed: args.seed,
         augment: if args.no_augment { AugmentPolicy::None } else { args.augment },
         checkpoint_every: args.checkpoint_every,
+        val_every: args.val_every,
+        val_fraction: args.val_fraction,
         out_dir: args.out.clone(),
         resume: args.resume.clone(),
-        image_name: name(&args.image),
-        mask_name: name(&args.mask),
+        inputs,
     };
+    // Settings and output paths are checked before any image is decoded.
+    config.check()?;
+    trainer::outputs::check_outputs_are_not_inputs(
+        &trainer::outputs::OutputPaths::new(&args.out),
+        &config.inputs,
+    )?;
+    let images = load_pairs(&train_sources)?;
+    let val_images = load_pairs(&val_sources)?;
     let bar = (!args.quiet).then(|| {
         ProgressBar::new(args.iterations as u64).with_style(
             ProgressStyle::with_template(
@@ -194,31 +251,79 @@ fn run_train(args: TrainArgs) -> anyhow::Result<()> {
             .expect("valid template"),
         )
     });
-    let report = train::train(&config, &image, &device, &mut Bar(bar))?;
+    let report = train::train(&config, &images, &val_images, &device, &mut Bar { bar, last_val: None })?;
     let s = &report.summary;
-    println!(
-        "trained {} iterations of {} x {}^2 crops in {:.1} s ({:.3} s/it); final loss {:.4}; wrote {}",
+    let mut files = vec!["checkpoint.safetensors", "loss.csv", "loss.png"];
+    let validation = match report.best {
+        Some(best) => {
+            files.extend(["val.csv", "best.safetensors"]);
+            format!(
+                "; best validation IoU {:.4} at iteration {} (best.safetensors), validating every {} iterations took \
+                 {:.1}% of the time",
+                best.iou,
+                best.iteration,
+                report.val_every.unwrap_or(0),
+                100.0 * report.validation_seconds / report.seconds.max(1e-9)
+            )
+        }
+        None => String::new(),
+    };
+    Ok(format!(
+        "trained {} iterations of {} x {}^2 crops on {} image(s) in {:.1} s ({:.3} s/it); final loss {:.4}{validation}; \
+         wrote {}",
         s.iterations,
         s.batch,
         s.crop,
+        images.len(),
         report.seconds,
         report.seconds / report.iterations_run.max(1) as f64,
         s.final_loss,
-        ["checkpoint.safetensors", "loss.csv", "loss.png"]
-            .map(|f| args.out.join(f).display().to_string())
-            .join(", ")
-    );
-    Ok(())
+        files.iter().map(|f| args.out.join(f).display().to_string()).collect::<Vec<_>>().join(", ")
+    ))
+}
+
+/// Prints the closing line. A closed stdout (`trainer ... | head -0`) is a quiet exit, any other stdout error
+/// one line on stderr: never a panic.
+fn print_result(line: &str) -> Result<(), String> {
+    let mut out = std::io::stdout().lock();
+    match writeln!(out, "{line}").and_then(|()| out.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => std::process::exit(0),
+        Err(e) => Err(format!("cannot write to stdout: {}", trainer::fsutil::io_reason(&e))),
+        Ok(()) => Ok(()),
+    }
+}
+
+/// Errors are one line: causes joined by ": ", any line break inside a cause flattened.
+fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 fn main() {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+                // --help into a closed pipe is no error.
+                let _ = e.print();
+                std::process::exit(0);
+            }
+            // clap's first line says what is wrong; its usage lines would break the one-line promise.
+            let text = e.to_string();
+            eprintln!(
+                "{} (see --help)",
+                text.lines().next().unwrap_or("error: invalid arguments").trim_end()
+            );
+            std::process::exit(2);
+        }
+    };
     let result = match cli.command {
-        Command::Train(args) => run_train(args).context("training failed"),
+        Command::Train(args) => run_train(*args).context("training failed"),
         Command::Export(args) => run_export(args).context("export failed"),
     };
-    if let Err(e) = result {
-        eprintln!("error: {e:#}");
+    let outcome = result.map_err(|e| format!("{e:#}")).and_then(|line| print_result(&line));
+    if let Err(e) = outcome {
+        eprintln!("error: {}", one_line(&e));
         std::process::exit(1);
     }
 }
@@ -268,7 +373,7 @@ fn build_bioimageio(
 }
 
 /// `trainer export`: the ONNX file, a bioimage.io package and a Triton repository entry from one checkpoint.
-fn run_export(args: ExportArgs) -> anyhow::Result<()> {
+fn run_export(args: ExportArgs) -> anyhow::Result<String> {
     use trainer::{bioimageio, export, triton};
     let output = match (&args.output, &args.bioimageio, &args.triton) {
         (None, None, None) => Some(PathBuf::from("models/model.onnx")),
@@ -300,17 +405,17 @@ fn run_export(args: ExportArgs) -> anyhow::Result<()> {
         Some(_) => Some(build_bioimageio(&args.package, &checkpoint.summary, &model, &onnx, &signature)?),
         None => None,
     };
+    let mut written = Vec::new();
     if let Some(output) = &output {
-        println!("{}", export::write_onnx(output, &onnx, checkpoint.summary.clone())?);
+        written.push(export::write_onnx(output, &onnx, checkpoint.summary.clone())?.to_string());
     }
     if let (Some(path), Some(files)) = (&args.bioimageio, &package) {
-        println!("{}", bioimageio::write_package(path, files, &args.checkpoint)?);
+        written.push(bioimageio::write_package(path, files, &args.checkpoint)?.to_string());
     }
     if let Some(dir) = &args.triton {
-        println!(
-            "{}",
-            triton::write_repository(dir, &args.package.name, &signature, &onnx, &args.checkpoint)?
+        written.push(
+            triton::write_repository(dir, &args.package.name, &signature, &onnx, &args.checkpoint)?.to_string(),
         );
     }
-    Ok(())
+    Ok(written.join("\n"))
 }

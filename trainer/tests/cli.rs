@@ -1,11 +1,11 @@
-//! The `trainer train` command end to end on small synthetic data: outputs, determinism, resume, and a clear
-//! one-line error with a non-zero exit for each bad input.
+//! The `trainer train` command end to end on small synthetic data: outputs, determinism, resume, several
+//! pairs, validation, and a clear one-line error with a non-zero exit for each bad input.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 
 use trainer::checkpoint::Checkpoint;
-use trainer::train::read_loss_csv;
+use trainer::train::{read_loss_csv, read_val_csv};
 
 /// A W x H image with a bright disk (foreground in the mask) on a darker textured background.
 fn write_pair(dir: &Path, w: u32, h: u32) -> (PathBuf, PathBuf) {
@@ -134,18 +134,43 @@ fn bad_inputs_fail_cleanly() {
     let it = ["--iterations", "2", "--crop", "16"];
 
     let missing = dir.path().join("nope.png");
-    assert_clean_failure(&train(&missing, &mask, &out, &it), &["cannot read image", "nope.png"]);
+    assert_clean_failure(&train(&missing, &mask, &out, &it), &["--image", "nope.png", "No such file"]);
 
     let corrupt = dir.path().join("corrupt.png");
     std::fs::write(&corrupt, b"\x89PNG\r\n\x1a\nthis is not a png").unwrap();
-    assert_clean_failure(&train(&corrupt, &mask, &out, &it), &["cannot read image", "corrupt.png"]);
+    assert_clean_failure(&train(&corrupt, &mask, &out, &it), &["--image", "cannot read it", "corrupt.png"]);
 
     let (_, small_mask) = write_pair(&dir.path().join("small").tap_mkdir(), 20, 36);
-    assert_clean_failure(&train(&img, &small_mask, &out, &it), &["mask is 20x36", "image is 40x36"]);
+    assert_clean_failure(
+        &train(&img, &small_mask, &out, &it),
+        &["--mask", "mask is 20x36", "image is 40x36"],
+    );
 
     let gray = dir.path().join("gray.png");
     image::GrayImage::from_fn(40, 36, |x, _| image::Luma([(x * 6) as u8])).save(&gray).unwrap();
-    assert_clean_failure(&train(&img, &gray, &out, &it), &["exactly two values", "found 40", "0, 6, 12"]);
+    assert_clean_failure(
+        &train(&img, &gray, &out, &it),
+        &["--mask", "exactly two values", "found 40", "0, 6, 12"],
+    );
+
+    // A huge --batch or --crop is refused with the reason: the product never wraps into a small number.
+    for (batch, crop) in
+        [("4294967296", "4294967296"), ("18446744073709551615", "2"), ("1", "9223372036854775808")]
+    {
+        assert_clean_failure(
+            &train(&img, &mask, &out, &["--batch", batch, "--crop", crop]),
+            &["budget of 65536"],
+        );
+    }
+    // Settings that cannot train are refused before any work, naming the flag.
+    for lr in ["--lr=NaN", "--lr=inf", "--lr=0", "--lr=-0.001"] {
+        assert_clean_failure(&train(&img, &mask, &out, &[lr]), &["--lr must be a finite number above 0"]);
+    }
+    assert_clean_failure(
+        &train(&img, &mask, &out, &["--iterations", "0"]),
+        &["--iterations must be at least 1"],
+    );
+    assert_clean_failure(&train(&img, &mask, &out, &["--val-fraction", "1.5"]), &["--val-fraction must be"]);
 
     assert_clean_failure(
         &train(&img, &mask, &out, &["--batch", "2", "--crop", "256"]),
@@ -158,26 +183,249 @@ fn bad_inputs_fail_cleanly() {
             &["without CUDA support"],
         );
     }
-    assert!(!out.join("checkpoint.safetensors").exists(), "no output from failed runs");
+    assert!(!out.exists(), "no output from failed runs");
+}
+
+/// Runs the trainer with a deadline: an input that blocks (a FIFO) must fail, not hang the test.
+fn trainer_within(args: &[&str], seconds: u64) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_trainer"))
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!("trainer {args:?} still running after {seconds} s");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    child.wait_with_output().unwrap()
+}
+
+/// CRC-32 (PNG's) of `bytes`, to forge a PNG header.
+fn crc32(bytes: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &b in bytes {
+        crc ^= b as u32;
+        for _ in 0..8 {
+            crc = if crc & 1 == 1 { (crc >> 1) ^ 0xEDB8_8320 } else { crc >> 1 };
+        }
+    }
+    !crc
 }
 
 #[test]
-fn a_diverging_loss_stops_and_keeps_the_last_good_checkpoint() {
+fn hostile_inputs_fail_cleanly_without_hanging_or_allocating() {
     let dir = tempfile::tempdir().unwrap();
     let (img, mask) = write_pair(dir.path(), 40, 36);
     let out = dir.path().join("out");
+    let s = |p: &Path| p.to_str().unwrap().to_string();
+    let run = |image: &Path, mask: &Path| {
+        let args = [
+            "train",
+            "--quiet",
+            "--iterations",
+            "1",
+            "--crop",
+            "16",
+            "--out",
+            &s(&out),
+            "--image",
+            &s(image),
+        ];
+        trainer_within(&[&args[..], &["--mask", &s(mask)]].concat(), 60)
+    };
+
+    // A truncated JPEG (the decoder would fill the missing part in) is an error, not training data.
+    let jpeg = dir.path().join("cut.jpg");
+    image::open(&img).unwrap().save(&jpeg).unwrap();
+    let bytes = std::fs::read(&jpeg).unwrap();
+    std::fs::write(&jpeg, &bytes[..bytes.len() * 2 / 3]).unwrap();
+    assert_clean_failure(&run(&jpeg, &mask), &["--image", "cut.jpg", "truncated"]);
+
+    // A FIFO would block a reader forever: refused without opening it.
+    let fifo = dir.path().join("fifo.png");
+    assert!(Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    assert_clean_failure(&run(&img, &fifo), &["--mask", "fifo.png", "not a regular file"]);
+    assert_clean_failure(&run(dir.path(), &mask), &["--image", "not a regular file"]);
+
+    // A 69-byte PNG whose header claims 200,000 x 200,000 pixels: refused from the header, with the limit.
+    let mut png = Vec::new();
+    image::RgbImage::new(1, 1)
+        .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+        .unwrap();
+    png[16..20].copy_from_slice(&200_000u32.to_be_bytes());
+    png[20..24].copy_from_slice(&200_000u32.to_be_bytes());
+    let crc = crc32(&png[12..29]);
+    png[29..33].copy_from_slice(&crc.to_be_bytes());
+    let bomb = dir.path().join("bomb.png");
+    std::fs::write(&bomb, &png).unwrap();
+    assert_clean_failure(
+        &run(&bomb, &mask),
+        &["--image", "bomb.png", "200000x200000", "limit of 100000000 pixels"],
+    );
+    assert!(!out.exists());
+}
+
+#[test]
+fn outputs_never_overwrite_inputs() {
+    let dir = tempfile::tempdir().unwrap();
+    let (img, mask) = write_pair(dir.path(), 40, 36);
+    let before = std::fs::read(&img).unwrap();
+    // --out whose loss.png is the training image (a hard link to it).
+    let out = dir.path().join("out").tap_mkdir();
+    std::fs::hard_link(&img, out.join("loss.png")).unwrap();
+    let o = train(&img, &mask, &out, &["--iterations", "2", "--crop", "16"]);
+    assert_clean_failure(&o, &["loss.png is the same file as --image"]);
+    // --out = the folder of the inputs, whose mask is named loss.csv.
+    let csv_mask = dir.path().join("loss.csv");
+    std::fs::copy(&mask, &csv_mask).unwrap();
+    let o = train(&img, &csv_mask, dir.path(), &["--iterations", "2", "--crop", "16"]);
+    assert_clean_failure(&o, &["loss.csv is the same file as --mask"]);
+    assert_eq!(std::fs::read(&img).unwrap(), before);
+
+    // export --output onto its own --checkpoint (the same path, or a link to it) is refused.
+    let run = dir.path().join("run");
+    assert!(train(&img, &mask, &run, &["--iterations", "2", "--crop", "16"]).status.success());
+    let ck = run.join("checkpoint.safetensors");
+    let ck_bytes = std::fs::read(&ck).unwrap();
+    let link = dir.path().join("link.onnx");
+    std::os::unix::fs::symlink(&ck, &link).unwrap();
+    for output in [ck.clone(), run.join(".").join("checkpoint.safetensors"), link] {
+        let o =
+            trainer(&["export", "--checkpoint", ck.to_str().unwrap(), "--output", output.to_str().unwrap()]);
+        assert_clean_failure(&o, &["--output", "is the same file as --checkpoint"]);
+    }
+    assert_eq!(std::fs::read(&ck).unwrap(), ck_bytes);
+}
+
+#[test]
+fn a_closed_or_full_stdout_never_panics() {
+    let dir = tempfile::tempdir().unwrap();
+    let (img, mask) = write_pair(dir.path(), 40, 36);
+    let out = dir.path().join("out");
+    assert!(train(&img, &mask, &out, &["--iterations", "2", "--crop", "16"]).status.success());
+    let ck = out.join("checkpoint.safetensors");
+    let onnx = dir.path().join("m.onnx");
+    let export = ["export", "--checkpoint", ck.to_str().unwrap(), "--output", onnx.to_str().unwrap()];
+    // A full stdout: one line on stderr, exit 1.
+    let full = std::fs::OpenOptions::new().write(true).open("/dev/full").unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_trainer")).args(export).stdout(full).output().unwrap();
+    assert_clean_failure(&o, &["cannot write to stdout", "No space left"]);
+    // A closed pipe (`| head -0`): a quiet exit, for the result line and for --help alike.
+    for args in [&export[..], &["train", "--help"][..]] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_trainer"))
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take());
+        let o = child.wait_with_output().unwrap();
+        assert_eq!(o.status.code(), Some(0), "{args:?}: {}", stderr(&o));
+        assert!(stderr(&o).is_empty(), "{args:?}: {}", stderr(&o));
+    }
+    // An argument clap refuses: one line too.
+    let o = trainer(&["train", "--image", "a", "--mask", "b", "--iterations", "many"]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("--iterations") && err.contains("many"), "{err}");
+}
+
+#[test]
+fn a_failed_run_leaves_an_earlier_run_as_it_was() {
+    let dir = tempfile::tempdir().unwrap();
+    let (img, mask) = write_pair(dir.path(), 40, 36);
+    let out = dir.path().join("out");
+    let common = ["--batch", "2", "--crop", "16", "--val-fraction", "0.25"];
+    let o = train(&img, &mask, &out, &[&["--iterations", "4"][..], &common].concat());
+    assert!(o.status.success(), "{}", stderr(&o));
+    let snapshot = |dir: &Path| {
+        let mut files: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap())
+            .map(|e| (e.file_name().to_string_lossy().into_owned(), std::fs::read(e.path()).unwrap()))
+            .collect();
+        files.sort();
+        files
+    };
+    let before = snapshot(&out);
+    assert_eq!(before.len(), 5, "checkpoint, best, loss.csv, loss.png, val.csv");
+    // A new run whose loss diverges before its first checkpoint: the earlier run is untouched.
     let o = train(
         &img,
         &mask,
         &out,
-        &["--iterations", "50", "--batch", "2", "--crop", "16", "--lr", "1e38", "--checkpoint-every", "1"],
+        &[&["--iterations", "50", "--lr", "1e38", "--checkpoint-every", "0"][..], &common[..4]].concat(),
     );
-    assert_clean_failure(&o, &["the loss became", "last good checkpoint (iteration", "Lower --lr"]);
-    let ck = Checkpoint::load(&out.join("checkpoint.safetensors"), &candle_core::Device::Cpu).unwrap();
-    assert!(ck.summary.final_loss.is_finite());
-    assert!(ck.summary.iterations >= 1 && ck.summary.iterations < 50);
+    // The loss or the weights become non-finite, whichever is seen first.
+    assert_clean_failure(&o, &["non-finite", "No checkpoint had been written yet", "Lower --lr"]);
+    assert_eq!(snapshot(&out), before);
+    // A new run with a bad input: untouched too.
+    let o = train(&img, &dir.path().join("none.png"), &out, &["--iterations", "3"]);
+    assert_clean_failure(&o, &["--mask"]);
+    assert_eq!(snapshot(&out), before);
+    // A new run without validation that succeeds replaces the whole run: no val.csv or best model of the
+    // earlier run stays beside it.
+    let o = train(&img, &mask, &out, &["--iterations", "3", "--batch", "2", "--crop", "16"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let names: Vec<String> = snapshot(&out).into_iter().map(|f| f.0).collect();
+    assert_eq!(names, ["checkpoint.safetensors", "loss.csv", "loss.png"]);
+}
+
+#[test]
+fn resume_rebuilds_the_logs_from_the_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let (img, mask) = write_pair(dir.path(), 40, 36);
+    let out = dir.path().join("out");
+    let common = ["--batch", "2", "--crop", "16", "--checkpoint-every", "3", "--lr-schedule", "constant"];
+    let o = train(&img, &mask, &out, &[&["--iterations", "6"][..], &common].concat());
+    assert!(o.status.success(), "{}", stderr(&o));
+    let full = read_loss_csv(&out.join("loss.csv"));
+    // As if a kill had come between the checkpoint's rename and loss.csv's, in an older version: the log
+    // is behind the checkpoint. Resuming rebuilds it from the checkpoint's own history, with no gap.
+    std::fs::write(out.join("loss.csv"), "iteration,loss\n1,0.5\n").unwrap();
+    let ck = out.join("checkpoint.safetensors");
+    let o = train(
+        &img,
+        &mask,
+        &out,
+        &[&["--iterations", "9", "--resume", ck.to_str().unwrap()][..], &common].concat(),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let resumed = read_loss_csv(&out.join("loss.csv"));
+    assert_eq!(resumed.iter().map(|r| r.0).collect::<Vec<_>>(), (1..=9).collect::<Vec<_>>());
+    assert_eq!(resumed[..6], full[..]);
+    let ck = Checkpoint::load(&ck, &candle_core::Device::Cpu).unwrap();
+    assert_eq!(ck.history.loss_rows(), resumed);
+}
+
+#[test]
+fn a_diverging_run_stops_and_keeps_the_last_good_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let (img, mask) = write_pair(dir.path(), 40, 36);
+    let out = dir.path().join("out");
+    let common = ["--batch", "2", "--crop", "16", "--checkpoint-every", "1"];
+    assert!(train(&img, &mask, &out, &[&["--iterations", "3"][..], &common].concat()).status.success());
+    // Resumed with an absurd rate: the weights (or the loss) become non-finite at once.
+    let ck = out.join("checkpoint.safetensors");
+    let resume = ["--iterations", "50", "--lr", "1e38", "--resume", ck.to_str().unwrap()];
+    let o = train(&img, &mask, &out, &[&resume[..], &common].concat());
+    assert_clean_failure(&o, &["non-finite", "last good checkpoint (iteration", "Lower --lr"]);
+    let ck = Checkpoint::load(&ck, &candle_core::Device::Cpu).unwrap();
+    assert!((3..50).contains(&ck.summary.iterations));
+    assert!(ck.check_values().is_ok(), "a checkpoint holds a non-finite value");
     let losses = read_loss_csv(&out.join("loss.csv"));
-    assert!(losses.iter().all(|l| l.1.is_finite()));
+    assert!(losses.len() >= ck.summary.iterations && losses.iter().all(|l| l.1.is_finite()));
+    // A fresh run that diverges before its first checkpoint writes nothing.
+    let fresh = dir.path().join("fresh");
+    let o = train(&img, &mask, &fresh, &[&["--iterations", "50", "--lr", "1e38"][..], &common].concat());
+    assert_clean_failure(&o, &["non-finite", "No checkpoint had been written yet"]);
+    assert!(!fresh.exists());
 }
 
 trait TapMkdir {
@@ -188,4 +436,222 @@ impl TapMkdir for PathBuf {
         std::fs::create_dir_all(&self).unwrap();
         self
     }
+}
+
+/// Like `write_pair`, with the image saved under `name` (its extension picks the format) and the mask as
+/// `mask_name`, and the disk shifted by `shift` px so that the pairs differ.
+fn write_named_pair(
+    dir: &Path,
+    w: u32,
+    h: u32,
+    shift: u32,
+    name: &str,
+    mask_name: &str,
+) -> (PathBuf, PathBuf) {
+    let (cx, cy, r) = (w as f32 / 2.0 + shift as f32, h as f32 / 2.0, w.min(h) as f32 / 3.0);
+    let inside = |x: u32, y: u32| (x as f32 - cx).powi(2) + (y as f32 - cy).powi(2) < r * r;
+    let img = image::RgbImage::from_fn(w, h, |x, y| {
+        let t = ((x * 7 + y * 13) % 40) as u8;
+        if inside(x, y) {
+            image::Rgb([200 + t / 2, 180 + t, 150])
+        } else {
+            image::Rgb([40 + t, 60, 30 + t])
+        }
+    });
+    let mask = image::GrayImage::from_fn(w, h, |x, y| image::Luma([if inside(x, y) { 255 } else { 0 }]));
+    let (ip, mp) = (dir.join(name), dir.join(mask_name));
+    img.save(&ip).unwrap();
+    mask.save(&mp).unwrap();
+    (ip, mp)
+}
+
+fn trainer_ok(args: &[&str]) -> Output {
+    let o = trainer(args);
+    assert!(o.status.success(), "{args:?}: {}", stderr(&o));
+    o
+}
+
+#[test]
+fn several_pairs_by_flags_or_folder_train_the_same_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (images, masks) = (data.join("images").tap_mkdir(), data.join("masks").tap_mkdir());
+    // Mixed sizes and formats: a PNG and a (lossy, complete) JPEG.
+    let (a, am) = write_named_pair(dir.path(), 40, 36, 0, "a.png", "a_mask.png");
+    let (b, bm) = write_named_pair(dir.path(), 64, 30, 5, "b.jpg", "b_mask.png");
+    let moved = [
+        (a, images.join("a.png")),
+        (b, images.join("b.jpg")),
+        (am, masks.join("a.png")),
+        (bm, masks.join("b.png")),
+    ];
+    for (from, to) in &moved {
+        std::fs::rename(from, to).unwrap();
+    }
+    let [a, b, am, bm] = moved.map(|(_, to)| to);
+    let s = |p: &Path| p.to_str().unwrap().to_string();
+    let common =
+        ["train", "--quiet", "--iterations", "6", "--batch", "2", "--crop", "16", "--val-fraction", "0.25"];
+    let by_flags = dir.path().join("flags");
+    let pairs = ["--image", &s(&a), "--mask", &s(&am), "--image", &s(&b), "--mask", &s(&bm)];
+    let o = trainer_ok(&[&common[..], &pairs, &["--out", &s(&by_flags)]].concat());
+    assert!(String::from_utf8_lossy(&o.stdout).contains("on 2 image(s)"));
+    let by_folder = dir.path().join("folder");
+    trainer_ok(&[&common[..], &["--data", &s(&data), "--out", &s(&by_folder)]].concat());
+    // Sorted by stem, the folder gives the pairs of the flags in the same order: the same run.
+    let curve = |d: &Path| read_loss_csv(&d.join("loss.csv"));
+    assert_eq!(curve(&by_flags), curve(&by_folder));
+    assert_eq!(read_val_csv(&by_flags.join("val.csv")), read_val_csv(&by_folder.join("val.csv")));
+    let ck = Checkpoint::load(&by_folder.join("checkpoint.safetensors"), &candle_core::Device::Cpu).unwrap();
+    assert_eq!((ck.summary.image.as_str(), ck.summary.mask.as_str()), ("a.png, b.jpg", "a.png, b.png"));
+    // Another order of the pairs is another run (crops are drawn by image index).
+    let swapped = dir.path().join("swapped");
+    let pairs = ["--image", &s(&b), "--mask", &s(&bm), "--image", &s(&a), "--mask", &s(&am)];
+    trainer_ok(&[&common[..], &pairs, &["--out", &s(&swapped)]].concat());
+    assert_ne!(curve(&by_flags), curve(&swapped));
+
+    // Each bad pair is named: its flag (with its position) and its file.
+    let out = s(&dir.path().join("bad"));
+    let (_, wrong) = write_named_pair(dir.path(), 20, 20, 0, "w.png", "w_mask.png");
+    let pairs = ["--image", &s(&a), "--mask", &s(&am), "--image", &s(&b), "--mask", &s(&wrong)];
+    let o = trainer(&[&common[..], &pairs, &["--out", &out]].concat());
+    assert_clean_failure(&o, &["--mask #2", "w_mask.png", "mask is 20x20", "image is 64x30"]);
+    let o = trainer(
+        &[&common[..], &["--image", &s(&a), "--image", &s(&b), "--mask", &s(&am), "--out", &out]].concat(),
+    );
+    assert_clean_failure(&o, &["2 --image but 1 --mask"]);
+    std::fs::copy(&wrong, masks.join("b.png")).unwrap();
+    let o = trainer(&[&common[..], &["--data", &s(&data), "--out", &out]].concat());
+    assert_clean_failure(&o, &["--data mask", "b.png", "mask is 20x20"]);
+    std::fs::remove_file(masks.join("b.png")).unwrap();
+    let o = trainer(&[&common[..], &["--data", &s(&data), "--out", &out]].concat());
+    assert_clean_failure(&o, &["--data", "no mask in masks/ for images/b.jpg"]);
+    let o = trainer(&[&common[..], &["--data", &s(&dir.path().join("nothing")), "--out", &out]].concat());
+    assert_clean_failure(&o, &["--data", "cannot list", "images"]);
+}
+
+#[test]
+fn validation_logs_val_csv_and_keeps_the_best_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let (img, mask) = write_pair(dir.path(), 48, 40);
+    let (vi, vm) = write_named_pair(dir.path(), 50, 34, 3, "val.png", "val_mask.png");
+    let out = dir.path().join("out");
+    let s = |p: &Path| p.to_str().unwrap().to_string();
+    let args = [
+        "train",
+        "--quiet",
+        "--image",
+        &s(&img),
+        "--mask",
+        &s(&mask),
+        "--val-image",
+        &s(&vi),
+        "--val-mask",
+        &s(&vm),
+        "--iterations",
+        "40",
+        "--batch",
+        "2",
+        "--crop",
+        "16",
+        "--lr",
+        "0.01",
+        "--val-every",
+        "5",
+        "--out",
+        &s(&out),
+    ];
+    let o = trainer_ok(&args);
+    let val = read_val_csv(&out.join("val.csv"));
+    assert_eq!(val.iter().map(|r| r.iteration).collect::<Vec<_>>(), (5..=40).step_by(5).collect::<Vec<_>>());
+    assert!(val.iter().all(|r| (0.0..=1.0).contains(&r.iou) && r.dice >= r.iou && r.loss > 0.0));
+    assert!(std::fs::read_to_string(out.join("val.csv"))
+        .unwrap()
+        .starts_with("iteration,loss,iou,dice,accuracy\n"));
+    // best.safetensors is the argmax of val.csv (the first of equal ones), with its iteration and IoU.
+    let best_row = val.iter().fold(val[0], |b, r| if r.iou > b.iou { *r } else { b });
+    let best = Checkpoint::load(&out.join("best.safetensors"), &candle_core::Device::Cpu).unwrap();
+    assert_eq!(best.summary.iterations, best_row.iteration);
+    assert_eq!(best.history.validation.last(), Some(&best_row));
+    let bytes = std::fs::read(out.join("best.safetensors")).unwrap();
+    let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+    let meta = header.metadata().clone().unwrap();
+    assert_eq!(meta["best_iteration"], best_row.iteration.to_string());
+    assert_eq!(meta["best_val_iou"], best_row.iou.to_string());
+    // checkpoint.safetensors stays the last.
+    let last = Checkpoint::load(&out.join("checkpoint.safetensors"), &candle_core::Device::Cpu).unwrap();
+    assert_eq!(last.summary.iterations, 40);
+    // The closing line names the best iteration and IoU; loss.png has the second panel.
+    let line = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(
+        line.contains(&format!(
+            "best validation IoU {:.4} at iteration {}",
+            best_row.iou, best_row.iteration
+        )),
+        "{line}"
+    );
+    assert!(image::open(out.join("loss.png")).unwrap().height() > 600);
+    // The best model exports like any checkpoint.
+    let onnx = dir.path().join("best.onnx");
+    trainer_ok(&["export", "--checkpoint", &s(&out.join("best.safetensors")), "--output", &s(&onnx)]);
+    assert!(std::fs::metadata(&onnx).unwrap().len() > 40_000);
+
+    // A bad validation pair is named.
+    let bad = s(&dir.path().join("bad"));
+    let wrong = ["--val-image", &s(&vi), "--val-mask", &s(&mask)];
+    let o = trainer(&[&args[..6], &wrong, &["--out", &bad]].concat());
+    assert_clean_failure(&o, &["--val-mask", "mask.png", "mask is 48x40", "image is 50x34"]);
+    let o = trainer(&[&args[..6], &["--val-image", &s(&vi), "--out", &bad]].concat());
+    assert_clean_failure(&o, &["1 --val-image but 0 --val-mask"]);
+    let o = trainer(
+        &[&args[..6], &["--val-image", &s(&vi), "--val-mask", &s(&dir.path().join("no.png")), "--out", &bad]]
+            .concat(),
+    );
+    assert_clean_failure(&o, &["--val-mask", "no.png"]);
+}
+
+#[test]
+fn resume_with_validation_continues_the_same_curves() {
+    let dir = tempfile::tempdir().unwrap();
+    let (img, mask) = write_pair(dir.path(), 40, 44);
+    let common = [
+        "--batch",
+        "2",
+        "--crop",
+        "16",
+        "--lr",
+        "0.01",
+        "--lr-schedule",
+        "constant",
+        "--val-fraction",
+        "0.25",
+        "--val-every",
+        "3",
+        "--checkpoint-every",
+        "3",
+    ];
+    let run = |name: &str, iterations: &str, resume: bool| {
+        let out = dir.path().join(name);
+        let ck = out.join("checkpoint.safetensors");
+        let resume_args = ["--resume", ck.to_str().unwrap()];
+        let extra = [&["--iterations", iterations][..], &common, if resume { &resume_args[..] } else { &[] }]
+            .concat();
+        let o = train(&img, &mask, &out, &extra);
+        assert!(o.status.success(), "{}", stderr(&o));
+        out
+    };
+    let whole = run("whole", "12", false);
+    run("parts", "6", false);
+    let parts = run("parts", "12", true);
+    for file in ["loss.csv", "val.csv"] {
+        let (a, b) = (
+            std::fs::read_to_string(whole.join(file)).unwrap(),
+            std::fs::read_to_string(parts.join(file)).unwrap(),
+        );
+        assert_eq!(a, b, "{file} differs after resume");
+    }
+    assert_eq!(read_val_csv(&whole.join("val.csv")).len(), 4);
+    let best = |d: &Path| Checkpoint::load(&d.join("best.safetensors"), &candle_core::Device::Cpu).unwrap();
+    assert_eq!(best(&whole).summary.iterations, best(&parts).summary.iterations);
+    assert_eq!(best(&whole).history, best(&parts).history);
 }

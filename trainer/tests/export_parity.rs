@@ -71,7 +71,7 @@ fn export_checkpoint_writes_the_checkpoint_network() {
     let dir = tempfile::tempdir().unwrap();
     let (ck_path, onnx_path) = (dir.path().join("checkpoint.safetensors"), dir.path().join("model.onnx"));
     let net = SegNet::random(5, NORM, &Device::Cpu).unwrap();
-    Checkpoint { net, summary: summary(), adam: None }.save(&ck_path).unwrap();
+    Checkpoint { net, summary: summary(), adam: None, history: Default::default() }.save(&ck_path).unwrap();
     let report = export::export_checkpoint(&ck_path, &onnx_path).unwrap();
     let written = std::fs::read(&onnx_path).unwrap();
     assert_eq!(report.bytes, written.len());
@@ -122,7 +122,7 @@ fn a_wrong_shaped_checkpoint_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     let (good, bad) = (dir.path().join("good.safetensors"), dir.path().join("bad.safetensors"));
     let net = SegNet::random(6, NORM, &Device::Cpu).unwrap();
-    Checkpoint { net, summary: summary(), adam: None }.save(&good).unwrap();
+    Checkpoint { net, summary: summary(), adam: None, history: Default::default() }.save(&good).unwrap();
     // Same file with conv3.weight given a 5x5 kernel instead of 3x3, metadata kept.
     let bytes = std::fs::read(&good).unwrap();
     let metadata = safetensors::SafeTensors::read_metadata(&bytes).unwrap().1.metadata().clone();
@@ -146,7 +146,7 @@ fn an_unwritable_output_names_the_path_and_keeps_the_previous_model() {
     let dir = tempfile::tempdir().unwrap();
     let ck_path = dir.path().join("checkpoint.safetensors");
     let net = SegNet::random(7, NORM, &Device::Cpu).unwrap();
-    Checkpoint { net, summary: summary(), adam: None }.save(&ck_path).unwrap();
+    Checkpoint { net, summary: summary(), adam: None, history: Default::default() }.save(&ck_path).unwrap();
     let output = dir.path().join("no_such_folder").join("model.onnx");
     let err = export_error(&ck_path, &output);
     assert!(matches!(err, ExportError::Write { .. }), "{err:?}");

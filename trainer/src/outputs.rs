@@ -1,0 +1,270 @@
+//! The run folder (`--out`): which files a run writes, in which order, and the guard that none of them is an
+//! input.
+//!
+//! Why the folder is always self-consistent: the checkpoint is the record of a run. Each save writes the
+//! logs first (loss.csv, val.csv, loss.png: every row up to this iteration), then the checkpoint, then
+//! best.safetensors when this iteration is the best validation so far, each file atomically. A kill between
+//! two of these renames leaves logs that cover the checkpoint's iterations and a best model no later than the
+//! checkpoint. Nothing is written before the first save, so a run that fails before it leaves an earlier
+//! run's files as they were; the first save of a new run removes the earlier run's checkpoint, best model
+//! and val.csv before writing its own logs, so files of two runs never stand side by side.
+
+use std::path::{Path, PathBuf};
+
+use crate::checkpoint::{History, ValRecord};
+use crate::fsutil::{self, FileIdentity};
+
+/// Where training writes.
+#[derive(Debug, Clone)]
+pub struct OutputPaths {
+    pub dir: PathBuf,
+    pub checkpoint: PathBuf,
+    pub best: PathBuf,
+    pub loss_csv: PathBuf,
+    pub val_csv: PathBuf,
+    pub loss_png: PathBuf,
+}
+
+impl OutputPaths {
+    pub fn new(dir: &Path) -> OutputPaths {
+        OutputPaths {
+            dir: dir.to_path_buf(),
+            checkpoint: dir.join("checkpoint.safetensors"),
+            best: dir.join("best.safetensors"),
+            loss_csv: dir.join("loss.csv"),
+            val_csv: dir.join("val.csv"),
+            loss_png: dir.join("loss.png"),
+        }
+    }
+
+    pub fn all(&self) -> [&PathBuf; 5] {
+        [&self.checkpoint, &self.best, &self.loss_csv, &self.val_csv, &self.loss_png]
+    }
+}
+
+/// An output that is also an input: writing it would destroy the input.
+#[derive(Debug, thiserror::Error, PartialEq)]
+#[error(
+    "--out {out}: the output {output} is the same file as {flag} {input}; choose another --out so that \
+     training does not overwrite its own input"
+)]
+pub struct OutputIsInput {
+    pub out: PathBuf,
+    pub output: PathBuf,
+    pub flag: String,
+    pub input: PathBuf,
+}
+
+/// Refuses an output folder where a file training writes is one of `inputs` (flag, path), through links too.
+pub fn check_outputs_are_not_inputs(
+    paths: &OutputPaths,
+    inputs: &[(String, PathBuf)],
+) -> Result<(), OutputIsInput> {
+    let inputs: Vec<(&String, &PathBuf, FileIdentity)> =
+        inputs.iter().map(|(flag, p)| (flag, p, FileIdentity::of(p))).collect();
+    for output in paths.all() {
+        let id = FileIdentity::of(output);
+        if let Some((flag, input, _)) = inputs.iter().find(|(_, _, i)| i.same_as(&id)) {
+            return Err(OutputIsInput {
+                out: paths.dir.clone(),
+                output: output.clone(),
+                flag: flag.to_string(),
+                input: input.to_path_buf(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// One file operation of a save.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Step {
+    /// Remove a file of an earlier run if it is there.
+    Remove(PathBuf),
+    /// Write a file atomically.
+    Write(PathBuf, Vec<u8>),
+}
+
+impl Step {
+    pub fn path(&self) -> &Path {
+        match self {
+            Step::Remove(p) | Step::Write(p, _) => p,
+        }
+    }
+
+    pub fn apply(&self) -> std::io::Result<()> {
+        match self {
+            Step::Remove(p) => match std::fs::remove_file(p) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+                _ => Ok(()),
+            },
+            Step::Write(p, bytes) => fsutil::write_atomic(p, bytes),
+        }
+    }
+}
+
+/// What one save writes, already encoded.
+pub struct SaveContent<'a> {
+    pub history: &'a History,
+    pub loss_png: Vec<u8>,
+    pub checkpoint: Vec<u8>,
+    /// The checkpoint bytes again when this iteration is the best validation so far.
+    pub best: Option<Vec<u8>>,
+    /// The first save of a run that did not resume: clear the files of an earlier run first.
+    pub first_of_new_run: bool,
+}
+
+/// The steps of one save, in the order that keeps the folder self-consistent (see the module comment).
+pub fn save_steps(paths: &OutputPaths, content: SaveContent) -> Vec<Step> {
+    let mut steps = Vec::new();
+    if content.first_of_new_run {
+        // The best model first: it must never stand without the checkpoint of its run.
+        steps.push(Step::Remove(paths.best.clone()));
+        steps.push(Step::Remove(paths.checkpoint.clone()));
+    }
+    steps.push(Step::Write(paths.loss_csv.clone(), loss_csv(&content.history.loss_rows()).into_bytes()));
+    if content.history.validation.is_empty() {
+        steps.push(Step::Remove(paths.val_csv.clone()));
+    } else {
+        steps.push(Step::Write(paths.val_csv.clone(), val_csv(&content.history.validation).into_bytes()));
+    }
+    steps.push(Step::Write(paths.loss_png.clone(), content.loss_png));
+    steps.push(Step::Write(paths.checkpoint.clone(), content.checkpoint));
+    if let Some(best) = content.best {
+        steps.push(Step::Write(paths.best.clone(), best));
+    }
+    steps
+}
+
+/// `iteration,loss` with one row per iteration.
+pub fn loss_csv(losses: &[(usize, f32)]) -> String {
+    let mut s = String::from("iteration,loss\n");
+    for (i, l) in losses {
+        s.push_str(&format!("{i},{l}\n"));
+    }
+    s
+}
+
+/// `iteration,loss,iou,dice,accuracy` with one row per validation.
+pub fn val_csv(records: &[ValRecord]) -> String {
+    let mut s = String::from("iteration,loss,iou,dice,accuracy\n");
+    for r in records {
+        s.push_str(&format!("{},{},{},{},{}\n", r.iteration, r.loss, r.iou, r.dice, r.accuracy));
+    }
+    s
+}
+
+/// The rows of an existing loss.csv; unreadable rows (or no file) give nothing.
+pub fn read_loss_csv(path: &Path) -> Vec<(usize, f32)> {
+    let Ok(text) = std::fs::read_to_string(path) else { return Vec::new() };
+    text.lines()
+        .skip(1)
+        .filter_map(|line| {
+            let (i, l) = line.split_once(',')?;
+            Some((i.trim().parse().ok()?, l.trim().parse().ok()?))
+        })
+        .collect()
+}
+
+/// The rows of an existing val.csv; unreadable rows (or no file) give nothing.
+pub fn read_val_csv(path: &Path) -> Vec<ValRecord> {
+    let Ok(text) = std::fs::read_to_string(path) else { return Vec::new() };
+    text.lines()
+        .skip(1)
+        .filter_map(|line| {
+            let f: Vec<&str> = line.split(',').map(str::trim).collect();
+            let [i, loss, iou, dice, acc] = f[..] else { return None };
+            Some(ValRecord {
+                iteration: i.parse().ok()?,
+                loss: loss.parse().ok()?,
+                iou: iou.parse().ok()?,
+                dice: dice.parse().ok()?,
+                accuracy: acc.parse().ok()?,
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn logs_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("loss.csv");
+        let rows = vec![(1, 0.5f32), (2, 0.25)];
+        std::fs::write(&path, loss_csv(&rows)).unwrap();
+        assert!(loss_csv(&rows).starts_with("iteration,loss\n1,0.5\n"));
+        assert_eq!(read_loss_csv(&path), rows);
+        let records = vec![ValRecord { iteration: 50, loss: 0.3, iou: 0.8, dice: 0.9, accuracy: 0.95 }];
+        let path = dir.path().join("val.csv");
+        std::fs::write(&path, val_csv(&records)).unwrap();
+        assert!(val_csv(&records).starts_with("iteration,loss,iou,dice,accuracy\n50,0.3,0.8,0.9,0.95\n"));
+        assert_eq!(read_val_csv(&path), records);
+    }
+
+    #[test]
+    fn logs_come_before_the_checkpoint_and_the_best_model_after_it() {
+        let paths = OutputPaths::new(Path::new("out"));
+        let history = History { losses: vec![0.5; 3], validation: Vec::new() };
+        let content = |first, best: Option<Vec<u8>>| SaveContent {
+            history: &history,
+            loss_png: vec![1],
+            checkpoint: vec![2],
+            best,
+            first_of_new_run: first,
+        };
+        let order = |steps: Vec<Step>| -> Vec<String> {
+            steps
+                .iter()
+                .map(|s| {
+                    let verb = if matches!(s, Step::Remove(_)) { "rm" } else { "write" };
+                    format!("{verb} {}", s.path().file_name().unwrap().to_string_lossy())
+                })
+                .collect()
+        };
+        assert_eq!(
+            order(save_steps(&paths, content(true, None))),
+            [
+                "rm best.safetensors",
+                "rm checkpoint.safetensors",
+                "write loss.csv",
+                "rm val.csv",
+                "write loss.png",
+                "write checkpoint.safetensors"
+            ]
+        );
+        assert_eq!(
+            order(save_steps(&paths, content(false, Some(vec![3])))),
+            [
+                "write loss.csv",
+                "rm val.csv",
+                "write loss.png",
+                "write checkpoint.safetensors",
+                "write best.safetensors"
+            ]
+        );
+    }
+
+    #[test]
+    fn an_output_that_is_an_input_is_refused_through_links() {
+        let dir = tempfile::tempdir().unwrap();
+        let image = dir.path().join("photo.png");
+        std::fs::write(&image, b"x").unwrap();
+        let inputs = vec![("--image".to_string(), image.clone())];
+        // loss.png of --out is the image itself.
+        let out = dir.path().join("run");
+        std::fs::create_dir(&out).unwrap();
+        std::fs::hard_link(&image, out.join("loss.png")).unwrap();
+        let err = check_outputs_are_not_inputs(&OutputPaths::new(&out), &inputs).unwrap_err();
+        assert!(err.to_string().contains("loss.png is the same file as --image"), "{err}");
+        // An input named loss.csv in the folder itself.
+        let csv = dir.path().join("loss.csv");
+        std::fs::write(&csv, b"x").unwrap();
+        let inputs = vec![("--mask #2".to_string(), csv)];
+        let err = check_outputs_are_not_inputs(&OutputPaths::new(dir.path()), &inputs).unwrap_err();
+        assert_eq!(err.flag, "--mask #2");
+        assert!(check_outputs_are_not_inputs(&OutputPaths::new(&dir.path().join("new")), &inputs).is_ok());
+    }
+}
