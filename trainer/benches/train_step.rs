@@ -2,8 +2,9 @@
 //! candle's own ops against the fast kernels of `trainer::ops`, side by side in one run.
 //!
 //! `cargo bench -p trainer --bench train_step [-- --steps N] [--only fast|reference] [--breakdown]
-//! [--profile OP] [--im2col]` (`--im2col`: im2col + gemm instead of the direct kernels; `--breakdown`: seconds per op at 1 x 256^2 instead of whole steps; `--profile OP`: run
-//! only OP, once plus N times, for an instruction count under valgrind: scripts/profile_ops.sh).
+//! [--profile] [--im2col]` (`--breakdown`: seconds per op at 1 x 256^2 instead of whole steps; `--profile`:
+//! every op once, under its own function name, for callgrind: scripts/profile_ops.sh; `--im2col`: im2col +
+//! gemm instead of the direct kernels).
 
 use std::time::Instant;
 
@@ -190,18 +191,73 @@ fn breakdown(reps: usize) -> Result<()> {
     })
 }
 
-/// Runs only `op`, once plus `reps` times: `valgrind --tool=callgrind` of this with two values of `reps`
-/// gives the op's instructions per call by difference, without the setup.
-fn profile(op: &str, reps: usize) -> Result<()> {
-    with_ops(|list| {
-        let names: Vec<String> = list.iter().map(|(n, _)| n.clone()).collect();
-        let Some((_, mut f)) = list.into_iter().find(|(n, _)| n == op) else {
-            candle_core::bail!("unknown op {op}; one of {}", names.join(" "))
-        };
-        for _ in 0..=reps {
-            f()?;
+/// One distinctly named, never-inlined function per op index, so that callgrind reports each op's
+/// instructions inclusively under its own name (`op_marker_NN`); the constant keeps the bodies distinct
+/// (identical functions would be merged).
+macro_rules! op_markers {
+    ($($name:ident = $i:literal),*) => {
+        $(
+            #[inline(never)]
+            fn $name(f: &mut Timed) -> Result<()> {
+                std::hint::black_box($i);
+                f()
+            }
+        )*
+        fn run_marked(i: usize, f: &mut Timed) -> Result<()> {
+            match i {
+                $($i => $name(f),)*
+                _ => f(),
+            }
         }
-        Ok(())
+    };
+}
+op_markers!(
+    op_marker_00 = 0,
+    op_marker_01 = 1,
+    op_marker_02 = 2,
+    op_marker_03 = 3,
+    op_marker_04 = 4,
+    op_marker_05 = 5,
+    op_marker_06 = 6,
+    op_marker_07 = 7,
+    op_marker_08 = 8,
+    op_marker_09 = 9,
+    op_marker_10 = 10,
+    op_marker_11 = 11,
+    op_marker_12 = 12,
+    op_marker_13 = 13,
+    op_marker_14 = 14,
+    op_marker_15 = 15,
+    op_marker_16 = 16,
+    op_marker_17 = 17,
+    op_marker_18 = 18,
+    op_marker_19 = 19,
+    op_marker_20 = 20,
+    op_marker_21 = 21,
+    op_marker_22 = 22,
+    op_marker_23 = 23
+);
+
+/// For `valgrind --tool=callgrind`: runs every op once under its marker function (no warm-up: counts do
+/// not need one, and under valgrind it would double the run), all on one rayon worker so that the work done in parallel loops is counted under the marker
+/// (callgrind attributes costs per thread's call stack). Prints `op_marker_NN NAME` for each op.
+fn profile() -> Result<()> {
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+    pool.install(|| {
+        with_ops(|mut list| {
+            // AdamW's first call computes the gradients it applies: make that call before counting.
+            for (_, f) in list.iter_mut().filter(|(name, _)| name == "adamw") {
+                f()?;
+            }
+            for (i, (name, f)) in list.iter_mut().enumerate() {
+                println!("op_marker_{i:02} {name}");
+                run_marked(i, f)?;
+            }
+            Ok(())
+        })
     })
 }
 
@@ -216,8 +272,8 @@ fn main() -> Result<()> {
     if args.iter().any(|a| a == "--breakdown") {
         return breakdown(steps);
     }
-    if let Some(op) = value("--profile") {
-        return profile(&op, steps);
+    if args.iter().any(|a| a == "--profile") {
+        return profile();
     }
     println!("train_step: {steps} timed steps after 3 warm-up, {threads} threads");
     println!(

@@ -173,9 +173,7 @@ pub fn rdf_yaml(description: &Description, signature: &Signature, summary: &Trai
     let _ = writeln!(
         y,
         "    description: {}",
-        quoted(&format!(
-            "RGB scaled to [0, 1] (bytes / 255); even height and width; normalised inside the graph"
-        ))
+        quoted("RGB scaled to [0, 1] (bytes / 255); even height and width; normalised inside the graph")
     );
     y.push_str("    axes:\n      - type: batch\n");
     let _ = writeln!(y, "      - type: channel\n        channel_names: {}", quoted_list(&INPUT_CHANNELS));

@@ -61,9 +61,10 @@ fn unzip(path: &Path) -> HashMap<String, Vec<u8>> {
     (0..archive.len())
         .map(|i| {
             let mut file = archive.by_index(i).unwrap();
+            let name = file.name().unwrap().to_string();
             let mut bytes = Vec::new();
             file.read_to_end(&mut bytes).unwrap();
-            (file.name().to_string(), bytes)
+            (name, bytes)
         })
         .collect()
 }
