@@ -28,7 +28,7 @@ enum Command {
     /// Write a checkpoint as a self-describing ONNX file (opset 17): input `image` float32 (N,3,H,W) RGB in
     /// [0,1], outputs `logits` and `probabilities` (N,2,H,W); the input normalisation is inside the graph.
     /// Also as a bioimage.io package (--bioimageio) and a Triton model repository entry (--triton).
-    Export(ExportArgs),
+    Export(Box<ExportArgs>),
 }
 
 #[derive(clap::Args)]
@@ -319,7 +319,7 @@ fn main() {
     };
     let result = match cli.command {
         Command::Train(args) => run_train(*args).context("training failed"),
-        Command::Export(args) => run_export(args).context("export failed"),
+        Command::Export(args) => run_export(*args).context("export failed"),
     };
     let outcome = result.map_err(|e| format!("{e:#}")).and_then(|line| print_result(&line));
     if let Err(e) = outcome {
@@ -414,7 +414,8 @@ fn run_export(args: ExportArgs) -> anyhow::Result<String> {
     }
     if let Some(dir) = &args.triton {
         written.push(
-            triton::write_repository(dir, &args.package.name, &signature, &onnx, &args.checkpoint)?.to_string(),
+            triton::write_repository(dir, &args.package.name, &signature, &onnx, &args.checkpoint)?
+                .to_string(),
         );
     }
     Ok(written.join("\n"))

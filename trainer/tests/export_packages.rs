@@ -32,7 +32,9 @@ fn summary() -> TrainingSummary {
 fn setup(dir: &Path) -> (PathBuf, PathBuf) {
     let checkpoint = dir.join("checkpoint.safetensors");
     let net = SegNet::random(3, NORM, &Device::Cpu).unwrap();
-    Checkpoint { net, summary: summary(), adam: None }.save(&checkpoint).unwrap();
+    Checkpoint { net, summary: summary(), adam: None, history: Default::default() }
+        .save(&checkpoint)
+        .unwrap();
     let image = dir.join("image.png");
     image::RgbImage::from_fn(150, 90, |x, y| {
         image::Rgb([(x * 3) as u8, (y * 5) as u8, ((x * y) % 251) as u8])
