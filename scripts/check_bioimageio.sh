@@ -9,6 +9,7 @@
 #   - the Triton repository entry (config.pbtxt parsed as Triton's ModelConfig, names and dims);
 #   - scripts/predict_onnx.py against `runner predict` (identical masks, even and odd image sizes).
 set -euo pipefail
+export TQDM_DISABLE=1  # bioimageio.core's per-block progress bars would flood the CI log
 cd "$(dirname "$0")/.."
 venv=.venv-bioimageio
 requirements=scripts/requirements-bioimageio.txt

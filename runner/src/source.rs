@@ -210,8 +210,19 @@ impl ImageSource {
         ImageSource::new(Box::new(Cursor::new(bytes.to_vec())), name.to_string(), out)
     }
 
-    /// Reads an image from `input`, recognised by its first bytes.
-    pub fn new(mut input: Box<dyn Input>, name: String, out: Channels) -> Result<ImageSource, SourceError> {
+    /// Reads an image from `input`, recognised by its first bytes. A decoder that panics on a hostile file
+    /// gives an error, as everywhere in this module.
+    pub fn new(input: Box<dyn Input>, name: String, out: Channels) -> Result<ImageSource, SourceError> {
+        let label = name.clone();
+        crate::report::catch_panic(move || ImageSource::open_input(input, name, out))
+            .unwrap_or_else(|message| Err(decoder_panicked(&label, &message)))
+    }
+
+    fn open_input(
+        mut input: Box<dyn Input>,
+        name: String,
+        out: Channels,
+    ) -> Result<ImageSource, SourceError> {
         let decode = |reason: String| SourceError::Decode { name: name.clone(), reason };
         let mut head = [0u8; 8];
         let mut got = 0;
@@ -257,6 +268,12 @@ impl ImageSource {
 
     /// Appends the next `rows` rows (fewer at the end of the image) to `out`, converted.
     pub fn read_rows(&mut self, rows: usize, out: &mut Vec<u8>) -> Result<usize, SourceError> {
+        let name = self.name.clone();
+        crate::report::catch_panic(|| self.read_rows_unguarded(rows, out))
+            .unwrap_or_else(|message| Err(decoder_panicked(&name, &message)))
+    }
+
+    fn read_rows_unguarded(&mut self, rows: usize, out: &mut Vec<u8>) -> Result<usize, SourceError> {
         let rows = rows.min(self.height - self.next_row);
         let row_bytes = self.width * self.out.count();
         let start = out.len();
@@ -326,6 +343,10 @@ impl ImageSource {
             reason: reason.to_string(),
         }
     }
+}
+
+fn decoder_panicked(name: &str, message: &str) -> SourceError {
+    SourceError::Decode { name: name.to_string(), reason: format!("its decoder failed on it ({message})") }
 }
 
 /// Checks the header's size before anything is allocated for it.
