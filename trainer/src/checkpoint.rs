@@ -287,8 +287,8 @@ impl Checkpoint {
     }
 }
 
-/// The stored history; absent tensors (format 1) give an empty history. The loss history must cover exactly
-/// the checkpoint's iterations.
+/// The stored history; absent tensors (format 1) give an empty history. A loss history that is not empty must
+/// cover exactly the checkpoint's iterations.
 fn read_history(tensors: &HashMap<String, Tensor>, iterations: usize) -> Result<History, String> {
     let mut history = History::default();
     if let Some(t) = tensors.get(LOSS_HISTORY) {
@@ -296,7 +296,8 @@ fn read_history(tensors: &HashMap<String, Tensor>, iterations: usize) -> Result<
             .to_dtype(candle_core::DType::F32)
             .and_then(|t| t.to_vec1())
             .map_err(|e| format!("tensor `{LOSS_HISTORY}`: {e}"))?;
-        if history.losses.len() != iterations {
+        // Empty: a checkpoint made without a loss history (by a library caller); the CLI always records one.
+        if !history.losses.is_empty() && history.losses.len() != iterations {
             return Err(format!(
                 "tensor `{LOSS_HISTORY}` holds {} losses for {iterations} iterations",
                 history.losses.len()
@@ -354,6 +355,20 @@ mod tests {
         let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
         let meta = header.metadata().clone().unwrap();
         assert_eq!((meta["best_iteration"].as_str(), meta["best_val_iou"].as_str()), ("6", "0.75"));
+        // A history that does not cover the checkpoint's iterations is refused; an absent one is allowed.
+        let net = SegNet::random(5, norm, &Device::Cpu).unwrap();
+        let losses = vec![0.5; 3];
+        let short = Checkpoint {
+            net,
+            summary: summary(),
+            adam: None,
+            history: History { losses, validation: Vec::new() },
+        };
+        let err =
+            Checkpoint::from_bytes(&short.to_bytes().unwrap(), Path::new("x"), &Device::Cpu).err().unwrap();
+        assert!(err.to_string().contains("holds 3 losses for 12 iterations"), "{err}");
+        let none = Checkpoint { history: History::default(), ..short };
+        assert!(Checkpoint::from_bytes(&none.to_bytes().unwrap(), Path::new("x"), &Device::Cpu).is_ok());
         assert_eq!(back.net.normalization, norm);
         assert!(back.adam.is_none());
         for ((n1, t1), (n2, t2)) in ck.net.named_tensors().iter().zip(back.net.named_tensors()) {
