@@ -2,8 +2,8 @@
 //! candle's own ops against the fast kernels of `trainer::ops`, side by side in one run.
 //!
 //! `cargo bench -p trainer --bench train_step [-- --steps N] [--only fast|reference] [--breakdown]
-//! [--profile] [--im2col]` (`--breakdown`: seconds per op at 1 x 256^2 instead of whole steps; `--profile`:
-//! every op once, under its own function name, for callgrind: scripts/profile_ops.sh; `--im2col`: im2col +
+//! [--profile [--op OP]] [--im2col]` (`--breakdown`: seconds per op at 1 x 256^2 instead of whole steps;
+//! `--profile`: every op (or only OP) once, under its own function name, for callgrind: scripts/profile_ops.sh; `--im2col`: im2col +
 //! gemm instead of the direct kernels).
 
 use std::time::Instant;
@@ -241,13 +241,16 @@ op_markers!(
 /// For `valgrind --tool=callgrind`: runs every op once under its marker function (no warm-up: counts do
 /// not need one, and under valgrind it would double the run), all on one rayon worker so that the work done in parallel loops is counted under the marker
 /// (callgrind attributes costs per thread's call stack). Prints `op_marker_NN NAME` for each op.
-fn profile() -> Result<()> {
+fn profile(only: Option<&str>) -> Result<()> {
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(1)
         .build()
         .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
     pool.install(|| {
         with_ops(|mut list| {
+            if let Some(only) = only {
+                list.retain(|(name, _)| name == only);
+            }
             // AdamW's first call computes the gradients it applies: make that call before counting.
             for (_, f) in list.iter_mut().filter(|(name, _)| name == "adamw") {
                 f()?;
@@ -273,7 +276,7 @@ fn main() -> Result<()> {
         return breakdown(steps);
     }
     if args.iter().any(|a| a == "--profile") {
-        return profile();
+        return profile(value("--op").as_deref());
     }
     println!("train_step: {steps} timed steps after 3 warm-up, {threads} threads");
     println!(

@@ -226,7 +226,7 @@ unsafe fn forward_block(
     {
         let (i, wp, o) = (input.as_ptr(), w.as_ptr(), out.as_mut_ptr());
         match ob {
-            4 => avx::forward::<4>(i, c_stride, row_stride, c, k, wp, o, out_stride),
+            4 => avx::forward4(i, c_stride, row_stride, c, k, wp, o, out_stride),
             2 => avx::forward::<2>(i, c_stride, row_stride, c, k, wp, o, out_stride),
             _ => avx::forward::<1>(i, c_stride, row_stride, c, k, wp, o, out_stride),
         }
@@ -390,6 +390,63 @@ mod avx {
         }
         for (j, acc) in acc.iter().enumerate() {
             for (v, &a) in acc.iter().enumerate() {
+                _mm256_storeu_ps(out.add(j * out_stride + v * LANES), a);
+            }
+        }
+    }
+
+    /// [`forward`] for 4 channels with its 12 accumulators as named locals: with the generic version's
+    /// accumulator array kept in memory, conv2's forward counted 137 M instructions under callgrind (about
+    /// 43 per 12 FMAs), with this one 98 M.
+    #[target_feature(enable = "avx2,fma")]
+    #[allow(clippy::too_many_arguments)]
+    pub unsafe fn forward4(
+        input: *const f32,
+        c_stride: usize,
+        row_stride: usize,
+        c: usize,
+        k: usize,
+        w: *const f32,
+        out: *mut f32,
+        out_stride: usize,
+    ) {
+        let z = _mm256_setzero_ps();
+        let (mut a00, mut a01, mut a02, mut a10, mut a11, mut a12) = (z, z, z, z, z, z);
+        let (mut a20, mut a21, mut a22, mut a30, mut a31, mut a32) = (z, z, z, z, z, z);
+        let mut wp = w;
+        for ci in 0..c {
+            let plane = input.add(ci * c_stride);
+            for ky in 0..k {
+                let row = plane.add(ky * row_stride);
+                for kx in 0..k {
+                    let p = row.add(kx);
+                    let x0 = _mm256_loadu_ps(p);
+                    let x1 = _mm256_loadu_ps(p.add(LANES));
+                    let x2 = _mm256_loadu_ps(p.add(2 * LANES));
+                    let w0 = _mm256_broadcast_ss(&*wp);
+                    a00 = _mm256_fmadd_ps(w0, x0, a00);
+                    a01 = _mm256_fmadd_ps(w0, x1, a01);
+                    a02 = _mm256_fmadd_ps(w0, x2, a02);
+                    let w1 = _mm256_broadcast_ss(&*wp.add(1));
+                    a10 = _mm256_fmadd_ps(w1, x0, a10);
+                    a11 = _mm256_fmadd_ps(w1, x1, a11);
+                    a12 = _mm256_fmadd_ps(w1, x2, a12);
+                    let w2 = _mm256_broadcast_ss(&*wp.add(2));
+                    a20 = _mm256_fmadd_ps(w2, x0, a20);
+                    a21 = _mm256_fmadd_ps(w2, x1, a21);
+                    a22 = _mm256_fmadd_ps(w2, x2, a22);
+                    let w3 = _mm256_broadcast_ss(&*wp.add(3));
+                    a30 = _mm256_fmadd_ps(w3, x0, a30);
+                    a31 = _mm256_fmadd_ps(w3, x1, a31);
+                    a32 = _mm256_fmadd_ps(w3, x2, a32);
+                    wp = wp.add(4);
+                }
+            }
+        }
+        for (j, row) in
+            [[a00, a01, a02], [a10, a11, a12], [a20, a21, a22], [a30, a31, a32]].iter().enumerate()
+        {
+            for (v, &a) in row.iter().enumerate() {
                 _mm256_storeu_ps(out.add(j * out_stride + v * LANES), a);
             }
         }
