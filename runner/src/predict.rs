@@ -130,7 +130,7 @@ pub fn run_plan(
     progress: impl FnMut(usize),
 ) -> Result<Prediction, PredictError> {
     check_request(model, rgb, plan, options)?;
-    let mut passes = model.worker_passes(wanted(model, options))?;
+    let mut passes = model.worker_passes_for(wanted(model, options), plan.batches.len())?;
     run_whole(&mut passes, rgb, plan, options, progress)
 }
 
@@ -324,7 +324,7 @@ pub fn predict_stream(
     if options.logits && !model.has_logits() {
         return Err(PredictError::NoLogits);
     }
-    let mut passes = model.worker_passes(wanted(model, options))?;
+    let mut passes = model.worker_passes_for(wanted(model, options), plan.batches.len())?;
     let row_bytes = width * 3;
     let (sender, receiver) = mpsc::sync_channel::<Result<Vec<u8>, SourceError>>(1);
     let plan = &plan;

@@ -15,6 +15,9 @@ pub const PIXEL_BUDGET: usize = 65_536;
 pub const HALO: usize = 8;
 /// The smallest halo that keeps tiling exact (the network's receptive radius).
 pub const RECEPTIVE_RADIUS: usize = 7;
+/// Largest image side a plan is made for: keeps every coordinate sum far from overflow (a header may claim
+/// any size; the readers refuse what they cannot stream long before this).
+pub const MAX_SIDE: usize = 1 << 31;
 /// Default and largest square window side (256 x 256 = the pixel budget).
 pub const DEFAULT_TILE: usize = 256;
 
@@ -26,6 +29,8 @@ pub enum TilingError {
     Halo { halo: usize },
     #[error("the image is empty ({height}x{width})")]
     EmptyImage { height: usize, width: usize },
+    #[error("the image is {height}x{width}, over the largest side this runner plans for ({MAX_SIDE} px)")]
+    TooLarge { height: usize, width: usize },
 }
 
 /// A rectangle in pixel coordinates of the even-padded image.
@@ -152,11 +157,15 @@ pub fn plan(
     if height == 0 || width == 0 {
         return Err(TilingError::EmptyImage { height, width });
     }
+    if height > MAX_SIDE || width > MAX_SIDE {
+        return Err(TilingError::TooLarge { height, width });
+    }
     if halo < RECEPTIVE_RADIUS || halo % 2 != 0 {
         return Err(TilingError::Halo { halo });
     }
     let max = max_tile(budget);
-    let min = 2 * halo + 2;
+    // Checked: a halo near usize::MAX would wrap to a tiny minimum and let a wrong plan through.
+    let min = halo.checked_mul(2).and_then(|v| v.checked_add(2)).ok_or(TilingError::Halo { halo })?;
     if tile % 2 != 0 || tile < min || tile > max {
         return Err(TilingError::Tile { tile, min, max, budget });
     }
@@ -284,6 +293,15 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn absurd_sizes_are_errors_not_overflows() {
+        // Found by the tile_plan fuzz target: 2 * halo + 2 wrapped for a huge halo.
+        let huge = usize::MAX - 1;
+        assert_eq!(plan(10, 10, 256, huge, PIXEL_BUDGET), Err(TilingError::Halo { halo: huge }));
+        assert!(matches!(plan(usize::MAX, 10, 256, HALO, PIXEL_BUDGET), Err(TilingError::TooLarge { .. })));
+        assert!(matches!(plan(10, MAX_SIDE + 1, 256, HALO, PIXEL_BUDGET), Err(TilingError::TooLarge { .. })));
     }
 
     #[test]
