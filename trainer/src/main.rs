@@ -386,14 +386,24 @@ fn run_export(args: ExportArgs) -> anyhow::Result<String> {
     if args.bioimageio.is_some() {
         bioimageio::check_name(&args.package.name)?;
     }
-    let mut targets: Vec<PathBuf> = output.iter().chain(&args.bioimageio).cloned().collect();
+    // Every file the export writes, with the flag it comes from, so a refusal names the flag to change.
+    let mut targets: Vec<(&str, PathBuf)> = output.iter().map(|p| ("--output", p.clone())).collect();
+    targets.extend(args.bioimageio.iter().map(|p| ("--bioimageio", p.clone())));
     if let Some(dir) = &args.triton {
         let entry = dir.join(&args.package.name);
-        targets
-            .extend([entry.join(triton::CONFIG_FILE), entry.join(triton::VERSION).join(triton::MODEL_FILE)]);
+        for file in [entry.join(triton::CONFIG_FILE), entry.join(triton::VERSION).join(triton::MODEL_FILE)] {
+            targets.push(("--triton", file));
+        }
     }
-    for target in &targets {
-        export::ensure_not_checkpoint(&args.checkpoint, target)?;
+    for (flag, target) in &targets {
+        if export::ensure_not_checkpoint(&args.checkpoint, target).is_err() {
+            anyhow::bail!(
+                "{flag} {} is the same file as --checkpoint {}: it is the checkpoint being exported; choose \
+                 another {flag}",
+                target.display(),
+                args.checkpoint.display()
+            );
+        }
     }
     let checkpoint = export::load_checkpoint(&args.checkpoint)?;
     let model = export::build_model(&checkpoint.net, &checkpoint.summary)?;
