@@ -13,7 +13,7 @@ use trainer::train::{self, DeviceKind, LrSchedule, Progress, TrainConfig};
 /// Train the two-class segmentation network on RGB images and their binary masks (candle), and export it as
 /// a self-contained ONNX file for the runner.
 #[derive(Parser)]
-#[command(version, about)]
+#[command(version, about, args_override_self = true)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
