@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use crate::metrics::Metrics;
+use crate::source::FileFormat;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BatchError {
@@ -30,27 +31,6 @@ pub enum BatchError {
     NoStem { path: PathBuf },
     #[error("--shard {text:?}: {reason}")]
     Shard { text: String, reason: String },
-}
-
-/// The image formats recognised by their first bytes (the extension does not matter).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ImageKind {
-    Png,
-    Jpeg,
-    Tiff,
-    BigTiff,
-}
-
-/// The format whose magic number `head` (a file's first bytes) starts with.
-pub fn sniff(head: &[u8]) -> Option<ImageKind> {
-    const PNG: &[u8] = b"\x89PNG\r\n\x1a\n";
-    match head {
-        h if h.starts_with(PNG) => Some(ImageKind::Png),
-        [0xFF, 0xD8, 0xFF, ..] => Some(ImageKind::Jpeg),
-        [b'I', b'I', 42, 0, ..] | [b'M', b'M', 0, 42, ..] => Some(ImageKind::Tiff),
-        [b'I', b'I', 43, 0, ..] | [b'M', b'M', 0, 43, ..] => Some(ImageKind::BigTiff),
-        _ => None,
-    }
 }
 
 /// Extensions that mark a file as meant to be an image when its bytes cannot be read.
@@ -72,7 +52,7 @@ fn is_image(path: &Path) -> bool {
         Ok(filled)
     });
     match read {
-        Ok(n) => sniff(&head[..n]).is_some(),
+        Ok(n) => FileFormat::sniff(&head[..n]).is_some(),
         Err(_) => path
             .extension()
             .and_then(|e| e.to_str())
@@ -314,19 +294,6 @@ impl MetricsTable {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn magic_numbers() {
-        assert_eq!(sniff(b"\x89PNG\r\n\x1a\n...."), Some(ImageKind::Png));
-        assert_eq!(sniff(&[0xFF, 0xD8, 0xFF, 0xE0]), Some(ImageKind::Jpeg));
-        assert_eq!(sniff(b"II*\0\x08\0\0\0"), Some(ImageKind::Tiff));
-        assert_eq!(sniff(b"MM\0*\0\0\0\x08"), Some(ImageKind::Tiff));
-        assert_eq!(sniff(b"II+\0\x08\0\0\0"), Some(ImageKind::BigTiff));
-        assert_eq!(sniff(b"MM\0+\0\x08\0\0"), Some(ImageKind::BigTiff));
-        for other in [&b""[..], b"\x89PN", b"GIF89a", b"BM\0\0", b"II*", b"hello world"] {
-            assert_eq!(sniff(other), None, "{other:?}");
-        }
-    }
 
     fn paths(names: &[&str]) -> Vec<PathBuf> {
         names.iter().map(PathBuf::from).collect()

@@ -590,6 +590,10 @@ mod tests {
         assert_eq!(FileFormat::sniff(b"II+\0...."), Some(FileFormat::Tiff), "BigTIFF");
         assert_eq!(FileFormat::sniff(b"GIF89a"), None);
         assert_eq!(FileFormat::sniff(b""), None);
+        assert_eq!(FileFormat::sniff(b"MM\0*\0\0\0\x08"), Some(FileFormat::Tiff), "big-endian TIFF");
+        for other in [&b"\x89PN"[..], b"BM\0\0", b"II*", b"hello world"] {
+            assert_eq!(FileFormat::sniff(other), None, "{other:?}");
+        }
     }
 
     #[test]
