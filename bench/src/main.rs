@@ -1,7 +1,8 @@
-//! `just bench`: this machine's sgemm peak, the training step (fast ops, candle's reference ops, PyTorch),
-//! tiled against untiled prediction of a large image with a breakdown of the tiled time, image decode and
-//! encode, and the peak memory of predicting a very large image, side by side in one run. `--write FILE`
-//! puts the tables into FILE between the bench markers and keeps the rest (findings, history).
+//! `just bench`: this machine's sgemm peak, the training step (fast ops, the same with im2col convolutions,
+//! candle's reference ops, PyTorch), tiled against untiled prediction of a large image with a breakdown of
+//! the tiled time, image decode and encode, and the peak memory of predicting a very large image, side by
+//! side in one run. `--write FILE` puts the tables into FILE between the bench markers and keeps the rest
+//! (findings, history).
 
 mod memory;
 mod predict;
@@ -193,11 +194,14 @@ fn train_section(cx: &Context_) -> Result<Table> {
     let mut ratio_rows = vec![];
     for (batch, size) in [(1, 256), (4, 128)] {
         let label = format!("{batch} x {size}^2");
-        let mut fast_step = train::CandleStep::new(batch, size, false)?;
+        let mut fast_step = train::CandleStep::new(batch, size, train::StepOps::Fast)?;
+        let mut im2col_step = train::CandleStep::new(batch, size, train::StepOps::Im2col)?;
         fast_step.time(3, 0)?;
-        let (mut fast, mut pytorch, mut pytorch_peak) = (vec![], vec![], None);
+        im2col_step.time(3, 0)?;
+        let (mut fast, mut im2col, mut pytorch, mut pytorch_peak) = (vec![], vec![], vec![], None);
         for _ in 0..rounds {
             fast.push(Stats::of(&fast_step.time(0, per_block)?).median);
+            im2col.push(Stats::of(&im2col_step.time(0, per_block)?).median);
             if torch.is_some() {
                 match train::pytorch_step(&python, batch, size, cx.threads, 3, per_block) {
                     Ok(run) if !run.seconds.is_empty() => {
@@ -209,14 +213,22 @@ fn train_section(cx: &Context_) -> Result<Table> {
                 }
             }
         }
-        drop(fast_step);
-        let reference = train::CandleStep::new(batch, size, true)?.time(1, cx.reps.clamp(1, 3))?;
+        drop((fast_step, im2col_step));
+        let reference =
+            train::CandleStep::new(batch, size, train::StepOps::Reference)?.time(1, cx.reps.clamp(1, 3))?;
         let fast = train::TrainRow {
             what: "fast (trainer::ops)".into(),
             batch,
             size,
             seconds: Stats::of(&fast),
             peak_bytes: train::step_peak_memory(batch, size).map_err(|e| eprintln!("{e:#}")).ok(),
+        };
+        let im2col = train::TrainRow {
+            what: "fast, im2col + gemm convolutions only".into(),
+            batch,
+            size,
+            seconds: Stats::of(&im2col),
+            peak_bytes: None,
         };
         let reference = train::TrainRow {
             what: "candle reference ops".into(),
@@ -232,7 +244,7 @@ fn train_section(cx: &Context_) -> Result<Table> {
             seconds: Stats::of(&pytorch),
             peak_bytes: pytorch_peak,
         });
-        for row in [Some(&fast), Some(&reference), pytorch.as_ref()].into_iter().flatten() {
+        for row in [Some(&fast), Some(&im2col), Some(&reference), pytorch.as_ref()].into_iter().flatten() {
             let g = row.gflops();
             let vs = pytorch.as_ref().map(|p| row.seconds.median / p.seconds.median);
             ratio_rows.push((t.rows.len(), vs));
@@ -247,8 +259,10 @@ fn train_section(cx: &Context_) -> Result<Table> {
             ]);
         }
         t.note(format!(
-            "{label}: fast ops are {:.1}x faster than candle's reference ops",
-            reference.seconds.median / fast.seconds.median
+            "{label}: fast ops are {:.1}x faster than candle's reference ops; the direct convolutions take {:.2}x \
+             the time of im2col + gemm",
+            reference.seconds.median / fast.seconds.median,
+            fast.seconds.median / im2col.seconds.median
         ));
     }
     let other_cores = other.cores();
@@ -268,8 +282,8 @@ fn train_section(cx: &Context_) -> Result<Table> {
         train::QUIET_CORES
     ));
     t.note(format!(
-        "ours and PyTorch interleaved: {rounds} rounds of {per_block} steps each (ours, then PyTorch), medians \
-         of the round medians; candle's reference ops: one block after them."
+        "ours and PyTorch interleaved: {rounds} rounds of {per_block} steps each (fast, im2col, then PyTorch), \
+         medians of the round medians; candle's reference ops: one block after them."
     ));
     t.note("peak memory: resident high-water mark (VmHWM) of a process that only trains (ours: a fresh copy of the bench; PyTorch: its script's process).");
     match (&torch, cx.cli.no_pytorch) {

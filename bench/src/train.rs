@@ -21,6 +21,17 @@ pub fn step_flop(pixels: usize) -> f64 {
     3.0 * FORWARD_FLOP_PER_PIXEL * pixels as f64
 }
 
+/// Which kernels a [`CandleStep`] trains with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StepOps {
+    /// trainer::ops with the direct AVX2/FMA convolutions where the CPU has them (what the trainer runs).
+    Fast,
+    /// trainer::ops with every convolution through im2col + gemm (the kernels before the direct ones).
+    Im2col,
+    /// candle's own ops.
+    Reference,
+}
+
 /// A network, its optimiser and one fixed batch, kept across timed blocks so that interleaved blocks time
 /// the same steady state.
 pub struct CandleStep {
@@ -28,23 +39,24 @@ pub struct CandleStep {
     adam: Adam,
     x: Tensor,
     labels: Tensor,
-    reference: bool,
+    ops: StepOps,
 }
 
 impl CandleStep {
-    /// Training at `batch` x `size`^2 on the CPU, with candle's reference ops or the fast ones.
-    pub fn new(batch: usize, size: usize, reference: bool) -> Result<CandleStep> {
+    /// Training at `batch` x `size`^2 on the CPU with `ops`.
+    pub fn new(batch: usize, size: usize, ops: StepOps) -> Result<CandleStep> {
         let dev = Device::Cpu;
         let net = SegNet::random(0, Normalization { mean: [0.5; 3], std: [0.25; 3] }, &dev)?;
         let adam = Adam::new(&net, 1e-3, 0, None)?;
         let x = Tensor::rand(0f32, 1f32, (batch, 3, size, size), &dev)?;
         let labels = Tensor::rand(0f32, 1f32, batch * size * size, &dev)?.ge(0.5)?.to_dtype(DType::U32)?;
-        Ok(CandleStep { net, adam, x, labels, reference })
+        Ok(CandleStep { net, adam, x, labels, ops })
     }
 
     /// Seconds of each of `reps` steps after `warmup` untimed ones.
     pub fn time(&mut self, warmup: usize, reps: usize) -> Result<Vec<f64>> {
-        trainer::ops::set_reference_ops(self.reference);
+        trainer::ops::set_reference_ops(self.ops == StepOps::Reference);
+        trainer::ops::set_im2col_only(self.ops == StepOps::Im2col);
         let seconds = stats::time(warmup, reps, || -> candle_core::Result<()> {
             let loss = segmentation_loss(&self.net.forward(&self.x)?, &self.labels)?;
             let grads = loss.backward()?;
@@ -53,6 +65,7 @@ impl CandleStep {
             loss.to_scalar::<f32>().map(drop)
         });
         trainer::ops::set_reference_ops(false);
+        trainer::ops::set_im2col_only(false);
         Ok(seconds?)
     }
 }
@@ -80,7 +93,7 @@ pub fn own_peak_resident_bytes() -> Option<f64> {
 /// and prints `vmhwm_bytes N`.
 pub fn step_memory_child(spec: &str) -> Result<()> {
     let (batch, size) = spec.split_once('x').context("expected BATCHxSIZE")?;
-    let mut step = CandleStep::new(batch.parse()?, size.parse()?, false)?;
+    let mut step = CandleStep::new(batch.parse()?, size.parse()?, StepOps::Fast)?;
     step.time(0, 5)?;
     println!("vmhwm_bytes {}", own_peak_resident_bytes().context("no VmHWM in /proc/self/status")?);
     Ok(())

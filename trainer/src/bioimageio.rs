@@ -485,19 +485,6 @@ mod tests {
         Signature { input: entry("image", 3), outputs: vec![entry("logits", 2), entry("probabilities", 2)] }
     }
 
-    fn summary() -> TrainingSummary {
-        TrainingSummary {
-            iterations: 3000,
-            final_loss: 0.125,
-            image: "image.png".into(),
-            mask: "mask.png".into(),
-            batch: 4,
-            crop: 128,
-            learning_rate: 1e-3,
-            seed: 7,
-        }
-    }
-
     fn description() -> Description {
         Description {
             name: "conifer lumens".into(),
@@ -519,7 +506,7 @@ mod tests {
 
     #[test]
     fn rdf_header_quotes_the_descriptive_fields() {
-        let yaml = rdf_yaml(&description(), &signature(), &summary());
+        let yaml = rdf_yaml(&description(), &signature(), &TrainingSummary::example());
         let top: Vec<&str> = yaml.lines().filter(|l| !l.starts_with(' ') && !l.starts_with('#')).collect();
         assert_eq!(
             top[..6],
@@ -544,7 +531,7 @@ mod tests {
 
     #[test]
     fn input_axes_are_batch_rgb_and_even_space() {
-        let yaml = rdf_yaml(&description(), &signature(), &summary());
+        let yaml = rdf_yaml(&description(), &signature(), &TrainingSummary::example());
         let inputs = block(&yaml, "inputs:").join("\n");
         let expected = r#"  - id: image
     description: "RGB scaled to [0, 1] (bytes / 255); even height and width; normalised inside the graph"
@@ -570,7 +557,7 @@ mod tests {
 
     #[test]
     fn every_output_is_declared_in_graph_order_with_the_halo() {
-        let yaml = rdf_yaml(&description(), &signature(), &summary());
+        let yaml = rdf_yaml(&description(), &signature(), &TrainingSummary::example());
         let outputs = block(&yaml, "outputs:");
         let ids: Vec<&str> = outputs.iter().filter_map(|l| l.strip_prefix("  - id: ")).collect();
         assert_eq!(ids, ["logits", "probabilities"]);
@@ -591,7 +578,7 @@ mod tests {
         // Reordered graph outputs are described in the new order.
         let mut sig = signature();
         sig.outputs.reverse();
-        let yaml = rdf_yaml(&description(), &sig, &summary());
+        let yaml = rdf_yaml(&description(), &sig, &TrainingSummary::example());
         let ids: Vec<&str> =
             block(&yaml, "outputs:").into_iter().filter_map(|l| l.strip_prefix("  - id: ")).collect();
         assert_eq!(ids, ["probabilities", "logits"]);
@@ -616,13 +603,13 @@ mod tests {
             dice: 0.9692,
         };
         let validation = Validation { image: "image.png".into(), metrics };
-        let md = readme(&description(), &signature(), &summary(), Some(&validation));
+        let md = readme(&description(), &signature(), &TrainingSummary::example(), Some(&validation));
         let section = md.split("## Validation\n").nth(1).expect("a Validation section");
         assert!(section.contains("foreground IoU **0.9402**"), "{section}");
         assert!(section.contains("`runner predict --mask`"), "{section}");
         assert!(section.contains("This is the training image"), "{section}");
         assert!(md.contains("halo of 8 px"), "{md}");
-        let unmeasured = readme(&description(), &signature(), &summary(), None);
+        let unmeasured = readme(&description(), &signature(), &TrainingSummary::example(), None);
         let section = unmeasured.split("## Validation\n").nth(1).expect("a Validation section");
         assert!(section.contains("No figures were recorded") && !section.contains("IoU **"), "{section}");
     }

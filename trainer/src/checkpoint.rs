@@ -94,6 +94,21 @@ pub struct TrainingSummary {
 }
 
 impl TrainingSummary {
+    /// A fixed summary for the tests of the modules that write it into their files.
+    #[cfg(test)]
+    pub(crate) fn example() -> TrainingSummary {
+        TrainingSummary {
+            iterations: 3000,
+            final_loss: 0.125,
+            image: "image.png".into(),
+            mask: "mask.png".into(),
+            batch: 4,
+            crop: 128,
+            learning_rate: 1e-3,
+            seed: 7,
+        }
+    }
+
     fn to_metadata(&self) -> HashMap<String, String> {
         HashMap::from([
             ("format_version".to_string(), FORMAT_VERSION.to_string()),

@@ -369,29 +369,7 @@ pub fn holdout_start(height: usize, fraction: f64) -> usize {
 /// Per-channel mean and standard deviation over the training rows of all images, with the formula of
 /// [`Normalization::from_rgb_bytes`] (one image gives exactly its result).
 pub fn normalization_over(regions: &[(&TrainingImage, usize)]) -> Normalization {
-    let mut n = 0f64;
-    let mut sum = [0f64; 3];
-    let mut sum_sq = [0f64; 3];
-    for (image, rows) in regions {
-        for px in image.rgb[..rows * image.width * 3].chunks_exact(3) {
-            for c in 0..3 {
-                let v = px[c] as f64 / 255.0;
-                sum[c] += v;
-                sum_sq[c] += v * v;
-            }
-        }
-        n += (rows * image.width) as f64;
-    }
-    let n = n.max(1.0);
-    let mut mean = [0f32; 3];
-    let mut std = [1f32; 3];
-    for c in 0..3 {
-        let m = sum[c] / n;
-        let var = (sum_sq[c] / n - m * m).max(0.0);
-        mean[c] = m as f32;
-        std[c] = if var.sqrt() < 1e-6 { 1.0 } else { var.sqrt() as f32 };
-    }
-    Normalization { mean, std }
+    Normalization::from_rgb_parts(regions.iter().map(|(image, rows)| &image.rgb[..rows * image.width * 3]))
 }
 
 /// Which random augmentations training applies to its crops.

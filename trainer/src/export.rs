@@ -363,19 +363,6 @@ mod tests {
     use super::*;
     use crate::model::{Normalization, PARAMETER_COUNT};
 
-    fn summary() -> TrainingSummary {
-        TrainingSummary {
-            iterations: 3000,
-            final_loss: 0.125,
-            image: "image.png".into(),
-            mask: "mask.png".into(),
-            batch: 4,
-            crop: 128,
-            learning_rate: 1e-3,
-            seed: 7,
-        }
-    }
-
     fn net() -> SegNet {
         let norm = Normalization { mean: [0.25, 0.5, 0.75], std: [0.5, 0.25, 0.125] };
         SegNet::random(3, norm, &Device::Cpu).unwrap()
@@ -409,7 +396,7 @@ mod tests {
 
     #[test]
     fn header_names_the_opset_and_producer() {
-        let model = build_model(&net(), &summary()).unwrap();
+        let model = build_model(&net(), &TrainingSummary::example()).unwrap();
         assert_eq!(model.ir_version, 8);
         assert_eq!(model.opset_import.len(), 1);
         assert_eq!((model.opset_import[0].domain.as_str(), model.opset_import[0].version), ("", 17));
@@ -419,7 +406,7 @@ mod tests {
 
     #[test]
     fn ops_follow_the_network_in_order() {
-        let model = build_model(&net(), &summary()).unwrap();
+        let model = build_model(&net(), &TrainingSummary::example()).unwrap();
         let ops: Vec<&str> = graph(&model).node.iter().map(|n| n.op_type.as_str()).collect();
         assert_eq!(
             ops,
@@ -442,7 +429,7 @@ mod tests {
 
     #[test]
     fn attributes_match_the_candle_ops() {
-        let model = build_model(&net(), &summary()).unwrap();
+        let model = build_model(&net(), &TrainingSummary::example()).unwrap();
         let nodes = &graph(&model).node;
         let attr = |n: &NodeProto, name: &str| n.attribute.iter().find(|a| a.name == name).unwrap().clone();
         let convs: Vec<&NodeProto> = nodes.iter().filter(|n| n.op_type == "Conv").collect();
@@ -465,7 +452,7 @@ mod tests {
 
     #[test]
     fn input_and_outputs_have_dynamic_batch_and_size() {
-        let model = build_model(&net(), &summary()).unwrap();
+        let model = build_model(&net(), &TrainingSummary::example()).unwrap();
         let g = graph(&model);
         assert_eq!(g.input.len(), 1);
         assert_eq!(g.input[0].name, INPUT_NAME);
@@ -477,7 +464,7 @@ mod tests {
 
     #[test]
     fn signature_lists_the_input_and_outputs_in_graph_order() {
-        let sig = signature(&build_model(&net(), &summary()).unwrap());
+        let sig = signature(&build_model(&net(), &TrainingSummary::example()).unwrap());
         let entry = |name: &str, channels| TensorSignature { name: name.into(), channels };
         assert_eq!(sig.input, entry(INPUT_NAME, 3));
         assert_eq!(sig.outputs, [entry(LOGITS_NAME, 2), entry(PROBABILITIES_NAME, 2)]);
@@ -486,7 +473,7 @@ mod tests {
     #[test]
     fn initializers_hold_the_weights_and_normalization_as_raw_f32() {
         let net = net();
-        let model = build_model(&net, &summary()).unwrap();
+        let model = build_model(&net, &TrainingSummary::example()).unwrap();
         let inits = &graph(&model).initializer;
         let find = |name: &str| inits.iter().find(|t| t.name == name).unwrap();
         let floats = |t: &TensorProto| -> Vec<f32> {
@@ -510,7 +497,7 @@ mod tests {
 
     #[test]
     fn metadata_describes_input_classes_tiling_and_training() {
-        let model = build_model(&net(), &summary()).unwrap();
+        let model = build_model(&net(), &TrainingSummary::example()).unwrap();
         assert_eq!(meta(&model, "classes"), "background,foreground");
         assert!(meta(&model, "input").contains("[0,1]"));
         assert_eq!(meta(&model, "halo_px"), "8");
@@ -537,7 +524,7 @@ mod tests {
 
     #[test]
     fn bytes_decode_back_to_the_same_model() {
-        let (net, summary) = (net(), summary());
+        let (net, summary) = (net(), TrainingSummary::example());
         let bytes = to_onnx_bytes(&net, &summary).unwrap();
         assert_eq!(ModelProto::decode(bytes.as_slice()).unwrap(), build_model(&net, &summary).unwrap());
         // The weights dominate: about 4 bytes per parameter.
@@ -557,14 +544,17 @@ mod tests {
         let bad = w.affine(0.0, f64::NAN).unwrap();
         tensors.insert("conv2.weight".into(), bad);
         let bad_net = SegNet::from_tensors(&tensors, net.normalization, &Device::Cpu).unwrap();
-        let err = build_model(&bad_net, &summary()).unwrap_err();
+        let err = build_model(&bad_net, &TrainingSummary::example()).unwrap_err();
         assert!(err.to_string().contains("conv2.weight"), "{err}");
     }
 
     #[test]
     fn report_is_one_line() {
-        let report =
-            ExportReport { output: PathBuf::from("models/model.onnx"), bytes: 43_210, summary: summary() };
+        let report = ExportReport {
+            output: PathBuf::from("models/model.onnx"),
+            bytes: 43_210,
+            summary: TrainingSummary::example(),
+        };
         assert_eq!(
             report.to_string(),
             "wrote models/model.onnx (43210 bytes; 3000 iterations, final loss 0.1250)"

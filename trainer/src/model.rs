@@ -75,16 +75,26 @@ impl Normalization {
     /// Mean and standard deviation of each channel of interleaved RGB bytes. A flat channel gets std 1
     /// rather than a division by zero.
     pub fn from_rgb_bytes(rgb: &[u8]) -> Normalization {
-        let n = (rgb.len() / 3).max(1) as f64;
+        Normalization::from_rgb_parts([rgb])
+    }
+
+    /// [`Normalization::from_rgb_bytes`] over several buffers of interleaved RGB bytes taken together (the
+    /// training rows of several images), without concatenating them.
+    pub fn from_rgb_parts<'a>(parts: impl IntoIterator<Item = &'a [u8]>) -> Normalization {
+        let mut n = 0f64;
         let mut sum = [0f64; 3];
         let mut sum_sq = [0f64; 3];
-        for px in rgb.chunks_exact(3) {
-            for c in 0..3 {
-                let v = px[c] as f64 / 255.0;
-                sum[c] += v;
-                sum_sq[c] += v * v;
+        for rgb in parts {
+            for px in rgb.chunks_exact(3) {
+                for c in 0..3 {
+                    let v = px[c] as f64 / 255.0;
+                    sum[c] += v;
+                    sum_sq[c] += v * v;
+                }
             }
+            n += (rgb.len() / 3) as f64;
         }
+        let n = n.max(1.0);
         let mut mean = [0f32; 3];
         let mut std = [1f32; 3];
         for c in 0..3 {

@@ -9,21 +9,7 @@ use trainer::train::{read_loss_csv, read_val_csv};
 
 /// A W x H image with a bright disk (foreground in the mask) on a darker textured background.
 fn write_pair(dir: &Path, w: u32, h: u32) -> (PathBuf, PathBuf) {
-    let (cx, cy, r) = (w as f32 / 2.0, h as f32 / 2.0, w.min(h) as f32 / 3.0);
-    let inside = |x: u32, y: u32| (x as f32 - cx).powi(2) + (y as f32 - cy).powi(2) < r * r;
-    let img = image::RgbImage::from_fn(w, h, |x, y| {
-        let t = ((x * 7 + y * 13) % 40) as u8;
-        if inside(x, y) {
-            image::Rgb([200 + t / 2, 180 + t, 150])
-        } else {
-            image::Rgb([40 + t, 60, 30 + t])
-        }
-    });
-    let mask = image::GrayImage::from_fn(w, h, |x, y| image::Luma([if inside(x, y) { 255 } else { 0 }]));
-    let (ip, mp) = (dir.join("image.png"), dir.join("mask.png"));
-    img.save(&ip).unwrap();
-    mask.save(&mp).unwrap();
-    (ip, mp)
+    write_named_pair(dir, w, h, 0, "image.png", "mask.png")
 }
 
 fn trainer(args: &[&str]) -> Output {
@@ -186,14 +172,19 @@ fn bad_inputs_fail_cleanly() {
     assert!(!out.exists(), "no output from failed runs");
 }
 
-/// Runs the trainer with a deadline: an input that blocks (a FIFO) must fail, not hang the test.
-fn trainer_within(args: &[&str], seconds: u64) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_trainer"))
+/// The trainer started with piped stdout and stderr.
+fn spawn_trainer(args: &[&str]) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_trainer"))
         .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .unwrap();
+        .unwrap()
+}
+
+/// Runs the trainer with a deadline: an input that blocks (a FIFO) must fail, not hang the test.
+fn trainer_within(args: &[&str], seconds: u64) -> Output {
+    let mut child = spawn_trainer(args);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
     while child.try_wait().unwrap().is_none() {
         if std::time::Instant::now() > deadline {
@@ -317,12 +308,7 @@ fn a_closed_or_full_stdout_never_panics() {
     assert_clean_failure(&o, &["cannot write to stdout", "No space left"]);
     // A closed pipe (`| head -0`): a quiet exit, for the result line and for --help alike.
     for args in [&export[..], &["train", "--help"][..]] {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_trainer"))
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
+        let mut child = spawn_trainer(args);
         drop(child.stdout.take());
         let o = child.wait_with_output().unwrap();
         assert_eq!(o.status.code(), Some(0), "{args:?}: {}", stderr(&o));
@@ -438,8 +424,8 @@ impl TapMkdir for PathBuf {
     }
 }
 
-/// Like `write_pair`, with the image saved under `name` (its extension picks the format) and the mask as
-/// `mask_name`, and the disk shifted by `shift` px so that the pairs differ.
+/// The pair of `write_pair` saved as `name` (its extension picks the format) and `mask_name`, with the disk
+/// shifted right by `shift` px so that pairs differ.
 fn write_named_pair(
     dir: &Path,
     w: u32,

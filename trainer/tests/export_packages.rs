@@ -10,23 +10,11 @@ use std::process::{Command, Output};
 
 use candle_core::{Device, Tensor};
 use prost::Message;
-use trainer::checkpoint::{Checkpoint, TrainingSummary};
-use trainer::model::{Normalization, SegNet};
+use trainer::checkpoint::Checkpoint;
+use trainer::model::SegNet;
 
-const NORM: Normalization = Normalization { mean: [0.45, 0.3, 0.62], std: [0.21, 0.35, 0.12] };
-
-fn summary() -> TrainingSummary {
-    TrainingSummary {
-        iterations: 5,
-        final_loss: 0.5,
-        image: "image.png".into(),
-        mask: "mask.png".into(),
-        batch: 2,
-        crop: 64,
-        learning_rate: 1e-3,
-        seed: 11,
-    }
-}
+mod common;
+use common::{summary, NORM};
 
 /// A checkpoint of a random network and a 150x90 test image in `dir`.
 fn setup(dir: &Path) -> (PathBuf, PathBuf) {

@@ -8,23 +8,10 @@ use candle_core::{Device, Tensor};
 use prost::Message;
 use trainer::checkpoint::{Checkpoint, TrainingSummary};
 use trainer::export::{self, ExportError};
-use trainer::model::{Normalization, SegNet};
+use trainer::model::SegNet;
 
-/// A normalisation far from the identity, so that leaving it out of the graph (or folding it wrongly) shows.
-const NORM: Normalization = Normalization { mean: [0.45, 0.3, 0.62], std: [0.21, 0.35, 0.12] };
-
-fn summary() -> TrainingSummary {
-    TrainingSummary {
-        iterations: 5,
-        final_loss: 0.5,
-        image: "image.png".into(),
-        mask: "mask.png".into(),
-        batch: 2,
-        crop: 64,
-        learning_rate: 1e-3,
-        seed: 11,
-    }
-}
+mod common;
+use common::{summary, NORM};
 
 /// Max |candle forward - candle-onnx evaluation of the exported bytes| for logits and probabilities.
 fn max_diffs(net: &SegNet, onnx_bytes: &[u8], shape: (usize, usize, usize, usize)) -> (f32, f32) {

@@ -4,6 +4,9 @@ use candle_core::backprop::GradStore;
 use candle_core::{Device, Result, Tensor, Var};
 use trainer::ops;
 
+mod common;
+use common::random;
+
 /// (batch, in channels, height, width, out channels, kernel, padding)
 const SHAPES: [(usize, usize, usize, usize, usize, usize, usize); 9] = [
     (1, 3, 8, 8, 16, 3, 1),
@@ -16,19 +19,6 @@ const SHAPES: [(usize, usize, usize, usize, usize, usize, usize); 9] = [
     (1, 2, 3, 1500, 3, 3, 1),
     (3, 5, 1, 1, 2, 1, 0),
 ];
-
-fn random(shape: &[usize], seed: u64) -> Tensor {
-    // A small LCG: deterministic values in [-1, 1) without depending on candle's generator.
-    let count: usize = shape.iter().product();
-    let mut state = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-    let values: Vec<f32> = (0..count)
-        .map(|_| {
-            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-            ((state >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-        })
-        .collect();
-    Tensor::from_vec(values, shape, &Device::Cpu).unwrap()
-}
 
 type ConvFn = fn(&Tensor, &Tensor, &Tensor, usize, bool) -> Result<Tensor>;
 

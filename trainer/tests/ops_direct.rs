@@ -10,6 +10,9 @@ use trainer::ops::conv::{
 };
 use trainer::ops::direct;
 
+mod common;
+use common::values;
+
 /// (batch, in channels, height, width, out channels, kernel, padding)
 const SHAPES: [(usize, usize, usize, usize, usize, usize, usize); 12] = [
     // The network's four layers at small sizes.
@@ -28,16 +31,6 @@ const SHAPES: [(usize, usize, usize, usize, usize, usize, usize); 12] = [
     (1, 4, 70, 61, 6, 3, 1),
     (1, 2, 3, 1500, 3, 1, 0),
 ];
-
-fn values(count: usize, seed: u64) -> Vec<f32> {
-    let mut state = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-    (0..count)
-        .map(|_| {
-            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-            ((state >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-        })
-        .collect()
-}
 
 /// Largest difference relative to the largest magnitude of `expected`.
 fn relative_error(actual: &[f32], expected: &[f32]) -> f32 {

@@ -3,17 +3,8 @@
 use candle_core::{DType, Device, Result, Tensor, Var};
 use trainer::ops;
 
-fn random(shape: &[usize], seed: u64) -> Tensor {
-    let count: usize = shape.iter().product();
-    let mut state = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-    let values: Vec<f32> = (0..count)
-        .map(|_| {
-            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-            ((state >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-        })
-        .collect();
-    Tensor::from_vec(values, shape, &Device::Cpu).unwrap()
-}
+mod common;
+use common::random;
 
 fn to_vec(t: &Tensor) -> Vec<f32> {
     t.flatten_all().unwrap().to_vec1::<f32>().unwrap()

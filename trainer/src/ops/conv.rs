@@ -10,6 +10,7 @@ use std::cell::RefCell;
 
 use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Storage, Tensor};
 use gemm::{gemm, Parallelism};
+
 use rayon::prelude::*;
 
 /// Output pixels per band: big enough for an efficient gemm, small enough that the band's im2col buffer
@@ -168,26 +169,13 @@ pub fn conv_forward_im2col(
             // the strides describe (o x pixels) with rows out_pixels apart, inside the image's block.
             unsafe {
                 let dst = shared.get().add(img * g.o * out_pixels + y0 * w_out);
-                gemm(
+                matmul(
                     g.o,
                     pixels,
                     patch,
-                    dst,
-                    1,
-                    out_pixels as isize,
-                    false,
-                    weight.as_ptr(),
-                    1,
-                    patch as isize,
-                    columns.as_ptr(),
-                    1,
-                    pixels as isize,
-                    0.0,
-                    1.0,
-                    false,
-                    false,
-                    false,
-                    Parallelism::None,
+                    (dst, out_pixels as isize),
+                    (weight.as_ptr(), 1, patch as isize),
+                    (columns.as_ptr(), 1, pixels as isize),
                 );
                 for oi in 0..g.o {
                     let row = std::slice::from_raw_parts_mut(dst.add(oi * out_pixels), pixels);
@@ -262,26 +250,13 @@ fn weight_grad_unrolling_input(g: &ConvGeometry, x: &[f32], grad_out: &[f32]) ->
                 // SAFETY: grad holds (o x pixels) with rows out_pixels apart (the last row ends inside
                 // grad_out); columns^T is (pixels x patch); grad_weight is (o x patch), row-major.
                 unsafe {
-                    gemm(
+                    matmul(
                         g.o,
                         patch,
                         pixels,
-                        grad_weight.as_mut_ptr(),
-                        1,
-                        patch as isize,
-                        false,
-                        grad.as_ptr(),
-                        1,
-                        out_pixels as isize,
-                        columns.as_ptr(),
-                        pixels as isize,
-                        1,
-                        0.0,
-                        1.0,
-                        false,
-                        false,
-                        false,
-                        Parallelism::None,
+                        (grad_weight.as_mut_ptr(), patch as isize),
+                        (grad.as_ptr(), 1, out_pixels as isize),
+                        (columns.as_ptr(), pixels as isize, 1),
                     );
                 }
             });
@@ -309,26 +284,13 @@ fn weight_grad_unrolling_gradient(g: &ConvGeometry, x: &[f32], grad_out: &[f32])
                 // SAFETY: columns is (rows x pixels) row-major; x's band read as (pixels x c) has rows 1
                 // and columns `plane` apart, inside the image; flipped is (rows x c) row-major.
                 unsafe {
-                    gemm(
+                    matmul(
                         rows,
                         g.c,
                         pixels,
-                        flipped.as_mut_ptr(),
-                        1,
-                        g.c as isize,
-                        false,
-                        columns.as_ptr(),
-                        1,
-                        pixels as isize,
-                        x.as_ptr().add(img * g.c * plane + y0 * g.w),
-                        plane as isize,
-                        1,
-                        0.0,
-                        1.0,
-                        false,
-                        false,
-                        false,
-                        Parallelism::None,
+                        (flipped.as_mut_ptr(), g.c as isize),
+                        (columns.as_ptr(), 1, pixels as isize),
+                        (x.as_ptr().add(img * g.c * plane + y0 * g.w), plane as isize, 1),
                     );
                 }
             });
@@ -535,4 +497,41 @@ impl CustomOp3 for Conv2dReluMaxPool {
         })??;
         conv_backward(&g, x, w, b, &grad_out)
     }
+}
+
+/// dst = lhs x rhs for an (m x k) by (k x n) product on one thread (the callers parallelise over bands).
+/// Each operand is (pointer, column stride, row stride) in elements; dst is (pointer, row stride) with
+/// adjacent columns, and is overwritten, not accumulated into.
+///
+/// # Safety
+/// Every element the strides address must lie inside its allocation, and dst must not overlap the inputs.
+unsafe fn matmul(
+    m: usize,
+    n: usize,
+    k: usize,
+    (dst, dst_rs): (*mut f32, isize),
+    (lhs, lhs_cs, lhs_rs): (*const f32, isize, isize),
+    (rhs, rhs_cs, rhs_rs): (*const f32, isize, isize),
+) {
+    gemm(
+        m,
+        n,
+        k,
+        dst,
+        1,
+        dst_rs,
+        false,
+        lhs,
+        lhs_cs,
+        lhs_rs,
+        rhs,
+        rhs_cs,
+        rhs_rs,
+        0.0,
+        1.0,
+        false,
+        false,
+        false,
+        Parallelism::None,
+    );
 }
