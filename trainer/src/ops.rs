@@ -107,14 +107,35 @@ pub fn conv2d_relu_maxpool2x2(x: &Tensor, w: &Tensor, b: &Tensor, padding: usize
     x.contiguous()?.apply_op3(&w.contiguous()?, &b.contiguous()?, conv::Conv2dReluMaxPool::new(padding))
 }
 
-/// 2x2 max-pooling, stride 2, of (N,C,H,W) with even H and W: `x.max_pool2d(2)`, with a fast CPU kernel
-/// forward and backward (the same numbers as candle's).
+/// 2x2 max-pooling, stride 2, of (N,C,H,W) with even H and W, with a fast CPU kernel forward and backward
+/// where it applies, else [`reference_max_pool2x2`]. The gradient of each window goes to its maximum (split
+/// equally when several elements tie for it), as for `torch.nn.functional.max_pool2d`.
 pub fn max_pool2x2(x: &Tensor) -> Result<Tensor> {
     let (_, _, h, w) = x.dims4()?;
     if reference_ops() || !cpu_f32(x) || h % 2 != 0 || w % 2 != 0 {
-        return x.max_pool2d(2);
+        return reference_max_pool2x2(x);
     }
     x.contiguous()?.apply_op1(pool::MaxPool2x2)
+}
+
+/// The max-pool of [`max_pool2x2`] from candle's own ops, on any device. Not `x.max_pool2d(2)` alone: candle
+/// 0.11's backward of it gives each maximum of a window the window's gradient times (ties / 4), so a 1/4 of
+/// the gradient where the maximum is unique and 4 times it where four equal values tie (flat image regions),
+/// which skews training towards flat regions (measured: conv2's bias gradient off by factors from 1 to 4
+/// by channel against PyTorch on a conifer batch). Here the value is the same maximum, computed as the mean
+/// of the window weighted by a constant (detached) mask of its maxima scaled by 4 / ties, so that the
+/// gradient is the window's gradient split equally among them.
+pub fn reference_max_pool2x2(x: &Tensor) -> Result<Tensor> {
+    let (_, _, h, w) = x.dims4()?;
+    // An odd last row or column belongs to no window (the pool floors).
+    let (h, w) = (h / 2 * 2, w / 2 * 2);
+    let x = &x.narrow(2, 0, h)?.narrow(3, 0, w)?;
+    let max = x.max_pool2d(2)?.upsample_nearest2d(h, w)?;
+    let is_max = x.eq(&max)?.to_dtype(x.dtype())?;
+    // ties / 4 for every element of a window.
+    let quarter_ties = is_max.avg_pool2d(2)?.upsample_nearest2d(h, w)?;
+    let weights = (is_max / quarter_ties)?.detach();
+    (x * weights)?.avg_pool2d(2)
 }
 
 /// Nearest-neighbour upsampling of (N,C,H,W) to (N,C,target_h,target_w): `x.upsample_nearest2d`, with a

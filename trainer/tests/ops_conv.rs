@@ -152,7 +152,7 @@ fn non_contiguous_input_is_accepted() {
 }
 
 fn reference_conv_relu_pool(x: &Tensor, w: &Tensor, b: &Tensor, pad: usize, _relu: bool) -> Result<Tensor> {
-    ops::reference_conv2d(x, w, b, pad, true)?.max_pool2d(2)
+    ops::reference_max_pool2x2(&ops::reference_conv2d(x, w, b, pad, true)?)
 }
 
 fn fast_conv_relu_pool(x: &Tensor, w: &Tensor, b: &Tensor, pad: usize, _relu: bool) -> Result<Tensor> {
@@ -160,7 +160,7 @@ fn fast_conv_relu_pool(x: &Tensor, w: &Tensor, b: &Tensor, pad: usize, _relu: bo
 }
 
 #[test]
-fn fused_conv_relu_pool_equals_candle() {
+fn fused_conv_relu_pool_equals_the_reference() {
     let shapes = [
         (1, 3, 8, 8, 16, 3, 1),
         (3, 2, 6, 10, 4, 3, 1),
@@ -184,7 +184,7 @@ fn fused_conv_relu_pool_equals_candle() {
             assert!(err < 1e-4, "{shape:?}: gradient of {name} differs by {err}");
         }
     }
-    // An odd output falls back to candle's pool (which floors).
+    // An odd output falls back to the reference pool (which floors, like candle's).
     let (x, w, b, pad) = inputs((1, 2, 7, 6, 3, 3, 1));
     assert_eq!(ops::conv2d_relu_maxpool2x2(&x, &w, &b, pad).unwrap().dims(), &[1, 3, 3, 3]);
 }

@@ -29,7 +29,7 @@ fn value_and_grad(f: impl Fn(&Tensor) -> Result<Tensor>, x: &Var) -> (Tensor, Te
 const SHAPES: [[usize; 4]; 5] = [[1, 1, 2, 2], [3, 2, 6, 10], [1, 32, 16, 14], [2, 1, 4, 2], [1, 3, 30, 2]];
 
 #[test]
-fn max_pool_equals_candle_including_ties() {
+fn max_pool_equals_the_reference_including_ties() {
     for shape in SHAPES {
         let x = Var::from_tensor(&random(&shape, 1)).unwrap();
         // Ties, as after a ReLU: many windows of zeros and some of equal positive values.
@@ -37,33 +37,55 @@ fn max_pool_equals_candle_including_ties() {
             Var::from_tensor(&(random(&shape, 2).relu().unwrap() * 4.0).unwrap().round().unwrap()).unwrap();
         for x in [&x, &relu_like] {
             let (fast_y, fast_g) = value_and_grad(ops::max_pool2x2, x);
-            let (ref_y, ref_g) = value_and_grad(|x| x.max_pool2d(2), x);
-            assert_close(&fast_y, &ref_y, 1e-6, "max-pool forward");
+            let (ref_y, ref_g) = value_and_grad(ops::reference_max_pool2x2, x);
+            let (candle_y, _) = value_and_grad(|x| x.max_pool2d(2), x);
+            assert_eq!(to_vec(&fast_y), to_vec(&candle_y), "max-pool forward against candle's");
+            assert_close(&ref_y, &candle_y, 1e-6, "reference max-pool forward against candle's");
             assert_close(&fast_g, &ref_g, 1e-6, "max-pool gradient");
         }
     }
 }
 
-/// candle's max-pool gradient is a quarter of the true one where the max is unique; the fast op keeps
-/// candle's numbers (Adam is nearly blind to a constant gradient scale), and this pins them down.
+/// Each window passes exactly its gradient, to its maxima only, split equally among ties (candle's own
+/// max-pool backward passes ties/4 of it to each maximum).
 #[test]
-fn max_pool_gradient_is_a_quarter_of_finite_differences() {
+fn max_pool_gradient_goes_to_the_maxima_and_sums_to_the_window_gradient() {
+    // One window per case: a unique maximum, two tied, four tied.
+    let cases: [([f32; 4], [f32; 4]); 3] = [
+        ([1.0, 3.0, 2.0, 0.5], [0.0, 1.0, 0.0, 0.0]),
+        ([3.0, 3.0, 2.0, 0.5], [0.5, 0.5, 0.0, 0.0]),
+        ([2.0, 2.0, 2.0, 2.0], [0.25, 0.25, 0.25, 0.25]),
+    ];
+    for (values, expected) in cases {
+        for f in [ops::max_pool2x2, ops::reference_max_pool2x2] {
+            let x = Var::from_tensor(&Tensor::from_vec(values.to_vec(), (1, 1, 2, 2), &Device::Cpu).unwrap())
+                .unwrap();
+            let grads = f(x.as_tensor()).unwrap().sum_all().unwrap().backward().unwrap();
+            assert_eq!(to_vec(grads.get(&x).unwrap()), expected, "{values:?}");
+        }
+    }
+}
+
+#[test]
+fn max_pool_gradient_equals_finite_differences() {
     let x = Var::from_tensor(&random(&[2, 3, 4, 6], 5)).unwrap();
-    let (_, grad) = value_and_grad(ops::max_pool2x2, &x);
-    let grad = to_vec(&grad);
     let values = to_vec(x.as_tensor());
     let weights = random(&[2, 3, 2, 3], 42);
     let loss = |v: Vec<f32>| {
         let t = Tensor::from_vec(v, x.dims(), &Device::Cpu).unwrap();
         (t.max_pool2d(2).unwrap() * &weights).unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap()
     };
-    for i in 0..values.len() {
-        let eps = 1e-3;
-        let (mut up, mut down) = (values.clone(), values.clone());
-        up[i] += eps;
-        down[i] -= eps;
-        let numeric = (loss(up) - loss(down)) / (2.0 * eps);
-        assert!((grad[i] - numeric / 4.0).abs() < 2e-3, "element {i}: {} vs {numeric} / 4", grad[i]);
+    for f in [ops::max_pool2x2, ops::reference_max_pool2x2] {
+        let (_, grad) = value_and_grad(f, &x);
+        let grad = to_vec(&grad);
+        for i in 0..values.len() {
+            let eps = 1e-3;
+            let (mut up, mut down) = (values.clone(), values.clone());
+            up[i] += eps;
+            down[i] -= eps;
+            let numeric = (loss(up) - loss(down)) / (2.0 * eps);
+            assert!((grad[i] - numeric).abs() < 2e-3, "element {i}: {} vs {numeric}", grad[i]);
+        }
     }
 }
 

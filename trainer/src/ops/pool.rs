@@ -31,10 +31,10 @@ pub fn max_pool_forward(x: &[f32], h: usize, w: usize) -> Vec<f32> {
     y
 }
 
-/// Gradient of the max-pool input x given its output y and the output's gradient g, with candle's
-/// numbers: every element equal to its window's max gets the window's gradient times (number of such
-/// elements) / 4. With `relu`, x is a ReLU's output and only its positive elements pass a gradient (the
-/// ReLU's backward, fused).
+/// Gradient of the max-pool input x given its output y and the output's gradient g: each window's gradient
+/// goes to its maximum, split equally among the elements that tie for it (torch gives all of it to the
+/// first; the sum is the same). With `relu`, x is a ReLU's output and only its positive elements pass a
+/// gradient (the ReLU's backward, fused).
 pub fn max_pool_backward(x: &[f32], y: &[f32], g: &[f32], h: usize, w: usize, relu: bool) -> Vec<f32> {
     let (ho, wo) = (h / 2, w / 2);
     let mut grad = vec![0f32; x.len()];
@@ -45,7 +45,7 @@ pub fn max_pool_backward(x: &[f32], y: &[f32], g: &[f32], h: usize, w: usize, re
         for xo in 0..wo {
             let idx = [2 * xo, 2 * xo + 1, w + 2 * xo, w + 2 * xo + 1];
             let ties = idx.iter().filter(|&&i| input[i] == y[xo]).count();
-            let share = g[xo] * ties as f32 * 0.25;
+            let share = if ties == 1 { g[xo] } else { g[xo] / ties as f32 };
             for i in idx {
                 let passes = input[i] == y[xo] && (!relu || input[i] > 0.0);
                 out[i] = if passes { share } else { 0.0 };
@@ -73,8 +73,7 @@ impl CustomOp1 for MaxPool2x2 {
         Ok((CpuStorage::F32(y), Shape::from((n, c, ho, wo))))
     }
 
-    /// The same numbers as candle's max-pool backward: every element equal to its window's max gets the
-    /// window's gradient times (number of such elements) / 4.
+    /// Each window's gradient to its maximum (see [`max_pool_backward`]).
     fn bwd(&self, arg: &Tensor, res: &Tensor, grad_res: &Tensor) -> Result<Option<Tensor>> {
         let (_, _, h, w) = arg.dims4()?;
         let grad_res = grad_res.contiguous()?;
