@@ -376,11 +376,11 @@ pub fn normalization_over(regions: &[(&TrainingImage, usize)]) -> Normalization 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum AugmentPolicy {
     /// Random horizontal and vertical flips and quarter turns.
-    #[default]
     All,
     /// Random flips only: keeps the orientation of structures (e.g. vertical rays in wood).
     Flips,
-    /// The crops as they are.
+    /// The crops as they are (the CLI's default: see the README's defaults study).
+    #[default]
     None,
 }
 
