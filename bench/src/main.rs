@@ -216,34 +216,18 @@ fn train_section(cx: &Context_) -> Result<Table> {
         drop((fast_step, im2col_step));
         let reference =
             train::CandleStep::new(batch, size, train::StepOps::Reference)?.time(1, cx.reps.clamp(1, 3))?;
-        let fast = train::TrainRow {
-            what: "fast (trainer::ops)".into(),
+        let row = |what: &str, seconds: &[f64], peak_bytes| train::TrainRow {
+            what: what.into(),
             batch,
             size,
-            seconds: Stats::of(&fast),
-            peak_bytes: train::step_peak_memory(batch, size).map_err(|e| eprintln!("{e:#}")).ok(),
+            seconds: Stats::of(seconds),
+            peak_bytes,
         };
-        let im2col = train::TrainRow {
-            what: "fast, im2col + gemm convolutions only".into(),
-            batch,
-            size,
-            seconds: Stats::of(&im2col),
-            peak_bytes: None,
-        };
-        let reference = train::TrainRow {
-            what: "candle reference ops".into(),
-            batch,
-            size,
-            seconds: Stats::of(&reference),
-            peak_bytes: None,
-        };
-        let pytorch = (!pytorch.is_empty()).then(|| train::TrainRow {
-            what: "PyTorch".into(),
-            batch,
-            size,
-            seconds: Stats::of(&pytorch),
-            peak_bytes: pytorch_peak,
-        });
+        let peak = train::step_peak_memory(batch, size).map_err(|e| eprintln!("{e:#}")).ok();
+        let fast = row("fast (trainer::ops)", &fast, peak);
+        let im2col = row("fast, im2col + gemm convolutions only", &im2col, None);
+        let reference = row("candle reference ops", &reference, None);
+        let pytorch = (!pytorch.is_empty()).then(|| row("PyTorch", &pytorch, pytorch_peak));
         for row in [Some(&fast), Some(&im2col), Some(&reference), pytorch.as_ref()].into_iter().flatten() {
             let g = row.gflops();
             let vs = pytorch.as_ref().map(|p| row.seconds.median / p.seconds.median);
