@@ -2,7 +2,8 @@
 //! candle's own ops against the fast kernels of `trainer::ops`, side by side in one run.
 //!
 //! `cargo bench -p trainer --bench train_step [-- --steps N] [--only fast|reference] [--breakdown]
-//! [--profile [--op OP]] [--im2col]` (`--breakdown`: seconds per op at 1 x 256^2 instead of whole steps;
+//! [--profile] [--op OP] [--im2col]` (`--breakdown`: seconds per op at 1 x 256^2 instead of whole steps,
+//! only the ops whose names start with OP if given;
 //! `--profile`: every op (or only OP) once, under its own function name, for callgrind: scripts/profile_ops.sh; `--im2col`: im2col +
 //! gemm instead of the direct kernels).
 
@@ -78,6 +79,8 @@ type Timed<'a> = Box<dyn FnMut() -> Result<()> + 'a>;
 /// kernels of each convolution (forward, weight gradient, input gradient) and the other ops of the step.
 fn with_ops<R>(f: impl FnOnce(Vec<(String, Timed)>) -> Result<R>) -> Result<R> {
     use trainer::ops::conv::{conv_forward, conv_input_grad, conv_weight_grad, ConvGeometry};
+    // As in a training step: freed activations are reused, not page-faulted in again on each call.
+    ops::keep_freed_memory();
     let dev = Device::Cpu;
     let vec = |n: usize| (0..n).map(|i| ((i * 7919) % 1000) as f32 / 1000.0 - 0.5).collect::<Vec<f32>>();
     struct Layer {
@@ -110,7 +113,10 @@ fn with_ops<R>(f: impl FnOnce(Vec<(String, Timed)>) -> Result<R>) -> Result<R> {
         })
         .collect();
     let x32 = candle_core::Var::from_tensor(&Tensor::rand(0f32, 1f32, (1, 32, 256, 256), &dev)?)?;
-    let pooled = ops::max_pool2x2(&x32)?;
+    // A ReLU output (a quarter zeros) and its pooling, for the pool's backward kernel.
+    let pool_x: Vec<f32> = vec(32 * 256 * 256).into_iter().map(|v| v.max(-0.25) + 0.25).collect();
+    let pool_y = ops::pool::max_pool_forward(&pool_x, 256, 256);
+    let pool_g = vec(pool_y.len());
     let x16 = candle_core::Var::from_tensor(&Tensor::rand(0f32, 1f32, (1, 16, 128, 128), &dev)?)?;
     let up = ops::upsample_nearest2d(&x16, 256, 256)?;
     let logits = candle_core::Var::from_tensor(&Tensor::rand(0f32, 1f32, (1, 2, 256, 256), &dev)?)?;
@@ -153,7 +159,14 @@ fn with_ops<R>(f: impl FnOnce(Vec<(String, Timed)>) -> Result<R>) -> Result<R> {
     let extra: [(&str, Timed); 9] = [
         ("normalize", Box::new(|| norm.apply(&image).map(drop))),
         ("maxpool.forward", Box::new(|| ops::max_pool2x2(&x32).map(drop))),
-        ("maxpool.backward", Box::new(|| pooled.sum_all()?.backward().map(drop))),
+        // The kernel conv2's fused node runs (ReLU mask included), without candle's backward pass around it.
+        (
+            "maxpool.backward",
+            Box::new(|| {
+                ops::pool::max_pool_backward(&pool_x, &pool_y, &pool_g, 256, 256, true);
+                Ok(())
+            }),
+        ),
         ("upsample.forward", Box::new(|| ops::upsample_nearest2d(&x16, 256, 256).map(drop))),
         ("upsample.backward", Box::new(|| up.sum_all()?.backward().map(drop))),
         ("loss.forward", Box::new(|| loss(&logits, &labels).map(drop))),
@@ -181,10 +194,10 @@ fn with_ops<R>(f: impl FnOnce(Vec<(String, Timed)>) -> Result<R>) -> Result<R> {
 }
 
 /// Per-op seconds at batch 1 x 256^2 (medians of `reps` after one warm-up call).
-fn breakdown(reps: usize) -> Result<()> {
+fn breakdown(reps: usize, only: Option<&str>) -> Result<()> {
     with_ops(|list| {
         println!("{:<22} {:>10}", "op (1 x 256^2)", "s median");
-        for (name, mut f) in list {
+        for (name, mut f) in list.into_iter().filter(|(name, _)| only.is_none_or(|o| name.starts_with(o))) {
             println!("{name:<22} {:>10.5}", time(reps, &mut f)?);
         }
         Ok(())
@@ -273,7 +286,7 @@ fn main() -> Result<()> {
     // The kernels before the direct ones, for before/after comparisons in one build.
     ops::set_im2col_only(args.iter().any(|a| a == "--im2col"));
     if args.iter().any(|a| a == "--breakdown") {
-        return breakdown(steps);
+        return breakdown(steps, value("--op").as_deref());
     }
     if args.iter().any(|a| a == "--profile") {
         return profile(value("--op").as_deref());

@@ -157,5 +157,5 @@ pub fn segmentation_cross_entropy(logits: &Tensor, labels: &Tensor) -> Result<Te
         let flat = logits.permute((0, 2, 3, 1))?.reshape((b * h * w, c))?;
         return candle_nn::loss::cross_entropy(&flat, labels);
     }
-    logits.contiguous()?.apply_op2(&labels.contiguous()?, loss::SegmentationCrossEntropy)
+    logits.contiguous()?.apply_op2(&labels.contiguous()?, loss::SegmentationCrossEntropy::default())
 }

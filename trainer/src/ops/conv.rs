@@ -202,11 +202,7 @@ pub fn conv_weight_grad(g: &ConvGeometry, x: &[f32], grad_out: &[f32]) -> (Vec<f
     let out_pixels = g.out_pixels();
     let grad_bias = (0..g.o)
         .into_par_iter()
-        .map(|oi| {
-            (0..g.n)
-                .map(|img| grad_out[(img * g.o + oi) * out_pixels..][..out_pixels].iter().sum::<f32>())
-                .sum()
-        })
+        .map(|oi| (0..g.n).map(|img| sum_f32(&grad_out[(img * g.o + oi) * out_pixels..][..out_pixels])).sum())
         .collect();
     let grad_weight = if super::direct_kernels() && super::direct::weight_grad_covers(g) {
         super::direct::conv_weight_grad(g, x, grad_out)
@@ -224,6 +220,20 @@ pub fn conv_weight_grad_im2col(g: &ConvGeometry, x: &[f32], grad_out: &[f32]) ->
     } else {
         weight_grad_unrolling_input(g, x, grad_out)
     }
+}
+
+/// The sum of `values` in a fixed order (32 running sums, then the remainder): vectorised, where a plain
+/// `iter().sum()` adds one element at a time at the adder's latency (for conv2's bias gradient, 2M adds in a
+/// chain, measured at 5% of a one-thread training step).
+pub(crate) fn sum_f32(values: &[f32]) -> f32 {
+    const RUNNING: usize = 32;
+    let mut acc = [0f32; RUNNING];
+    let chunks = values.chunks_exact(RUNNING);
+    let rest = chunks.remainder();
+    for chunk in chunks {
+        acc.iter_mut().zip(chunk).for_each(|(a, &v)| *a += v);
+    }
+    acc.iter().sum::<f32>() + rest.iter().sum::<f32>()
 }
 
 /// Sums per-band (rows x cols) partial products in band order: deterministic whatever the thread count.

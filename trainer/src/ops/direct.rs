@@ -72,14 +72,20 @@ impl Bordered {
         g.c * self.rows * self.width
     }
     /// Fills `buf` from image (c, h, w) for output rows starting at y0.
+    /// Only the border is zeroed: the rows are copied over the rest.
     fn fill(&self, g: &ConvGeometry, image: &[f32], y0: usize, buf: &mut [f32]) {
-        buf.fill(0.0);
         for ci in 0..g.c {
             for r in 0..self.rows {
+                let dst = &mut buf[(ci * self.rows + r) * self.width..][..self.width];
                 let yi = (y0 + r).wrapping_sub(g.pad);
                 if yi < g.h {
-                    let src = &image[(ci * g.h + yi) * g.w..][..g.w];
-                    buf[(ci * self.rows + r) * self.width + g.pad..][..g.w].copy_from_slice(src);
+                    let (left, rest) = dst.split_at_mut(g.pad);
+                    let (row, right) = rest.split_at_mut(g.w);
+                    left.fill(0.0);
+                    row.copy_from_slice(&image[(ci * g.h + yi) * g.w..][..g.w]);
+                    right.fill(0.0);
+                } else {
+                    dst.fill(0.0);
                 }
             }
         }
