@@ -8,7 +8,7 @@ mod common;
 use common::random;
 
 /// (batch, in channels, height, width, out channels, kernel, padding)
-const SHAPES: [(usize, usize, usize, usize, usize, usize, usize); 9] = [
+const SHAPES: [(usize, usize, usize, usize, usize, usize, usize); 10] = [
     (1, 3, 8, 8, 16, 3, 1),
     (3, 2, 7, 5, 4, 3, 1),
     (2, 1, 9, 6, 3, 5, 2),
@@ -16,6 +16,8 @@ const SHAPES: [(usize, usize, usize, usize, usize, usize, usize); 9] = [
     (1, 2, 6, 7, 3, 3, 0),
     (2, 3, 5, 9, 2, 5, 1),
     (1, 4, 70, 40, 5, 3, 1),
+    // Rows of whole 24-pixel strips only (the direct forward's block width), channel blocks of 4 and 2.
+    (1, 3, 5, 48, 6, 3, 1),
     (1, 2, 3, 1500, 3, 3, 1),
     (3, 5, 1, 1, 2, 1, 0),
 ];

@@ -134,7 +134,8 @@ fn pack_weights(g: &ConvGeometry, weight: &[f32]) -> Vec<f32> {
 }
 
 /// `relu?(conv(x, weight) + bias)`, the same contract as [`super::conv::conv_forward`]. Call only when
-/// [`available`].
+/// [`available`]. The microkernel starts from the bias and applies the ReLU before it stores, straight into
+/// the output for whole strips; only a row's last, partial strip goes through a scratch row.
 pub fn conv_forward(
     g: &ConvGeometry,
     x: &[f32],
@@ -148,28 +149,39 @@ pub fn conv_forward(
     let (h_out, w_out) = (g.h_out(), g.w_out());
     let out_pixels = h_out * w_out;
     let strips = w_out.div_ceil(STRIP);
+    let whole_strips = w_out / STRIP;
     let padded_out = strips * STRIP;
     let packed = pack_weights(g, weight);
+    let bias = bias.map_or_else(|| vec![0.0; g.o], <[f32]>::to_vec);
+    assert_eq!(bias.len(), g.o);
     let blocks = channel_blocks(g.o);
     let len = g.n * g.o * out_pixels;
     let mut out: Vec<f32> = Vec::with_capacity(len);
     let shared = SharedMut(out.as_mut_ptr());
     let image_len = g.c * g.h * g.w;
+    let block_len = g.c * g.k * g.k;
     bands(g).into_par_iter().for_each(|(img, y0, y1)| {
         let layout = Bordered::new(g, y1 - y0, padded_out);
-        with_buffers(layout.len(g), g.o * padded_out, |bordered, row_out| {
+        with_buffers(layout.len(g), g.o * STRIP, |bordered, partial| {
             layout.fill(g, &x[img * image_len..][..image_len], y0, bordered);
             for r in 0..y1 - y0 {
+                // Output row y0 + r of channel 0 of image img; channels are out_pixels apart.
+                let row = (img * g.o * out_pixels + (y0 + r) * w_out) as isize;
                 for s in 0..strips {
-                    let mut w_offset = 0;
+                    let input = &bordered[r * layout.width + s * STRIP..];
                     for &(o0, ob) in &blocks {
-                        let input = &bordered[r * layout.width + s * STRIP..];
-                        let dst = &mut row_out[o0 * padded_out + s * STRIP..];
-                        let w = &packed[w_offset..][..ob * g.c * g.k * g.k];
+                        let w = &packed[o0 * block_len..][..ob * block_len];
+                        let (dst, dst_stride) = if s < whole_strips {
+                            // SAFETY: inside the output: channel o0 + ob - 1 < o, column s * STRIP + STRIP
+                            // <= w_out; bands write disjoint rows.
+                            (unsafe { shared.get().offset(row).add(o0 * out_pixels + s * STRIP) }, out_pixels)
+                        } else {
+                            (partial[o0 * STRIP..].as_mut_ptr(), STRIP)
+                        };
                         // SAFETY: available() checked AVX2 and FMA; the block reads c planes of k rows of
                         // STRIP + k - 1 columns from `input` (inside the bordered buffer: r + k - 1 < rows,
-                        // s * STRIP + STRIP + k - 1 <= width) and writes ob rows of STRIP to `dst` (inside
-                        // row_out: o0 + ob <= o).
+                        // s * STRIP + STRIP + k - 1 <= width) and writes ob rows, dst_stride apart, of
+                        // STRIP floats at `dst` (inside the output or `partial`, as above).
                         unsafe {
                             forward_block(
                                 ob,
@@ -179,27 +191,25 @@ pub fn conv_forward(
                                 g.c,
                                 g.k,
                                 w,
+                                &bias[o0..o0 + ob],
+                                relu,
                                 dst,
-                                padded_out,
+                                dst_stride,
                             )
                         };
-                        w_offset += ob * g.c * g.k * g.k;
                     }
                 }
-                for oi in 0..g.o {
-                    let b = bias.map_or(0.0, |b| b[oi]);
-                    let src = &row_out[oi * padded_out..][..w_out];
-                    // SAFETY: bands write disjoint rows of `out`; this row lies inside image img, channel oi.
-                    let dst = unsafe {
-                        std::slice::from_raw_parts_mut(
-                            shared.get().add((img * g.o + oi) * out_pixels + (y0 + r) * w_out),
-                            w_out,
-                        )
-                    };
-                    if relu {
-                        dst.iter_mut().zip(src).for_each(|(d, &v)| *d = (v + b).max(0.0));
-                    } else {
-                        dst.iter_mut().zip(src).for_each(|(d, &v)| *d = v + b);
+                let done = whole_strips * STRIP;
+                if done < w_out {
+                    for oi in 0..g.o {
+                        // SAFETY: the rest of row y0 + r of channel oi, inside the output as above.
+                        let dst = unsafe {
+                            std::slice::from_raw_parts_mut(
+                                shared.get().offset(row).add(oi * out_pixels + done),
+                                w_out - done,
+                            )
+                        };
+                        dst.copy_from_slice(&partial[oi * STRIP..][..w_out - done]);
                     }
                 }
             }
@@ -213,7 +223,8 @@ pub fn conv_forward(
 /// Dispatches one forward block of `ob` (4, 2 or 1) output channels.
 ///
 /// # Safety
-/// AVX2 and FMA available; the slices cover what the block reads and writes (see the call site).
+/// AVX2 and FMA available; `input` covers what the block reads, and `out` points at ob rows of STRIP
+/// writable floats, `out_stride` apart.
 #[allow(clippy::too_many_arguments)]
 unsafe fn forward_block(
     ob: usize,
@@ -223,23 +234,25 @@ unsafe fn forward_block(
     c: usize,
     k: usize,
     w: &[f32],
-    out: &mut [f32],
+    bias: &[f32],
+    relu: bool,
+    out: *mut f32,
     out_stride: usize,
 ) {
     debug_assert!(input.len() >= (c - 1) * c_stride + (k - 1) * row_stride + STRIP + k - 1);
-    debug_assert!(out.len() >= (ob - 1) * out_stride + STRIP);
+    debug_assert!(w.len() == ob * c * k * k && bias.len() == ob);
     #[cfg(target_arch = "x86_64")]
     {
-        let (i, wp, o) = (input.as_ptr(), w.as_ptr(), out.as_mut_ptr());
+        let (i, wp, b) = (input.as_ptr(), w.as_ptr(), bias.as_ptr());
         match ob {
-            4 => avx::forward4(i, c_stride, row_stride, c, k, wp, o, out_stride),
-            2 => avx::forward::<2>(i, c_stride, row_stride, c, k, wp, o, out_stride),
-            _ => avx::forward::<1>(i, c_stride, row_stride, c, k, wp, o, out_stride),
+            4 => avx::forward4(i, c_stride, row_stride, c, k, wp, b, relu, out, out_stride),
+            2 => avx::forward::<2>(i, c_stride, row_stride, c, k, wp, b, relu, out, out_stride),
+            _ => avx::forward::<1>(i, c_stride, row_stride, c, k, wp, b, relu, out, out_stride),
         }
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
-        let _ = (ob, input, c_stride, row_stride, c, k, w, out, out_stride);
+        let _ = (ob, input, c_stride, row_stride, c, k, w, bias, relu, out, out_stride);
         unreachable!("direct kernels need x86-64")
     }
 }
@@ -268,24 +281,33 @@ pub fn conv_weight_grad(g: &ConvGeometry, x: &[f32], grad_out: &[f32]) -> Vec<f3
             let rows = y1 - y0;
             let layout = Bordered::new(g, rows, padded_out);
             let mut partial = vec![0f32; g.o * taps];
-            with_buffers(layout.len(g), g.o * rows * padded_out, |bordered, grad| {
+            // Rows of whole registers are read in place; others are copied with zeros after them.
+            let in_place = w_out == padded_out;
+            let scratch = if in_place { 0 } else { g.o * rows * padded_out };
+            with_buffers(layout.len(g), scratch, |bordered, copy| {
                 layout.fill(g, &x[img * image_len..][..image_len], y0, bordered);
-                grad.fill(0.0);
-                for oi in 0..g.o {
-                    for r in 0..rows {
-                        let src = &grad_out[(img * g.o + oi) * out_pixels + (y0 + r) * w_out..][..w_out];
-                        grad[(oi * rows + r) * padded_out..][..w_out].copy_from_slice(src);
+                let image_grad = &grad_out[img * g.o * out_pixels..][..g.o * out_pixels];
+                let (grad, gy_stride) = if in_place {
+                    (&image_grad[y0 * w_out..], out_pixels)
+                } else {
+                    copy.fill(0.0);
+                    for oi in 0..g.o {
+                        for r in 0..rows {
+                            let src = &image_grad[oi * out_pixels + (y0 + r) * w_out..][..w_out];
+                            copy[(oi * rows + r) * padded_out..][..w_out].copy_from_slice(src);
+                        }
                     }
-                }
+                    (&copy[..], rows * padded_out)
+                };
                 let mut sums = [0f32; 4 * 5];
                 for &(o0, ob) in &blocks {
                     for ci in 0..g.c {
                         for ky in 0..k {
                             let input = &bordered[(ci * layout.rows + ky) * layout.width..];
-                            let gy = &grad[o0 * rows * padded_out..];
+                            let gy = &grad[o0 * gy_stride..];
                             // SAFETY: AVX2 and FMA checked above; the block reads `rows` rows of
                             // padded_out + k - 1 columns of `input` (inside the bordered plane: ky + rows
-                            // <= layout.rows) and ob planes of rows x padded_out of `gy`.
+                            // <= layout.rows) and ob planes, gy_stride apart, of rows x padded_out of `gy`.
                             unsafe {
                                 weight_grad_block(
                                     ob,
@@ -293,7 +315,7 @@ pub fn conv_weight_grad(g: &ConvGeometry, x: &[f32], grad_out: &[f32]) -> Vec<f3
                                     input,
                                     layout.width,
                                     gy,
-                                    rows * padded_out,
+                                    gy_stride,
                                     padded_out,
                                     rows,
                                     &mut sums,
@@ -360,7 +382,8 @@ mod avx {
 
     use super::LANES;
 
-    /// out[j][0..STRIP] = sum over (ci, ky, kx) of w[(ci, ky, kx)][j] * input[ci][ky][kx..kx + STRIP].
+    /// out[j][0..STRIP] = relu?(bias[j] + sum over (ci, ky, kx) of w[(ci, ky, kx)][j] *
+    /// input[ci][ky][kx..kx + STRIP]).
     #[target_feature(enable = "avx2,fma")]
     #[allow(clippy::too_many_arguments)]
     pub unsafe fn forward<const OB: usize>(
@@ -370,10 +393,15 @@ mod avx {
         c: usize,
         k: usize,
         w: *const f32,
+        bias: *const f32,
+        relu: bool,
         out: *mut f32,
         out_stride: usize,
     ) {
         let mut acc = [[_mm256_setzero_ps(); 3]; OB];
+        for (j, acc) in acc.iter_mut().enumerate() {
+            *acc = [_mm256_broadcast_ss(&*bias.add(j)); 3];
+        }
         let mut wp = w;
         for ci in 0..c {
             let plane = input.add(ci * c_stride);
@@ -395,9 +423,16 @@ mod avx {
             }
         }
         for (j, acc) in acc.iter().enumerate() {
-            for (v, &a) in acc.iter().enumerate() {
-                _mm256_storeu_ps(out.add(j * out_stride + v * LANES), a);
-            }
+            store(acc, relu, out.add(j * out_stride));
+        }
+    }
+
+    /// Stores a block row of 3 registers, through a ReLU if asked.
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn store(row: &[__m256; 3], relu: bool, out: *mut f32) {
+        for (v, &a) in row.iter().enumerate() {
+            let a = if relu { _mm256_max_ps(a, _mm256_setzero_ps()) } else { a };
+            _mm256_storeu_ps(out.add(v * LANES), a);
         }
     }
 
@@ -413,12 +448,15 @@ mod avx {
         c: usize,
         k: usize,
         w: *const f32,
+        bias: *const f32,
+        relu: bool,
         out: *mut f32,
         out_stride: usize,
     ) {
-        let z = _mm256_setzero_ps();
-        let (mut a00, mut a01, mut a02, mut a10, mut a11, mut a12) = (z, z, z, z, z, z);
-        let (mut a20, mut a21, mut a22, mut a30, mut a31, mut a32) = (z, z, z, z, z, z);
+        let (b0, b1) = (_mm256_broadcast_ss(&*bias), _mm256_broadcast_ss(&*bias.add(1)));
+        let (b2, b3) = (_mm256_broadcast_ss(&*bias.add(2)), _mm256_broadcast_ss(&*bias.add(3)));
+        let (mut a00, mut a01, mut a02, mut a10, mut a11, mut a12) = (b0, b0, b0, b1, b1, b1);
+        let (mut a20, mut a21, mut a22, mut a30, mut a31, mut a32) = (b2, b2, b2, b3, b3, b3);
         let mut wp = w;
         for ci in 0..c {
             let plane = input.add(ci * c_stride);
@@ -452,9 +490,7 @@ mod avx {
         for (j, row) in
             [[a00, a01, a02], [a10, a11, a12], [a20, a21, a22], [a30, a31, a32]].iter().enumerate()
         {
-            for (v, &a) in row.iter().enumerate() {
-                _mm256_storeu_ps(out.add(j * out_stride + v * LANES), a);
-            }
+            store(row, relu, out.add(j * out_stride));
         }
     }
 
