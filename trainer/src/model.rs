@@ -197,8 +197,9 @@ impl SegNet {
         let (w2, b2) = &self.params[1];
         let x = ops::conv2d_relu_maxpool2x2(&x, w2.as_tensor(), b2.as_tensor(), LAYERS[1].padding)?;
         let x = self.conv(2, &x)?;
-        let x = ops::upsample_nearest2d(&x, h, w)?;
-        self.conv(3, &x)
+        // The upsampling and conv4 as one node: the CPU kernel reads the upsampled input band by band.
+        let (w4, b4) = &self.params[3];
+        ops::upsample_conv2d(&x, h, w, w4.as_tensor(), b4.as_tensor(), LAYERS[3].padding)
     }
 
     fn conv(&self, layer: usize, x: &Tensor) -> Result<Tensor> {

@@ -148,6 +148,28 @@ pub fn upsample_nearest2d(x: &Tensor, target_h: usize, target_w: usize) -> Resul
     x.contiguous()?.apply_op1(pool::Upsample2x)
 }
 
+/// `conv2d(upsample_nearest2d(x, target_h, target_w), w, padding) + b` (no ReLU): on the CPU with the
+/// [`direct`] kernels and a target of exactly twice x's size, one node that never builds the upsampled
+/// tensor ([`conv::Upsample2xConv2d`]); elsewhere the two ops one after the other.
+pub fn upsample_conv2d(
+    x: &Tensor,
+    target_h: usize,
+    target_w: usize,
+    w: &Tensor,
+    b: &Tensor,
+    padding: usize,
+) -> Result<Tensor> {
+    let (n, c, h, wd) = x.dims4()?;
+    let fits = conv::ConvGeometry::new(&[n, c, target_h, target_w], w.dims(), padding)
+        .is_some_and(|g| direct::weight_grad_covers(&g));
+    let doubled = target_h == 2 * h && target_w == 2 * wd;
+    if reference_ops() || !direct_kernels() || ![x, w, b].into_iter().all(cpu_f32) || !doubled || !fits {
+        return conv2d(&upsample_nearest2d(x, target_h, target_w)?, w, b, padding, false);
+    }
+    keep_freed_memory();
+    x.contiguous()?.apply_op3(&w.contiguous()?, &b.contiguous()?, conv::Upsample2xConv2d { padding })
+}
+
 /// Mean cross-entropy of logits (B,C,H,W) against u32 labels (B*H*W) in (b, y, x) order: the same value
 /// and gradient as `candle_nn::loss::cross_entropy` of the logits permuted to (B*H*W, C), computed in
 /// place on the CPU.

@@ -190,3 +190,45 @@ fn fused_conv_relu_pool_equals_the_reference() {
     let (x, w, b, pad) = inputs((1, 2, 7, 6, 3, 3, 1));
     assert_eq!(ops::conv2d_relu_maxpool2x2(&x, &w, &b, pad).unwrap().dims(), &[1, 3, 3, 3]);
 }
+
+fn reference_upsample_conv(x: &Tensor, w: &Tensor, b: &Tensor, pad: usize, _relu: bool) -> Result<Tensor> {
+    let (_, _, h, wd) = x.dims4()?;
+    ops::reference_conv2d(&x.upsample_nearest2d(2 * h, 2 * wd)?, w, b, pad, false)
+}
+
+fn fast_upsample_conv(x: &Tensor, w: &Tensor, b: &Tensor, pad: usize, _relu: bool) -> Result<Tensor> {
+    let (_, _, h, wd) = x.dims4()?;
+    ops::upsample_conv2d(x, 2 * h, 2 * wd, w, b, pad)
+}
+
+/// conv4's node: the convolution of the 2x upsampled input, read band by band without building it.
+#[test]
+fn fused_upsample_conv_equals_the_reference() {
+    // (batch, in channels, height, width of the input before upsampling, out channels, kernel, padding)
+    let shapes = [
+        (1, 16, 8, 12, 2, 5, 2),
+        (2, 3, 5, 7, 4, 3, 1),
+        (1, 2, 6, 12, 3, 5, 2),
+        (1, 4, 3, 20, 6, 3, 0),
+        // Not covered by the direct weight gradient (1x1): the two ops one after the other.
+        (1, 2, 4, 4, 3, 1, 0),
+    ];
+    for shape in shapes {
+        let (x, w, b, pad) = inputs(shape);
+        let fast = fast_upsample_conv(&x, &w, &b, pad, false).unwrap();
+        let reference = reference_upsample_conv(&x, &w, &b, pad, false).unwrap();
+        let err = max_relative_error(&fast, &reference);
+        assert!(err < 1e-5, "{shape:?}: forward differs by {err}");
+        let fast = grads(fast_upsample_conv, &x, &w, &b, pad, false);
+        let reference = grads(reference_upsample_conv, &x, &w, &b, pad, false);
+        for (name, var) in [("x", &x), ("w", &w), ("b", &b)] {
+            let err = max_relative_error(fast.get(var).unwrap(), reference.get(var).unwrap());
+            assert!(err < 1e-4, "{shape:?}: gradient of {name} differs by {err}");
+        }
+    }
+    // A target other than twice the size: the two ops, as candle computes them.
+    let (x, w, b, pad) = inputs((1, 2, 4, 5, 3, 3, 1));
+    let fast = ops::upsample_conv2d(&x, 9, 11, &w, &b, pad).unwrap();
+    let reference = ops::reference_conv2d(&x.upsample_nearest2d(9, 11).unwrap(), &w, &b, pad, false).unwrap();
+    assert!(max_relative_error(&fast, &reference) < 1e-5);
+}

@@ -198,18 +198,23 @@ pub fn conv_forward_im2col(
 /// pre-activation output (n, o, h_out, w_out).
 pub fn conv_weight_grad(g: &ConvGeometry, x: &[f32], grad_out: &[f32]) -> (Vec<f32>, Vec<f32>) {
     assert_eq!(x.len(), g.n * g.c * g.h * g.w);
-    assert_eq!(grad_out.len(), g.n * g.o * g.out_pixels());
-    let out_pixels = g.out_pixels();
-    let grad_bias = (0..g.o)
-        .into_par_iter()
-        .map(|oi| (0..g.n).map(|img| sum_f32(&grad_out[(img * g.o + oi) * out_pixels..][..out_pixels])).sum())
-        .collect();
+    let grad_bias = bias_grad(g, grad_out);
     let grad_weight = if super::direct_kernels() && super::direct::weight_grad_covers(g) {
         super::direct::conv_weight_grad(g, x, grad_out)
     } else {
         conv_weight_grad_im2col(g, x, grad_out)
     };
     (grad_weight, grad_bias)
+}
+
+/// Gradient of the bias (o): the output gradient summed over images and pixels, per channel.
+fn bias_grad(g: &ConvGeometry, grad_out: &[f32]) -> Vec<f32> {
+    let out_pixels = g.out_pixels();
+    assert_eq!(grad_out.len(), g.n * g.o * out_pixels);
+    (0..g.o)
+        .into_par_iter()
+        .map(|oi| (0..g.n).map(|img| sum_f32(&grad_out[(img * g.o + oi) * out_pixels..][..out_pixels])).sum())
+        .collect()
 }
 
 /// The kernel's gradient (o, c, k, k) of [`conv_weight_grad`] by im2col + gemm on any CPU.
@@ -506,6 +511,80 @@ impl CustomOp3 for Conv2dReluMaxPool {
             })
         })??;
         conv_backward(&g, x, w, b, &grad_out)
+    }
+}
+
+/// `conv2d(upsample_nearest2d(x, 2h, 2w), w, padding) + b` as one autograd node: the direct kernels read
+/// the upsampled input from x (n, c, h, w) band by band, so the full-size tensor, its gradient and the
+/// separate upsampling passes never exist. Only where [`super::direct_kernels`] and the kernel size suits
+/// the direct weight gradient (see [`super::upsample_conv2d`]).
+pub struct Upsample2xConv2d {
+    pub padding: usize,
+}
+
+impl Upsample2xConv2d {
+    /// The geometry of the convolution of the upsampled input.
+    fn geometry(&self, x: &[usize], w: &[usize]) -> Result<ConvGeometry> {
+        let &[n, c, h, wd] = x else { candle_core::bail!("upsample+conv2d: x must be 4-d, got {x:?}") };
+        ConvGeometry::new(&[n, c, 2 * h, 2 * wd], w, self.padding)
+            .filter(super::direct::weight_grad_covers)
+            .ok_or_else(|| {
+                candle_core::Error::Msg(format!(
+                    "upsample+conv2d: unsupported shapes {x:?} * {w:?} pad {}",
+                    self.padding
+                ))
+            })
+    }
+}
+
+impl CustomOp3 for Upsample2xConv2d {
+    fn name(&self) -> &'static str {
+        "upsample2x-conv2d-bias"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let g = self.geometry(l1.dims(), l2.dims())?;
+        if l3.dims() != [g.o] || !super::direct_kernels() {
+            candle_core::bail!("upsample+conv2d: bias {:?}, or no direct kernels on this CPU", l3.dims());
+        }
+        let (x, w, b) = (cpu_f32(s1, l1)?, cpu_f32(s2, l2)?, cpu_f32(s3, l3)?);
+        let y = super::direct::conv_forward_upsampled2x(&g, x, w, Some(b), false);
+        Ok((CpuStorage::F32(y), Shape::from((g.n, g.o, g.h_out(), g.w_out()))))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        b: &Tensor,
+        _res: &Tensor,
+        grad_res: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let g = self.geometry(x.dims(), w.dims())?;
+        let grad_res = grad_res.contiguous()?;
+        let (grad_x, grad_w, grad_b) = with_f32(&grad_res, |grad_out| -> Result<_> {
+            let grad_w = with_f32(x, |x| super::direct::conv_weight_grad_upsampled2x(&g, x, grad_out))?;
+            // The gradient of the upsampled input, summed over each element's 2x2 copies.
+            let grad_x = if x.track_op() {
+                let upsampled = with_f32(w, |w| conv_input_grad(&g, w, grad_out))?;
+                Some(super::pool::upsample2x_backward(&upsampled, g.w / 2))
+            } else {
+                None
+            };
+            Ok((grad_x, grad_w, bias_grad(&g, grad_out)))
+        })??;
+        let grad_x = grad_x.map(|gx| Tensor::from_vec(gx, x.shape(), x.device())).transpose()?;
+        let grad_w = w.track_op().then(|| Tensor::from_vec(grad_w, w.shape(), w.device())).transpose()?;
+        let grad_b = b.track_op().then(|| Tensor::from_vec(grad_b, b.shape(), b.device())).transpose()?;
+        Ok((grad_x, grad_w, grad_b))
     }
 }
 

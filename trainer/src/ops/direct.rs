@@ -71,22 +71,52 @@ impl Bordered {
     fn len(&self, g: &ConvGeometry) -> usize {
         g.c * self.rows * self.width
     }
-    /// Fills `buf` from image (c, h, w) for output rows starting at y0.
-    /// Only the border is zeroed: the rows are copied over the rest.
-    fn fill(&self, g: &ConvGeometry, image: &[f32], y0: usize, buf: &mut [f32]) {
+    /// Fills `buf` from image `img` of the input for output rows starting at y0. Only the border is
+    /// zeroed: the rows are copied over the rest.
+    fn fill(&self, g: &ConvGeometry, input: Input, img: usize, y0: usize, buf: &mut [f32]) {
         for ci in 0..g.c {
             for r in 0..self.rows {
                 let dst = &mut buf[(ci * self.rows + r) * self.width..][..self.width];
                 let yi = (y0 + r).wrapping_sub(g.pad);
-                if yi < g.h {
-                    let (left, rest) = dst.split_at_mut(g.pad);
-                    let (row, right) = rest.split_at_mut(g.w);
-                    left.fill(0.0);
-                    row.copy_from_slice(&image[(ci * g.h + yi) * g.w..][..g.w]);
-                    right.fill(0.0);
-                } else {
+                if yi >= g.h {
                     dst.fill(0.0);
+                    continue;
                 }
+                let (left, rest) = dst.split_at_mut(g.pad);
+                let (row, right) = rest.split_at_mut(g.w);
+                left.fill(0.0);
+                right.fill(0.0);
+                match input {
+                    Input::Plain(x) => row.copy_from_slice(&x[((img * g.c + ci) * g.h + yi) * g.w..][..g.w]),
+                    Input::Upsampled2x(x) => {
+                        let (h, w) = (g.h / 2, g.w / 2);
+                        let src = &x[((img * g.c + ci) * h + yi / 2) * w..][..w];
+                        for (pair, &v) in row.chunks_exact_mut(2).zip(src) {
+                            pair.fill(v);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// What a convolution reads: x (n, c, h, w) itself, or the 2x nearest upsampling of x (n, c, h/2, w/2)
+/// (the geometry's h and w are then the upsampled, even, sizes), read from x as each band is copied so
+/// that the upsampled tensor never exists.
+#[derive(Clone, Copy)]
+enum Input<'a> {
+    Plain(&'a [f32]),
+    Upsampled2x(&'a [f32]),
+}
+
+impl Input<'_> {
+    fn check(&self, g: &ConvGeometry) {
+        match self {
+            Input::Plain(x) => assert_eq!(x.len(), g.n * g.c * g.h * g.w),
+            Input::Upsampled2x(x) => {
+                assert!(g.h % 2 == 0 && g.w % 2 == 0, "an upsampled input has even sizes");
+                assert_eq!(x.len(), g.n * g.c * g.h * g.w / 4);
             }
         }
     }
@@ -143,8 +173,24 @@ pub fn conv_forward(
     bias: Option<&[f32]>,
     relu: bool,
 ) -> Vec<f32> {
+    forward(g, Input::Plain(x), weight, bias, relu)
+}
+
+/// [`conv_forward`] of the 2x nearest upsampling of x (n, c, h/2, w/2), where g describes the convolution
+/// of the upsampled (n, c, h, w) input; the upsampled tensor is never built.
+pub fn conv_forward_upsampled2x(
+    g: &ConvGeometry,
+    x: &[f32],
+    weight: &[f32],
+    bias: Option<&[f32]>,
+    relu: bool,
+) -> Vec<f32> {
+    forward(g, Input::Upsampled2x(x), weight, bias, relu)
+}
+
+fn forward(g: &ConvGeometry, x: Input, weight: &[f32], bias: Option<&[f32]>, relu: bool) -> Vec<f32> {
     assert!(available(), "direct convolution needs AVX2 and FMA");
-    assert_eq!(x.len(), g.n * g.c * g.h * g.w);
+    x.check(g);
     assert_eq!(weight.len(), g.o * g.c * g.k * g.k);
     let (h_out, w_out) = (g.h_out(), g.w_out());
     let out_pixels = h_out * w_out;
@@ -158,12 +204,11 @@ pub fn conv_forward(
     let len = g.n * g.o * out_pixels;
     let mut out: Vec<f32> = Vec::with_capacity(len);
     let shared = SharedMut(out.as_mut_ptr());
-    let image_len = g.c * g.h * g.w;
     let block_len = g.c * g.k * g.k;
     bands(g).into_par_iter().for_each(|(img, y0, y1)| {
         let layout = Bordered::new(g, y1 - y0, padded_out);
         with_buffers(layout.len(g), g.o * STRIP, |bordered, partial| {
-            layout.fill(g, &x[img * image_len..][..image_len], y0, bordered);
+            layout.fill(g, x, img, y0, bordered);
             for r in 0..y1 - y0 {
                 // Output row y0 + r of channel 0 of image img; channels are out_pixels apart.
                 let row = (img * g.o * out_pixels + (y0 + r) * w_out) as isize;
@@ -260,14 +305,23 @@ unsafe fn forward_block(
 /// Gradient of the kernel (o, c, k, k) given x (n, c, h, w) and the gradient of the pre-activation output
 /// (n, o, h_out, w_out). Call only when [`available`] and [`weight_grad_covers`].
 pub fn conv_weight_grad(g: &ConvGeometry, x: &[f32], grad_out: &[f32]) -> Vec<f32> {
+    weight_grad(g, Input::Plain(x), grad_out)
+}
+
+/// [`conv_weight_grad`] for the 2x nearest upsampling of x (n, c, h/2, w/2), as in
+/// [`conv_forward_upsampled2x`].
+pub fn conv_weight_grad_upsampled2x(g: &ConvGeometry, x: &[f32], grad_out: &[f32]) -> Vec<f32> {
+    weight_grad(g, Input::Upsampled2x(x), grad_out)
+}
+
+fn weight_grad(g: &ConvGeometry, x: Input, grad_out: &[f32]) -> Vec<f32> {
     assert!(available() && weight_grad_covers(g), "direct weight gradient: needs AVX2, FMA and k 3 or 5");
-    assert_eq!(x.len(), g.n * g.c * g.h * g.w);
+    x.check(g);
     let (h_out, w_out, k) = (g.h_out(), g.w_out(), g.k);
     let out_pixels = h_out * w_out;
     assert_eq!(grad_out.len(), g.n * g.o * out_pixels);
     // Pixels in whole registers; the gradient copy is zero beyond w_out, so those lanes add nothing.
     let padded_out = w_out.div_ceil(LANES) * LANES;
-    let image_len = g.c * g.h * g.w;
     let blocks: Vec<(usize, usize)> = if k == 3 {
         channel_blocks(g.o)
     } else {
@@ -285,7 +339,7 @@ pub fn conv_weight_grad(g: &ConvGeometry, x: &[f32], grad_out: &[f32]) -> Vec<f3
             let in_place = w_out == padded_out;
             let scratch = if in_place { 0 } else { g.o * rows * padded_out };
             with_buffers(layout.len(g), scratch, |bordered, copy| {
-                layout.fill(g, &x[img * image_len..][..image_len], y0, bordered);
+                layout.fill(g, x, img, y0, bordered);
                 let image_grad = &grad_out[img * g.o * out_pixels..][..g.o * out_pixels];
                 let (grad, gy_stride) = if in_place {
                     (&image_grad[y0 * w_out..], out_pixels)

@@ -225,20 +225,24 @@ impl CustomOp1 for Upsample2x {
         Ok((CpuStorage::F32(y), Shape::from((n, c, 2 * h, 2 * w))))
     }
 
-    /// Each input element gets the sum of the gradient over its 2x2 copies.
+    /// See [`upsample2x_backward`].
     fn bwd(&self, arg: &Tensor, _res: &Tensor, grad_res: &Tensor) -> Result<Option<Tensor>> {
         let (_, _, _, w) = arg.dims4()?;
         let grad_res = grad_res.contiguous()?;
-        let grad = with_f32(&grad_res, |g| {
-            let mut grad = vec![0f32; arg.elem_count()];
-            grad.par_chunks_mut(w).enumerate().for_each(|(row, out)| {
-                let (top, bottom) = g[row * 4 * w..][..4 * w].split_at(2 * w);
-                for (xo, v) in out.iter_mut().enumerate() {
-                    *v = (top[2 * xo] + top[2 * xo + 1]) + (bottom[2 * xo] + bottom[2 * xo + 1]);
-                }
-            });
-            grad
-        })?;
+        let grad = with_f32(&grad_res, |g| upsample2x_backward(g, w))?;
         Ok(Some(Tensor::from_vec(grad, arg.shape(), arg.device())?))
     }
+}
+
+/// Gradient of the input (planes of h x w) of a 2x nearest upsampling given the gradient g of its output
+/// (planes of 2h x 2w): each input element gets the sum of the gradient over its 2x2 copies.
+pub fn upsample2x_backward(g: &[f32], w: usize) -> Vec<f32> {
+    let mut grad = vec![0f32; g.len() / 4];
+    grad.par_chunks_mut(w).enumerate().for_each(|(row, out)| {
+        let (top, bottom) = g[row * 4 * w..][..4 * w].split_at(2 * w);
+        for (xo, v) in out.iter_mut().enumerate() {
+            *v = (top[2 * xo] + top[2 * xo + 1]) + (bottom[2 * xo] + bottom[2 * xo + 1]);
+        }
+    });
+    grad
 }
