@@ -81,7 +81,7 @@ pub struct StreamOptions<'a> {
 pub fn section(o: &StreamOptions<'_>) -> Result<Vec<Table>> {
     let mut t = Table::new(
         "Prediction at scale: peak memory of `runner predict` (whole process), streamed band by band",
-        &["input", "outputs", "peak resident GB", "wall s (machine loaded)", "MP/s", "target"],
+        &["input", "outputs", "peak resident GB", "wall s", "MP/s", "target"],
     );
     let gb = |b: f64| format!("{:.3}", b / 1e9);
     let run = |image: &Path, output: &Path, extra: &[&str]| {
@@ -213,7 +213,7 @@ fn folder_table(o: &StreamOptions<'_>) -> Result<Table> {
     let ratios: Vec<f64> = folder.iter().zip(&singles).map(|(f, s)| f / s).collect();
     let mut t = Table::new(
         &format!("Folder throughput: {count} images of about {side}x{side}"),
-        &["run", "s median (min-max), machine loaded"],
+        &["run", "s median (min-max)"],
     );
     t.row(vec!["one `--input-dir` run".into(), Stats::of(&folder).show(2)]);
     t.row(vec![format!("{count} single-image runs"), Stats::of(&singles).show(2)]);
