@@ -125,7 +125,7 @@ pub fn to_onnx_bytes(net: &SegNet, summary: &TrainingSummary) -> Result<Vec<u8>,
     Ok(build_model(net, summary)?.encode_to_vec())
 }
 
-/// The ONNX model of `net`: input `image` float32 (N,3,H,W) RGB in [0,1]; outputs `logits` and
+/// The ONNX model of `net`: input `image` float32 (N,3,H,W) RGB in \[0, 1\]; outputs `logits` and
 /// `probabilities` (softmax over the class axis), both float32 (N,2,H,W); N, H and W dynamic.
 pub fn build_model(net: &SegNet, summary: &TrainingSummary) -> Result<ModelProto, ExportError> {
     let norm = net.normalization;

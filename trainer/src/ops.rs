@@ -1,9 +1,9 @@
 //! The network's ops: convolution with bias and optional ReLU (fused with the max-pool after conv2), 2x
-//! nearest upsampling and the per-pixel cross-entropy.
+//! nearest upsampling (fused with conv4 where the direct kernels run) and the per-pixel cross-entropy.
 //!
 //! On the CPU in f32 each runs as one candle autograd node with its own kernels, forward and backward
-//! ([`conv`]: the [`direct`] AVX2 kernels, else im2col + gemm; [`pool`]; [`loss`]), giving the same numbers as candle's ops within float
-//! rounding, about 10x faster per training step. On any other device or dtype, and after
+//! ([`conv`]: the [`direct`] AVX2 kernels, else im2col + gemm; [`pool`]; [`loss`]), giving the same numbers
+//! as candle's ops within float rounding, 20-30x faster per training step. On any other device or dtype, and after
 //! `set_reference_ops(true)`, each function is candle's own ops, so the CUDA build is untouched.
 
 pub mod conv;

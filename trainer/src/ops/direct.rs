@@ -1,9 +1,11 @@
 //! Direct convolution kernels for x86-64 with AVX2 and FMA: no im2col matrix and no gemm packing. Each band
 //! of output rows copies its input rows once into a zero-bordered buffer (so the kernels have no edge
-//! cases), then register-blocked microkernels accumulate in AVX registers:
+//! cases; the copy can also upsample the input 2x, so that conv4 never needs the upsampled tensor), then
+//! register-blocked microkernels accumulate in AVX registers:
 //!
 //! - forward (also the input gradient, a forward pass with the flipped kernel): 4 output channels x 24
-//!   pixels per block, 12 accumulators; per kernel tap 3 input loads and 4 weight broadcasts feed 12 FMAs.
+//!   pixels per block, 12 accumulators started from the bias; per kernel tap 3 input loads and 4 weight
+//!   broadcasts feed 12 FMAs; the ReLU is applied as the block is stored into the output.
 //! - weight gradient: for one input channel and kernel row, 4 output channels x the k taps of the row
 //!   (k = 3; 2 x 5 for k = 5) accumulate over every pixel of the band; per 8 pixels k input loads and one
 //!   gradient load per output channel feed 4k FMAs.

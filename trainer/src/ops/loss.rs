@@ -1,5 +1,7 @@
 //! Mean cross-entropy of per-pixel logits (n, classes, h, w) against labels (n*h*w) in (image, y, x) order,
-//! read in place: no permute/reshape copy, no log-softmax and gather temporaries.
+//! read in place: no permute/reshape copy, no log-softmax and gather temporaries. The forward computes the
+//! gradient as well and keeps it for the backward; two classes (the network's) run a closed form, 8 pixels
+//! at a time with AVX2.
 
 use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;

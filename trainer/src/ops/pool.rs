@@ -1,7 +1,7 @@
 //! 2x2 max-pooling and 2x nearest upsampling of NCHW f32 on the CPU, as candle custom ops with their own
 //! backward: candle's backward of these ops builds several full-size temporaries (max-pool: upsample,
 //! compare, average-pool, two products; upsample: a grouped convolution) and costs more than the
-//! convolutions around them.
+//! convolutions around them. The max-pool rows run 8 windows at a time with AVX2 where the CPU has it.
 
 use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
