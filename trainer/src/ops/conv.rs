@@ -437,12 +437,17 @@ fn conv_backward(
     grad_out: &[f32],
 ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
     let (grad_w, grad_b) = with_f32(x, |x| conv_weight_grad(g, x, grad_out))?;
-    let grad_x = if x.track_op() {
-        let gx = with_f32(w, |w| conv_input_grad(g, w, grad_out))?;
-        Some(Tensor::from_vec(gx, x.shape(), x.device())?)
-    } else {
-        None
-    };
+    let grad_x = x.track_op().then(|| with_f32(w, |w| conv_input_grad(g, w, grad_out))).transpose()?;
+    gradient_tensors((x, grad_x), (w, grad_w), (b, grad_b))
+}
+
+/// The gradients of a (x, w, b) node as tensors shaped like their inputs, none for an input that needs none.
+fn gradient_tensors(
+    (x, grad_x): (&Tensor, Option<Vec<f32>>),
+    (w, grad_w): (&Tensor, Vec<f32>),
+    (b, grad_b): (&Tensor, Vec<f32>),
+) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+    let grad_x = grad_x.map(|gx| Tensor::from_vec(gx, x.shape(), x.device())).transpose()?;
     let grad_w = w.track_op().then(|| Tensor::from_vec(grad_w, w.shape(), w.device())).transpose()?;
     let grad_b = b.track_op().then(|| Tensor::from_vec(grad_b, b.shape(), b.device())).transpose()?;
     Ok((grad_x, grad_w, grad_b))
@@ -573,18 +578,14 @@ impl CustomOp3 for Upsample2xConv2d {
         let (grad_x, grad_w, grad_b) = with_f32(&grad_res, |grad_out| -> Result<_> {
             let grad_w = with_f32(x, |x| super::direct::conv_weight_grad_upsampled2x(&g, x, grad_out))?;
             // The gradient of the upsampled input, summed over each element's 2x2 copies.
-            let grad_x = if x.track_op() {
-                let upsampled = with_f32(w, |w| conv_input_grad(&g, w, grad_out))?;
-                Some(super::pool::upsample2x_backward(&upsampled, g.w / 2))
-            } else {
-                None
-            };
+            let grad_x = x
+                .track_op()
+                .then(|| with_f32(w, |w| conv_input_grad(&g, w, grad_out)))
+                .transpose()?
+                .map(|upsampled| super::pool::upsample2x_backward(&upsampled, g.w / 2));
             Ok((grad_x, grad_w, bias_grad(&g, grad_out)))
         })??;
-        let grad_x = grad_x.map(|gx| Tensor::from_vec(gx, x.shape(), x.device())).transpose()?;
-        let grad_w = w.track_op().then(|| Tensor::from_vec(grad_w, w.shape(), w.device())).transpose()?;
-        let grad_b = b.track_op().then(|| Tensor::from_vec(grad_b, b.shape(), b.device())).transpose()?;
-        Ok((grad_x, grad_w, grad_b))
+        gradient_tensors((x, grad_x), (w, grad_w), (b, grad_b))
     }
 }
 

@@ -19,14 +19,13 @@ fn cpu_f32<'a>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [f32]> {
 pub fn max_pool_forward(x: &[f32], h: usize, w: usize) -> Vec<f32> {
     let (ho, wo) = (h / 2, w / 2);
     let planes = x.len() / (h * w);
-    let simd = super::direct::available();
     let mut y: Vec<f32> = Vec::with_capacity(planes * ho * wo);
     y.spare_capacity_mut().par_chunks_mut(wo).enumerate().for_each(|(row, out)| {
         let (plane, yo) = (row / ho, row % ho);
         let (top, bottom) = x[plane * h * w + 2 * yo * w..][..2 * w].split_at(w);
         let mut done = 0;
         #[cfg(target_arch = "x86_64")]
-        if simd {
+        if super::direct::available() {
             // SAFETY: available() checked AVX2; the slices have the lengths the kernel reads and writes.
             done = unsafe { avx::max_pool_row(top, bottom, out) };
         }
@@ -34,7 +33,6 @@ pub fn max_pool_forward(x: &[f32], h: usize, w: usize) -> Vec<f32> {
             v.write(top[2 * xo].max(top[2 * xo + 1]).max(bottom[2 * xo].max(bottom[2 * xo + 1])));
         }
     });
-    let _ = simd;
     // SAFETY: the rows cover the whole buffer and every element is written above.
     unsafe { y.set_len(planes * ho * wo) };
     y
@@ -46,7 +44,6 @@ pub fn max_pool_forward(x: &[f32], h: usize, w: usize) -> Vec<f32> {
 /// gradient (the ReLU's backward, fused).
 pub fn max_pool_backward(x: &[f32], y: &[f32], g: &[f32], h: usize, w: usize, relu: bool) -> Vec<f32> {
     let (ho, wo) = (h / 2, w / 2);
-    let simd = super::direct::available();
     let mut grad: Vec<f32> = Vec::with_capacity(x.len());
     grad.spare_capacity_mut().par_chunks_mut(2 * w).enumerate().for_each(|(row, out)| {
         let (plane, yo) = (row / ho, row % ho);
@@ -55,7 +52,7 @@ pub fn max_pool_backward(x: &[f32], y: &[f32], g: &[f32], h: usize, w: usize, re
         let (y, g) = (&y[row * wo..][..wo], &g[row * wo..][..wo]);
         let mut done = 0;
         #[cfg(target_arch = "x86_64")]
-        if simd {
+        if super::direct::available() {
             // SAFETY: available() checked AVX2; the slices have the lengths the kernel reads and writes.
             done = unsafe { avx::max_pool_backward_row(top, bottom, y, g, relu, out_top, out_bottom) };
         }
@@ -72,7 +69,6 @@ pub fn max_pool_backward(x: &[f32], y: &[f32], g: &[f32], h: usize, w: usize, re
             out_bottom[i + 1].write(pass[3]);
         }
     });
-    let _ = simd;
     // SAFETY: the row pairs cover the whole buffer and every element of each is written above.
     unsafe { grad.set_len(x.len()) };
     grad
