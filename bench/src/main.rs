@@ -124,7 +124,7 @@ fn locked_versions() -> String {
             out.push(format!("{name} {}", versions.join(" and ")));
         }
     }
-    out.push(format!("ONNX Runtime {}", runner::session::ORT_VERSION));
+    out.push(format!("ONNX Runtime {}", runner::session::error::ORT_VERSION));
     out.join(", ")
 }
 
@@ -288,12 +288,12 @@ fn predict_section(cx: &Context_, bytes: &[u8]) -> Result<Vec<Table>> {
     let mut model = predict::runner_model(bytes, cx.threads)?;
     let (untiled, tiled, cpu_ratios) = predict::runner_untiled_and_tiled(&mut model, &rgb, side, reps)?;
     drop(model);
-    let plan = runner::tiling::plan(
+    let plan = imaging::tiles::plan(
         side,
         side,
-        runner::tiling::DEFAULT_TILE,
-        runner::tiling::HALO,
-        runner::tiling::PIXEL_BUDGET,
+        imaging::tiles::DEFAULT_TILE,
+        imaging::tiles::HALO,
+        imaging::tiles::PIXEL_BUDGET,
     )?;
     let halo = predict::halo_factor(&plan);
     let ratios: Vec<f64> = tiled.iter().zip(&untiled).map(|(b, a)| b / a).collect();
@@ -323,8 +323,8 @@ fn predict_section(cx: &Context_, bytes: &[u8]) -> Result<Vec<Table>> {
     ));
     t.note(format!(
         "plan: {plan}; window pixels / image pixels = {halo:.3} (the halo's own cost at tile {}, halo {})",
-        runner::tiling::DEFAULT_TILE,
-        runner::tiling::HALO
+        imaging::tiles::DEFAULT_TILE,
+        imaging::tiles::HALO
     ));
     t.note("GFLOP/s count the image's pixels once (useful work), not the recomputed halo.");
 
@@ -386,14 +386,14 @@ fn predict_section(cx: &Context_, bytes: &[u8]) -> Result<Vec<Table>> {
 
     let c = predict::codec(&rgb, side, reps, &cx.scratch)?;
     let mut d = Table::new(
-        &format!("Image decode and encode, {side}x{side} (runner::io)"),
+        &format!("Image decode and encode, {side}x{side} (imaging::whole)"),
         &["step", "s median (min-max)"],
     );
     d.row(vec![format!("decode PNG ({:.1} MB)", c.png_bytes as f64 / 1e6), c.png_decode.show(3)]);
     d.row(vec![format!("decode JPEG q90 ({:.1} MB)", c.jpeg_bytes as f64 / 1e6), c.jpeg_decode.show(3)]);
     d.row(vec!["encode mask JPEG q95 (in memory)".into(), c.mask_jpeg_encode.show(3)]);
     d.row(vec![
-        "write mask JPEG (runner::io::write_mask: encode, file, fsync)".into(),
+        "write mask JPEG (imaging::whole::write_mask: encode, file, fsync)".into(),
         c.mask_jpeg_write.show(3),
     ]);
     Ok(vec![t, b, e, d])

@@ -6,12 +6,12 @@ use std::path::Path;
 use std::time::Instant;
 
 use anyhow::{anyhow, Context, Result};
+use imaging::tiles::{self, Rect, TilePlan};
 use ort::session::builder::GraphOptimizationLevel;
 use ort::session::{HasSelectedOutputs, OutputSelector, RunOptions, Session};
 use ort::value::TensorRef;
 use runner::predict::{self, PredictOptions};
 use runner::session::{Model, ModelOptions};
-use runner::tiling::{self, Rect, TilePlan};
 
 use crate::stats::{self, Stats};
 
@@ -115,8 +115,8 @@ fn ort_err(e: impl std::fmt::Display) -> anyhow::Error {
 }
 
 fn session(bytes: &[u8], config: &SessionConfig) -> Result<Session> {
-    let library = runner::session::resolve_library(None)?;
-    let env = runner::session::environment(&library)?;
+    let library = runner::session::library::resolve_library(None)?;
+    let env = runner::session::library::environment(&library)?;
     let mut builder =
         Session::builder(&env).map_err(ort_err)?.with_intra_threads(config.threads).map_err(ort_err)?;
     if let Some(level) = config.level {
@@ -170,7 +170,7 @@ fn fill_window(dst: &mut [f32], rgb: &[u8], height: usize, width: usize, window:
 
 /// Per-batch inputs of the whole plan, filled once.
 fn fill_plan(plan: &TilePlan, rgb: &[u8]) -> Vec<Vec<f32>> {
-    plan.batches
+    plan.passes
         .iter()
         .map(|b| {
             let n = 3 * b.height * b.width;
@@ -220,7 +220,7 @@ pub fn session_breakdown(
             std::hint::black_box(pass(&mut s, options, &untiled_input, [1, 3, side, side])?);
             let (ta, ca) = (start.elapsed().as_secs_f64(), stats::cpu_seconds() - cpu);
             let (start, cpu) = (Instant::now(), stats::cpu_seconds());
-            for (b, input) in plan.batches.iter().zip(&tiled_inputs) {
+            for (b, input) in plan.passes.iter().zip(&tiled_inputs) {
                 std::hint::black_box(pass(&mut s, options, input, [b.tiles.len(), 3, b.height, b.width])?);
             }
             let (tb, cb) = (start.elapsed().as_secs_f64(), stats::cpu_seconds() - cpu);
@@ -252,11 +252,11 @@ pub fn copy_and_stitch(rgb: &[u8], side: usize, reps: usize) -> Result<(Stats, S
     })
     .expect("infallible");
     // Stand-in logits of the largest pass, reused for every tile: the stitch reads them the runner's way.
-    let max = plan.max_batch_pixels();
+    let max = plan.max_pass_pixels();
     let logits: Vec<f32> = (0..2 * max).map(|i| (i % 7) as f32).collect();
     let mut classes = vec![0u8; side * side];
     let stitch = stats::time::<()>(1, reps, || {
-        for b in &plan.batches {
+        for b in &plan.passes {
             let hw = b.height * b.width;
             for (i, t) in b.tiles.iter().enumerate() {
                 let (l0, l1) =
@@ -277,7 +277,7 @@ pub fn copy_and_stitch(rgb: &[u8], side: usize, reps: usize) -> Result<(Stats, S
 }
 
 /// Seconds to decode a PNG and a JPEG of the image with the runner's loader, and to encode the class mask
-/// as the runner's JPEG (quality 95, in memory) and to write it with `runner::io::write_mask` (file, fsync).
+/// as the runner's JPEG (quality 95, in memory) and to write it with `imaging::whole::write_mask` (file, fsync).
 pub struct Codec {
     pub png_decode: Stats,
     pub jpeg_decode: Stats,
@@ -300,7 +300,7 @@ pub fn codec(rgb: &[u8], side: usize, reps: usize, scratch: &Path) -> Result<Cod
         image::ExtendedColorType::Rgb8,
     )?;
     let decode = |bytes: &[u8]| -> Result<Stats> {
-        Ok(Stats::of(&stats::time(1, reps, || runner::io::decode_rgb(bytes).map(drop))?))
+        Ok(Stats::of(&stats::time(1, reps, || imaging::whole::decode_rgb(bytes).map(drop))?))
     };
     let classes: Vec<u8> = rgb.chunks_exact(3).map(|p| u8::from(p[1] > 110)).collect();
     let encode = stats::time(1, reps, || -> Result<()> {
@@ -316,7 +316,7 @@ pub fn codec(rgb: &[u8], side: usize, reps: usize, scratch: &Path) -> Result<Cod
         Ok(())
     })?;
     let path = scratch.join("mask.jpg");
-    let write = stats::time(1, reps, || runner::io::write_mask(&path, &classes, s as usize, s as usize))?;
+    let write = stats::time(1, reps, || imaging::whole::write_mask(&path, &classes, s as usize, s as usize))?;
     Ok(Codec {
         png_decode: decode(&png)?,
         jpeg_decode: decode(&jpeg)?,
@@ -394,7 +394,7 @@ pub fn parallel_tiles(
                             .with_outputs(OutputSelector::no_default().with("logits"));
                         loop {
                             let k = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                            let Some(b) = plan.batches.get(k) else { return Ok(()) };
+                            let Some(b) = plan.passes.get(k) else { return Ok(()) };
                             let shape = [b.tiles.len(), 3, b.height, b.width];
                             std::hint::black_box(pass(s, Some(&selected), &inputs[k], shape)?);
                         }

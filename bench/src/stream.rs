@@ -50,7 +50,7 @@ fn make_big_tiff(path: &Path, width: usize, height: usize) -> Result<f64> {
 
 /// Writes a `width` x `height` PNG band by band (the bench never holds the image either).
 fn write_png_rows(path: &Path, width: usize, height: usize) -> Result<()> {
-    use runner::sink::{ImageFormat, PixelKind, RowSink};
+    use imaging::sink::{ImageFormat, PixelKind, RowSink};
     let mut sink = RowSink::image(path, ImageFormat::Png, PixelKind::Rgb8, width, height, false)?;
     let band = 512;
     for y in (0..height).step_by(band) {

@@ -5,7 +5,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use runner::source::{Channels, ImageSource};
+use imaging::source::{Channels, ImageSource};
 
 /// Rows per band, as a band of tiles reads them.
 const BAND_ROWS: usize = 64;

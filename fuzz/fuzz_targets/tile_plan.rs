@@ -5,7 +5,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use runner::tiling::{plan, HALO, PIXEL_BUDGET};
+use imaging::tiles::{plan, HALO, PIXEL_BUDGET};
 
 /// Little-endian integers taken from the front of the input (zeros once it runs out).
 struct Bytes<'a>(&'a [u8]);
@@ -47,11 +47,11 @@ fuzz_target!(|data: &[u8]| {
     check(&p, tile, halo, budget);
 });
 
-fn check(p: &runner::tiling::TilePlan, tile: usize, halo: usize, budget: usize) {
+fn check(p: &imaging::tiles::TilePlan, tile: usize, halo: usize, budget: usize) {
     let (ph, pw) = (p.padded_height, p.padded_width);
     assert_eq!((ph, pw), (p.height + p.height % 2, p.width + p.width % 2));
     let mut cover = vec![0u8; ph * pw];
-    for batch in &p.batches {
+    for batch in &p.passes {
         assert!(!batch.tiles.is_empty(), "an empty forward pass");
         assert!(batch.pixels() <= budget, "a pass of {} pixels over the budget {budget}", batch.pixels());
         for t in &batch.tiles {
@@ -90,20 +90,20 @@ fn check(p: &runner::tiling::TilePlan, tile: usize, halo: usize, budget: usize) 
     let mut next_batch = 0;
     let mut next_row = 0;
     for band in &p.bands {
-        assert_eq!(band.batches.start, next_batch, "bands' passes are not consecutive");
-        assert!(band.batches.end > band.batches.start, "a band without passes");
+        assert_eq!(band.passes.start, next_batch, "bands' passes are not consecutive");
+        assert!(band.passes.end > band.passes.start, "a band without passes");
         assert_eq!(band.keep_y, next_row, "bands' kept rows are not consecutive");
         assert!(band.window_y % 2 == 0 && band.window_y <= band.keep_y, "band {band:?}");
         assert!(band.keep_y + band.keep_height <= band.window_y + band.window_height, "band {band:?}");
-        for batch in &p.batches[band.batches.clone()] {
+        for batch in &p.passes[band.passes.clone()] {
             for t in &batch.tiles {
                 assert_eq!((t.window.y, t.window.height), (band.window_y, band.window_height), "{band:?}");
                 assert_eq!((t.keep.y, t.keep.height), (band.keep_y, band.keep_height), "{band:?}");
             }
         }
-        next_batch = band.batches.end;
+        next_batch = band.passes.end;
         next_row = band.keep_y + band.keep_height;
     }
-    assert_eq!(next_batch, p.batches.len(), "passes outside every band");
+    assert_eq!(next_batch, p.passes.len(), "passes outside every band");
     assert_eq!(next_row, ph, "bands do not reach the bottom");
 }

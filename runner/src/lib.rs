@@ -2,19 +2,16 @@
 //! any size, by exact overlapping tiles within a fixed pixel budget per forward pass, streaming images
 //! larger than memory band by band.
 //!
-//! Stages: `source` (rows from image files) -> `predict` (tile plan from `tiling`, forward passes from
-//! `session`) -> `render` (overlay, error map) and `metrics` -> `sink` (rows to files); `pipeline` runs one
-//! image through them; `io` is the whole-image convenience layer.
+//! Stages: image rows from `imaging::source` -> [`predict`] (the tile plan from `imaging::tiles`, forward
+//! passes on [`session`] workers) -> [`render`] (overlay, error map) and [`metrics`] -> rows to files
+//! through `imaging::sink`. [`pipeline`] runs one image through them; [`single`] and [`folder`] are the two
+//! ways the CLI runs it (one image, or many into a folder).
 
-pub mod batch;
-pub mod io;
+pub mod cli;
+pub mod folder;
 pub mod metrics;
-pub mod outputs;
 pub mod pipeline;
 pub mod predict;
 pub mod render;
-pub mod report;
 pub mod session;
-pub mod sink;
-pub mod source;
-pub mod tiling;
+pub mod single;

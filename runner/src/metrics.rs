@@ -1,6 +1,7 @@
 //! Agreement of a predicted mask with a reference mask: pixel accuracy, foreground IoU and Dice.
 
 use std::fmt;
+use std::io::Write;
 
 use serde::Serialize;
 
@@ -81,6 +82,95 @@ impl fmt::Display for Metrics {
     }
 }
 
+/// One row of `metrics.csv`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MetricsRow {
+    pub image: String,
+    pub width: usize,
+    pub height: usize,
+    pub metrics: Option<Metrics>,
+}
+
+/// The scores of every image of a run, in the order they were predicted.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct MetricsTable {
+    pub rows: Vec<MetricsRow>,
+}
+
+/// The run's scores at a glance.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MetricsSummary {
+    pub images: usize,
+    pub with_mask: usize,
+    /// Mean of the per-image IoU over images with a mask.
+    pub mean_iou: Option<f64>,
+    /// IoU of the summed confusion counts: every pixel weighs the same, whatever its image's size.
+    pub pooled_iou: Option<f64>,
+}
+
+impl fmt::Display for MetricsSummary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} images, {} with a reference mask", self.images, self.with_mask)?;
+        if let (Some(mean), Some(pooled)) = (self.mean_iou, self.pooled_iou) {
+            write!(f, ": mean foreground IoU {mean:.4}, pooled foreground IoU {pooled:.4}")?;
+        }
+        Ok(())
+    }
+}
+
+/// A CSV field: quoted when it holds a comma, quote or line break (RFC 4180).
+fn csv_field(text: &str) -> String {
+    if text.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", text.replace('"', "\"\""))
+    } else {
+        text.to_string()
+    }
+}
+
+impl MetricsTable {
+    pub fn new() -> MetricsTable {
+        MetricsTable::default()
+    }
+
+    /// Adds an image's row; `metrics` is `None` for an image without a reference mask.
+    pub fn push(&mut self, image: impl Into<String>, width: usize, height: usize, metrics: Option<Metrics>) {
+        self.rows.push(MetricsRow { image: image.into(), width, height, metrics });
+    }
+
+    /// Writes `image,width,height,pixels,accuracy,iou,dice`, one row per image; the score cells of an image
+    /// without a mask are empty.
+    pub fn write_csv(&self, mut out: impl Write) -> std::io::Result<()> {
+        writeln!(out, "image,width,height,pixels,accuracy,iou,dice")?;
+        for row in &self.rows {
+            let pixels = row.width as u128 * row.height as u128;
+            let scores = match &row.metrics {
+                Some(m) => format!("{},{},{}", m.pixel_accuracy, m.foreground_iou, m.dice),
+                None => ",,".to_string(),
+            };
+            writeln!(out, "{},{},{},{pixels},{scores}", csv_field(&row.image), row.width, row.height)?;
+        }
+        out.flush()
+    }
+
+    pub fn summary(&self) -> MetricsSummary {
+        let scored: Vec<&Metrics> = self.rows.iter().filter_map(|r| r.metrics.as_ref()).collect();
+        let mean_iou = (!scored.is_empty())
+            .then(|| scored.iter().map(|m| m.foreground_iou).sum::<f64>() / scored.len() as f64);
+        let pooled_iou = (!scored.is_empty()).then(|| {
+            let (tp, errors) = scored.iter().fold((0u128, 0u128), |(tp, errors), m| {
+                (tp + m.true_positive as u128, errors + m.false_positive as u128 + m.false_negative as u128)
+            });
+            // As for one image: both masks empty everywhere counts as perfect agreement.
+            if tp + errors == 0 {
+                1.0
+            } else {
+                tp as f64 / (tp + errors) as f64
+            }
+        });
+        MetricsSummary { images: self.rows.len(), with_mask: scored.len(), mean_iou, pooled_iou }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -113,5 +203,39 @@ mod tests {
         assert_eq!(v["pixel_accuracy"], 1.0);
         assert_eq!(v["dice"], 1.0);
         assert_eq!(v["pixels"], 1);
+    }
+
+    #[test]
+    fn csv_rows_and_summary() {
+        let mut table = MetricsTable::new();
+        // tp 2, fp 1, fn 1, tn 4: IoU 0.5
+        let a = Metrics::compare(&[1, 1, 1, 0, 0, 0, 0, 0], &[1, 1, 0, 1, 0, 0, 0, 0]);
+        // tp 6, fp 0, fn 0: IoU 1
+        let b = Metrics::compare(&[1, 1, 1, 1, 1, 1], &[1, 1, 1, 1, 1, 1]);
+        table.push("a", 4, 2, Some(a));
+        table.push("no, mask \"here\"", 3, 5, None);
+        table.push("b", 3, 2, Some(b));
+        let mut csv = Vec::new();
+        table.write_csv(&mut csv).unwrap();
+        let csv = String::from_utf8(csv).unwrap();
+        let lines: Vec<&str> = csv.lines().collect();
+        assert_eq!(lines[0], "image,width,height,pixels,accuracy,iou,dice");
+        assert_eq!(lines[1], format!("a,4,2,8,0.75,0.5,{}", 4.0 / 6.0));
+        assert_eq!(lines[2], "\"no, mask \"\"here\"\"\",3,5,15,,,");
+        assert_eq!(lines[3], "b,3,2,6,1,1,1");
+        assert_eq!(lines.len(), 4);
+
+        let summary = table.summary();
+        assert_eq!((summary.images, summary.with_mask), (3, 2));
+        assert!((summary.mean_iou.unwrap() - 0.75).abs() < 1e-12);
+        // pooled: tp 8 / (8 + 1 + 1)
+        assert!((summary.pooled_iou.unwrap() - 0.8).abs() < 1e-12);
+        assert!(summary.to_string().contains("mean foreground IoU 0.7500, pooled foreground IoU 0.8000"));
+
+        let mut unscored = MetricsTable::new();
+        unscored.push("x", 1, 1, None);
+        let s = unscored.summary();
+        assert_eq!((s.mean_iou, s.pooled_iou), (None, None));
+        assert_eq!(s.to_string(), "1 images, 0 with a reference mask");
     }
 }

@@ -4,13 +4,16 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::io::{check_mask_size, mask_classes, mask_pixels, IoError};
 use crate::metrics::{Confusion, Metrics};
 use crate::predict::{self, BandOutput, PredictError, PredictOptions};
 use crate::render::{error_row, OverlayRows};
 use crate::session::Model;
-use crate::sink::{ImageFormat, PixelKind, ProbabilityFormat, RowSink, SinkError};
-use crate::source::{Channels, ImageSource, SourceError};
+use imaging::files::FileError;
+use imaging::labels::{classes_from_gray, gray_from_classes};
+use imaging::sink::{ImageFormat, PixelKind, ProbabilityFormat, RowSink, SinkError};
+use imaging::source::{Channels, ImageSource, SourceError};
+use imaging::tiles::TilingError;
+use imaging::whole::IoError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
@@ -18,8 +21,28 @@ pub enum PipelineError {
     Predict(#[from] PredictError),
     #[error(transparent)]
     Io(#[from] IoError),
+    #[error(transparent)]
+    File(#[from] FileError),
+    #[error(transparent)]
+    Tiling(#[from] TilingError),
+    #[error("{flag}: {source}")]
+    Input { flag: &'static str, source: SourceError },
+    #[error("{flag} {path} is {mask_width}x{mask_height} but the image is {width}x{height} ({image}); pass the mask of this image")]
+    MaskSize {
+        flag: &'static str,
+        path: PathBuf,
+        mask_width: usize,
+        mask_height: usize,
+        image: PathBuf,
+        width: usize,
+        height: usize,
+    },
     #[error("--errors needs a reference mask (--mask, or a mask in --mask-dir)")]
     ErrorsWithoutMask,
+    #[error("--output-dir {dir}: cannot create it ({reason}); choose a folder that can be created")]
+    OutputFolder { dir: PathBuf, reason: String },
+    #[error("the reader of the next image failed unexpectedly")]
+    ReaderPanicked,
 }
 
 impl From<SourceError> for PipelineError {
@@ -64,13 +87,31 @@ pub struct OpenedImage {
 }
 
 impl OpenedImage {
-    /// Opens `image` and `mask` and checks that their sizes match.
-    pub fn open(image: &Path, mask: Option<&Path>) -> Result<OpenedImage, PipelineError> {
-        let source = ImageSource::open(image, Channels::Rgb)?;
+    /// Opens `image` and `mask` (given as `image_flag` and `mask_flag`, which errors name) and checks that
+    /// their sizes match.
+    pub fn open(
+        image: &Path,
+        image_flag: &'static str,
+        mask: Option<&Path>,
+        mask_flag: &'static str,
+    ) -> Result<OpenedImage, PipelineError> {
+        let source = ImageSource::open(image, Channels::Rgb)
+            .map_err(|source| PipelineError::Input { flag: image_flag, source })?;
         let mask = match mask {
             Some(path) => {
-                let mask = ImageSource::open(path, Channels::Gray)?;
-                check_mask_size(&mask, path, source.width(), source.height())?;
+                let mask = ImageSource::open(path, Channels::Gray)
+                    .map_err(|source| PipelineError::Input { flag: mask_flag, source })?;
+                if (mask.width(), mask.height()) != (source.width(), source.height()) {
+                    return Err(PipelineError::MaskSize {
+                        flag: mask_flag,
+                        path: path.to_path_buf(),
+                        mask_width: mask.width(),
+                        mask_height: mask.height(),
+                        image: image.to_path_buf(),
+                        width: source.width(),
+                        height: source.height(),
+                    });
+                }
                 Some(mask)
             }
             None => None,
@@ -125,7 +166,7 @@ pub fn predict_image(
     let (mut reference_rows, mut pixels) = (Vec::new(), Vec::new());
     let options = PredictOptions { tile, probabilities: probability_sink.is_some(), logits: false };
     let summary = predict::predict_stream(model, &mut source, options, progress, |band: &BandOutput<'_>| {
-        mask_sink.write_pixels(&mask_pixels(band.classes))?;
+        mask_sink.write_pixels(&gray_from_classes(band.classes))?;
         if let (Some(sink), Some(values)) = (probability_sink.as_mut(), band.probabilities) {
             sink.write_values(values)?;
         }
@@ -135,7 +176,7 @@ pub fn predict_image(
         if let Some(mask) = reference.as_mut() {
             reference_rows.clear();
             mask.read_rows(band.rows, &mut reference_rows)?;
-            let reference_classes = mask_classes(&reference_rows);
+            let reference_classes = classes_from_gray(&reference_rows);
             confusion.add(band.classes, &reference_classes);
             if let Some(sink) = errors_sink.as_mut() {
                 pixels.resize(band.rgb.len(), 0);

@@ -6,10 +6,12 @@
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc;
 
-use crate::session::{Model, Pass, PassOutput, SessionError, Wanted};
-use crate::sink::SinkError;
-use crate::source::{Channels, ImageSource, SourceError};
-use crate::tiling::{self, Batch, Rect, Tile, TilePlan, TilingError};
+use crate::session::error::SessionError;
+use crate::session::worker::{PassOutput, Wanted, Worker};
+use crate::session::Model;
+use imaging::sink::SinkError;
+use imaging::source::{Channels, ImageSource, SourceError};
+use imaging::tiles::{self, Pass, Rect, Tile, TilePlan, TilingError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PredictError {
@@ -46,7 +48,7 @@ pub struct PredictOptions {
 
 impl Default for PredictOptions {
     fn default() -> Self {
-        PredictOptions { tile: tiling::DEFAULT_TILE, probabilities: false, logits: false }
+        PredictOptions { tile: tiles::DEFAULT_TILE, probabilities: false, logits: false }
     }
 }
 
@@ -75,7 +77,7 @@ pub fn predict(
     options: PredictOptions,
     progress: impl FnMut(usize),
 ) -> Result<Prediction, PredictError> {
-    let plan = tiling::plan(height, width, options.tile, tiling::HALO, tiling::PIXEL_BUDGET)?;
+    let plan = model.tiling.plan(height, width, options.tile)?;
     run_plan(model, rgb, &plan, options, progress)
 }
 
@@ -95,22 +97,22 @@ pub fn predict_untiled(
         width,
         padded_height,
         padded_width,
-        batches: vec![Batch {
+        passes: vec![Pass {
             height: padded_height,
             width: padded_width,
             tiles: vec![Tile { window: whole, keep: whole }],
         }],
-        bands: vec![tiling::Band {
+        bands: vec![tiles::Band {
             window_y: 0,
             window_height: padded_height,
             keep_y: 0,
             keep_height: padded_height,
-            batches: 0..1,
+            passes: 0..1,
         }],
     };
     check_request(model, rgb, &plan, options)?;
-    let pass = model.reference_pass(wanted(model, options))?;
-    run_whole(&mut [pass], rgb, &plan, options, |_| {})
+    let worker = model.reference_worker(wanted(model, options))?;
+    run_whole(&mut [worker], rgb, &plan, options, |_| {})
 }
 
 /// Byte to [0, 1], as a table: the same value on every path.
@@ -118,7 +120,7 @@ fn unit_table() -> [f32; 256] {
     std::array::from_fn(|v| v as f32 / 255.0)
 }
 
-/// Runs every batch of `plan` and stitches the kept centres. The model's worker sessions take the batches in
+/// Runs every pass of `plan` and stitches the kept centres. The model's worker sessions take the passes in
 /// turn, each on its own thread with its own input buffer; this thread stitches each finished batch (kept
 /// rectangles are disjoint, so the order does not matter and the result is the same for any thread count)
 /// and calls `progress` with the tiles it completed.
@@ -130,8 +132,8 @@ pub fn run_plan(
     progress: impl FnMut(usize),
 ) -> Result<Prediction, PredictError> {
     check_request(model, rgb, plan, options)?;
-    let mut passes = model.worker_passes_for(wanted(model, options), plan.batches.len())?;
-    run_whole(&mut passes, rgb, plan, options, progress)
+    let mut workers = model.workers_for(wanted(model, options), plan.passes.len())?;
+    run_whole(&mut workers, rgb, plan, options, progress)
 }
 
 /// The outputs to compute: the logits decide the class when the model has them; the model's own
@@ -187,7 +189,7 @@ impl Stitched {
 
 /// Predicts the whole image held in `rgb` with every batch of `plan`.
 fn run_whole(
-    passes: &mut [Pass<'_>],
+    workers: &mut [Worker<'_>],
     rgb: &[u8],
     plan: &TilePlan,
     options: PredictOptions,
@@ -195,7 +197,7 @@ fn run_whole(
 ) -> Result<Prediction, PredictError> {
     let mut out = Stitched::new(0, plan.height, plan.width, options);
     let view = RowsView { rgb, first_row: 0 };
-    run_passes(passes, view, plan, &plan.batches, &mut out, &mut progress)?;
+    run_passes(workers, view, plan, &plan.passes, &mut out, &mut progress)?;
     Ok(Prediction {
         height: plan.height,
         width: plan.width,
@@ -203,19 +205,19 @@ fn run_whole(
         probabilities: out.probabilities,
         logits: out.logits,
         tiles: plan.tile_count(),
-        forward_passes: plan.batches.len(),
+        forward_passes: plan.passes.len(),
     })
 }
 
-/// Runs `batches` (of `plan`) with one thread per pass and stitches their kept centres into `out`. The
-/// passes take the batches in turn, each on its own thread with its own input buffer; this thread stitches
+/// Runs `passes` (of `plan`) with one thread per worker and stitches their kept centres into `out`. The
+/// workers take the passes in turn, each on its own thread with its own input buffer; this thread stitches
 /// each finished batch (kept rectangles are disjoint, so the order does not matter and the result is the
 /// same for any thread count) and calls `progress` with the tiles it completed.
 fn run_passes(
-    passes: &mut [Pass<'_>],
+    workers: &mut [Worker<'_>],
     view: RowsView<'_>,
     plan: &TilePlan,
-    batches: &[Batch],
+    passes: &[Pass],
     out: &mut Stitched,
     progress: &mut impl FnMut(usize),
 ) -> Result<(), PredictError> {
@@ -224,22 +226,22 @@ fn run_passes(
     let stop = AtomicBool::new(false);
     // A few finished batches may wait for stitching; more would only hold memory.
     let (sender, receiver) =
-        mpsc::sync_channel::<Result<(usize, PassOutput), SessionError>>(2 * passes.len());
+        mpsc::sync_channel::<Result<(usize, PassOutput), SessionError>>(2 * workers.len());
     let mut first_error: Option<PredictError> = None;
-    let max_pixels = batches.iter().map(Batch::pixels).max().unwrap_or(0);
+    let max_pixels = passes.iter().map(Pass::pixels).max().unwrap_or(0);
     std::thread::scope(|scope| {
-        let workers: Vec<_> = passes
+        let threads: Vec<_> = workers
             .iter_mut()
-            .take(batches.len()) // no idle threads for small plans
-            .map(|pass| {
+            .take(passes.len()) // no idle threads for small plans
+            .map(|worker| {
                 let (sender, next, stop, unit) = (sender.clone(), &next, &stop, &unit);
                 scope.spawn(move || {
                     let mut input: Vec<f32> = Vec::with_capacity(3 * max_pixels);
                     while !stop.load(Ordering::Relaxed) {
                         let index = next.fetch_add(1, Ordering::Relaxed);
-                        let Some(batch) = batches.get(index) else { break };
+                        let Some(batch) = passes.get(index) else { break };
                         fill_batch(&mut input, batch, view, plan, unit);
-                        let result = pass.run(&input, batch.tiles.len(), batch.height, batch.width);
+                        let result = worker.run(&input, batch.tiles.len(), batch.height, batch.width);
                         let failed = result.is_err();
                         if failed {
                             stop.store(true, Ordering::Relaxed);
@@ -259,7 +261,7 @@ fn run_passes(
                 continue; // drain, so that no worker waits on a full channel
             }
             let stitched = message.map_err(PredictError::from).and_then(|(index, output)| {
-                let batch = &batches[index];
+                let batch = &passes[index];
                 stitch_batch(out, &output, batch, plan)?;
                 Ok(batch.tiles.len())
             });
@@ -271,8 +273,8 @@ fn run_passes(
                 }
             }
         }
-        for worker in workers {
-            if worker.join().is_err() && first_error.is_none() {
+        for thread in threads {
+            if thread.join().is_err() && first_error.is_none() {
                 first_error = Some(PredictError::WorkerPanicked);
             }
         }
@@ -320,11 +322,11 @@ pub fn predict_stream(
 ) -> Result<StreamSummary, PredictError> {
     assert_eq!(source.channels(), Channels::Rgb, "predict_stream reads RGB");
     let (height, width) = (source.height(), source.width());
-    let plan = tiling::plan(height, width, options.tile, tiling::HALO, tiling::PIXEL_BUDGET)?;
+    let plan = model.tiling.plan(height, width, options.tile)?;
     if options.logits && !model.has_logits() {
         return Err(PredictError::NoLogits);
     }
-    let mut passes = model.worker_passes_for(wanted(model, options), plan.batches.len())?;
+    let mut workers = model.workers_for(wanted(model, options), plan.passes.len())?;
     let row_bytes = width * 3;
     let (sender, receiver) = mpsc::sync_channel::<Result<Vec<u8>, SourceError>>(1);
     let plan = &plan;
@@ -360,8 +362,8 @@ pub fn predict_stream(
                     l.resize(2 * rows * width, 0.0);
                 }
                 let view = RowsView { rgb: &rgb, first_row: band.window_y };
-                let batches = &plan.batches[band.batches.clone()];
-                run_passes(&mut passes, view, plan, batches, &mut out, &mut progress)?;
+                let passes = &plan.passes[band.passes.clone()];
+                run_passes(&mut workers, view, plan, passes, &mut out, &mut progress)?;
                 let kept = (first_kept - band.window_y) * row_bytes;
                 on_band(&BandOutput {
                     y: first_kept,
@@ -379,11 +381,11 @@ pub fn predict_stream(
         result?;
         joined.map_err(|_| PredictError::ReaderPanicked)
     })?;
-    Ok(StreamSummary { height, width, tiles: plan.tile_count(), forward_passes: plan.batches.len() })
+    Ok(StreamSummary { height, width, tiles: plan.tile_count(), forward_passes: plan.passes.len() })
 }
 
 /// Fills `input` with the (tiles, 3, h, w) windows of one batch.
-fn fill_batch(input: &mut Vec<f32>, batch: &Batch, view: RowsView<'_>, plan: &TilePlan, unit: &[f32; 256]) {
+fn fill_batch(input: &mut Vec<f32>, batch: &Pass, view: RowsView<'_>, plan: &TilePlan, unit: &[f32; 256]) {
     let (h, w) = (batch.height, batch.width);
     input.clear();
     input.resize(batch.tiles.len() * 3 * h * w, 0.0);
@@ -396,7 +398,7 @@ fn fill_batch(input: &mut Vec<f32>, batch: &Batch, view: RowsView<'_>, plan: &Ti
 fn stitch_batch(
     out: &mut Stitched,
     output: &PassOutput,
-    batch: &Batch,
+    batch: &Pass,
     plan: &TilePlan,
 ) -> Result<(), PredictError> {
     let (height, width) = (plan.height, plan.width);

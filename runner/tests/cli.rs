@@ -6,8 +6,6 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use prost::Message;
-
 struct Workspace {
     dir: tempfile::TempDir,
 }
@@ -16,7 +14,7 @@ impl Workspace {
     /// A folder with model.onnx, a 70x50 image.png and its 70x50 mask.png.
     fn new() -> Workspace {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("model.onnx"), common::onnx_bytes(&common::net(3))).unwrap();
+        std::fs::write(dir.path().join("model.onnx"), common::model("net_3")).unwrap();
         let (w, h) = (70u32, 50u32);
         let rgb = common::Rng::new(1).image(h as usize, w as usize);
         image::RgbImage::from_raw(w, h, rgb).unwrap().save(dir.path().join("image.png")).unwrap();
@@ -99,7 +97,7 @@ fn predicts_with_every_output() {
     assert_eq!((overlay.width(), overlay.height()), (70, 50));
 
     let npy = std::fs::read(ws.path("prob.npy")).unwrap();
-    let header = runner::io::npy_header(50, 70);
+    let header = imaging::sink::npy_header(50, 70);
     assert_eq!(&npy[..header.len()], header.as_slice());
     assert_eq!(npy.len(), header.len() + 4 * 70 * 50);
     let probs: Vec<f32> =
@@ -169,28 +167,15 @@ fn missing_model() {
     assert_clean_failure(&ws, &out, "--model none.onnx: cannot read it");
 }
 
-/// Rewrites the exported graph's input type, to build models the runner must refuse.
-fn model_with_input(ws: &Workspace, edit: impl FnOnce(&mut candle_onnx::onnx::TypeProto)) {
-    let bytes = common::onnx_bytes(&common::net(3));
-    let mut model = candle_onnx::onnx::ModelProto::decode(bytes.as_slice()).unwrap();
-    let input = &mut model.graph.as_mut().unwrap().input[0];
-    edit(input.r#type.as_mut().unwrap());
-    std::fs::write(ws.path("model.onnx"), model.encode_to_vec()).unwrap();
-}
-
-fn tensor_type(ty: &mut candle_onnx::onnx::TypeProto) -> &mut candle_onnx::onnx::type_proto::Tensor {
-    match ty.value.as_mut().unwrap() {
-        candle_onnx::onnx::type_proto::Value::TensorType(t) => t,
-        _ => panic!("the exported input is a tensor"),
-    }
+/// Puts the test model `name` (see tests/data/models) in the workspace as model.onnx.
+fn use_model(ws: &Workspace, name: &str) {
+    std::fs::write(ws.path("model.onnx"), common::model(name)).unwrap();
 }
 
 #[test]
 fn model_whose_input_is_not_float() {
     let ws = Workspace::new();
-    model_with_input(&ws, |ty| {
-        tensor_type(ty).elem_type = candle_onnx::onnx::tensor_proto::DataType::Int64 as i32
-    });
+    use_model(&ws, "int64_input");
     let out = ws.predict(&["--output", "pred.png"]);
     assert_clean_failure(&ws, &out, "model.onnx is not a valid ONNX model");
 }
@@ -198,80 +183,26 @@ fn model_whose_input_is_not_float() {
 #[test]
 fn model_whose_input_is_not_three_channels() {
     let ws = Workspace::new();
-    model_with_input(&ws, |ty| {
-        let shape = tensor_type(ty).shape.as_mut().unwrap();
-        shape.dim[1].value = Some(candle_onnx::onnx::tensor_shape_proto::dimension::Value::DimValue(4));
-    });
+    use_model(&ws, "four_channel_input");
     let out = ws.predict(&["--output", "pred.png"]);
     assert_clean_failure(&ws, &out, "model.onnx is not a valid ONNX model");
 }
 
-/// A valid one-node graph `output = Identity(image)` with the given input element type and dims (0 for a
-/// dynamic dimension): loads in ONNX Runtime, so only the runner's own checks can refuse it.
-fn identity_model(ws: &Workspace, elem_type: candle_onnx::onnx::tensor_proto::DataType, dims: &[i64]) {
-    use candle_onnx::onnx::{
-        tensor_shape_proto::{dimension::Value as Dim, Dimension},
-        type_proto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TensorShapeProto, TypeProto,
-        ValueInfoProto,
-    };
-    let value_info = |name: &str| ValueInfoProto {
-        name: name.to_string(),
-        r#type: Some(TypeProto {
-            value: Some(type_proto::Value::TensorType(type_proto::Tensor {
-                elem_type: elem_type as i32,
-                shape: Some(TensorShapeProto {
-                    dim: dims
-                        .iter()
-                        .enumerate()
-                        .map(|(i, &d)| Dimension {
-                            value: Some(if d > 0 {
-                                Dim::DimValue(d)
-                            } else {
-                                Dim::DimParam(format!("d{i}"))
-                            }),
-                            ..Default::default()
-                        })
-                        .collect(),
-                }),
-            })),
-            ..Default::default()
-        }),
-        ..Default::default()
-    };
-    let model = ModelProto {
-        ir_version: 8,
-        opset_import: vec![OperatorSetIdProto { domain: String::new(), version: 17 }],
-        graph: Some(GraphProto {
-            name: "identity".into(),
-            node: vec![NodeProto {
-                op_type: "Identity".into(),
-                input: vec!["image".into()],
-                output: vec!["logits".into()],
-                ..Default::default()
-            }],
-            input: vec![value_info("image")],
-            output: vec![value_info("logits")],
-            ..Default::default()
-        }),
-        ..Default::default()
-    };
-    std::fs::write(ws.path("model.onnx"), model.encode_to_vec()).unwrap();
-}
-
 #[test]
 fn valid_onnx_that_does_not_take_an_rgb_float_image() {
-    use candle_onnx::onnx::tensor_proto::DataType;
+    // One-node graphs `logits = Identity(image)`: they load in ONNX Runtime, so only the runner's own
+    // checks can refuse them.
     let ws = Workspace::new();
-    identity_model(&ws, DataType::Int64, &[0, 3, 0, 0]);
+    use_model(&ws, "identity_int64");
     let out = ws.predict(&["--output", "pred.png"]);
     assert_clean_failure(&ws, &out, "does not fit the runner: input `image`: expected float32 (N,3,H,W)");
-    identity_model(&ws, DataType::Float, &[0, 1, 0, 0]);
+    use_model(&ws, "identity_one_channel");
     let out = ws.predict(&["--output", "pred.png"]);
     assert_clean_failure(&ws, &out, "expected float32 (N,3,H,W), found Float32 [-1, 1, -1, -1]");
-    identity_model(&ws, DataType::Float, &[0, 3, 0]);
+    use_model(&ws, "identity_three_dims");
     let out = ws.predict(&["--output", "pred.png"]);
     assert_clean_failure(&ws, &out, "expected float32 (N,3,H,W)");
-    identity_model(&ws, DataType::Float, &[1, 3, 256, 256]);
+    use_model(&ws, "identity_fixed_size");
     let out = ws.predict(&["--output", "pred.png"]);
     assert_clean_failure(&ws, &out, "height and width must be dynamic");
 }

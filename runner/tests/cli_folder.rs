@@ -6,7 +6,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use runner::sink::{ImageFormat, PixelKind, RowSink};
+use imaging::sink::{ImageFormat, PixelKind, RowSink};
 
 /// A folder with model.onnx, images/ and masks/.
 struct Folder {
@@ -16,7 +16,7 @@ struct Folder {
 impl Folder {
     fn new() -> Folder {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("model.onnx"), common::onnx_bytes(&common::net(3))).unwrap();
+        std::fs::write(dir.path().join("model.onnx"), common::model("net_3")).unwrap();
         std::fs::create_dir(dir.path().join("images")).unwrap();
         std::fs::create_dir(dir.path().join("masks")).unwrap();
         Folder { dir }
@@ -130,8 +130,8 @@ fn a_folder_with_masks_gives_every_output_and_metrics_csv() {
     assert_eq!(mask.dimensions(), (40, 300));
     let reference = image::open(f.path("masks/b.png")).unwrap().into_luma8();
     let m = runner::metrics::Metrics::compare(
-        &runner::io::mask_classes(mask.as_raw()),
-        &runner::io::mask_classes(reference.as_raw()),
+        &imaging::labels::classes_from_gray(mask.as_raw()),
+        &imaging::labels::classes_from_gray(reference.as_raw()),
     );
     let fields: Vec<&str> = lines[2].split(',').collect();
     assert_eq!(fields[5].parse::<f64>().unwrap(), m.foreground_iou, "{csv}");

@@ -1,8 +1,8 @@
-//! The heart of the runner: tiled prediction equals one untiled pass, and ONNX Runtime equals candle.
+//! The heart of the runner: tiled prediction equals one untiled pass (that ONNX Runtime equals candle is
+//! checked by the integration crate).
 
 mod common;
 
-use candle_core::{Device, Tensor};
 use common::Rng;
 use runner::predict::{predict, predict_untiled, PredictOptions};
 
@@ -15,7 +15,7 @@ fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
 /// logits equal the untiled pass of the same session on the whole (even-padded) image.
 #[test]
 fn tiled_prediction_equals_the_untiled_pass() {
-    let mut model = common::session(&common::onnx_bytes(&common::net(11)), 2);
+    let mut model = common::session(&common::model("net_11"), 2);
     let mut rng = Rng::new(2026);
     let fixed: [(usize, usize, usize); 10] = [
         (1, 1, 256),
@@ -69,40 +69,13 @@ fn tiled_prediction_equals_the_untiled_pass() {
     println!("{cases} cases, largest logit difference {worst:e}");
 }
 
-/// ONNX Runtime's logits for the exported graph equal candle's `SegNet::forward` on the same weights.
-#[test]
-fn onnx_runtime_matches_candle() {
-    let net = common::net(5);
-    let mut model = common::session(&common::onnx_bytes(&net), 2);
-    let mut rng = Rng::new(9);
-    for (batch, height, width) in [(1, 2, 2), (1, 16, 24), (2, 38, 30), (1, 64, 64), (3, 10, 100)] {
-        let input: Vec<f32> =
-            (0..batch * 3 * height * width).map(|_| (rng.next() % 256) as f32 / 255.0).collect();
-        let x = Tensor::from_vec(input.clone(), (batch, 3, height, width), &Device::Cpu).unwrap();
-        let expected: Vec<f32> = net.forward(&x).unwrap().flatten_all().unwrap().to_vec1().unwrap();
-        let out = model.run(&input, batch, height, width).unwrap();
-        let diff = max_abs_diff(out.logits.as_ref().unwrap(), &expected);
-        assert!(diff <= 1e-4, "{batch}x{height}x{width}: ORT and candle differ by {diff}");
-        // The graph's probabilities are the softmax of its logits.
-        let (logits, probs) = (out.logits.unwrap(), out.probabilities.unwrap());
-        let plane = height * width;
-        for b in 0..batch {
-            for p in 0..plane {
-                let (l0, l1) = (logits[b * 2 * plane + p], logits[(b * 2 + 1) * plane + p]);
-                let p1 = 1.0 / (1.0 + (l0 - l1).exp());
-                assert!((probs[(b * 2 + 1) * plane + p] - p1).abs() < 1e-5);
-            }
-        }
-    }
-}
-
 /// Negative control: the same check catches a plan whose halo is smaller than the receptive radius, so the
 /// property test above would notice a broken plan.
 #[test]
 fn a_too_small_halo_is_detected() {
+    use imaging::tiles::{Pass, Rect, Tile, TilePlan};
     use runner::predict::run_plan;
-    use runner::tiling::{Batch, Rect, Tile, TilePlan};
-    let mut model = common::session(&common::onnx_bytes(&common::net(11)), 2);
+    let mut model = common::session(&common::model("net_11"), 2);
     let rgb = Rng::new(4).image(64, 64);
     let halo = 2;
     let tiles = [
@@ -120,7 +93,7 @@ fn a_too_small_halo_is_detected() {
         width: 64,
         padded_height: 64,
         padded_width: 64,
-        batches: tiles.iter().map(|&t| Batch { height: 32 + halo, width: 64, tiles: vec![t] }).collect(),
+        passes: tiles.iter().map(|&t| Pass { height: 32 + halo, width: 64, tiles: vec![t] }).collect(),
         bands: Vec::new(), // run_plan follows the batches; only streaming reads the bands
     };
     let options = PredictOptions { tile: 64, probabilities: false, logits: true };

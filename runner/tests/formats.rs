@@ -4,7 +4,7 @@
 use std::io::Cursor;
 
 use image::{DynamicImage, ImageBuffer, ImageFormat, Luma, LumaA, Rgb, Rgba};
-use runner::io::decode_rgb;
+use imaging::whole::decode_rgb;
 
 fn encode(image: DynamicImage, format: ImageFormat) -> Vec<u8> {
     let mut bytes = Vec::new();
@@ -114,9 +114,9 @@ fn files_are_read_by_content_not_extension() {
     let img = ImageBuffer::from_fn(4, 2, |x, y| Rgb(rgb_of(values()[(y * 4 + x) as usize])));
     let path = dir.path().join("really_a_png.jpg");
     std::fs::write(&path, encode(DynamicImage::ImageRgb8(img), ImageFormat::Png)).unwrap();
-    assert_eq!(runner::io::load_rgb(&path).unwrap().into_raw(), expected_rgb());
+    assert_eq!(imaging::whole::load_rgb(&path).unwrap().into_raw(), expected_rgb());
     let bad = dir.path().join("bad.tif");
     std::fs::write(&bad, b"II*\0 broken").unwrap();
-    let err = runner::io::load_rgb(&bad).unwrap_err().to_string();
+    let err = imaging::whole::load_rgb(&bad).unwrap_err().to_string();
     assert!(err.contains("bad.tif is not a readable PNG, JPEG or TIFF image"), "{err}");
 }

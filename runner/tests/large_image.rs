@@ -8,7 +8,7 @@ use std::process::Command;
 #[test]
 fn an_8192_square_image_fits_in_well_under_a_gigabyte() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("model.onnx"), common::onnx_bytes(&common::net(3))).unwrap();
+    std::fs::write(dir.path().join("model.onnx"), common::model("net_3")).unwrap();
     let side = 8192u32;
     // A cheap pattern (rings and stripes); TIFF keeps writing it fast.
     let img = image::RgbImage::from_fn(side, side, |x, y| {

@@ -4,13 +4,13 @@
 mod common;
 
 use common::Rng;
+use imaging::tiles::{Pass, Rect, Tile, TilePlan};
 use runner::predict::{predict, run_plan, PredictError, PredictOptions};
-use runner::session::SessionError;
-use runner::tiling::{Batch, Rect, Tile, TilePlan};
+use runner::session::error::SessionError;
 
 #[test]
 fn the_result_is_bit_identical_for_any_thread_count() {
-    let bytes = common::onnx_bytes(&common::net(7));
+    let bytes = common::model("net_7");
     let mut rng = Rng::new(31);
     let (height, width) = (301, 519);
     let rgb = rng.image(height, width);
@@ -34,27 +34,27 @@ fn the_result_is_bit_identical_for_any_thread_count() {
 
 #[test]
 fn a_failing_pass_is_an_error_not_a_hang() {
-    let mut model = common::session(&common::onnx_bytes(&common::net(2)), 2);
+    let mut model = common::session(&common::model("net_2"), 2);
     let rgb = Rng::new(5).image(64, 64);
     // Sixteen 4-row strips, one of them 5 rows high: an odd height, which the network cannot return at its
     // input size (2x2 pooling then 2x upsampling), so that pass fails while the others succeed.
-    let batches = (0..16)
+    let passes = (0..16)
         .map(|i| {
             let height = if i == 9 { 5 } else { 4 };
             let y = (i * 4).min(64 - height);
             let window = Rect { y, x: 0, height, width: 64 };
-            Batch { height, width: 64, tiles: vec![Tile { window, keep: window }] }
+            Pass { height, width: 64, tiles: vec![Tile { window, keep: window }] }
         })
         .collect();
-    // run_plan follows the batches; only streaming reads the bands.
+    // run_plan follows the passes; only streaming reads the bands.
     let plan =
-        TilePlan { height: 64, width: 64, padded_height: 64, padded_width: 64, batches, bands: Vec::new() };
+        TilePlan { height: 64, width: 64, padded_height: 64, padded_width: 64, passes, bands: Vec::new() };
     let options = PredictOptions { tile: 64, probabilities: false, logits: false };
     match run_plan(&mut model, &rgb, &plan, options, |_| {}) {
         Err(PredictError::Session(SessionError::Run { height: 5, width: 64, .. })) => {}
         other => panic!("expected a run error on the 5-row pass, got {other:?}"),
     }
     // The model stays usable after a failed prediction.
-    let plan = runner::tiling::plan(64, 64, 32, runner::tiling::HALO, runner::tiling::PIXEL_BUDGET).unwrap();
+    let plan = imaging::tiles::plan(64, 64, 32, imaging::tiles::HALO, imaging::tiles::PIXEL_BUDGET).unwrap();
     run_plan(&mut model, &rgb, &plan, options, |_| {}).unwrap();
 }

@@ -8,13 +8,13 @@ use std::path::Path;
 
 use common::Rng;
 use image::{DynamicImage, ImageBuffer, Luma, Rgb, Rgba};
-use runner::io;
+use imaging::sink::{ImageFormat, PixelKind, ProbabilityFormat, RowSink};
+use imaging::source::{Channels, ImageSource};
+use imaging::whole;
 use runner::pipeline::{predict_image, Destination, Destinations, OpenedImage};
 use runner::predict::{predict, PredictOptions};
 use runner::render::OverlayRows;
 use runner::session::Model;
-use runner::sink::{ImageFormat, PixelKind, ProbabilityFormat, RowSink};
-use runner::source::{Channels, ImageSource};
 
 /// The formats an input is written in for the comparison.
 #[derive(Debug, Clone, Copy)]
@@ -90,7 +90,7 @@ fn streamed(
         overlay: Some(Destination::new(dir.join("s_overlay.png"), ImageFormat::Png)),
         errors: Some(Destination::new(dir.join("s_errors.png"), ImageFormat::Png)),
     };
-    let opened = OpenedImage::open(image, Some(mask)).unwrap();
+    let opened = OpenedImage::open(image, "--image", Some(mask), "--mask").unwrap();
     predict_image(model, opened, &destinations, tile, |_| {}).unwrap();
     [
         read(&destinations.mask.file),
@@ -102,7 +102,7 @@ fn streamed(
 
 #[test]
 fn streamed_outputs_equal_the_in_memory_ones_byte_for_byte() {
-    let mut model = common::session(&common::onnx_bytes(&common::net(4)), 2);
+    let mut model = common::session(&common::model("net_4"), 2);
     let mut rng = Rng::new(77);
     let dir = tempfile::tempdir().unwrap();
     let inputs = [
@@ -124,17 +124,17 @@ fn streamed_outputs_equal_the_in_memory_ones_byte_for_byte() {
         write_input(&image_path, &rgb, width, height, *input);
         let mask_classes: Vec<u8> = (0..height * width).map(|_| (rng.next() % 2) as u8).collect();
         let mask_path = dir.path().join(format!("mask{case}.png"));
-        io::write_mask(&mask_path, &mask_classes, width, height).unwrap();
+        whole::write_mask(&mask_path, &mask_classes, width, height).unwrap();
 
         // The in-memory reference: whole image decoded, predicted, written in one go.
-        let decoded = io::load_rgb(&image_path).unwrap();
+        let decoded = whole::load_rgb(&image_path).unwrap();
         let options = PredictOptions { tile, probabilities: true, logits: false };
         let whole = predict(&mut model, decoded.as_raw(), height, width, options, |_| {}).unwrap();
         let ext = ["png", "tif"][case % 2];
         let reference_mask = dir.path().join(format!("m_mask.{ext}"));
-        io::write_mask(&reference_mask, &whole.classes, width, height).unwrap();
+        whole::write_mask(&reference_mask, &whole.classes, width, height).unwrap();
         let reference_prob = dir.path().join("m_prob.npy");
-        io::write_probabilities(&reference_prob, whole.probabilities.as_ref().unwrap(), height, width)
+        whole::write_probabilities(&reference_prob, whole.probabilities.as_ref().unwrap(), height, width)
             .unwrap();
         let mut overlay = OverlayRows::new(width);
         let mut overlay_pixels = overlay.push(decoded.as_raw(), &whole.classes).to_vec();
@@ -155,12 +155,12 @@ fn streamed_outputs_equal_the_in_memory_ones_byte_for_byte() {
         let what = format!("{input:?} {height}x{width} tile {tile}");
         assert_eq!(mask, read(&reference_mask), "{what}: mask file");
         assert_eq!(prob, read(&reference_prob), "{what}: probabilities file");
-        let decode = |bytes: &[u8]| io::decode_rgb(bytes).unwrap().into_raw();
+        let decode = |bytes: &[u8]| whole::decode_rgb(bytes).unwrap().into_raw();
         assert_eq!(decode(&overlay_png), overlay_pixels, "{what}: overlay");
         assert_eq!(decode(&errors_png), error_pixels, "{what}: error map");
         // And the mask file holds the prediction.
         let gray = ImageSource::from_bytes(&mask, "mask", Channels::Gray).unwrap().read_all().unwrap();
-        assert_eq!(io::mask_classes(&gray), whole.classes, "{what}");
+        assert_eq!(imaging::labels::classes_from_gray(&gray), whole.classes, "{what}");
         cases += 1;
     }
     assert_eq!(cases, 14);
@@ -199,7 +199,7 @@ fn bigtiff_and_tiff_outputs_read_back_exactly() {
     let (width, height) = (33, 20);
     let values: Vec<f32> = (0..width * height).map(|i| i as f32 / 1000.0).collect();
     let path = dir.path().join("p.tif");
-    io::write_probabilities(&path, &values, height, width).unwrap();
+    whole::write_probabilities(&path, &values, height, width).unwrap();
     let mut decoder = tiff::decoder::Decoder::new(std::fs::File::open(&path).unwrap()).unwrap();
     assert_eq!(decoder.dimensions().unwrap(), (width as u32, height as u32));
     match decoder.read_image().unwrap() {
@@ -213,8 +213,8 @@ fn float_gray_tiff_is_clamped_to_unit_range() {
     let dir = tempfile::tempdir().unwrap();
     let values = [-0.5f32, 0.0, 0.25, 0.5, 1.0, 3.0, f32::NAN, 0.999];
     let path = dir.path().join("f.tif");
-    io::write_probabilities(&path, &values, 2, 4).unwrap();
-    let rgb = io::load_rgb(&path).unwrap().into_raw();
+    whole::write_probabilities(&path, &values, 2, 4).unwrap();
+    let rgb = whole::load_rgb(&path).unwrap().into_raw();
     let expected: Vec<u8> = [0u8, 0, 64, 128, 255, 255, 0, 255].iter().flat_map(|&v| [v, v, v]).collect();
     assert_eq!(rgb, expected);
 }
@@ -237,7 +237,7 @@ fn tiff_fixtures_decode_to_their_pattern() {
         if path.extension().is_none_or(|e| e != "tif") {
             continue;
         }
-        let image = io::load_rgb(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let image = whole::load_rgb(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         let (w, h) = (image.width() as usize, image.height() as usize);
         let mut want = expected(w, h);
         if path.file_name().unwrap().to_string_lossy().contains("gray") {
@@ -252,11 +252,12 @@ fn tiff_fixtures_decode_to_their_pattern() {
 #[test]
 fn a_reference_mask_of_another_size_is_refused() {
     let dir = tempfile::tempdir().unwrap();
-    io::write_mask(&dir.path().join("i.png"), &[1; 12], 4, 3).unwrap();
-    io::write_mask(&dir.path().join("m.png"), &[1; 12], 3, 4).unwrap();
-    let err = OpenedImage::open(&dir.path().join("i.png"), Some(&dir.path().join("m.png")))
-        .unwrap_err()
-        .to_string();
+    whole::write_mask(&dir.path().join("i.png"), &[1; 12], 4, 3).unwrap();
+    whole::write_mask(&dir.path().join("m.png"), &[1; 12], 3, 4).unwrap();
+    let err =
+        OpenedImage::open(&dir.path().join("i.png"), "--image", Some(&dir.path().join("m.png")), "--mask")
+            .unwrap_err()
+            .to_string();
     assert!(err.contains("is 3x4 but the image is 4x3"), "{err}");
     let _ = Rgb([0u8; 3]);
 }

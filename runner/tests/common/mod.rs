@@ -1,24 +1,17 @@
-//! Shared by the integration tests: models built through the trainer library, a tiny seeded RNG, and the
-//! ONNX Runtime library found the way the CLI finds it (tests fail, never skip, when it is missing).
+//! Shared by the integration tests: the test models (random networks exported by the trainer, and graphs
+//! the runner must refuse, kept as files in tests/data/models and made by the `integration` crate), a
+//! tiny seeded RNG, and the ONNX Runtime library found the way the CLI finds it (tests fail, never skip,
+//! when it is missing).
 #![allow(dead_code)]
 
 use std::path::Path;
 
-use candle_core::Device;
 use runner::session::{Model, ModelOptions};
-use trainer::checkpoint::TrainingSummary;
-use trainer::model::{Normalization, SegNet};
 
-/// Input normalisation of the test networks: not the identity, so the graph's Sub/Div are exercised.
-pub const NORMALIZATION: Normalization = Normalization { mean: [0.45, 0.5, 0.4], std: [0.25, 0.2, 0.3] };
-
-pub fn net(seed: u64) -> SegNet {
-    SegNet::random(seed, NORMALIZATION, &Device::Cpu).expect("random network")
-}
-
-/// The ONNX bytes of a random network.
-pub fn onnx_bytes(net: &SegNet) -> Vec<u8> {
-    trainer::export::to_onnx_bytes(net, &TrainingSummary::default()).expect("export")
+/// The bytes of the test model `name` (e.g. `net_3`, a random network of seed 3, or `nan_weights`).
+pub fn model(name: &str) -> Vec<u8> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/models").join(format!("{name}.onnx"));
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
 /// Loads ONNX bytes in a session, with the library looked up as the CLI does.

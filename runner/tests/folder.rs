@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use runner::batch::{find_images, jobs, select_shard, BatchError, Shard};
+use runner::folder::{find_images, jobs, select_shard, FolderError, Shard};
 
 const PNG: &[u8] = b"\x89PNG\r\n\x1a\n rest";
 const JPEG: &[u8] = &[0xFF, 0xD8, 0xFF, 0xE0, 0, 16];
@@ -45,7 +45,7 @@ fn images_are_found_by_content_sorted_by_name() {
 
     let path = dir.path().to_path_buf();
     let (sender, receiver) = mpsc::channel();
-    std::thread::spawn(move || sender.send(find_images(&path, None)));
+    std::thread::spawn(move || sender.send(find_images("--input-dir", &path, None)));
     let found = receiver.recv_timeout(Duration::from_secs(10)).expect("blocked on the FIFO").unwrap();
     assert_eq!(names(&found), ["a.png", "b.jpeg", "c.tif", "d-link.png", "scan.dat"]);
     assert!(found.iter().all(|p| p.parent() == Some(dir.path())));
@@ -55,23 +55,23 @@ fn images_are_found_by_content_sorted_by_name() {
 fn the_pattern_filters_file_names() {
     let dir =
         folder(&[("slide_01.tif", TIFF), ("slide_02.tif", TIFF), ("slide_10.png", PNG), ("x.tif", TIFF)]);
-    let found = find_images(dir.path(), Some("slide_0?.tif")).unwrap();
+    let found = find_images("--input-dir", dir.path(), Some("slide_0?.tif")).unwrap();
     assert_eq!(names(&found), ["slide_01.tif", "slide_02.tif"]);
-    let found = find_images(dir.path(), Some("*.tif")).unwrap();
+    let found = find_images("--input-dir", dir.path(), Some("*.tif")).unwrap();
     assert_eq!(names(&found), ["slide_01.tif", "slide_02.tif", "x.tif"]);
-    let err = find_images(dir.path(), Some("*.jpg")).unwrap_err();
-    assert!(matches!(err, BatchError::NoImages { .. }), "{err}");
+    let err = find_images("--input-dir", dir.path(), Some("*.jpg")).unwrap_err();
+    assert!(matches!(err, FolderError::NoImages { .. }), "{err}");
     assert!(err.to_string().contains("matching \"*.jpg\""), "{err}");
-    let err = find_images(dir.path(), Some("[")).unwrap_err();
-    assert!(matches!(err, BatchError::Pattern { .. }), "{err}");
+    let err = find_images("--input-dir", dir.path(), Some("[")).unwrap_err();
+    assert!(matches!(err, FolderError::Pattern { .. }), "{err}");
 }
 
 #[test]
 fn a_missing_or_empty_folder_is_an_error() {
-    let err = find_images(Path::new("/no/such/folder"), None).unwrap_err();
-    assert!(matches!(err, BatchError::ListFolder { .. }), "{err}");
+    let err = find_images("--input-dir", Path::new("/no/such/folder"), None).unwrap_err();
+    assert!(matches!(err, FolderError::ListFolder { .. }), "{err}");
     let empty = folder(&[("notes.txt", b"x")]);
-    assert!(matches!(find_images(empty.path(), None), Err(BatchError::NoImages { .. })));
+    assert!(matches!(find_images("--input-dir", empty.path(), None), Err(FolderError::NoImages { .. })));
 }
 
 #[test]
@@ -83,7 +83,7 @@ fn an_unreadable_image_is_listed_so_that_its_failure_is_reported() {
         std::os::unix::fs::PermissionsExt::set_mode(&mut permissions, 0o000);
         fs::set_permissions(&path, permissions).unwrap();
     }
-    let found = names(&find_images(dir.path(), None).unwrap());
+    let found = names(&find_images("--input-dir", dir.path(), None).unwrap());
     // (root reads the files anyway and then finds the TIFF by content; either way the TIFF is listed.)
     assert_eq!(found, ["a.png", "locked.tif"]);
 }
@@ -92,7 +92,7 @@ fn an_unreadable_image_is_listed_so_that_its_failure_is_reported() {
 fn masks_are_matched_by_stem_and_colliding_stems_are_errors() {
     let images = folder(&[("a.png", PNG), ("b.tif", TIFF), ("c.jpg", JPEG)]);
     let masks = folder(&[("a.png", PNG), ("b.tiff", TIFF), ("z.png", PNG)]);
-    let found = find_images(images.path(), None).unwrap();
+    let found = find_images("--input-dir", images.path(), None).unwrap();
     let jobs = jobs(found.clone(), Some(masks.path())).unwrap();
     let summary: Vec<(&str, Option<String>)> = jobs
         .iter()
@@ -102,11 +102,12 @@ fn masks_are_matched_by_stem_and_colliding_stems_are_errors() {
     assert_eq!(jobs[1].image, images.path().join("b.tif"));
 
     fs::write(masks.path().join("a.tif"), TIFF).unwrap();
-    let err = runner::batch::jobs(found, Some(masks.path())).unwrap_err();
-    assert!(matches!(&err, BatchError::AmbiguousMask { stem, .. } if stem == "a"), "{err}");
+    let err = runner::folder::jobs(found, Some(masks.path())).unwrap_err();
+    assert!(matches!(&err, FolderError::AmbiguousMask { stem, .. } if stem == "a"), "{err}");
 
     fs::write(images.path().join("a.tiff"), TIFF).unwrap();
-    let err = runner::batch::jobs(find_images(images.path(), None).unwrap(), None).unwrap_err();
+    let err =
+        runner::folder::jobs(find_images("--input-dir", images.path(), None).unwrap(), None).unwrap_err();
     let message = err.to_string();
     assert!(message.contains("a.png") && message.contains("a.tiff"), "{message}");
 }
@@ -116,13 +117,13 @@ fn the_shards_of_a_folder_cover_it_exactly_once() {
     let files: Vec<(String, &[u8])> = (0..23).map(|i| (format!("img_{i:03}.png"), PNG)).collect();
     let refs: Vec<(&str, &[u8])> = files.iter().map(|(n, b)| (n.as_str(), *b)).collect();
     let dir = folder(&refs);
-    let all = find_images(dir.path(), None).unwrap();
+    let all = find_images("--input-dir", dir.path(), None).unwrap();
     for count in [1, 2, 4, 7, 23, 30] {
         let mut union = Vec::new();
         for index in 0..count {
             let shard: Shard = format!("{index}/{count}").parse().unwrap();
             // Each task lists the folder itself: the sorted listing is the same in every task.
-            union.extend(select_shard(find_images(dir.path(), None).unwrap(), shard));
+            union.extend(select_shard(find_images("--input-dir", dir.path(), None).unwrap(), shard));
         }
         assert_eq!(union, all, "{count} shards");
     }

@@ -534,12 +534,54 @@ fn slice<'a, T>(data: &'a [T], start: usize, len: usize, name: &str) -> Result<&
     })
 }
 
-/// True if the JPEG `bytes` hold an end-of-image marker after their first scan: a truncated file does not
-/// (entropy-coded data never contains 0xFF 0xD9, since 0xFF bytes in it are followed by 0x00 or a restart
-/// marker).
+/// True when a JPEG stream is whole. Its marker segments are walked from the start, each skipped by its
+/// length, so the markers of an embedded EXIF thumbnail (inside APP1) are never mistaken for the image's;
+/// every scan's entropy-coded data (where 0xFF is always followed by 0x00, a fill 0xFF or a restart
+/// marker) must end in a marker, and the walk must reach the end-of-image marker after at least one scan.
+/// A camera JPEG cut inside its main scan fails, whatever its thumbnail holds.
 pub fn jpeg_is_complete(bytes: &[u8]) -> bool {
-    let Some(scan) = bytes.windows(2).position(|w| w == [0xFF, 0xDA]) else { return false };
-    bytes[scan..].windows(2).any(|w| w == [0xFF, 0xD9])
+    if !bytes.starts_with(&[0xFF, 0xD8]) {
+        return false;
+    }
+    let (mut i, mut scans) = (2, 0usize);
+    loop {
+        if bytes.get(i) != Some(&0xFF) {
+            return false;
+        }
+        while bytes.get(i) == Some(&0xFF) {
+            i += 1; // fill bytes before a marker
+        }
+        let Some(&marker) = bytes.get(i) else { return false };
+        i += 1;
+        match marker {
+            0xD9 => return scans > 0,
+            0x00 => return false,
+            0x01 | 0xD0..=0xD7 => {} // markers without a length
+            _ => {
+                let Some(length) = bytes.get(i..i + 2).map(|b| usize::from(u16::from_be_bytes([b[0], b[1]])))
+                else {
+                    return false;
+                };
+                if length < 2 || i + length > bytes.len() {
+                    return false;
+                }
+                i += length;
+                if marker == 0xDA {
+                    scans += 1;
+                    loop {
+                        let Some(at) = bytes[i..].iter().position(|&b| b == 0xFF) else { return false };
+                        i += at;
+                        match bytes.get(i + 1) {
+                            None => return false,
+                            Some(0x00 | 0xD0..=0xD7) => i += 2,
+                            Some(0xFF) => i += 1,
+                            Some(_) => break,
+                        }
+                    }
+                }
+            }
+        }
+    }
 }
 
 fn open_jpeg(
@@ -615,5 +657,40 @@ mod tests {
         assert!(jpeg_is_complete(&[&scan[..], &[0xFF, 0xD9]].concat()));
         assert!(jpeg_is_complete(&[&scan[..], &[0xFF, 0xD9, 0, 0]].concat()), "trailing bytes are allowed");
         assert!(!jpeg_is_complete(&[0xFF, 0xD8, 0xFF, 0xD9]), "no scan at all");
+        assert!(!jpeg_is_complete(&scan[..5]), "cut inside the scan header");
+    }
+
+    /// A JPEG of `side` x `side` noise (so its scan is long), encoded by the `image` crate.
+    fn noise_jpeg(side: u32, seed: u32) -> Vec<u8> {
+        let pixels: Vec<u8> = (0..side * side * 3)
+            .map(|i| (i.wrapping_mul(2_654_435_761).wrapping_add(seed) >> 7) as u8)
+            .collect();
+        let mut bytes = Vec::new();
+        image::codecs::jpeg::JpegEncoder::new(&mut bytes)
+            .encode(&pixels, side, side, image::ExtendedColorType::Rgb8)
+            .unwrap();
+        bytes
+    }
+
+    #[test]
+    fn a_camera_jpeg_cut_in_its_main_scan_is_incomplete_whatever_its_thumbnail() {
+        // A camera JPEG: SOI, an APP1 EXIF segment holding a whole thumbnail JPEG (with its own scan and
+        // end marker), then the main image's segments.
+        let thumbnail = noise_jpeg(16, 1);
+        let main = noise_jpeg(96, 2);
+        let mut app1 = b"Exif\0\0".to_vec();
+        app1.extend_from_slice(&thumbnail);
+        let mut camera = vec![0xFF, 0xD8, 0xFF, 0xE1];
+        camera.extend_from_slice(&u16::try_from(app1.len() + 2).unwrap().to_be_bytes());
+        camera.extend_from_slice(&app1);
+        camera.extend_from_slice(&main[2..]);
+        assert!(jpeg_is_complete(&camera));
+        assert!(image::load_from_memory(&camera).is_ok(), "a valid JPEG to a decoder");
+        for cut in [camera.len() - 2, camera.len() - 100, camera.len() / 2 + thumbnail.len() / 2] {
+            assert!(!jpeg_is_complete(&camera[..cut]), "cut at {cut} of {}", camera.len());
+        }
+        let source = ImageSource::from_bytes(&camera[..camera.len() - 50], "cut.jpg", Channels::Rgb);
+        let err = source.unwrap_err().to_string();
+        assert!(err.contains("truncated"), "{err}");
     }
 }

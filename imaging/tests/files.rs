@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use runner::outputs::{temporary_path, OutputError, OutputSet};
+use imaging::files::{host_name, temporary_path, FileError, OutputSet};
 
 /// A folder with an image, a mask and a model, each holding distinct bytes.
 struct Files {
@@ -45,9 +45,9 @@ impl Files {
     }
 }
 
-fn assert_overwrites_input(result: Result<PathBuf, OutputError>, input_flag: &str) {
+fn assert_overwrites_input(result: Result<PathBuf, FileError>, input_flag: &str) {
     match result {
-        Err(OutputError::OverwritesInput { input_flag: flag, .. }) => assert_eq!(flag, input_flag),
+        Err(FileError::OverwritesInput { input_flag: flag, .. }) => assert_eq!(flag, input_flag),
         other => panic!("expected an output onto {input_flag} to be refused, got {other:?}"),
     }
 }
@@ -111,17 +111,17 @@ fn two_outputs_onto_one_file_are_refused() {
     let mut set = files.inputs();
     set.add("--output", &files.path("out.png")).unwrap();
     let err = set.add("--overlay", &files.path("out.png")).unwrap_err();
-    assert!(matches!(&err, OutputError::SameOutput { other_flag, .. } if other_flag == "--output"), "{err}");
+    assert!(matches!(&err, FileError::SameOutput { other_flag, .. } if other_flag == "--output"), "{err}");
     // Through a link to an output that does not exist yet.
     std::os::unix::fs::symlink(files.path("out.png"), files.path("alias.png")).unwrap();
     let err = set.add("--probabilities", &files.path("alias.png")).unwrap_err();
-    assert!(matches!(err, OutputError::SameOutput { .. }), "{err}");
+    assert!(matches!(err, FileError::SameOutput { .. }), "{err}");
     // And through a hard link to an existing file.
     fs::write(files.path("old.png"), "old").unwrap();
     fs::hard_link(files.path("old.png"), files.path("old-too.png")).unwrap();
     set.add("--overlay", &files.path("old.png")).unwrap();
     let err = set.add("--metrics-json", &files.path("old-too.png")).unwrap_err();
-    assert!(matches!(err, OutputError::SameOutput { .. }), "{err}");
+    assert!(matches!(err, FileError::SameOutput { .. }), "{err}");
 }
 
 /// Runs `f` on another thread and fails if it does not return within a few seconds.
@@ -138,37 +138,37 @@ fn a_fifo_or_folder_input_is_refused_without_blocking() {
     let status = std::process::Command::new("mkfifo").arg(&fifo).status().unwrap();
     assert!(status.success());
     let err = within_seconds(move || OutputSet::new(&[("--image", &fifo)]).map(|_| ()).unwrap_err());
-    assert!(matches!(&err, OutputError::InputNotFile { kind, .. } if kind.contains("FIFO")), "{err}");
+    assert!(matches!(&err, FileError::InputNotFile { kind, .. } if kind.contains("FIFO")), "{err}");
     assert!(err.to_string().starts_with("--image "), "{err}");
 
     // A link to the FIFO is followed, and refused the same way.
     std::os::unix::fs::symlink(files.path("pipe.png"), files.path("link.png")).unwrap();
     let link = files.path("link.png");
     let err = within_seconds(move || OutputSet::new(&[("--mask", &link)]).map(|_| ()).unwrap_err());
-    assert!(matches!(err, OutputError::InputNotFile { .. }), "{err}");
+    assert!(matches!(err, FileError::InputNotFile { .. }), "{err}");
 
     let folder = files.dir.path().to_path_buf();
     let err = OutputSet::new(&[("--model", &folder)]).unwrap_err();
-    assert!(matches!(&err, OutputError::InputNotFile { kind: "a folder", .. }), "{err}");
+    assert!(matches!(&err, FileError::InputNotFile { kind: "a folder", .. }), "{err}");
     let err = OutputSet::new(&[("--image", Path::new("/dev/null"))]).unwrap_err();
-    assert!(matches!(&err, OutputError::InputNotFile { kind: "a device", .. }), "{err}");
+    assert!(matches!(&err, FileError::InputNotFile { kind: "a device", .. }), "{err}");
     let err = OutputSet::new(&[("--image", &files.path("missing.png"))]).unwrap_err();
-    assert!(matches!(err, OutputError::InputUnreadable { .. }), "{err}");
+    assert!(matches!(err, FileError::InputUnreadable { .. }), "{err}");
 }
 
 #[test]
-fn an_output_that_is_a_folder_device_or_in_a_missing_folder_is_refused() {
+fn an_output_that_is_a_folder_or_in_a_missing_folder_is_refused() {
     let files = Files::new();
     let mut set = files.inputs();
     let err = set.add("--output", files.dir.path()).unwrap_err();
-    assert!(matches!(err, OutputError::OutputIsFolder { .. }), "{err}");
-    let err = set.add("--output", Path::new("/dev/null")).unwrap_err();
-    assert!(matches!(err, OutputError::OutputNotFile { .. }), "{err}");
+    assert!(matches!(err, FileError::OutputIsFolder { .. }), "{err}");
+    // A device is written directly, never replaced (see the special-files test in files.rs).
+    assert_eq!(set.add("--output", Path::new("/dev/null")).unwrap(), Path::new("/dev/null"));
     let err = set.add("--overlay", &files.path("no/such/dir/o.png")).unwrap_err();
-    assert!(matches!(err, OutputError::MissingFolder { .. }), "{err}");
+    assert!(matches!(err, FileError::MissingFolder { .. }), "{err}");
     assert!(err.to_string().contains("mkdir -p"), "{err}");
     let err = set.add("--overlay", &files.path("image.png/o.png")).unwrap_err();
-    assert!(matches!(err, OutputError::ParentNotFolder { .. }), "{err}");
+    assert!(matches!(err, FileError::ParentNotFolder { .. }), "{err}");
 }
 
 #[test]
@@ -184,7 +184,7 @@ fn an_unwritable_folder_is_refused() {
     let mut set = files.inputs();
     let result = set.add("--output", &locked.join("mask.png"));
     if probe.is_err() {
-        assert!(matches!(result, Err(OutputError::Unwritable { .. })), "{result:?}");
+        assert!(matches!(result, Err(FileError::Unwritable { .. })), "{result:?}");
     } else {
         result.unwrap();
     }
@@ -204,7 +204,7 @@ fn a_failure_on_a_later_output_leaves_every_existing_file_as_it_was() {
         fs::write(&overlay_tmp, "new overlay").unwrap();
         // The probabilities' folder is missing: refused, and the set is dropped uncommitted.
         let err = set.add("--probabilities", &files.path("gone/p.npy")).unwrap_err();
-        assert!(matches!(err, OutputError::MissingFolder { .. }), "{err}");
+        assert!(matches!(err, FileError::MissingFolder { .. }), "{err}");
         assert!(mask_tmp.exists() && overlay_tmp.exists());
     }
     assert_eq!(files.snapshot(), before, "files changed, or temporaries were left");
@@ -243,10 +243,12 @@ fn stale_temporaries_of_dead_processes_are_removed_and_live_ones_kept() {
     child.wait().unwrap();
     let mut sleeper = std::process::Command::new("sleep").arg("30").spawn().unwrap();
     let live = sleeper.id();
-    let dead_tmp = temporary_path(&target, dead);
-    let live_tmp = temporary_path(&target, live);
-    let other_tmp = temporary_path(&files.path("other.png"), dead);
-    for tmp in [&dead_tmp, &live_tmp, &other_tmp] {
+    let dead_tmp = temporary_path(&target, host_name(), dead);
+    let live_tmp = temporary_path(&target, host_name(), live);
+    let other_tmp = temporary_path(&files.path("other.png"), host_name(), dead);
+    // Another machine's temporary (shared storage): its processes cannot be seen from here, so it stays.
+    let other_host_tmp = temporary_path(&target, "another-node", dead);
+    for tmp in [&dead_tmp, &live_tmp, &other_tmp, &other_host_tmp] {
         fs::write(tmp, "left over").unwrap();
     }
     let mut set = files.inputs();
@@ -257,6 +259,7 @@ fn stale_temporaries_of_dead_processes_are_removed_and_live_ones_kept() {
     assert!(dead_gone, "the dead process's temporary was kept");
     assert!(live_kept, "the running process's temporary was removed");
     assert!(other_kept, "a temporary of another file was removed");
+    assert!(other_host_tmp.exists(), "another host's temporary was removed");
 }
 
 #[test]
@@ -264,7 +267,7 @@ fn a_temporary_left_under_this_process_id_is_stale_unless_a_live_set_holds_it() 
     // In a container, a killed run and the next one often get the same process id.
     let files = Files::new();
     let target = files.path("mask-out.png");
-    let own = temporary_path(&target, std::process::id());
+    let own = temporary_path(&target, host_name(), std::process::id());
     fs::write(&own, "left by an earlier process with this id").unwrap();
     let mut set = files.inputs();
     assert_eq!(set.add("--output", &target).unwrap(), own);
@@ -272,7 +275,7 @@ fn a_temporary_left_under_this_process_id_is_stale_unless_a_live_set_holds_it() 
     // A second live set writing the same file in this process is refused instead of sharing it.
     let mut other = files.inputs();
     let err = other.add("--output", &target).unwrap_err();
-    assert!(matches!(err, OutputError::Busy { .. }), "{err}");
+    assert!(matches!(err, FileError::Busy { .. }), "{err}");
     drop(set);
     assert!(!own.exists());
 }

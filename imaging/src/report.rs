@@ -4,7 +4,7 @@
 //! How a `main()` uses it:
 //! ```no_run
 //! use std::process::ExitCode;
-//! use runner::report::{error_line, Stdout};
+//! use imaging::report::{error_line, Stdout};
 //!
 //! fn run(out: &mut Stdout) -> anyhow::Result<()> {
 //!     out.line("predicted 640x480")?; // a StdoutError converts into anyhow::Error like any other
@@ -16,7 +16,7 @@
 //!     match run(&mut out) {
 //!         Ok(()) => ExitCode::SUCCESS,
 //!         // `runner ... | head -1`: the reader is gone, which is not a failure of ours.
-//!         Err(e) if runner::report::is_broken_pipe(&e) => ExitCode::SUCCESS,
+//!         Err(e) if imaging::report::is_broken_pipe(&e) => ExitCode::SUCCESS,
 //!         Err(e) => {
 //!             eprintln!("error: {}", error_line(&e));
 //!             ExitCode::FAILURE
@@ -169,6 +169,33 @@ fn dedupe_segments(line: &str) -> String {
     segments.join(": ")
 }
 
+/// A command-line usage error (as clap renders it: the error, maybe a tip, the usage, a pointer to
+/// `--help`) on one line: `error: ...; tip: ...; see `CMD --help``.
+pub fn usage_line(rendered: &str) -> String {
+    let plain = strip_ansi(rendered);
+    let mut parts: Vec<String> = Vec::new();
+    let mut command = None;
+    for line in plain.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        if let Some(usage) = line.strip_prefix("Usage: ") {
+            let words: Vec<&str> =
+                usage.split_whitespace().take_while(|w| !w.starts_with(['[', '<', '-'])).collect();
+            command = Some(words.join(" "));
+        } else if line.starts_with("For more information") {
+            continue;
+        } else {
+            parts.push(line.to_string());
+        }
+    }
+    let mut text = parts.join("; ");
+    if !text.starts_with("error:") {
+        text = format!("error: {text}");
+    }
+    match command {
+        Some(command) if !command.is_empty() => format!("{text}; see `{command} --help`"),
+        _ => format!("{text}; see --help"),
+    }
+}
+
 /// Standard output failed: the reader went away (a broken pipe) or the write failed otherwise.
 #[derive(Debug, thiserror::Error)]
 #[error(
@@ -280,6 +307,18 @@ mod tests {
             panic!("outer")
         });
         assert_eq!(outer.unwrap_err(), "outer");
+    }
+
+    #[test]
+    fn a_usage_error_is_one_line_naming_the_help() {
+        let rendered = "error: unexpected argument '--outptu' found\n\n  tip: a similar argument exists: \
+                        '--output'\n\nUsage: runner predict --output <OUTPUT>\n\nFor more information, try '--help'.\n";
+        assert_eq!(
+            usage_line(rendered),
+            "error: unexpected argument '--outptu' found; tip: a similar argument exists: '--output'; see \
+             `runner predict --help`"
+        );
+        assert_eq!(usage_line("error: bad\n"), "error: bad; see --help");
     }
 
     #[test]

@@ -31,6 +31,94 @@ pub enum TilingError {
     EmptyImage { height: usize, width: usize },
     #[error("the image is {height}x{width}, over the largest side this runner plans for ({MAX_SIDE} px)")]
     TooLarge { height: usize, width: usize },
+    #[error(
+        "the model's metadata `{key}` is `{value}`: {reason}; export the model again with `trainer export`"
+    )]
+    Metadata { key: &'static str, value: String, reason: String },
+}
+
+/// How a model must be tiled: the halo read around each kept centre and the input pixels a forward pass may
+/// take. The trainer writes both into the exported model's metadata (`halo_px`, `pixel_budget`, with the
+/// network's `receptive_radius_px`), and the runner plans with what the model declares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tiling {
+    pub halo: usize,
+    pub budget: usize,
+}
+
+impl Default for Tiling {
+    fn default() -> Tiling {
+        Tiling { halo: HALO, budget: PIXEL_BUDGET }
+    }
+}
+
+impl Tiling {
+    /// The tiling a model declares, read through `get` (metadata key -> value), checked against its receptive
+    /// field and the memory rule: the halo must be even and at least the receptive radius (the model's
+    /// declared one and this network's), the budget at most [`PIXEL_BUDGET`] and large enough for one window
+    /// with its halo. A model that declares none of the three keys (exported by another tool) is tiled
+    /// with the defaults.
+    pub fn from_metadata(get: impl Fn(&str) -> Option<String>) -> Result<Tiling, TilingError> {
+        let keys = ["halo_px", "pixel_budget", "receptive_radius_px"];
+        let values = keys.map(&get);
+        if values.iter().all(Option::is_none) {
+            return Ok(Tiling::default());
+        }
+        let parse = |index: usize| -> Result<usize, TilingError> {
+            let key = keys[index];
+            let Some(value) = &values[index] else {
+                return Err(TilingError::Metadata {
+                    key,
+                    value: String::new(),
+                    reason: "it is missing".into(),
+                });
+            };
+            value.trim().parse::<usize>().map_err(|_| TilingError::Metadata {
+                key,
+                value: value.clone(),
+                reason: "not a whole number".into(),
+            })
+        };
+        let (halo, budget, radius) = (parse(0)?, parse(1)?, parse(2)?);
+        let bad = |key: &'static str, value: usize, reason: String| TilingError::Metadata {
+            key,
+            value: value.to_string(),
+            reason,
+        };
+        if radius < RECEPTIVE_RADIUS {
+            return Err(bad(
+                "receptive_radius_px",
+                radius,
+                format!("this network's receptive radius is {RECEPTIVE_RADIUS}"),
+            ));
+        }
+        if halo < radius || halo % 2 != 0 {
+            return Err(bad(
+                "halo_px",
+                halo,
+                format!("the halo must be even and at least the receptive radius {radius}, or tiles differ from one pass"),
+            ));
+        }
+        let smallest = (2 * halo + 2).saturating_mul(2 * halo + 2);
+        if budget > PIXEL_BUDGET || budget < smallest {
+            return Err(bad(
+                "pixel_budget",
+                budget,
+                format!("it must be between {smallest} (one window with its halo) and {PIXEL_BUDGET} (the memory rule)"),
+            ));
+        }
+        Ok(Tiling { halo, budget })
+    }
+
+    /// The plan for an image of `height` x `width` with windows of side at most `tile`.
+    pub fn plan(&self, height: usize, width: usize, tile: usize) -> Result<TilePlan, TilingError> {
+        plan(height, width, tile, self.halo, self.budget)
+    }
+
+    /// The largest window side this tiling allows.
+    pub fn max_tile(&self) -> usize {
+        max_tile(self.budget)
+    }
 }
 
 /// A rectangle in pixel coordinates of the even-padded image.
@@ -59,13 +147,13 @@ pub struct Tile {
 
 /// Tiles of one window size that go through the network together: batch x height x width <= budget.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Batch {
+pub struct Pass {
     pub height: usize,
     pub width: usize,
     pub tiles: Vec<Tile>,
 }
 
-impl Batch {
+impl Pass {
     /// Input pixels of this forward pass.
     pub fn pixels(&self) -> usize {
         self.tiles.len() * self.height * self.width
@@ -73,7 +161,7 @@ impl Batch {
 }
 
 /// One row of windows: the image rows its windows read and the rows it keeps, and its forward passes
-/// (a range of [`TilePlan::batches`]). Streaming prediction reads and predicts one band at a time; because
+/// (a range of [`TilePlan::passes`]). Streaming prediction reads and predicts one band at a time; because
 /// the whole-image plan is made of these bands, the streamed result is the in-memory one.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Band {
@@ -83,8 +171,8 @@ pub struct Band {
     /// Rows whose outputs the band keeps (of the even-padded image).
     pub keep_y: usize,
     pub keep_height: usize,
-    /// Its forward passes, as indices into `TilePlan::batches`.
-    pub batches: std::ops::Range<usize>,
+    /// Its forward passes, as indices into `TilePlan::passes`.
+    pub passes: std::ops::Range<usize>,
 }
 
 /// The whole plan for one image.
@@ -97,29 +185,29 @@ pub struct TilePlan {
     pub padded_height: usize,
     pub padded_width: usize,
     /// Forward passes, band after band (a pass never mixes windows of two bands).
-    pub batches: Vec<Batch>,
+    pub passes: Vec<Pass>,
     /// The rows of windows, top to bottom.
     pub bands: Vec<Band>,
 }
 
 impl TilePlan {
     pub fn tile_count(&self) -> usize {
-        self.batches.iter().map(|b| b.tiles.len()).sum()
+        self.passes.iter().map(|b| b.tiles.len()).sum()
     }
 
     pub fn tiles(&self) -> impl Iterator<Item = &Tile> {
-        self.batches.iter().flat_map(|b| b.tiles.iter())
+        self.passes.iter().flat_map(|b| b.tiles.iter())
     }
 
     /// The largest forward pass, in input pixels (sizes the reused input buffer).
-    pub fn max_batch_pixels(&self) -> usize {
-        self.batches.iter().map(Batch::pixels).max().unwrap_or(0)
+    pub fn max_pass_pixels(&self) -> usize {
+        self.passes.iter().map(Pass::pixels).max().unwrap_or(0)
     }
 }
 
 impl fmt::Display for TilePlan {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} tiles in {} forward passes", self.tile_count(), self.batches.len())
+        write!(f, "{} tiles in {} forward passes", self.tile_count(), self.passes.len())
     }
 }
 
@@ -174,8 +262,8 @@ pub fn plan(
     let cols = segments(padded_width, tile, halo);
 
     // Within each band (row of windows), group tiles by window size, in the order sizes first appear, then
-    // cut each group into batches. Batches never span bands, so a band can be predicted on its own.
-    let mut batches = Vec::new();
+    // cut each group into passes. Passes never span bands, so a band can be predicted on its own.
+    let mut passes = Vec::new();
     let mut bands = Vec::with_capacity(rows.len());
     for &(wy, wh, ky, kh) in &rows {
         let mut groups: Vec<((usize, usize), Vec<Tile>)> = Vec::new();
@@ -189,11 +277,11 @@ pub fn plan(
                 None => groups.push(((wh, ww), vec![tile])),
             }
         }
-        let first = batches.len();
+        let first = passes.len();
         for ((h, w), tiles) in groups {
             let per_batch = (budget / (h * w)).max(1);
             for chunk in tiles.chunks(per_batch) {
-                batches.push(Batch { height: h, width: w, tiles: chunk.to_vec() });
+                passes.push(Pass { height: h, width: w, tiles: chunk.to_vec() });
             }
         }
         bands.push(Band {
@@ -201,10 +289,10 @@ pub fn plan(
             window_height: wh,
             keep_y: ky,
             keep_height: kh,
-            batches: first..batches.len(),
+            passes: first..passes.len(),
         });
     }
-    Ok(TilePlan { height, width, padded_height, padded_width, batches, bands })
+    Ok(TilePlan { height, width, padded_height, padded_width, passes, bands })
 }
 
 /// The largest even square side within `budget`.
@@ -222,16 +310,12 @@ mod tests {
         let p = plan(height, width, tile, HALO, PIXEL_BUDGET).unwrap();
         assert_eq!((p.padded_height, p.padded_width), (height + height % 2, width + width % 2));
         let mut cover = vec![0u8; p.padded_height * p.padded_width];
-        for batch in &p.batches {
-            assert!(!batch.tiles.is_empty());
-            assert!(
-                batch.pixels() <= PIXEL_BUDGET,
-                "{height}x{width} tile {tile}: pass of {}",
-                batch.pixels()
-            );
-            for t in &batch.tiles {
+        for pass in &p.passes {
+            assert!(!pass.tiles.is_empty());
+            assert!(pass.pixels() <= PIXEL_BUDGET, "{height}x{width} tile {tile}: pass of {}", pass.pixels());
+            for t in &pass.tiles {
                 let (w, k) = (t.window, t.keep);
-                assert_eq!((w.height, w.width), (batch.height, batch.width), "one window size per batch");
+                assert_eq!((w.height, w.width), (pass.height, pass.width), "one window size per pass");
                 assert!(w.y % 2 == 0 && w.x % 2 == 0, "odd origin {w:?}");
                 assert!(w.height % 2 == 0 && w.width % 2 == 0, "odd window {w:?}");
                 assert!(w.height <= tile && w.width <= tile);
@@ -264,21 +348,21 @@ mod tests {
             }
         }
         assert!(cover.iter().all(|&c| c == 1), "{height}x{width} tile {tile}: not covered exactly once");
-        // Bands: top to bottom, kept rows contiguous, every batch in exactly one band, and a band's windows
+        // Bands: top to bottom, kept rows contiguous, every pass in exactly one band, and a band's windows
         // all read its rows and keep its rows.
-        let (mut next_keep, mut next_batch) = (0, 0);
+        let (mut next_keep, mut next_pass) = (0, 0);
         for band in &p.bands {
-            assert_eq!((band.keep_y, band.batches.start), (next_keep, next_batch));
+            assert_eq!((band.keep_y, band.passes.start), (next_keep, next_pass));
             assert!(band.window_y <= band.keep_y && band.window_height <= tile);
-            for batch in &p.batches[band.batches.clone()] {
-                for t in &batch.tiles {
+            for pass in &p.passes[band.passes.clone()] {
+                for t in &pass.tiles {
                     assert_eq!((t.window.y, t.window.height), (band.window_y, band.window_height));
                     assert_eq!((t.keep.y, t.keep.height), (band.keep_y, band.keep_height));
                 }
             }
-            (next_keep, next_batch) = (band.keep_y + band.keep_height, band.batches.end);
+            (next_keep, next_pass) = (band.keep_y + band.keep_height, band.passes.end);
         }
-        assert_eq!((next_keep, next_batch), (p.padded_height, p.batches.len()));
+        assert_eq!((next_keep, next_pass), (p.padded_height, p.passes.len()));
         p
     }
 
@@ -309,7 +393,7 @@ mod tests {
         for (h, w) in [(1, 1), (5, 3), (256, 256), (255, 17)] {
             let p = checked(h, w, 256);
             assert_eq!(p.tile_count(), 1);
-            let t = p.batches[0].tiles[0];
+            let t = p.passes[0].tiles[0];
             assert_eq!(t.window, Rect { y: 0, x: 0, height: h + h % 2, width: w + w % 2 });
             assert_eq!(t.keep, t.window);
         }
@@ -338,19 +422,48 @@ mod tests {
         // share passes.
         let p = checked(1000, 1000, 256);
         assert_eq!(p.tile_count(), 25);
-        let full: Vec<&Batch> = p.batches.iter().filter(|b| (b.height, b.width) == (256, 256)).collect();
+        let full: Vec<&Pass> = p.passes.iter().filter(|b| (b.height, b.width) == (256, 256)).collect();
         assert_eq!(full.len(), 16, "a full window fills the budget alone");
-        assert!(p.batches.len() < 25, "smaller windows are batched: {} passes", p.batches.len());
+        assert!(p.passes.len() < 25, "smaller windows are batched: {} passes", p.passes.len());
         // With 64-px windows, 16 windows fit one pass.
         let p = checked(1000, 1000, 64);
-        assert!(p.batches.iter().any(|b| b.tiles.len() == 16));
+        assert!(p.passes.iter().any(|b| b.tiles.len() == 16));
     }
 
     #[test]
     fn a_very_large_image_is_planned_quickly_and_within_budget() {
         let p = checked(8192, 8192, 256);
         assert_eq!(p.tile_count(), 35 * 35);
-        assert!(p.max_batch_pixels() <= PIXEL_BUDGET);
+        assert!(p.max_pass_pixels() <= PIXEL_BUDGET);
+    }
+
+    #[test]
+    fn a_model_declares_its_tiling_and_it_is_checked() {
+        fn declared(pairs: &[(&str, &str)]) -> Result<Tiling, TilingError> {
+            Tiling::from_metadata(|key| pairs.iter().find(|(k, _)| *k == key).map(|(_, v)| v.to_string()))
+        }
+        let ours = [("halo_px", "8"), ("pixel_budget", "65536"), ("receptive_radius_px", "7")];
+        assert_eq!(declared(&ours), Ok(Tiling { halo: 8, budget: 65_536 }));
+        assert_eq!(declared(&[]), Ok(Tiling::default()), "no tiling metadata: the defaults");
+        let wider = [("halo_px", "12"), ("pixel_budget", "16384"), ("receptive_radius_px", "7")];
+        assert_eq!(declared(&wider), Ok(Tiling { halo: 12, budget: 16_384 }));
+        assert_eq!(declared(&wider).unwrap().max_tile(), 128);
+        for (bad, key) in [
+            (&[("halo_px", "6"), ("pixel_budget", "65536"), ("receptive_radius_px", "7")][..], "halo_px"),
+            (&[("halo_px", "9"), ("pixel_budget", "65536"), ("receptive_radius_px", "7")], "halo_px"),
+            (&[("halo_px", "8"), ("pixel_budget", "65536"), ("receptive_radius_px", "9")], "halo_px"),
+            (
+                &[("halo_px", "8"), ("pixel_budget", "65536"), ("receptive_radius_px", "3")],
+                "receptive_radius_px",
+            ),
+            (&[("halo_px", "8"), ("pixel_budget", "262144"), ("receptive_radius_px", "7")], "pixel_budget"),
+            (&[("halo_px", "8"), ("pixel_budget", "100"), ("receptive_radius_px", "7")], "pixel_budget"),
+            (&[("halo_px", "8"), ("pixel_budget", "lots"), ("receptive_radius_px", "7")], "pixel_budget"),
+            (&[("halo_px", "8"), ("receptive_radius_px", "7")], "pixel_budget"),
+        ] {
+            let err = declared(bad).unwrap_err();
+            assert!(matches!(&err, TilingError::Metadata { key: k, .. } if *k == key), "{bad:?}: {err}");
+        }
     }
 
     #[test]

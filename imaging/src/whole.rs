@@ -1,16 +1,15 @@
-//! Whole images in and out, for images that fit in memory (the in-memory reference path, tests and
-//! benches): the input image as 8-bit RGB and the reference mask through [`crate::source`], and the
-//! outputs through [`crate::sink`] in one go, each written atomically (temporary file beside the target,
-//! then rename), so a failure never leaves a partial file. The CLI streams instead (`predict_stream`).
+//! Whole images in and out, for images that fit in memory (the trainer's images, the runner's in-memory
+//! reference path, tests and benches): the input image as 8-bit RGB and the reference mask through
+//! [`crate::source`], and the outputs through [`crate::sink`] in one go, each written atomically through
+//! [`crate::files`], so a failure never leaves a partial file. The runner's CLI streams instead.
 
-use std::fs::File;
-use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use image::RgbImage;
 
-pub use crate::sink::{npy_header, ImageFormat};
-use crate::sink::{PixelKind, ProbabilityFormat, RowSink, SinkError};
+use crate::files::{self, FileError};
+use crate::labels::{classes_from_gray, gray_from_classes};
+use crate::sink::{ImageFormat, PixelKind, ProbabilityFormat, RowSink, SinkError};
 use crate::source::{Channels, ImageSource, SourceError};
 
 #[derive(Debug, thiserror::Error)]
@@ -21,8 +20,8 @@ pub enum IoError {
     Sink(#[from] SinkError),
     #[error("mask {path} is {mask_width}x{mask_height} but the image is {width}x{height}; pass the mask of this image")]
     MaskSize { path: PathBuf, mask_width: usize, mask_height: usize, width: usize, height: usize },
-    #[error("cannot write {path}: {reason}; check that its folder exists and is writable")]
-    Write { path: PathBuf, reason: String },
+    #[error(transparent)]
+    File(#[from] FileError),
 }
 
 fn rgb_image(mut source: ImageSource) -> Result<RgbImage, SourceError> {
@@ -61,45 +60,7 @@ pub fn check_mask_size(mask: &ImageSource, path: &Path, width: usize, height: us
 pub fn load_mask(path: &Path, width: usize, height: usize) -> Result<Vec<u8>, IoError> {
     let mut mask = ImageSource::open(path, Channels::Gray)?;
     check_mask_size(&mask, path, width, height)?;
-    Ok(mask_classes(&mask.read_all()?))
-}
-
-/// Class indices (1 = foreground) of a gray mask: pixel > 127 is foreground.
-pub fn mask_classes(gray: &[u8]) -> Vec<u8> {
-    gray.iter().map(|&v| u8::from(v > 127)).collect()
-}
-
-/// The gray mask image of class indices: foreground white, background black.
-pub fn mask_pixels(classes: &[u8]) -> Vec<u8> {
-    classes.iter().map(|&c| if c > 0 { 255 } else { 0 }).collect()
-}
-
-/// Writes to a temporary file beside `path` through `write`, syncs it and renames it over `path`. On any
-/// failure the temporary file is removed and whatever was at `path` is left as it was.
-pub fn write_atomic(path: &Path, write: impl FnOnce(&Path) -> Result<(), String>) -> Result<(), IoError> {
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    let result = (|| -> Result<(), String> {
-        write(&tmp)?;
-        File::open(&tmp).and_then(|f| f.sync_all()).map_err(|e| e.to_string())?;
-        std::fs::rename(&tmp, path).map_err(|e| e.to_string())
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result.map_err(|reason| IoError::Write { path: path.to_path_buf(), reason })
-}
-
-/// Writes bytes atomically.
-pub fn write_bytes(path: &Path, bytes: &[u8]) -> Result<(), IoError> {
-    write_atomic(path, |tmp| {
-        let mut out = BufWriter::new(File::create(tmp).map_err(|e| e.to_string())?);
-        out.write_all(bytes).and_then(|()| out.flush()).map_err(|e| e.to_string())
-    })
+    Ok(classes_from_gray(&mask.read_all()?))
 }
 
 /// Writes 8-bit pixels (`kind`) of a whole image to `file` in the format of `format_path`'s extension.
@@ -120,30 +81,21 @@ pub fn write_image(
 /// follows the extension (.png, .tif, .jpg).
 pub fn write_mask(path: &Path, classes: &[u8], width: usize, height: usize) -> Result<(), IoError> {
     ImageFormat::from_path(path)?.check_size(path, width, height)?;
-    let gray = mask_pixels(classes);
-    write_atomic(path, |tmp| {
+    let gray = gray_from_classes(classes);
+    files::write_atomic_with("the mask", path, |tmp| {
         write_image(tmp, path, &gray, PixelKind::Gray8, width, height).map_err(|e| e.to_string())
-    })
+    })?;
+    Ok(())
 }
 
 /// Writes `values` (row-major height x width) as float32 probabilities, .npy or .tif.
 pub fn write_probabilities(path: &Path, values: &[f32], height: usize, width: usize) -> Result<(), IoError> {
     assert_eq!(values.len(), height * width, "probabilities do not match their shape");
     let format = ProbabilityFormat::from_path(path)?;
-    write_atomic(path, |tmp| {
+    files::write_atomic_with("the probabilities", path, |tmp| {
         let mut sink =
             RowSink::probabilities(tmp, format, width, height, false).map_err(|e| e.to_string())?;
         sink.write_values(values).and_then(|()| sink.finish()).map_err(|e| e.to_string())
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn mask_threshold_is_above_127() {
-        assert_eq!(mask_classes(&[0, 127, 128, 255]), [0, 0, 1, 1]);
-        assert_eq!(mask_pixels(&[0, 1]), [0, 255]);
-    }
+    })?;
+    Ok(())
 }

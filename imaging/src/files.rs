@@ -1,0 +1,679 @@
+//! Files read and written safely: every output of both binaries goes through [`OutputSet`] (or
+//! [`write_atomic`], a set of one), so a failure never leaves a partial file and never destroys an input.
+//!
+//! Stages: [`OutputSet::new`] checks that every input is a regular file (a FIFO, socket, device or folder
+//! is refused without being opened, so nothing blocks); [`OutputSet::add`] follows the output path's
+//! symbolic links to the file they name, checks it (its folder exists and is writable, it is not a folder,
+//! and it is not the same file as any input or earlier output, by canonical path or by device and inode, so
+//! symbolic and hard links count) and creates its temporary file beside that file; the caller writes every
+//! temporary; [`OutputSet::commit`] syncs them and renames them over their targets. A set that is dropped
+//! uncommitted removes its temporaries, so a failure anywhere before the commit leaves every existing file
+//! as it was.
+//!
+//! Links and special files: an output that is a symbolic link is written through: the rename replaces the
+//! file the link names, never the link. An output that is (or names) a FIFO, a character device or a
+//! socket, such as `/dev/stdout` or `/dev/null`, cannot be replaced atomically and must never be replaced:
+//! it is written directly, without a temporary.
+//!
+//! Temporaries are named `.<file name>.segmenter-<host>-<pid>.tmp`, so a person who finds one knows what
+//! wrote it, and two processes on two machines sharing a folder never pick the same name. The next run
+//! on the same host that writes the same file removes those whose process is gone; a temporary of another
+//! host is never touched (its processes cannot be seen from here).
+
+use std::collections::HashSet;
+use std::fs::{self, File, Metadata};
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, OnceLock};
+
+/// Why an input or output path is refused, or an output could not be put in place. Every message is one
+/// line naming the flag, the path and what to do.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FileError {
+    #[error("{flag} {path}: cannot read it ({reason}); check the path")]
+    InputUnreadable { flag: String, path: PathBuf, reason: String },
+    #[error("{flag} {path} is {kind}, not a regular file; pass an image or model file")]
+    InputNotFile { flag: String, path: PathBuf, kind: &'static str },
+    #[error("{flag} {path} is the same file as {input_flag} {input}; writing it would overwrite that input, so choose another path for {flag}")]
+    OverwritesInput { flag: String, path: PathBuf, input_flag: String, input: PathBuf },
+    #[error("{flag} {path} is the same file as {other_flag} {other}; give each output its own path")]
+    SameOutput { flag: String, path: PathBuf, other_flag: String, other: PathBuf },
+    #[error("{flag} {path} is a folder; give a file path inside it, e.g. {example}")]
+    OutputIsFolder { flag: String, path: PathBuf, example: PathBuf },
+    #[error("{flag} {path} names no file; give a file path such as {example}")]
+    NoFileName { flag: String, path: PathBuf, example: &'static str },
+    #[error("{flag} {path}: the folder {folder} does not exist; create it (mkdir -p {folder}) or choose another path")]
+    MissingFolder { flag: String, path: PathBuf, folder: PathBuf },
+    #[error("{flag} {path}: {folder} is not a folder; choose a path inside a folder")]
+    ParentNotFolder { flag: String, path: PathBuf, folder: PathBuf },
+    #[error("{flag} {path}: cannot create a file in {folder} ({reason}); choose a writable folder")]
+    Unwritable { flag: String, path: PathBuf, folder: PathBuf, reason: String },
+    #[error("{flag} {path}: its symbolic links do not end in a file ({reason}); fix the link or give another path")]
+    BadLink { flag: String, path: PathBuf, reason: String },
+    #[error("{flag} {path}: another output set of this process is writing it; write each file once")]
+    Busy { flag: String, path: PathBuf },
+    #[error(
+        "{flag} {path}: cannot write it ({reason}); check that its folder is writable and the disk has room"
+    )]
+    Write { flag: String, path: PathBuf, reason: String },
+    #[error("{flag} {path}: cannot put the finished file in place ({reason}); the earlier file, if any, is unchanged")]
+    Commit { flag: String, path: PathBuf, reason: String },
+}
+
+/// What identifies a file: its canonical path and, when it exists, its device and inode.
+#[derive(Debug, Clone)]
+struct Identity {
+    canonical: PathBuf,
+    device_inode: Option<(u64, u64)>,
+}
+
+impl Identity {
+    fn same_file(&self, other: &Identity) -> bool {
+        self.canonical == other.canonical
+            || matches!((self.device_inode, other.device_inode), (Some(a), Some(b)) if a == b)
+    }
+
+    /// The identity of an existing file or of a file still to be written (its canonical folder plus its
+    /// name), through links.
+    fn of(path: &Path) -> Option<Identity> {
+        if let Ok(metadata) = fs::metadata(path) {
+            if let Ok(canonical) = fs::canonicalize(path) {
+                return Some(Identity { canonical, device_inode: device_inode(&metadata) });
+            }
+        }
+        let target = resolve_links(path).ok()?;
+        let folder = fs::canonicalize(folder_of(&target)).ok()?;
+        Some(Identity { canonical: folder.join(target.file_name()?), device_inode: None })
+    }
+}
+
+/// True when `a` and `b` are the same file (through symbolic and hard links) or would be once written.
+pub fn same_file(a: &Path, b: &Path) -> bool {
+    match (Identity::of(a), Identity::of(b)) {
+        (Some(a), Some(b)) => a.same_file(&b),
+        _ => false,
+    }
+}
+
+#[derive(Debug)]
+struct Input {
+    flag: String,
+    path: PathBuf,
+    identity: Identity,
+}
+
+#[derive(Debug)]
+struct Output {
+    flag: String,
+    /// The path as given (for messages) and the file written: the end of its links.
+    given: PathBuf,
+    target: PathBuf,
+    /// Where the caller writes: a temporary beside `target`, or `target` itself for a special file.
+    written: PathBuf,
+    direct: bool,
+    folder: PathBuf,
+    identity: Identity,
+}
+
+/// The inputs and outputs of one piece of work; see the module docs.
+#[derive(Debug, Default)]
+pub struct OutputSet {
+    inputs: Vec<Input>,
+    outputs: Vec<Output>,
+}
+
+/// Temporaries held by live sets of this process: a temporary with this host and process id that is not
+/// here was left by an earlier process that had the same id (common in containers), so it is stale.
+static HELD: Mutex<Option<HashSet<PathBuf>>> = Mutex::new(None);
+
+fn with_held<R>(f: impl FnOnce(&mut HashSet<PathBuf>) -> R) -> R {
+    let mut held = HELD.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    f(held.get_or_insert_with(HashSet::new))
+}
+
+/// What a path that is not a regular file is, for messages.
+fn kind_of(metadata: &Metadata) -> &'static str {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        let t = metadata.file_type();
+        if t.is_fifo() {
+            return "a FIFO (named pipe)";
+        }
+        if t.is_socket() {
+            return "a socket";
+        }
+        if t.is_block_device() || t.is_char_device() {
+            return "a device";
+        }
+    }
+    if metadata.is_dir() {
+        "a folder"
+    } else {
+        "not a regular file"
+    }
+}
+
+fn device_inode(metadata: &Metadata) -> Option<(u64, u64)> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        Some((metadata.dev(), metadata.ino()))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = metadata;
+        None
+    }
+}
+
+/// An I/O error's own words without the "(os error N)" suffix, which repeats nothing a user can act on.
+pub fn io_reason(error: &std::io::Error) -> String {
+    let text = error.to_string();
+    match text.find(" (os error") {
+        Some(i) => text[..i].to_string(),
+        None => text,
+    }
+}
+
+/// Why an input path cannot be read as a file.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum InputFileError {
+    #[error("{0}")]
+    Io(String),
+    #[error("it is {0}, not a regular file; pass an image file")]
+    NotRegular(&'static str),
+}
+
+/// Checks that `path` (after following links) is a regular file, without opening it: opening a FIFO would
+/// block until a writer appears. Returns its size in bytes.
+pub fn regular_file_size(path: &Path) -> Result<u64, InputFileError> {
+    let meta = fs::metadata(path).map_err(|e| InputFileError::Io(io_reason(&e)))?;
+    if !meta.is_file() {
+        return Err(InputFileError::NotRegular(kind_of(&meta)));
+    }
+    Ok(meta.len())
+}
+
+/// Checks that `path` (given as `flag`) is a regular file after following links, without opening it.
+pub fn check_input(flag: &str, path: &Path) -> Result<(), FileError> {
+    input_identity(flag, path).map(|_| ())
+}
+
+fn input_identity(flag: &str, path: &Path) -> Result<Identity, FileError> {
+    let unreadable = |e: std::io::Error| FileError::InputUnreadable {
+        flag: flag.to_string(),
+        path: path.to_path_buf(),
+        reason: io_reason(&e),
+    };
+    let metadata = fs::metadata(path).map_err(unreadable)?;
+    if !metadata.is_file() {
+        return Err(FileError::InputNotFile {
+            flag: flag.to_string(),
+            path: path.to_path_buf(),
+            kind: kind_of(&metadata),
+        });
+    }
+    let canonical = fs::canonicalize(path).map_err(unreadable)?;
+    Ok(Identity { canonical, device_inode: device_inode(&metadata) })
+}
+
+/// The folder a file path is in (`.` for a bare name).
+pub fn folder_of(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+/// The most links followed before a path counts as a loop (Linux's own limit).
+const MAX_LINKS: usize = 40;
+
+/// The path a file is written at: `path` with its symbolic links followed to their end, textually, so a
+/// dangling link gives the path it would create. A link to a special file (`/dev/stdout` ->
+/// `/proc/self/fd/1` -> `pipe:[N]`) ends at the last path the kernel can open.
+pub fn resolve_links(path: &Path) -> std::io::Result<PathBuf> {
+    let mut current = path.to_path_buf();
+    for _ in 0..MAX_LINKS {
+        match fs::symlink_metadata(&current) {
+            Ok(m) if m.file_type().is_symlink() => {
+                let link = fs::read_link(&current)?;
+                let next = if link.is_absolute() { link } else { folder_of(&current).join(link) };
+                // A link whose text names nothing but which the kernel opens (`/proc/self/fd/1` ->
+                // `pipe:[N]`) is used as it is.
+                if fs::symlink_metadata(&next).is_err() && fs::metadata(&current).is_ok() {
+                    return Ok(current);
+                }
+                current = next;
+            }
+            _ => return Ok(current),
+        }
+    }
+    Err(std::io::Error::other(format!("more than {MAX_LINKS} symbolic links, probably a loop")))
+}
+
+/// This machine's name as it may appear in a file name (letters, digits, `-`, `_`, `.`), or `host`.
+pub fn host_name() -> &'static str {
+    static HOST: OnceLock<String> = OnceLock::new();
+    HOST.get_or_init(|| {
+        let raw = raw_host_name().unwrap_or_default();
+        let clean: String = raw
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() || "-_.".contains(c) { c } else { '_' })
+            .take(64)
+            .collect();
+        if clean.is_empty() {
+            "host".to_string()
+        } else {
+            clean
+        }
+    })
+}
+
+#[cfg(unix)]
+fn raw_host_name() -> Option<String> {
+    let mut buffer = [0u8; 256];
+    // SAFETY: gethostname writes at most `len` bytes into the buffer, which lives for the call.
+    let status = unsafe { libc::gethostname(buffer.as_mut_ptr().cast(), buffer.len()) };
+    if status != 0 {
+        return None;
+    }
+    let end = buffer.iter().position(|&b| b == 0).unwrap_or(buffer.len());
+    Some(String::from_utf8_lossy(&buffer[..end]).into_owned())
+}
+
+#[cfg(not(unix))]
+fn raw_host_name() -> Option<String> {
+    std::env::var("COMPUTERNAME").ok()
+}
+
+/// The temporary that `target` is written through by process `pid` on `host`.
+pub fn temporary_path(target: &Path, host: &str, pid: u32) -> PathBuf {
+    let name = target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    folder_of(target).join(format!(".{name}.segmenter-{host}-{pid}.tmp"))
+}
+
+/// The host and process id in a temporary's file name, if `file_name` is a temporary of the file `name`.
+fn temporary_owner<'a>(file_name: &'a str, name: &str) -> Option<(&'a str, u32)> {
+    let rest = file_name.strip_prefix('.')?.strip_prefix(name)?.strip_prefix(".segmenter-")?;
+    let (host, digits) = rest.strip_suffix(".tmp")?.rsplit_once('-')?;
+    if host.is_empty() || digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some((host, digits.parse().ok()?))
+}
+
+/// Whether a process with this id is running on this host (or may be: when unsure, it counts as running).
+fn process_running(pid: u32) -> bool {
+    #[cfg(unix)]
+    {
+        let Ok(pid) = libc::pid_t::try_from(pid) else { return true };
+        if pid <= 0 {
+            return true;
+        }
+        // Signal 0 checks existence only. EPERM: it exists but belongs to someone else.
+        // SAFETY: kill with signal 0 sends nothing and has no memory effects.
+        let status = unsafe { libc::kill(pid, 0) };
+        status == 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = pid;
+        true
+    }
+}
+
+/// Removes the temporaries of the file `name` in `folder` left by processes of this host that are gone (and
+/// this process's own, when no live set holds them). Best effort: a temporary that cannot be removed stays.
+fn remove_stale_temporaries(folder: &Path, name: &str) {
+    let Ok(entries) = fs::read_dir(folder) else { return };
+    let own = std::process::id();
+    let host = host_name();
+    for entry in entries.flatten() {
+        let file_name = entry.file_name();
+        let Some((owner_host, pid)) = file_name.to_str().and_then(|f| temporary_owner(f, name)) else {
+            continue;
+        };
+        if owner_host != host {
+            continue;
+        }
+        let path = entry.path();
+        let stale = if pid == own { !with_held(|held| held.contains(&path)) } else { !process_running(pid) };
+        if stale {
+            let _ = fs::remove_file(&path);
+        }
+    }
+}
+
+impl OutputSet {
+    /// Checks every input `(flag, path)`: it must exist and be a regular file after following links.
+    pub fn new(inputs: &[(&str, &Path)]) -> Result<OutputSet, FileError> {
+        let mut set = OutputSet::default();
+        for &(flag, path) in inputs {
+            set.add_input(flag, path)?;
+        }
+        Ok(set)
+    }
+
+    /// Adds one more input (checked like those given to [`OutputSet::new`]); outputs added later must not
+    /// be it.
+    pub fn add_input(&mut self, flag: &str, path: &Path) -> Result<(), FileError> {
+        let identity = input_identity(flag, path)?;
+        self.inputs.push(Input { flag: flag.to_string(), path: path.to_path_buf(), identity });
+        Ok(())
+    }
+
+    /// Checks the output `path` (given as `flag`) and returns the path to write it at: a temporary file
+    /// (created empty, beside the file the path names), or the special file itself. See the module docs.
+    pub fn add(&mut self, flag: &str, path: &Path) -> Result<PathBuf, FileError> {
+        let err_path = || (flag.to_string(), path.to_path_buf());
+        let target = resolve_links(path).map_err(|e| {
+            let (flag, path) = err_path();
+            FileError::BadLink { flag, path, reason: io_reason(&e) }
+        })?;
+        let Some(name) = target.file_name().map(|n| n.to_string_lossy().into_owned()) else {
+            let (flag, path) = err_path();
+            return Err(FileError::NoFileName { flag, path, example: "out/mask.png" });
+        };
+        let folder = folder_of(&target);
+        let special = match fs::metadata(&target) {
+            Ok(m) if m.is_dir() => {
+                let (flag, path) = err_path();
+                return Err(FileError::OutputIsFolder { flag, example: path.join("mask.png"), path });
+            }
+            Ok(m) => (!m.is_file()).then(|| device_inode(&m)),
+            Err(_) => None,
+        };
+        if let Some(device_inode) = special {
+            let canonical = fs::canonicalize(&target).unwrap_or_else(|_| target.clone());
+            let identity = Identity { canonical, device_inode };
+            self.check_distinct(flag, path, &identity)?;
+            self.outputs.push(Output {
+                flag: flag.to_string(),
+                given: path.to_path_buf(),
+                target: target.clone(),
+                written: target.clone(),
+                direct: true,
+                folder,
+                identity,
+            });
+            return Ok(target);
+        }
+        match fs::metadata(&folder) {
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => {
+                let (flag, path) = err_path();
+                return Err(FileError::ParentNotFolder { flag, path, folder });
+            }
+            Err(_) => {
+                let (flag, path) = err_path();
+                return Err(FileError::MissingFolder { flag, path, folder });
+            }
+        }
+        let canonical_folder = fs::canonicalize(&folder).unwrap_or_else(|_| folder.clone());
+        let device_inode = fs::metadata(&target).ok().and_then(|m| device_inode(&m));
+        let identity = Identity { canonical: canonical_folder.join(&name), device_inode };
+        self.check_distinct(flag, path, &identity)?;
+
+        remove_stale_temporaries(&folder, &name);
+        let temporary = temporary_path(&target, host_name(), std::process::id());
+        if !with_held(|held| held.insert(temporary.clone())) {
+            let (flag, path) = err_path();
+            return Err(FileError::Busy { flag, path });
+        }
+        // Creating it now proves the folder writable before any work, and claims the name.
+        if let Err(e) = File::options().write(true).create_new(true).open(&temporary) {
+            with_held(|held| held.remove(&temporary));
+            let (flag, path) = err_path();
+            return Err(FileError::Unwritable { flag, path, folder, reason: io_reason(&e) });
+        }
+        self.outputs.push(Output {
+            flag: flag.to_string(),
+            given: path.to_path_buf(),
+            target,
+            written: temporary.clone(),
+            direct: false,
+            folder,
+            identity,
+        });
+        Ok(temporary)
+    }
+
+    /// Refuses an output that is an input or an earlier output.
+    fn check_distinct(&self, flag: &str, path: &Path, identity: &Identity) -> Result<(), FileError> {
+        if let Some(input) = self.inputs.iter().find(|i| i.identity.same_file(identity)) {
+            return Err(FileError::OverwritesInput {
+                flag: flag.to_string(),
+                path: path.to_path_buf(),
+                input_flag: input.flag.clone(),
+                input: input.path.clone(),
+            });
+        }
+        if let Some(other) = self.outputs.iter().find(|o| o.identity.same_file(identity)) {
+            return Err(FileError::SameOutput {
+                flag: flag.to_string(),
+                path: path.to_path_buf(),
+                other_flag: other.flag.clone(),
+                other: other.given.clone(),
+            });
+        }
+        Ok(())
+    }
+
+    /// The paths as given, in the order they were added.
+    pub fn targets(&self) -> Vec<PathBuf> {
+        self.outputs.iter().map(|o| o.given.clone()).collect()
+    }
+
+    /// Syncs every temporary, renames each over the file its path names and syncs the folders; returns the
+    /// paths as given, in the order they were added. Every check was done by `add`, so a rename can only
+    /// fail if the folder changed meanwhile; then the outputs not yet renamed keep their earlier files.
+    pub fn commit(mut self) -> Result<Vec<PathBuf>, FileError> {
+        let commit_error = |o: &Output, e: std::io::Error| FileError::Commit {
+            flag: o.flag.clone(),
+            path: o.given.clone(),
+            reason: io_reason(&e),
+        };
+        for output in self.outputs.iter().filter(|o| !o.direct) {
+            File::open(&output.written).and_then(|f| f.sync_all()).map_err(|e| commit_error(output, e))?;
+        }
+        let mut folders: Vec<&Path> = Vec::new();
+        for output in self.outputs.iter().filter(|o| !o.direct) {
+            fs::rename(&output.written, &output.target).map_err(|e| commit_error(output, e))?;
+            with_held(|held| held.remove(&output.written));
+            if !folders.contains(&output.folder.as_path()) {
+                folders.push(&output.folder);
+            }
+        }
+        for folder in folders {
+            // A folder's fsync makes the renames durable; some file systems refuse it, which costs only that.
+            if let Ok(dir) = File::open(folder) {
+                let _ = dir.sync_all();
+            }
+        }
+        Ok(std::mem::take(&mut self.outputs).into_iter().map(|o| o.given).collect())
+    }
+}
+
+impl Drop for OutputSet {
+    /// An uncommitted set removes its temporaries (those not yet renamed); targets are never touched.
+    fn drop(&mut self) {
+        for output in self.outputs.iter().filter(|o| !o.direct) {
+            if with_held(|held| held.remove(&output.written)) {
+                let _ = fs::remove_file(&output.written);
+            }
+        }
+    }
+}
+
+/// Writes one file (given as `flag`) through `write`, which writes the path it is handed, and puts it in
+/// place: a set of one output, with every rule of [`OutputSet`].
+pub fn write_atomic_with(
+    flag: &str,
+    path: &Path,
+    write: impl FnOnce(&Path) -> Result<(), String>,
+) -> Result<(), FileError> {
+    let mut set = OutputSet::default();
+    let written = set.add(flag, path)?;
+    write(&written).map_err(|reason| FileError::Write {
+        flag: flag.to_string(),
+        path: path.to_path_buf(),
+        reason,
+    })?;
+    set.commit().map(|_| ())
+}
+
+/// Writes `bytes` as the file `path` (given as `flag`), atomically; see [`write_atomic_with`].
+pub fn write_atomic(flag: &str, path: &Path, bytes: &[u8]) -> Result<(), FileError> {
+    write_atomic_with(flag, path, |written| {
+        let mut file = File::create(written).map_err(|e| io_reason(&e))?;
+        std::io::Write::write_all(&mut file, bytes).map_err(|e| io_reason(&e))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn temporary_names_round_trip() {
+        let t = temporary_path(Path::new("out/mask.png"), "node7", 4242);
+        assert_eq!(t, Path::new("out/.mask.png.segmenter-node7-4242.tmp"));
+        assert_eq!(temporary_owner(".mask.png.segmenter-node7-4242.tmp", "mask.png"), Some(("node7", 4242)));
+        assert_eq!(temporary_owner(".mask.png.segmenter-a-b-9.tmp", "mask.png"), Some(("a-b", 9)));
+        assert_eq!(temporary_owner(".mask.png.segmenter-h-.tmp", "mask.png"), None);
+        assert_eq!(temporary_owner(".mask.png.segmenter-4242.tmp", "mask.png"), None);
+        assert_eq!(temporary_owner(".mask.png.segmenter-h-12x.tmp", "mask.png"), None);
+        assert_eq!(temporary_owner(".other.png.segmenter-h-1.tmp", "mask.png"), None);
+        assert_eq!(temporary_owner(".mask.png.segmenter-h-1.tmp.bak", "mask.png"), None);
+        assert_eq!(temporary_path(Path::new("m.png"), "h", 7), Path::new("./.m.png.segmenter-h-7.tmp"));
+        assert!(!host_name().is_empty() && !host_name().contains('/'));
+    }
+
+    #[test]
+    fn this_process_is_running_and_a_reaped_child_is_not() {
+        assert!(process_running(std::process::id()));
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        child.wait().unwrap();
+        assert!(!process_running(pid));
+    }
+
+    #[test]
+    fn links_and_spellings_of_one_file_are_the_same_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("a.png");
+        fs::write(&a, b"x").unwrap();
+        let hard = dir.path().join("hard.png");
+        fs::hard_link(&a, &hard).unwrap();
+        let dotted = dir.path().join(".").join("a.png");
+        assert!(same_file(&a, &hard));
+        assert!(same_file(&dotted, &a));
+        assert!(!same_file(&a, &dir.path().join("b.png")));
+        // A file not written yet is compared by folder and name.
+        let later = dir.path().join("later.csv");
+        assert!(same_file(&later, &dir.path().join(".").join("later.csv")));
+        #[cfg(unix)]
+        {
+            let soft = dir.path().join("soft.png");
+            std::os::unix::fs::symlink(&a, &soft).unwrap();
+            assert!(same_file(&soft, &a));
+            // A dangling link is the file it would create.
+            let dangling = dir.path().join("dangling.png");
+            std::os::unix::fs::symlink("later.csv", &dangling).unwrap();
+            assert!(same_file(&dangling, &later));
+        }
+    }
+
+    #[test]
+    fn fifos_and_folders_are_not_regular_files() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(regular_file_size(dir.path()), Err(InputFileError::NotRegular("a folder")));
+        let missing = regular_file_size(&dir.path().join("none")).unwrap_err().to_string();
+        assert_eq!(missing, "No such file or directory");
+        let fifo = dir.path().join("fifo");
+        assert!(std::process::Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+        assert_eq!(regular_file_size(&fifo), Err(InputFileError::NotRegular("a FIFO (named pipe)")));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn an_output_link_is_written_through_never_replaced() {
+        use std::os::unix::fs::symlink;
+        let dir = tempfile::tempdir().unwrap();
+        fs::create_dir(dir.path().join("real")).unwrap();
+        fs::create_dir(dir.path().join("links")).unwrap();
+        let real = dir.path().join("real/out.png");
+        fs::write(&real, b"old").unwrap();
+        let link = dir.path().join("links/out.png");
+        symlink("../real/out.png", &link).unwrap();
+        // A chain of two links, one of them dangling (the file does not exist yet).
+        let chain = dir.path().join("links/chain.csv");
+        symlink("middle.csv", &chain).unwrap();
+        symlink("../real/new.csv", dir.path().join("links/middle.csv")).unwrap();
+
+        write_atomic("--output", &link, b"new").unwrap();
+        write_atomic("--metrics", &chain, b"rows").unwrap();
+        assert!(fs::symlink_metadata(&link).unwrap().file_type().is_symlink(), "the link stays a link");
+        assert!(fs::symlink_metadata(&chain).unwrap().file_type().is_symlink());
+        assert_eq!(fs::read(&real).unwrap(), b"new");
+        assert_eq!(fs::read(dir.path().join("real/new.csv")).unwrap(), b"rows");
+        // No temporary is left in either folder.
+        for folder in ["real", "links"] {
+            for entry in fs::read_dir(dir.path().join(folder)).unwrap() {
+                let name = entry.unwrap().file_name().to_string_lossy().into_owned();
+                assert!(!name.ends_with(".tmp"), "{name} left behind");
+            }
+        }
+        // A loop of links is one clear error.
+        let a = dir.path().join("loop_a");
+        symlink("loop_b", &a).unwrap();
+        symlink("loop_a", dir.path().join("loop_b")).unwrap();
+        let err = write_atomic("--output", &a, b"x").unwrap_err().to_string();
+        assert!(err.contains("symbolic links") && err.contains("--output"), "{err}");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn special_files_are_written_directly_never_replaced() {
+        use std::os::unix::fs::FileTypeExt;
+        let dir = tempfile::tempdir().unwrap();
+        // A character device, through a link as /dev/stdout is.
+        let null_link = dir.path().join("null");
+        std::os::unix::fs::symlink("/dev/null", &null_link).unwrap();
+        write_atomic("--metrics-json", &null_link, b"{}").unwrap();
+        write_atomic("--metrics-json", Path::new("/dev/null"), b"{}").unwrap();
+        assert!(fs::metadata("/dev/null").unwrap().file_type().is_char_device());
+        assert!(fs::symlink_metadata(&null_link).unwrap().file_type().is_symlink());
+        // A FIFO with a reader: the bytes go through it and it stays a FIFO.
+        let fifo = dir.path().join("fifo");
+        assert!(std::process::Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+        let reader = {
+            let fifo = fifo.clone();
+            std::thread::spawn(move || fs::read(fifo).unwrap())
+        };
+        write_atomic("--metrics-json", &fifo, b"through").unwrap();
+        assert_eq!(reader.join().unwrap(), b"through");
+        assert!(fs::metadata(&fifo).unwrap().file_type().is_fifo());
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 2, "no temporary beside them");
+    }
+
+    #[test]
+    fn outputs_must_differ_from_inputs_and_each_other() {
+        let dir = tempfile::tempdir().unwrap();
+        let input = dir.path().join("in.png");
+        fs::write(&input, b"x").unwrap();
+        let mut set = OutputSet::new(&[("--image", &input)]).unwrap();
+        let err = set.add("--output", &dir.path().join(".").join("in.png")).unwrap_err();
+        assert!(matches!(err, FileError::OverwritesInput { .. }), "{err}");
+        set.add("--output", &dir.path().join("out.png")).unwrap();
+        let err = set.add("--overlay", &dir.path().join("out.png")).unwrap_err();
+        assert!(matches!(err, FileError::SameOutput { .. }), "{err}");
+        let err = set.add("--overlay", &dir.path().join("missing/o.png")).unwrap_err();
+        assert!(matches!(err, FileError::MissingFolder { .. }), "{err}");
+        let err = set.add("--overlay", dir.path()).unwrap_err();
+        assert!(matches!(err, FileError::OutputIsFolder { .. }), "{err}");
+        drop(set);
+        let left: Vec<_> = fs::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(left.len(), 1, "an uncommitted set removes its temporaries");
+    }
+}

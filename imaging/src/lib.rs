@@ -1,0 +1,17 @@
+//! What the trainer and the runner share, so that they agree by construction and never depend on each
+//! other: no candle, no ONNX Runtime.
+//!
+//! - [`tiles`]: the exact tile plan (halo, pixel budget, even origins), a pure function of sizes.
+//! - [`source`]: image files read as rows, top to bottom, in bounded memory; [`sink`]: rows written to image
+//!   and array files.
+//! - [`labels`]: the mask convention (what a mask's pixel values mean); [`whole`]: whole images in and out.
+//! - [`files`]: every output written atomically, through links, never over an input.
+//! - [`report`]: every error on one line, panics of decoders caught as errors.
+
+pub mod files;
+pub mod labels;
+pub mod report;
+pub mod sink;
+pub mod source;
+pub mod tiles;
+pub mod whole;

@@ -1,0 +1,444 @@
+//! The `runner` command line: the arguments (their doc comments are the `--help`), which flags belong to
+//! which mode, progress bars, and the lines printed. Everything else is library code the tests call.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use imaging::report::{self, Stdout};
+use imaging::sink::ImageFormat;
+use imaging::tiles;
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use crate::folder::{self, FolderObserver, FolderOutputs, ImageJob, Shard};
+use crate::pipeline::{ImageReport, PipelineError};
+use crate::session::library::ExecutionDevice;
+use crate::session::{Model, ModelOptions};
+use crate::single::{self, Progress, SingleRequest};
+
+/// Predicts segmentation masks of whole images with an exported model.onnx, by exact overlapping tiles.
+/// Images of any size are streamed band by band, so memory depends on the image width, not its height.
+#[derive(Parser)]
+#[command(name = "runner", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Predicts the foreground mask of one image (--image, --output) or of many (--input-dir or several
+    /// --image, with --output-dir). PNG, JPEG or TIFF/BigTIFF, recognised by content; any size.
+    Predict(PredictArgs),
+}
+
+/// Format of the masks written with --output-dir.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum MaskFormat {
+    Png,
+    Tif,
+    Jpg,
+}
+
+impl MaskFormat {
+    fn image_format(self) -> ImageFormat {
+        match self {
+            MaskFormat::Png => ImageFormat::Png,
+            MaskFormat::Tif => ImageFormat::Tiff,
+            MaskFormat::Jpg => ImageFormat::Jpeg,
+        }
+    }
+}
+
+#[derive(clap::Args)]
+struct PredictArgs {
+    /// The exported model (`trainer export`).
+    #[arg(long, default_value = "models/model.onnx")]
+    model: PathBuf,
+    /// An image to segment: PNG, JPEG or TIFF/BigTIFF; RGB, RGBA (alpha dropped), gray, 8 or 16 bits, or
+    /// float32 gray TIFF. Give it several times (with --output-dir) to predict several images.
+    #[arg(long)]
+    image: Vec<PathBuf>,
+    /// Folder mode: predict every PNG, JPEG and TIFF image in this folder (recognised by content) into
+    /// --output-dir.
+    #[arg(long)]
+    input_dir: Option<PathBuf>,
+    /// Folder mode, with --input-dir: only the file names matching this glob, e.g. "*.tif".
+    #[arg(long)]
+    pattern: Option<String>,
+    /// Where to write the predicted mask of the one --image (foreground white): .png, .tif/.tiff or .jpg.
+    #[arg(long)]
+    output: Option<PathBuf>,
+    /// Folder mode: the folder for the outputs of many images: <stem>.<mask-format>, and with the flags
+    /// below <stem>_probabilities.npy, <stem>_overlay.png, <stem>_errors.png; metrics.csv with --mask-dir.
+    /// Created if missing; it must hold no input.
+    #[arg(long)]
+    output_dir: Option<PathBuf>,
+    /// Folder mode: format of the masks [default: png].
+    #[arg(long, value_enum)]
+    mask_format: Option<MaskFormat>,
+    /// A reference mask of the one --image (pixel > 127 is foreground): prints pixel accuracy, foreground
+    /// IoU and Dice.
+    #[arg(long)]
+    mask: Option<PathBuf>,
+    /// Folder mode: folder of reference masks, matched to images by file stem; writes OUT/metrics.csv and
+    /// prints the mean and pooled IoU. Images without a mask are predicted anyway.
+    #[arg(long)]
+    mask_dir: Option<PathBuf>,
+    /// Also write the metrics as JSON here (one image, with --mask).
+    #[arg(long)]
+    metrics_json: Option<PathBuf>,
+    /// Also write the foreground probability, float32 (H,W): a .npy file or a float32 .tif. With
+    /// --output-dir, give the flag without a path (OUT/<stem>_probabilities.npy).
+    #[arg(long, num_args = 0..=1)]
+    probabilities: Option<Option<PathBuf>>,
+    /// Also write the input with the predicted foreground tinted and its boundary drawn: .png, .tif or
+    /// .jpg. With --output-dir, give the flag without a path (OUT/<stem>_overlay.png).
+    #[arg(long, num_args = 0..=1)]
+    overlay: Option<Option<PathBuf>>,
+    /// Also write an error map against the reference mask (true positives green, false positives red,
+    /// false negatives blue, over the dimmed image): .png, .tif or .jpg. With --output-dir, give the flag
+    /// without a path (OUT/<stem>_errors.png; images without a mask get none).
+    #[arg(long, num_args = 0..=1)]
+    errors: Option<Option<PathBuf>>,
+    /// Folder mode: predict only share K of N of the sorted images (numbered from 0), for cluster job
+    /// arrays: e.g. --shard $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT.
+    #[arg(long)]
+    shard: Option<Shard>,
+    /// Folder mode: stop at the first image that fails (default: report it and go on).
+    #[arg(long)]
+    fail_fast: bool,
+    /// Largest square tile side in pixels, halo included (even, 18 to 256 for this network's budget).
+    #[arg(long, default_value_t = tiles::DEFAULT_TILE)]
+    tile: usize,
+    /// Where the network runs: cuda needs a build with `--features cuda` and the onnxruntime-gpu library.
+    #[arg(long, value_enum, default_value_t = ExecutionDevice::Cpu)]
+    device: ExecutionDevice,
+    /// Threads in all [default: all cores]: on the CPU, that many tiles are predicted at once, one thread
+    /// each; with --device cuda, ONNX Runtime's intra-op threads.
+    #[arg(long)]
+    threads: Option<usize>,
+    /// The ONNX Runtime library [default: $ORT_DYLIB_PATH, else .ort/lib/libonnxruntime.so.1.31.1 in the repo].
+    #[arg(long)]
+    ort_lib: Option<PathBuf>,
+    /// No progress bar.
+    #[arg(long)]
+    quiet: bool,
+}
+
+/// Parses the arguments and runs; every error is one line on standard error.
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        // --help and --version print as clap prints them; a usage error is one line.
+        Err(e) if !e.use_stderr() => {
+            let _ = e.print();
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!("{}", report::usage_line(&e.render().to_string()));
+            return ExitCode::from(2);
+        }
+    };
+    let Cli { command: Command::Predict(args) } = cli;
+    let mut out = Stdout::new();
+    match run_predict(args, &mut out) {
+        Ok(code) => code,
+        Err(e) if report::is_broken_pipe(&e) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {}", report::error_line(&e));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn hidden(quiet: bool) -> bool {
+    quiet || !std::io::stderr().is_terminal()
+}
+
+fn tile_bar(tiles: u64) -> ProgressBar {
+    let bar = ProgressBar::new(tiles);
+    bar.set_style(
+        ProgressStyle::with_template("{bar:40} {pos}/{len} tiles [{elapsed_precise}<{eta_precise}]")
+            .expect("valid template"),
+    );
+    bar
+}
+
+/// An example path for an output flag's error messages, with an extension the flag accepts.
+fn example_for(flag: &str) -> &'static str {
+    match flag {
+        "--probabilities" => "out/probabilities.npy",
+        "--overlay" => "out/overlay.png",
+        _ => "out/errors.png",
+    }
+}
+
+/// The file name folder mode gives an output flag's files.
+fn folder_name_for(flag: &str) -> &'static str {
+    match flag {
+        "--probabilities" => "OUT/<stem>_probabilities.npy",
+        "--overlay" => "OUT/<stem>_overlay.png",
+        _ => "OUT/<stem>_errors.png",
+    }
+}
+
+/// A path given to an optional output flag: required for one image.
+fn single_output(flag: &str, value: &Option<Option<PathBuf>>) -> anyhow::Result<Option<PathBuf>> {
+    match value {
+        None => Ok(None),
+        Some(Some(path)) => Ok(Some(path.clone())),
+        Some(None) => anyhow::bail!(
+            "{flag} needs a path for one image (e.g. {flag} {}); without a path it is for --output-dir",
+            example_for(flag)
+        ),
+    }
+}
+
+/// The per-image output flags of folder mode: each takes no path there.
+fn folder_flag(flag: &str, value: &Option<Option<PathBuf>>) -> anyhow::Result<bool> {
+    match value {
+        None => Ok(false),
+        Some(None) => Ok(true),
+        Some(Some(path)) => anyhow::bail!(
+            "with --output-dir, {flag} takes no path (its files are named after each image: {}); got {}",
+            folder_name_for(flag),
+            path.display()
+        ),
+    }
+}
+
+/// Refuses the flags of the other mode, naming the mode they belong to.
+fn refuse(flags: &[(&str, bool)], mode: &str, here: &str) -> anyhow::Result<()> {
+    if let Some((flag, _)) = flags.iter().find(|(_, given)| *given) {
+        anyhow::bail!("{flag} is for {mode}; it does not apply {here}");
+    }
+    Ok(())
+}
+
+fn run_predict(args: PredictArgs, out: &mut Stdout) -> anyhow::Result<ExitCode> {
+    // Cheap checks first, so a typo fails before any work.
+    tiles::plan(2, 2, args.tile, tiles::HALO, tiles::PIXEL_BUDGET)
+        .map_err(|e| anyhow::anyhow!("--tile {}: {e}", args.tile))?;
+    if args.threads == Some(0) {
+        anyhow::bail!("--threads must be at least 1");
+    }
+    match (&args.output, &args.output_dir) {
+        (Some(_), None) => run_single(args, out),
+        (None, Some(_)) => run_folder(args, out),
+        (Some(_), Some(_)) => anyhow::bail!(
+            "give --output (one --image) or --output-dir (--input-dir, or several --image), not both"
+        ),
+        (None, None) => {
+            anyhow::bail!("give --output (one --image) or --output-dir (--input-dir, or several --image)")
+        }
+    }
+}
+
+fn model_options(args: &PredictArgs) -> ModelOptions {
+    ModelOptions { device: args.device, threads: args.threads, ort_lib: args.ort_lib.clone() }
+}
+
+fn run_single(args: PredictArgs, out: &mut Stdout) -> anyhow::Result<ExitCode> {
+    refuse(
+        &[
+            ("--input-dir", args.input_dir.is_some()),
+            ("--pattern", args.pattern.is_some()),
+            ("--mask-dir", args.mask_dir.is_some()),
+            ("--mask-format", args.mask_format.is_some()),
+            ("--shard", args.shard.is_some()),
+            ("--fail-fast", args.fail_fast),
+        ],
+        "folder mode (--output-dir)",
+        "to one image with --output",
+    )?;
+    let [image] = args.image.as_slice() else {
+        if args.image.is_empty() {
+            anyhow::bail!("--output needs the --image to predict");
+        }
+        anyhow::bail!("--output is for one --image (got {}); use --output-dir for several", args.image.len());
+    };
+    let request = SingleRequest {
+        model: args.model.clone(),
+        image: image.clone(),
+        output: args.output.clone().expect("single mode has --output"),
+        mask: args.mask.clone(),
+        metrics_json: args.metrics_json.clone(),
+        probabilities: single_output("--probabilities", &args.probabilities)?,
+        overlay: single_output("--overlay", &args.overlay)?,
+        errors: single_output("--errors", &args.errors)?,
+        tile: args.tile,
+    };
+    if request.errors.is_some() && request.mask.is_none() {
+        anyhow::bail!("--errors needs a reference mask: add --mask");
+    }
+    if request.metrics_json.is_some() && request.mask.is_none() {
+        anyhow::bail!("--metrics-json needs a reference mask to score against: add --mask");
+    }
+    let bar = tile_bar(0);
+    if hidden(args.quiet) {
+        bar.set_draw_target(ProgressDrawTarget::hidden());
+    }
+    let report = single::predict_single(&request, &model_options(&args), |progress| match progress {
+        Progress::Planned { tiles } => bar.set_length(tiles as u64),
+        Progress::TilesDone { tiles } => bar.inc(tiles as u64),
+    })?;
+    bar.finish_and_clear();
+
+    let (width, height) = (report.image.width, report.image.height);
+    let peak = peak_memory_bytes().map(|b| format!(", peak memory {} MB", b / 1_000_000)).unwrap_or_default();
+    out.line(format_args!(
+        "predicted {width}x{height}: {} tiles in {} forward passes, {:.2} s, {:.2} megapixels/s{peak}",
+        report.image.tiles,
+        report.image.forward_passes,
+        report.seconds,
+        (width * height) as f64 / 1e6 / report.seconds.max(1e-9)
+    ))?;
+    if let Some(metrics) = report.metrics() {
+        out.line(metrics)?;
+    }
+    for path in &report.written {
+        out.line(format_args!("wrote {}", path.display()))?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Progress bars and one line per image, for folder mode.
+struct FolderBars<'a> {
+    bars: MultiProgress,
+    images: ProgressBar,
+    tiles: Option<ProgressBar>,
+    out: &'a mut Stdout,
+    scored: bool,
+    /// A failed write to standard output, returned after the run.
+    stdout_error: Option<imaging::report::StdoutError>,
+}
+
+impl FolderObserver for FolderBars<'_> {
+    fn image_started(&mut self, _index: usize, _count: usize, job: &ImageJob, tiles: usize) {
+        self.images.set_message(job.image.display().to_string());
+        self.tiles = Some(self.bars.add(tile_bar(tiles as u64)));
+    }
+
+    fn tiles_done(&mut self, tiles: usize) {
+        if let Some(bar) = &self.tiles {
+            bar.inc(tiles as u64);
+        }
+    }
+
+    fn image_finished(&mut self, job: &ImageJob, result: &Result<ImageReport, PipelineError>) {
+        if let Some(bar) = self.tiles.take() {
+            bar.finish_and_clear();
+            self.bars.remove(&bar);
+        }
+        self.images.inc(1);
+        let (out, scored) = (&mut *self.out, self.scored);
+        let line = self.bars.suspend(|| match result {
+            Ok(report) => {
+                let scores = match &report.metrics {
+                    Some(m) => format!(" IoU {:.4}, Dice {:.4}", m.foreground_iou, m.dice),
+                    None if scored => " no reference mask".into(),
+                    None => String::new(),
+                };
+                out.line(format_args!("{}: {}x{}{scores}", job.image.display(), report.width, report.height))
+            }
+            Err(e) => {
+                eprintln!("error: {}: {}", job.image.display(), report::clean(&e.to_string()));
+                Ok(())
+            }
+        });
+        if let Err(e) = line {
+            self.stdout_error.get_or_insert(e);
+        }
+    }
+}
+
+fn run_folder(args: PredictArgs, out: &mut Stdout) -> anyhow::Result<ExitCode> {
+    refuse(
+        &[
+            ("--output", args.output.is_some()),
+            ("--mask", args.mask.is_some()),
+            ("--metrics-json", args.metrics_json.is_some()),
+        ],
+        "one image (--image with --output)",
+        "to folder mode (--output-dir)",
+    )?;
+    if args.pattern.is_some() && args.input_dir.is_none() {
+        anyhow::bail!("--pattern filters --input-dir: add --input-dir");
+    }
+    let dir = args.output_dir.clone().expect("folder mode has --output-dir");
+    let outputs = FolderOutputs {
+        dir: dir.clone(),
+        mask_format: args.mask_format.unwrap_or(MaskFormat::Png).image_format(),
+        probabilities: folder_flag("--probabilities", &args.probabilities)?,
+        overlay: folder_flag("--overlay", &args.overlay)?,
+        errors: folder_flag("--errors", &args.errors)?,
+        metrics: args.mask_dir.is_some(),
+    };
+    if outputs.errors && args.mask_dir.is_none() {
+        anyhow::bail!("--errors needs reference masks: add --mask-dir");
+    }
+    let mut images = match &args.input_dir {
+        Some(input_dir) => folder::find_images("--input-dir", input_dir, args.pattern.as_deref())?,
+        None => Vec::new(),
+    };
+    images.extend(args.image.iter().cloned());
+    if images.is_empty() {
+        anyhow::bail!("no images: give --input-dir or --image");
+    }
+    let all_jobs = folder::jobs(images, args.mask_dir.as_deref())?;
+    // Checked over every image, not only this shard's: shards write into one folder.
+    outputs.check_collisions(&all_jobs)?;
+    let mut input_dirs: Vec<(&'static str, &Path)> = Vec::new();
+    input_dirs.extend(args.input_dir.as_deref().map(|d| ("--input-dir", d)));
+    input_dirs.extend(args.mask_dir.as_deref().map(|d| ("--mask-dir", d)));
+    outputs.check_not_among_inputs(&all_jobs, &input_dirs)?;
+    let jobs = match args.shard {
+        Some(shard) => folder::select_shard(all_jobs, shard),
+        None => all_jobs,
+    };
+    let mut model = Model::load(&args.model, &model_options(&args))?;
+
+    let bars = MultiProgress::new();
+    if hidden(args.quiet) {
+        bars.set_draw_target(ProgressDrawTarget::hidden());
+    }
+    let images = bars.add(ProgressBar::new(jobs.len() as u64));
+    images.set_style(
+        ProgressStyle::with_template("{bar:40} {pos}/{len} images {msg}").expect("valid template"),
+    );
+    let started = std::time::Instant::now();
+    let mut observer =
+        FolderBars { bars, images, tiles: None, out, scored: args.mask_dir.is_some(), stdout_error: None };
+    let report =
+        folder::predict_folder(&mut model, &jobs, &outputs, args.tile, args.fail_fast, &mut observer)?;
+    observer.images.finish_and_clear();
+    if let Some(e) = observer.stdout_error.take() {
+        return Err(e.into());
+    }
+    if let Some(csv) = &report.metrics_csv {
+        out.line(report.table.summary())?;
+        out.line(format_args!("wrote {}", csv.display()))?;
+    }
+    out.line(format_args!(
+        "predicted {} of {} images in {:.1} s into {}",
+        report.table.rows.len(),
+        report.images,
+        started.elapsed().as_secs_f64(),
+        dir.display()
+    ))?;
+    if report.failures > 0 {
+        eprintln!("error: {} of {} images failed (see the lines above)", report.failures, report.images);
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The process's peak resident memory (Linux: VmHWM in /proc/self/status), if known.
+fn peak_memory_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}

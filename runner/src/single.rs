@@ -1,0 +1,138 @@
+//! One image into its output files: every input and output checked before any work, the prediction
+//! streamed, and the outputs put in place together.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use imaging::files::OutputSet;
+use imaging::sink::{ImageFormat, ProbabilityFormat};
+
+use crate::metrics::Metrics;
+use crate::pipeline::{self, Destination, Destinations, ImageReport, OpenedImage, PipelineError};
+use crate::session::{Model, ModelOptions};
+
+/// What to predict and where each output goes (formats from the paths' extensions).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SingleRequest {
+    pub model: PathBuf,
+    pub image: PathBuf,
+    pub output: PathBuf,
+    pub mask: Option<PathBuf>,
+    pub metrics_json: Option<PathBuf>,
+    pub probabilities: Option<PathBuf>,
+    pub overlay: Option<PathBuf>,
+    pub errors: Option<PathBuf>,
+    pub tile: usize,
+}
+
+/// What a single-image prediction did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SingleReport {
+    pub image: ImageReport,
+    pub seconds: f64,
+    /// The outputs written, as given, in the order of the request's fields.
+    pub written: Vec<PathBuf>,
+}
+
+impl SingleReport {
+    pub fn metrics(&self) -> Option<&Metrics> {
+        self.image.metrics.as_ref()
+    }
+}
+
+/// Why a single-image prediction did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum SingleError {
+    #[error(transparent)]
+    Pipeline(#[from] PipelineError),
+    #[error(transparent)]
+    Session(#[from] crate::session::error::SessionError),
+    #[error("{flag}: {source}")]
+    Format { flag: &'static str, source: imaging::sink::SinkError },
+}
+
+fn format_of<F>(
+    flag: &'static str,
+    path: Option<&Path>,
+    parse: impl Fn(&Path) -> Result<F, imaging::sink::SinkError>,
+) -> Result<Option<F>, SingleError> {
+    path.map(|p| parse(p).map_err(|source| SingleError::Format { flag, source })).transpose()
+}
+
+/// Checks every input and output of `request` (formats, paths, sizes), loads the model, predicts the image
+/// band by band into temporaries and puts every output in place together; `progress` gets the tile count
+/// once the plan is made, then the tiles completed.
+pub fn predict_single(
+    request: &SingleRequest,
+    model_options: &ModelOptions,
+    mut progress: impl FnMut(Progress),
+) -> Result<SingleReport, SingleError> {
+    let mask_format = format_of("--output", Some(&request.output), ImageFormat::from_path)?.expect("given");
+    let probability_format =
+        format_of("--probabilities", request.probabilities.as_deref(), ProbabilityFormat::from_path)?;
+    let overlay_format = format_of("--overlay", request.overlay.as_deref(), ImageFormat::from_path)?;
+    let errors_format = format_of("--errors", request.errors.as_deref(), ImageFormat::from_path)?;
+
+    let mut inputs: Vec<(&str, &Path)> = vec![("--image", &request.image), ("--model", &request.model)];
+    if let Some(mask) = &request.mask {
+        inputs.push(("--mask", mask));
+    }
+    let mut files = OutputSet::new(&inputs).map_err(PipelineError::from)?;
+    let opened = OpenedImage::open(&request.image, "--image", request.mask.as_deref(), "--mask")?;
+    let mut finals = vec![(request.output.as_path(), mask_format)];
+    finals.extend(request.overlay.as_deref().zip(overlay_format));
+    finals.extend(request.errors.as_deref().zip(errors_format));
+    opened.check_outputs(&finals)?;
+    let mut add = |flag: &str, path: &Path| files.add(flag, path).map_err(PipelineError::from);
+    let destinations = Destinations {
+        mask: Destination::new(add("--output", &request.output)?, mask_format),
+        probabilities: match (&request.probabilities, probability_format) {
+            (Some(p), Some(f)) => Some(Destination::new(add("--probabilities", p)?, f)),
+            _ => None,
+        },
+        overlay: match (&request.overlay, overlay_format) {
+            (Some(p), Some(f)) => Some(Destination::new(add("--overlay", p)?, f)),
+            _ => None,
+        },
+        errors: match (&request.errors, errors_format) {
+            (Some(p), Some(f)) => Some(Destination::new(add("--errors", p)?, f)),
+            _ => None,
+        },
+    };
+    let metrics_json = match &request.metrics_json {
+        Some(path) => Some(add("--metrics-json", path)?),
+        None => None,
+    };
+
+    let mut model = Model::load(&request.model, model_options)?;
+    let plan = model
+        .tiling
+        .plan(opened.image.height(), opened.image.width(), request.tile)
+        .map_err(PipelineError::from)?;
+    progress(Progress::Planned { tiles: plan.tile_count() });
+    let started = Instant::now();
+    let report = pipeline::predict_image(&mut model, opened, &destinations, request.tile, |tiles| {
+        progress(Progress::TilesDone { tiles })
+    })?;
+    let seconds = started.elapsed().as_secs_f64();
+    if let (Some(metrics), Some(path)) = (&report.metrics, &metrics_json) {
+        std::fs::write(path, metrics.to_json()).map_err(|e| {
+            PipelineError::File(imaging::files::FileError::Write {
+                flag: "--metrics-json".into(),
+                path: request.metrics_json.clone().unwrap_or_default(),
+                reason: imaging::files::io_reason(&e),
+            })
+        })?;
+    }
+    let written = files.commit().map_err(PipelineError::from)?;
+    Ok(SingleReport { image: report, seconds, written })
+}
+
+/// What a prediction tells as it goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Progress {
+    /// The plan is made: this many tiles to predict.
+    Planned { tiles: usize },
+    /// This many more tiles are done.
+    TilesDone { tiles: usize },
+}
