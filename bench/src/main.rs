@@ -21,6 +21,7 @@ use ort::session::builder::GraphOptimizationLevel;
 
 use stats::Stats;
 use table::Table;
+use trainer::ops::Kernels;
 
 const BEGIN: &str = "<!-- bench:begin (written by `just bench`; edit outside the markers) -->";
 const END: &str = "<!-- bench:end -->";
@@ -194,8 +195,8 @@ fn train_section(cx: &Context_) -> Result<Table> {
     let mut ratio_rows = vec![];
     for (batch, size) in [(1, 256), (4, 128)] {
         let label = format!("{batch} x {size}^2");
-        let mut fast_step = train::CandleStep::new(batch, size, train::StepOps::Fast)?;
-        let mut im2col_step = train::CandleStep::new(batch, size, train::StepOps::Im2col)?;
+        let mut fast_step = train::CandleStep::new(batch, size, Kernels::Fast)?;
+        let mut im2col_step = train::CandleStep::new(batch, size, Kernels::Im2col)?;
         fast_step.time(3, 0)?;
         im2col_step.time(3, 0)?;
         let (mut fast, mut im2col, mut pytorch, mut pytorch_peak) = (vec![], vec![], vec![], None);
@@ -215,7 +216,7 @@ fn train_section(cx: &Context_) -> Result<Table> {
         }
         drop((fast_step, im2col_step));
         let reference =
-            train::CandleStep::new(batch, size, train::StepOps::Reference)?.time(1, cx.reps.clamp(1, 3))?;
+            train::CandleStep::new(batch, size, Kernels::Reference)?.time(1, cx.reps.clamp(1, 3))?;
         let row = |what: &str, seconds: &[f64], peak_bytes| train::TrainRow {
             what: what.into(),
             batch,

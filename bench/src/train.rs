@@ -9,6 +9,7 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device, Tensor};
 use trainer::model::{Normalization, SegNet};
+use trainer::ops::Kernels;
 use trainer::train::{segmentation_loss, Adam};
 
 use crate::stats::{self, Stats};
@@ -21,17 +22,6 @@ pub fn step_flop(pixels: usize) -> f64 {
     3.0 * FORWARD_FLOP_PER_PIXEL * pixels as f64
 }
 
-/// Which kernels a [`CandleStep`] trains with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StepOps {
-    /// trainer::ops with the direct AVX2/FMA convolutions where the CPU has them (what the trainer runs).
-    Fast,
-    /// trainer::ops with every convolution through im2col + gemm (the kernels before the direct ones).
-    Im2col,
-    /// candle's own ops.
-    Reference,
-}
-
 /// A network, its optimiser and one fixed batch, kept across timed blocks so that interleaved blocks time
 /// the same steady state.
 pub struct CandleStep {
@@ -39,33 +29,30 @@ pub struct CandleStep {
     adam: Adam,
     x: Tensor,
     labels: Tensor,
-    ops: StepOps,
 }
 
 impl CandleStep {
-    /// Training at `batch` x `size`^2 on the CPU with `ops`.
-    pub fn new(batch: usize, size: usize, ops: StepOps) -> Result<CandleStep> {
+    /// Training at `batch` x `size`^2 on the CPU with `kernels` (im2col: the convolutions before the direct
+    /// ones).
+    pub fn new(batch: usize, size: usize, kernels: Kernels) -> Result<CandleStep> {
         let dev = Device::Cpu;
-        let net = SegNet::random(0, Normalization { mean: [0.5; 3], std: [0.25; 3] }, &dev)?;
+        let net =
+            SegNet::random(0, Normalization { mean: [0.5; 3], std: [0.25; 3] }, &dev)?.with_kernels(kernels);
         let adam = Adam::new(&net, 1e-3, 0, None)?;
         let x = Tensor::rand(0f32, 1f32, (batch, 3, size, size), &dev)?;
         let labels = Tensor::rand(0f32, 1f32, batch * size * size, &dev)?.ge(0.5)?.to_dtype(DType::U32)?;
-        Ok(CandleStep { net, adam, x, labels, ops })
+        Ok(CandleStep { net, adam, x, labels })
     }
 
     /// Seconds of each of `reps` steps after `warmup` untimed ones.
     pub fn time(&mut self, warmup: usize, reps: usize) -> Result<Vec<f64>> {
-        trainer::ops::set_reference_ops(self.ops == StepOps::Reference);
-        trainer::ops::set_im2col_only(self.ops == StepOps::Im2col);
         let seconds = stats::time(warmup, reps, || -> candle_core::Result<()> {
-            let loss = segmentation_loss(&self.net.forward(&self.x)?, &self.labels)?;
+            let loss = segmentation_loss(&self.net.forward(&self.x)?, &self.labels, self.net.kernels)?;
             let grads = loss.backward()?;
             self.adam.apply(&grads)?;
             // Force the update to finish, as the next step would.
             loss.to_scalar::<f32>().map(drop)
         });
-        trainer::ops::set_reference_ops(false);
-        trainer::ops::set_im2col_only(false);
         Ok(seconds?)
     }
 }
@@ -93,7 +80,7 @@ pub fn own_peak_resident_bytes() -> Option<f64> {
 /// and prints `vmhwm_bytes N`.
 pub fn step_memory_child(spec: &str) -> Result<()> {
     let (batch, size) = spec.split_once('x').context("expected BATCHxSIZE")?;
-    let mut step = CandleStep::new(batch.parse()?, size.parse()?, StepOps::Fast)?;
+    let mut step = CandleStep::new(batch.parse()?, size.parse()?, Kernels::Fast)?;
     step.time(0, 5)?;
     println!("vmhwm_bytes {}", own_peak_resident_bytes().context("no VmHWM in /proc/self/status")?);
     Ok(())

@@ -12,7 +12,7 @@ use std::time::Instant;
 use candle_core::{DType, Device, Result, Tensor};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW};
 use trainer::model::{Normalization, SegNet, LAYERS};
-use trainer::ops;
+use trainer::ops::{self, Kernels};
 
 /// Forward FLOP per output pixel of the network (multiply-adds x 2); a training step counts as 3x.
 const FORWARD_FLOP_PER_PIXEL: f64 = 13_984.0;
@@ -25,20 +25,21 @@ struct Timing {
 }
 
 /// Cross-entropy as train.rs computes it (permute + candle_nn) on the reference path, fused on the fast one.
-fn loss(logits: &Tensor, labels: &Tensor) -> Result<Tensor> {
-    ops::segmentation_cross_entropy(logits, labels)
+fn loss(logits: &Tensor, labels: &Tensor, kernels: Kernels) -> Result<Tensor> {
+    ops::segmentation_cross_entropy(logits, labels, kernels)
 }
 
-fn run(batch: usize, size: usize, warmup: usize, steps: usize) -> Result<Timing> {
+fn run(batch: usize, size: usize, warmup: usize, steps: usize, kernels: Kernels) -> Result<Timing> {
     let dev = Device::Cpu;
-    let net = SegNet::random(0, Normalization { mean: [0.5; 3], std: [0.25; 3] }, &dev)?;
+    let net =
+        SegNet::random(0, Normalization { mean: [0.5; 3], std: [0.25; 3] }, &dev)?.with_kernels(kernels);
     let mut opt = AdamW::new(net.vars(), ParamsAdamW { lr: 1e-3, weight_decay: 0.0, ..Default::default() })?;
     let x = Tensor::rand(0f32, 1f32, (batch, 3, size, size), &dev)?;
     let labels = Tensor::rand(0f32, 1f32, batch * size * size, &dev)?.ge(0.5)?.to_dtype(DType::U32)?;
     let mut t = Timing { step: vec![], forward: vec![], backward: vec![], losses: vec![] };
     for i in 0..warmup + steps {
         let start = Instant::now();
-        let l = loss(&net.forward(&x)?, &labels)?;
+        let l = loss(&net.forward(&x)?, &labels, kernels)?;
         let loss_value = l.to_scalar::<f32>()?;
         let forward = start.elapsed().as_secs_f64();
         let grads = l.backward()?;
@@ -76,9 +77,11 @@ fn time(reps: usize, mut f: impl FnMut() -> Result<()>) -> Result<f64> {
 type Timed<'a> = Box<dyn FnMut() -> Result<()> + 'a>;
 
 /// Every op of a training step at batch 1 x 256^2, by name, each as a closure that runs it once: the fast
-/// kernels of each convolution (forward, weight gradient, input gradient) and the other ops of the step.
-fn with_ops<R>(f: impl FnOnce(Vec<(String, Timed)>) -> Result<R>) -> Result<R> {
-    use trainer::ops::conv::{conv_forward, conv_input_grad, conv_weight_grad, ConvGeometry};
+/// kernels of each convolution (forward, weight gradient, input gradient) and the other ops of the step,
+/// on `kernels` (Fast or Im2col).
+fn with_ops<R>(kernels: Kernels, f: impl FnOnce(Vec<(String, Timed)>) -> Result<R>) -> Result<R> {
+    use trainer::ops::cpu::ConvGeometry;
+    let conv = kernels.conv().expect("the fast kernels");
     // As in a training step: freed activations are reused, not page-faulted in again on each call.
     ops::keep_freed_memory();
     let dev = Device::Cpu;
@@ -115,18 +118,18 @@ fn with_ops<R>(f: impl FnOnce(Vec<(String, Timed)>) -> Result<R>) -> Result<R> {
     let x32 = candle_core::Var::from_tensor(&Tensor::rand(0f32, 1f32, (1, 32, 256, 256), &dev)?)?;
     // A ReLU output (a quarter zeros) and its pooling, for the pool's backward kernel.
     let pool_x: Vec<f32> = vec(32 * 256 * 256).into_iter().map(|v| v.max(-0.25) + 0.25).collect();
-    let pool_y = ops::pool::max_pool_forward(&pool_x, 256, 256);
+    let pool_y = ops::kernels::pool::max_pool_forward(&pool_x, 256, 256);
     let pool_g = vec(pool_y.len());
     let x16 = candle_core::Var::from_tensor(&Tensor::rand(0f32, 1f32, (1, 16, 128, 128), &dev)?)?;
-    let up = ops::upsample_nearest2d(&x16, 256, 256)?;
+    let up = ops::upsample_nearest2d(&x16, 256, 256, kernels)?;
     let logits = candle_core::Var::from_tensor(&Tensor::rand(0f32, 1f32, (1, 2, 256, 256), &dev)?)?;
     let labels = Tensor::zeros(256 * 256, DType::U32, &dev)?;
     let image = Tensor::rand(0f32, 1f32, (1, 3, 256, 256), &dev)?;
     let norm = Normalization { mean: [0.5; 3], std: [0.25; 3] };
-    let net = SegNet::random(0, norm, &dev)?;
+    let net = SegNet::random(0, norm, &dev)?.with_kernels(kernels);
     let mut opt = AdamW::new(net.vars(), ParamsAdamW { lr: 1e-3, weight_decay: 0.0, ..Default::default() })?;
     let mut grads = None;
-    let step_net = SegNet::random(0, norm, &dev)?;
+    let step_net = SegNet::random(0, norm, &dev)?.with_kernels(kernels);
     let mut step_opt =
         AdamW::new(step_net.vars(), ParamsAdamW { lr: 1e-3, weight_decay: 0.0, ..Default::default() })?;
     let mut list: Vec<(String, Timed)> = vec![];
@@ -134,14 +137,14 @@ fn with_ops<R>(f: impl FnOnce(Vec<(String, Timed)>) -> Result<R>) -> Result<R> {
         list.push((
             format!("{name}.forward"),
             Box::new(move || {
-                conv_forward(&l.geo, &l.x, &l.w, Some(&l.b), l.relu);
+                conv.forward(&l.geo, &l.x, &l.w, Some(&l.b), l.relu);
                 Ok(())
             }),
         ));
         list.push((
             format!("{name}.grad_w"),
             Box::new(move || {
-                conv_weight_grad(&l.geo, &l.x, &l.gy);
+                conv.weight_grad(&l.geo, &l.x, &l.gy);
                 Ok(())
             }),
         ));
@@ -150,7 +153,7 @@ fn with_ops<R>(f: impl FnOnce(Vec<(String, Timed)>) -> Result<R>) -> Result<R> {
             list.push((
                 format!("{name}.grad_x"),
                 Box::new(move || {
-                    conv_input_grad(&l.geo, &l.w, &l.gy);
+                    conv.input_grad(&l.geo, &l.w, &l.gy);
                     Ok(())
                 }),
             ));
@@ -158,25 +161,25 @@ fn with_ops<R>(f: impl FnOnce(Vec<(String, Timed)>) -> Result<R>) -> Result<R> {
     }
     let extra: [(&str, Timed); 9] = [
         ("normalize", Box::new(|| norm.apply(&image).map(drop))),
-        ("maxpool.forward", Box::new(|| ops::max_pool2x2(&x32).map(drop))),
+        ("maxpool.forward", Box::new(|| ops::max_pool2x2(&x32, kernels).map(drop))),
         // The kernel conv2's fused node runs (ReLU mask included), without candle's backward pass around it.
         (
             "maxpool.backward",
             Box::new(|| {
-                ops::pool::max_pool_backward(&pool_x, &pool_y, &pool_g, 256, 256, true);
+                ops::kernels::pool::max_pool_backward(&pool_x, &pool_y, &pool_g, 256, 256, true);
                 Ok(())
             }),
         ),
-        ("upsample.forward", Box::new(|| ops::upsample_nearest2d(&x16, 256, 256).map(drop))),
+        ("upsample.forward", Box::new(|| ops::upsample_nearest2d(&x16, 256, 256, kernels).map(drop))),
         ("upsample.backward", Box::new(|| up.sum_all()?.backward().map(drop))),
-        ("loss.forward", Box::new(|| loss(&logits, &labels).map(drop))),
-        ("loss.forward+backward", Box::new(|| loss(&logits, &labels)?.backward().map(drop))),
+        ("loss.forward", Box::new(|| loss(&logits, &labels, kernels).map(drop))),
+        ("loss.forward+backward", Box::new(|| loss(&logits, &labels, kernels)?.backward().map(drop))),
         (
             "adamw",
             Box::new(|| {
                 // The gradients of one step, computed on the first (warm-up) call.
                 if grads.is_none() {
-                    grads = Some(loss(&net.forward(&image)?, &labels)?.backward()?);
+                    grads = Some(loss(&net.forward(&image)?, &labels, kernels)?.backward()?);
                 }
                 opt.step(grads.as_ref().expect("set above"))
             }),
@@ -184,7 +187,7 @@ fn with_ops<R>(f: impl FnOnce(Vec<(String, Timed)>) -> Result<R>) -> Result<R> {
         (
             "step",
             Box::new(|| {
-                let grads = loss(&step_net.forward(&image)?, &labels)?.backward()?;
+                let grads = loss(&step_net.forward(&image)?, &labels, kernels)?.backward()?;
                 step_opt.step(&grads)
             }),
         ),
@@ -194,8 +197,8 @@ fn with_ops<R>(f: impl FnOnce(Vec<(String, Timed)>) -> Result<R>) -> Result<R> {
 }
 
 /// Per-op seconds at batch 1 x 256^2 (medians of `reps` after one warm-up call).
-fn breakdown(reps: usize, only: Option<&str>) -> Result<()> {
-    with_ops(|list| {
+fn breakdown(kernels: Kernels, reps: usize, only: Option<&str>) -> Result<()> {
+    with_ops(kernels, |list| {
         println!("{:<22} {:>10}", "op (1 x 256^2)", "s median");
         for (name, mut f) in list.into_iter().filter(|(name, _)| only.is_none_or(|o| name.starts_with(o))) {
             println!("{name:<22} {:>10.5}", time(reps, &mut f)?);
@@ -254,13 +257,13 @@ op_markers!(
 /// For `valgrind --tool=callgrind`: runs every op once under its marker function (no warm-up: counts do
 /// not need one, and under valgrind it would double the run), all on one rayon worker so that the work done in parallel loops is counted under the marker
 /// (callgrind attributes costs per thread's call stack). Prints `op_marker_NN NAME` for each op.
-fn profile(only: Option<&str>) -> Result<()> {
+fn profile(kernels: Kernels, only: Option<&str>) -> Result<()> {
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(1)
         .build()
         .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
     pool.install(|| {
-        with_ops(|mut list| {
+        with_ops(kernels, |mut list| {
             if let Some(only) = only {
                 list.retain(|(name, _)| name == only);
             }
@@ -284,12 +287,12 @@ fn main() -> Result<()> {
     let only = value("--only");
     let threads = candle_core::utils::get_num_threads();
     // The kernels before the direct ones, for before/after comparisons in one build.
-    ops::set_im2col_only(args.iter().any(|a| a == "--im2col"));
+    let fast = if args.iter().any(|a| a == "--im2col") { Kernels::Im2col } else { Kernels::Fast };
     if args.iter().any(|a| a == "--breakdown") {
-        return breakdown(steps, value("--op").as_deref());
+        return breakdown(fast, steps, value("--op").as_deref());
     }
     if args.iter().any(|a| a == "--profile") {
-        return profile(value("--op").as_deref());
+        return profile(fast, value("--op").as_deref());
     }
     println!("train_step: {steps} timed steps after 3 warm-up, {threads} threads");
     println!(
@@ -298,12 +301,11 @@ fn main() -> Result<()> {
     );
     for (batch, size) in [(1, 256), (4, 128)] {
         let mut medians = vec![];
-        for (name, reference) in [("reference", true), ("fast", false)] {
+        for (name, kernels) in [("reference", Kernels::Reference), ("fast", fast)] {
             if only.as_deref().is_some_and(|o| o != name) {
                 continue;
             }
-            ops::set_reference_ops(reference);
-            let t = run(batch, size, 3, steps)?;
+            let t = run(batch, size, 3, steps, kernels)?;
             let m = median(&t.step);
             let flop = 3.0 * FORWARD_FLOP_PER_PIXEL * (batch * size * size) as f64;
             println!(
@@ -329,6 +331,5 @@ fn main() -> Result<()> {
             );
         }
     }
-    ops::set_reference_ops(false);
     Ok(())
 }

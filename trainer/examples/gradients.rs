@@ -10,6 +10,7 @@ use std::path::Path;
 use anyhow::{bail, Context, Result};
 use candle_core::{Device, Tensor};
 use trainer::checkpoint::Checkpoint;
+use trainer::ops::Kernels;
 
 fn read_words(path: &str) -> Result<Vec<[u8; 4]>> {
     let bytes = std::fs::read(path).with_context(|| format!("cannot read {path}"))?;
@@ -26,11 +27,12 @@ fn main() -> Result<()> {
     let (batch, size): (usize, usize) = (args[3].parse()?, args[4].parse()?);
     let pixels: Vec<f32> = read_words(&args[1])?.into_iter().map(f32::from_le_bytes).collect();
     let labels: Vec<u32> = read_words(&args[2])?.into_iter().map(u32::from_le_bytes).collect();
-    trainer::ops::set_reference_ops(args.iter().any(|a| a == "--reference-ops"));
     let x = Tensor::from_vec(pixels, (batch, 3, size, size), &device)?;
     let y = Tensor::from_vec(labels, batch * size * size, &device)?;
-    let net = &checkpoint.net;
-    let loss = trainer::train::segmentation_loss(&net.forward(&x)?, &y)?;
+    let kernels =
+        if args.iter().any(|a| a == "--reference-ops") { Kernels::Reference } else { Kernels::Fast };
+    let net = checkpoint.net.with_kernels(kernels);
+    let loss = trainer::train::segmentation_loss(&net.forward(&x)?, &y, net.kernels)?;
     let grads = loss.backward()?;
     let mut out = serde_json::Map::new();
     for ((name, _), var) in net.named_tensors().into_iter().zip(net.vars()) {

@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use trainer::checkpoint::ValRecord;
 use trainer::data::{AugmentPolicy, PairSource, TrainingImage};
+use trainer::ops::Kernels;
 use trainer::train::{self, DeviceKind, LrSchedule, Progress, TrainConfig};
 
 /// Train the two-class segmentation network on RGB images and their binary masks (candle), and export it as
@@ -158,8 +159,8 @@ struct TrainArgs {
     /// No progress bar.
     #[arg(long)]
     quiet: bool,
-    /// Use candle's own ops instead of the fused CPU kernels (about 10x slower): for checking that both
-    /// train the same model.
+    /// Use candle's own ops instead of the fused CPU kernels (much slower): for checking that both train the
+    /// same model.
     #[arg(long)]
     reference_ops: bool,
 }
@@ -211,7 +212,6 @@ fn load_pairs(sources: &[PairSource]) -> Result<Vec<TrainingImage>, trainer::dat
 
 fn run_train(args: TrainArgs) -> anyhow::Result<String> {
     let device = train::select_device(args.device)?;
-    trainer::ops::set_reference_ops(args.reference_ops);
     let train_sources = match &args.data {
         Some(dir) => PairSource::from_folder(dir)?,
         None => PairSource::from_flags(&args.image, &args.mask, "--image", "--mask")?,
@@ -236,6 +236,7 @@ fn run_train(args: TrainArgs) -> anyhow::Result<String> {
         out_dir: args.out.clone(),
         resume: args.resume.clone(),
         inputs,
+        kernels: if args.reference_ops { Kernels::Reference } else { Kernels::Fast },
     };
     // Settings and output paths are checked before any image is decoded.
     config.check()?;

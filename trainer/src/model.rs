@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use candle_core::{DType, Device, Result, Tensor, Var};
 use rand::{Rng, SeedableRng};
 
-use crate::ops;
+use crate::ops::{self, Kernels};
 
 /// Input pixels one forward pass may take (batch x height x width, halo included): the target GPU cannot
 /// hold the network for more than a 256x256x3 input.
@@ -115,11 +115,15 @@ impl Normalization {
     }
 }
 
-/// The segmentation network: weights as trainable variables plus the fixed input normalisation.
+/// The segmentation network: weights as trainable variables plus the fixed input normalisation, and the
+/// kernels its forward pass runs.
 pub struct SegNet {
     /// One (weight, bias) pair per entry of [`LAYERS`].
     params: Vec<(Var, Var)>,
     pub normalization: Normalization,
+    /// [`Kernels::Fast`] unless set otherwise ([`SegNet::with_kernels`]); the loss of a training step
+    /// should use the same.
+    pub kernels: Kernels,
 }
 
 impl SegNet {
@@ -139,7 +143,7 @@ impl SegNet {
                 Var::from_tensor(&Tensor::from_vec(b, o, device)?)?,
             ));
         }
-        Ok(SegNet { params, normalization })
+        Ok(SegNet { params, normalization, kernels: Kernels::Fast })
     }
 
     /// Builds the network from named tensors (as stored in a checkpoint), checking every shape.
@@ -162,7 +166,12 @@ impl SegNet {
             let (o, i, kh, kw) = spec.weight_shape();
             params.push((get(spec.weight_name(), &[o, i, kh, kw])?, get(spec.bias_name(), &[o])?));
         }
-        Ok(SegNet { params, normalization })
+        Ok(SegNet { params, normalization, kernels: Kernels::Fast })
+    }
+
+    /// The same network running `kernels`.
+    pub fn with_kernels(self, kernels: Kernels) -> SegNet {
+        SegNet { kernels, ..self }
     }
 
     /// The trainable variables, in [`LAYERS`] order: weight then bias of each layer.
@@ -195,17 +204,18 @@ impl SegNet {
         let x = self.conv(0, &x)?;
         // conv2 + ReLU + 2x2 max-pool as one node: the CPU kernel never materialises the full-size output.
         let (w2, b2) = &self.params[1];
-        let x = ops::conv2d_relu_maxpool2x2(&x, w2.as_tensor(), b2.as_tensor(), LAYERS[1].padding)?;
+        let x =
+            ops::conv2d_relu_maxpool2x2(&x, w2.as_tensor(), b2.as_tensor(), LAYERS[1].padding, self.kernels)?;
         let x = self.conv(2, &x)?;
         // The upsampling and conv4 as one node: the CPU kernel reads the upsampled input band by band.
         let (w4, b4) = &self.params[3];
-        ops::upsample_conv2d(&x, h, w, w4.as_tensor(), b4.as_tensor(), LAYERS[3].padding)
+        ops::upsample_conv2d(&x, h, w, w4.as_tensor(), b4.as_tensor(), LAYERS[3].padding, self.kernels)
     }
 
     fn conv(&self, layer: usize, x: &Tensor) -> Result<Tensor> {
         let spec = LAYERS[layer];
         let (w, b) = &self.params[layer];
-        ops::conv2d(x, w.as_tensor(), b.as_tensor(), spec.padding, spec.relu)
+        ops::conv2d(x, w.as_tensor(), b.as_tensor(), spec.padding, spec.relu, self.kernels)
     }
 }
 

@@ -1,87 +1,81 @@
 //! The network's ops: convolution with bias and optional ReLU (fused with the max-pool after conv2), 2x
 //! nearest upsampling (fused with conv4 where the direct kernels run) and the per-pixel cross-entropy.
 //!
-//! On the CPU in f32 each runs as one candle autograd node with its own kernels, forward and backward
-//! ([`conv`]: the [`direct`] AVX2 kernels, else im2col + gemm; [`pool`]; [`loss`]), giving the same numbers
-//! as candle's ops within float rounding, 20-30x faster per training step. On any other device or dtype, and after
-//! `set_reference_ops(true)`, each function is candle's own ops, so the CUDA build is untouched.
+//! Each function takes the [`Kernels`] to run. With the fast ones, on the CPU in f32, each op is one candle
+//! autograd node ([`nodes`]) with its own forward and backward on the CPU kernels ([`kernels`]: the direct
+//! AVX2 convolutions where the CPU has them, else im2col + gemm; the pool, upsampling and loss), giving the
+//! same numbers as candle's ops within float rounding, and much faster. On any other device or dtype, and
+//! with [`Kernels::Reference`], each function is candle's own ops, so the CUDA build is untouched.
+//!
+//! Layers, modelled on candle's `cpu/` (kernels) apart from `cpu_backend/` (ops): [`cpu`] (shared helpers)
+//! <- [`kernels`] (slices only) <- [`nodes`] (candle custom ops) <- this module (the choice of node).
 
-pub mod conv;
-pub mod direct;
-pub mod loss;
-pub mod pool;
-
-use std::sync::atomic::{AtomicBool, Ordering};
+pub mod cpu;
+pub mod kernels;
+pub mod nodes;
 
 use candle_core::{DType, Device, Result, Tensor};
+
+pub use cpu::keep_freed_memory;
+use cpu::ConvGeometry;
+use kernels::conv::ConvKernels;
+use kernels::direct;
+use nodes::conv::{Conv2dBiasRelu, Conv2dReluMaxPool, Upsample2xConv2d};
+use nodes::loss::SegmentationCrossEntropy;
+use nodes::pool::{MaxPool2x2, Upsample2x};
+
+/// Which kernels the ops run. A value, not a process-wide setting: the network holds one
+/// ([`crate::model::SegNet::with_kernels`]), so runs with different kernels can share a process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Kernels {
+    /// The fused CPU nodes, with the direct AVX2/FMA convolutions where the CPU has them, else im2col +
+    /// gemm (what the trainer runs).
+    #[default]
+    Fast,
+    /// The fused CPU nodes with every convolution through im2col + gemm: for comparing the two convolutions
+    /// on a CPU that has AVX2 and FMA.
+    Im2col,
+    /// candle's own ops everywhere: much slower; the reference the others are tested against.
+    Reference,
+}
+
+impl Kernels {
+    /// The convolution kernels of the CPU nodes; none for [`Kernels::Reference`].
+    pub fn conv(self) -> Option<ConvKernels> {
+        match self {
+            Kernels::Fast => Some(ConvKernels::best()),
+            Kernels::Im2col => Some(ConvKernels::Im2col),
+            Kernels::Reference => None,
+        }
+    }
+
+    /// Whether the CPU nodes run at all (every choice but [`Kernels::Reference`]).
+    fn fast(self) -> bool {
+        self != Kernels::Reference
+    }
+}
 
 fn cpu_f32(t: &Tensor) -> bool {
     matches!(t.device(), Device::Cpu) && t.dtype() == DType::F32
 }
 
-static REFERENCE_OPS: AtomicBool = AtomicBool::new(false);
-
-/// Forces candle's own ops in [`conv2d`] (true) instead of the fast CPU kernels, process-wide: for benches
-/// and tests that compare the two.
-pub fn set_reference_ops(reference: bool) {
-    REFERENCE_OPS.store(reference, Ordering::Relaxed);
-}
-
-/// Whether [`set_reference_ops`] forced candle's own ops.
-pub fn reference_ops() -> bool {
-    REFERENCE_OPS.load(Ordering::Relaxed)
-}
-
-static IM2COL_ONLY: AtomicBool = AtomicBool::new(false);
-
-/// Forces im2col + gemm (true) instead of the [`direct`] kernels, process-wide: for benches and tests that
-/// compare the two on a CPU that has AVX2 and FMA.
-pub fn set_im2col_only(im2col: bool) {
-    IM2COL_ONLY.store(im2col, Ordering::Relaxed);
-}
-
-/// Whether the [`direct`] kernels run: the CPU has AVX2 and FMA and [`set_im2col_only`] did not force
-/// im2col + gemm.
-pub fn direct_kernels() -> bool {
-    !IM2COL_ONLY.load(Ordering::Relaxed) && direct::available()
-}
-
-/// Makes glibc's malloc keep freed memory for reuse (once per process). Each training step allocates and
-/// frees tens of MB of activations and gradients; by default glibc serves blocks over its mmap threshold
-/// with fresh pages and hands freed heap back to the kernel, so every step page-faults all of it again,
-/// which measured at half the step time of the fast kernels. The process keeps its peak heap instead.
-pub fn keep_freed_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    {
-        static ONCE: std::sync::Once = std::sync::Once::new();
-        ONCE.call_once(|| {
-            // SAFETY: mallopt only changes allocator parameters; 32 MiB is glibc's largest mmap threshold.
-            unsafe {
-                libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
-                libc::mallopt(libc::M_TRIM_THRESHOLD, 1 << 30);
-            }
-        });
-    }
-}
-
-/// `relu?(conv2d(x, w, padding) + b)` for x (N,C,H,W), w (O,C,K,K), b (O), stride 1.
-pub fn conv2d(x: &Tensor, w: &Tensor, b: &Tensor, padding: usize, relu: bool) -> Result<Tensor> {
-    if reference_ops() {
-        reference_conv2d(x, w, b, padding, relu)
-    } else {
-        fast_conv2d(x, w, b, padding, relu)
-    }
-}
-
-/// The fast kernels where they apply (CPU, f32, shapes [`conv::ConvGeometry`] covers), else
-/// [`reference_conv2d`].
-pub fn fast_conv2d(x: &Tensor, w: &Tensor, b: &Tensor, padding: usize, relu: bool) -> Result<Tensor> {
+/// `relu?(conv2d(x, w, padding) + b)` for x (N,C,H,W), w (O,C,K,K), b (O), stride 1: the CPU node where it
+/// applies (fast kernels, CPU, f32, shapes [`ConvGeometry`] covers), else [`reference_conv2d`].
+pub fn conv2d(
+    x: &Tensor,
+    w: &Tensor,
+    b: &Tensor,
+    padding: usize,
+    relu: bool,
+    kernels: Kernels,
+) -> Result<Tensor> {
+    let Some(kernels) = kernels.conv() else { return reference_conv2d(x, w, b, padding, relu) };
     let on_cpu_f32 = [x, w, b].into_iter().all(cpu_f32);
-    if !on_cpu_f32 || conv::ConvGeometry::new(x.dims(), w.dims(), padding).is_none() {
+    if !on_cpu_f32 || ConvGeometry::new(x.dims(), w.dims(), padding).is_none() {
         return reference_conv2d(x, w, b, padding, relu);
     }
     keep_freed_memory();
-    x.contiguous()?.apply_op3(&w.contiguous()?, &b.contiguous()?, conv::Conv2dBiasRelu { padding, relu })
+    x.contiguous()?.apply_op3(&w.contiguous()?, &b.contiguous()?, Conv2dBiasRelu { padding, relu, kernels })
 }
 
 /// The same op built from candle's own ops: the reference the fast kernels are tested against.
@@ -96,26 +90,32 @@ pub fn reference_conv2d(x: &Tensor, w: &Tensor, b: &Tensor, padding: usize, relu
 }
 
 /// `max_pool2d(relu(conv2d(x, w, padding) + b), 2)`: conv2 and the pool after it as one fused node on the
-/// CPU (its output must have even height and width), candle's ops elsewhere.
-pub fn conv2d_relu_maxpool2x2(x: &Tensor, w: &Tensor, b: &Tensor, padding: usize) -> Result<Tensor> {
-    let fits = conv::ConvGeometry::new(x.dims(), w.dims(), padding)
+/// CPU with the fast kernels (its output must have even height and width), else [`conv2d`] then
+/// [`max_pool2x2`].
+pub fn conv2d_relu_maxpool2x2(
+    x: &Tensor,
+    w: &Tensor,
+    b: &Tensor,
+    padding: usize,
+    kernels: Kernels,
+) -> Result<Tensor> {
+    let fits = ConvGeometry::new(x.dims(), w.dims(), padding)
         .is_some_and(|g| g.h_out() % 2 == 0 && g.w_out() % 2 == 0);
-    if reference_ops() || ![x, w, b].into_iter().all(cpu_f32) || !fits {
-        return max_pool2x2(&conv2d(x, w, b, padding, true)?);
-    }
+    let conv = kernels.conv().filter(|_| [x, w, b].into_iter().all(cpu_f32) && fits);
+    let Some(conv) = conv else { return max_pool2x2(&conv2d(x, w, b, padding, true, kernels)?, kernels) };
     keep_freed_memory();
-    x.contiguous()?.apply_op3(&w.contiguous()?, &b.contiguous()?, conv::Conv2dReluMaxPool::new(padding))
+    x.contiguous()?.apply_op3(&w.contiguous()?, &b.contiguous()?, Conv2dReluMaxPool::new(padding, conv))
 }
 
 /// 2x2 max-pooling, stride 2, of (N,C,H,W) with even H and W, with a fast CPU kernel forward and backward
 /// where it applies, else [`reference_max_pool2x2`]. The gradient of each window goes to its maximum (split
 /// equally when several elements tie for it), as for `torch.nn.functional.max_pool2d`.
-pub fn max_pool2x2(x: &Tensor) -> Result<Tensor> {
+pub fn max_pool2x2(x: &Tensor, kernels: Kernels) -> Result<Tensor> {
     let (_, _, h, w) = x.dims4()?;
-    if reference_ops() || !cpu_f32(x) || h % 2 != 0 || w % 2 != 0 {
+    if !kernels.fast() || !cpu_f32(x) || h % 2 != 0 || w % 2 != 0 {
         return reference_max_pool2x2(x);
     }
-    x.contiguous()?.apply_op1(pool::MaxPool2x2)
+    x.contiguous()?.apply_op1(MaxPool2x2)
 }
 
 /// The max-pool of [`max_pool2x2`] from candle's own ops, on any device. Not `x.max_pool2d(2)` alone: candle
@@ -140,17 +140,17 @@ pub fn reference_max_pool2x2(x: &Tensor) -> Result<Tensor> {
 
 /// Nearest-neighbour upsampling of (N,C,H,W) to (N,C,target_h,target_w): `x.upsample_nearest2d`, with a
 /// fast CPU kernel, forward and backward, when the target is exactly twice the input.
-pub fn upsample_nearest2d(x: &Tensor, target_h: usize, target_w: usize) -> Result<Tensor> {
+pub fn upsample_nearest2d(x: &Tensor, target_h: usize, target_w: usize, kernels: Kernels) -> Result<Tensor> {
     let (_, _, h, w) = x.dims4()?;
-    if reference_ops() || !cpu_f32(x) || target_h != 2 * h || target_w != 2 * w {
+    if !kernels.fast() || !cpu_f32(x) || target_h != 2 * h || target_w != 2 * w {
         return x.upsample_nearest2d(target_h, target_w);
     }
-    x.contiguous()?.apply_op1(pool::Upsample2x)
+    x.contiguous()?.apply_op1(Upsample2x)
 }
 
 /// `conv2d(upsample_nearest2d(x, target_h, target_w), w, padding) + b` (no ReLU): on the CPU with the
 /// [`direct`] kernels and a target of exactly twice x's size, one node that never builds the upsampled
-/// tensor ([`conv::Upsample2xConv2d`]); elsewhere the two ops one after the other.
+/// tensor ([`Upsample2xConv2d`]); elsewhere the two ops one after the other.
 pub fn upsample_conv2d(
     x: &Tensor,
     target_h: usize,
@@ -158,26 +158,29 @@ pub fn upsample_conv2d(
     w: &Tensor,
     b: &Tensor,
     padding: usize,
+    kernels: Kernels,
 ) -> Result<Tensor> {
     let (n, c, h, wd) = x.dims4()?;
-    let fits = conv::ConvGeometry::new(&[n, c, target_h, target_w], w.dims(), padding)
+    let fits = ConvGeometry::new(&[n, c, target_h, target_w], w.dims(), padding)
         .is_some_and(|g| direct::weight_grad_covers(&g));
     let doubled = target_h == 2 * h && target_w == 2 * wd;
-    if reference_ops() || !direct_kernels() || ![x, w, b].into_iter().all(cpu_f32) || !doubled || !fits {
-        return conv2d(&upsample_nearest2d(x, target_h, target_w)?, w, b, padding, false);
+    let direct = kernels.conv() == Some(ConvKernels::Direct);
+    if !direct || ![x, w, b].into_iter().all(cpu_f32) || !doubled || !fits {
+        return conv2d(&upsample_nearest2d(x, target_h, target_w, kernels)?, w, b, padding, false, kernels);
     }
     keep_freed_memory();
-    x.contiguous()?.apply_op3(&w.contiguous()?, &b.contiguous()?, conv::Upsample2xConv2d { padding })
+    x.contiguous()?.apply_op3(&w.contiguous()?, &b.contiguous()?, Upsample2xConv2d { padding })
 }
 
 /// Mean cross-entropy of logits (B,C,H,W) against u32 labels (B*H*W) in (b, y, x) order: the same value
 /// and gradient as `candle_nn::loss::cross_entropy` of the logits permuted to (B*H*W, C), computed in
-/// place on the CPU.
-pub fn segmentation_cross_entropy(logits: &Tensor, labels: &Tensor) -> Result<Tensor> {
+/// place on the CPU with the fast kernels.
+pub fn segmentation_cross_entropy(logits: &Tensor, labels: &Tensor, kernels: Kernels) -> Result<Tensor> {
     let (b, c, h, w) = logits.dims4()?;
-    if reference_ops() || !cpu_f32(logits) || labels.dtype() != DType::U32 || labels.dims() != [b * h * w] {
+    let fits = cpu_f32(logits) && labels.dtype() == DType::U32 && labels.dims() == [b * h * w];
+    if !kernels.fast() || !fits {
         let flat = logits.permute((0, 2, 3, 1))?.reshape((b * h * w, c))?;
         return candle_nn::loss::cross_entropy(&flat, labels);
     }
-    logits.contiguous()?.apply_op2(&labels.contiguous()?, loss::SegmentationCrossEntropy::default())
+    logits.contiguous()?.apply_op2(&labels.contiguous()?, SegmentationCrossEntropy::default())
 }

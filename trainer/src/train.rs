@@ -11,6 +11,7 @@ use rand::SeedableRng;
 use crate::checkpoint::{AdamMoments, Checkpoint, CheckpointError, History, TrainingSummary, ValRecord};
 use crate::data::{self, BudgetError, CropSampler, TrainRegion, TrainingImage};
 use crate::model::SegNet;
+use crate::ops::Kernels;
 use crate::outputs::{self, OutputIsInput, OutputPaths, SaveContent};
 pub use crate::outputs::{loss_csv, read_loss_csv, read_val_csv};
 use crate::plot::{self, smooth, SMOOTHING};
@@ -143,9 +144,10 @@ impl LrSchedule {
     }
 }
 
-/// Cross-entropy of logits (B,2,H,W) against labels (B*H*W) in the same (b, y, x) order.
-pub fn segmentation_loss(logits: &Tensor, labels: &Tensor) -> candle_core::Result<Tensor> {
-    crate::ops::segmentation_cross_entropy(logits, labels)
+/// Cross-entropy of logits (B,2,H,W) against labels (B*H*W) in the same (b, y, x) order, on `kernels` (the
+/// network's, [`SegNet::kernels`]).
+pub fn segmentation_loss(logits: &Tensor, labels: &Tensor, kernels: Kernels) -> candle_core::Result<Tensor> {
+    crate::ops::segmentation_cross_entropy(logits, labels, kernels)
 }
 
 /// Everything `trainer train` takes besides the images.
@@ -167,6 +169,9 @@ pub struct TrainConfig {
     pub resume: Option<PathBuf>,
     /// The input files (flag, path) that no output may overwrite.
     pub inputs: Vec<(String, PathBuf)>,
+    /// The kernels of the forward and backward passes, validation included (`--reference-ops`:
+    /// [`Kernels::Reference`]).
+    pub kernels: Kernels,
 }
 
 impl TrainConfig {
@@ -310,6 +315,7 @@ pub fn train(
             (SegNet::random(config.seed, norm, device)?, 0, None, History::default())
         }
     };
+    let net = net.with_kernels(config.kernels);
     let mut adam = Adam::new(&net, config.lr, start, moments)?;
     let join = |names: Vec<&str>| names.join(", ");
     let mut summary = TrainingSummary {
@@ -347,7 +353,7 @@ pub fn train(
         let x = Tensor::from_vec(batch.pixels, (batch.size, 3, crop, crop), device)?;
         let y = Tensor::from_vec(batch.labels, batch.size * crop * crop, device)?;
         adam.lr = config.schedule.rate(config.lr, iteration, config.iterations);
-        let loss = segmentation_loss(&net.forward(&x)?, &y)?;
+        let loss = segmentation_loss(&net.forward(&x)?, &y, net.kernels)?;
         let value = loss.to_scalar::<f32>()?;
         if !value.is_finite() {
             progress.finish();
@@ -518,7 +524,7 @@ fn clone_net(net: &SegNet) -> Result<SegNet, TrainError> {
         .into_iter()
         .map(|(n, t)| Ok((n, t.copy()?)))
         .collect::<Result<_, TrainError>>()?;
-    Ok(SegNet::from_tensors(&tensors, net.normalization, &Device::Cpu)?)
+    Ok(SegNet::from_tensors(&tensors, net.normalization, &Device::Cpu)?.with_kernels(net.kernels))
 }
 
 #[cfg(test)]
@@ -540,9 +546,9 @@ mod tests {
         let x = Tensor::from_vec(pixels, (1, 3, 8, 8), &dev).unwrap();
         let y = Tensor::new([0u32, 1].repeat(32).as_slice(), &dev).unwrap();
         for _ in 0..3 {
-            ours.apply(&segmentation_loss(&net_a.forward(&x).unwrap(), &y).unwrap().backward().unwrap())
-                .unwrap();
-            theirs.backward_step(&segmentation_loss(&net_b.forward(&x).unwrap(), &y).unwrap()).unwrap();
+            let loss = |net: &SegNet| segmentation_loss(&net.forward(&x).unwrap(), &y, net.kernels).unwrap();
+            ours.apply(&loss(&net_a).backward().unwrap()).unwrap();
+            theirs.backward_step(&loss(&net_b)).unwrap();
         }
         for ((_, a), (_, b)) in net_a.named_tensors().iter().zip(net_b.named_tensors()) {
             let d = (a - b).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
@@ -586,6 +592,7 @@ mod tests {
             out_dir: PathBuf::from("out"),
             resume: None,
             inputs: Vec::new(),
+            kernels: Kernels::Fast,
         };
         assert!(ok.check().is_ok());
         let err = |c: TrainConfig| c.check().unwrap_err().to_string();

@@ -1,8 +1,10 @@
 //! The fast CPU convolution against candle's own ops: forward, gradients, finite differences, odd shapes.
+//! The kernels are a value passed to each op, so the fast ones (direct where the CPU has AVX2 and FMA), im2col
+//! and candle's run side by side here.
 
 use candle_core::backprop::GradStore;
 use candle_core::{Device, Result, Tensor, Var};
-use trainer::ops;
+use trainer::ops::{self, Kernels};
 
 mod common;
 use common::random;
@@ -23,6 +25,17 @@ const SHAPES: [(usize, usize, usize, usize, usize, usize, usize); 10] = [
 ];
 
 type ConvFn = fn(&Tensor, &Tensor, &Tensor, usize, bool) -> Result<Tensor>;
+
+fn fast_conv2d(x: &Tensor, w: &Tensor, b: &Tensor, pad: usize, relu: bool) -> Result<Tensor> {
+    ops::conv2d(x, w, b, pad, relu, Kernels::Fast)
+}
+
+fn im2col_conv2d(x: &Tensor, w: &Tensor, b: &Tensor, pad: usize, relu: bool) -> Result<Tensor> {
+    ops::conv2d(x, w, b, pad, relu, Kernels::Im2col)
+}
+
+/// The CPU nodes' convolutions with each choice of kernels.
+const FAST: [(&str, ConvFn); 2] = [("fast", fast_conv2d), ("im2col", im2col_conv2d)];
 
 /// Sum of conv(x, w, b) weighted by fixed random values, so every output element gets its own gradient.
 fn weighted_loss(f: ConvFn, x: &Tensor, w: &Tensor, b: &Tensor, pad: usize, relu: bool) -> Tensor {
@@ -57,11 +70,11 @@ fn grads(f: ConvFn, x: &Var, w: &Var, b: &Var, pad: usize, relu: bool) -> GradSt
 fn forward_equals_candle() {
     for shape in SHAPES {
         let (x, w, b, pad) = inputs(shape);
-        for relu in [false, true] {
-            let fast = ops::fast_conv2d(&x, &w, &b, pad, relu).unwrap();
+        for ((kernels, conv), relu) in FAST.into_iter().flat_map(|f| [(f, false), (f, true)]) {
+            let fast = conv(&x, &w, &b, pad, relu).unwrap();
             let reference = ops::reference_conv2d(&x, &w, &b, pad, relu).unwrap();
             let err = max_relative_error(&fast, &reference);
-            assert!(err < 1e-5, "{shape:?} relu {relu}: forward differs by {err}");
+            assert!(err < 1e-5, "{shape:?} {kernels} relu {relu}: forward differs by {err}");
         }
     }
 }
@@ -70,12 +83,12 @@ fn forward_equals_candle() {
 fn gradients_equal_candle() {
     for shape in SHAPES {
         let (x, w, b, pad) = inputs(shape);
-        for relu in [false, true] {
-            let fast = grads(ops::fast_conv2d, &x, &w, &b, pad, relu);
+        for ((kernels, conv), relu) in FAST.into_iter().flat_map(|f| [(f, false), (f, true)]) {
+            let fast = grads(conv, &x, &w, &b, pad, relu);
             let reference = grads(ops::reference_conv2d, &x, &w, &b, pad, relu);
             for (name, var) in [("x", &x), ("w", &w), ("b", &b)] {
                 let err = max_relative_error(fast.get(var).unwrap(), reference.get(var).unwrap());
-                assert!(err < 1e-4, "{shape:?} relu {relu}: gradient of {name} differs by {err}");
+                assert!(err < 1e-4, "{shape:?} {kernels} relu {relu}: gradient of {name} differs by {err}");
             }
         }
     }
@@ -95,7 +108,7 @@ fn gradients_equal_finite_differences() {
     for shape in [SHAPES[1], SHAPES[2], SHAPES[5]] {
         let (x, w, b, pad) = inputs(shape);
         for relu in [false, true] {
-            let analytic = grads(ops::fast_conv2d, &x, &w, &b, pad, relu);
+            let analytic = grads(fast_conv2d, &x, &w, &b, pad, relu);
             for (name, var) in [("x", &x), ("w", &w), ("b", &b)] {
                 let grad = analytic.get(var).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
                 let values = var.as_tensor().flatten_all().unwrap().to_vec1::<f32>().unwrap();
@@ -131,7 +144,7 @@ fn gradients_equal_finite_differences() {
 fn no_gradient_for_an_input_that_needs_none() {
     let (x, w, b, pad) = inputs(SHAPES[0]);
     let image = x.as_tensor().detach();
-    let grads = weighted_loss(ops::fast_conv2d, &image, &w, &b, pad, true).backward().unwrap();
+    let grads = weighted_loss(fast_conv2d, &image, &w, &b, pad, true).backward().unwrap();
     assert!(grads.get(&image).is_none());
     let reference = grads_of_constant_input(&image, &w, &b, pad);
     for var in [&w, &b] {
@@ -148,7 +161,7 @@ fn grads_of_constant_input(image: &Tensor, w: &Var, b: &Var, pad: usize) -> Grad
 fn non_contiguous_input_is_accepted() {
     let (x, w, b, pad) = inputs(SHAPES[1]);
     let transposed = x.as_tensor().transpose(2, 3).unwrap();
-    let fast = ops::fast_conv2d(&transposed, &w, &b, pad, true).unwrap();
+    let fast = fast_conv2d(&transposed, &w, &b, pad, true).unwrap();
     let reference = ops::reference_conv2d(&transposed, &w, &b, pad, true).unwrap();
     assert!(max_relative_error(&fast, &reference) < 1e-5);
 }
@@ -158,7 +171,11 @@ fn reference_conv_relu_pool(x: &Tensor, w: &Tensor, b: &Tensor, pad: usize, _rel
 }
 
 fn fast_conv_relu_pool(x: &Tensor, w: &Tensor, b: &Tensor, pad: usize, _relu: bool) -> Result<Tensor> {
-    ops::conv2d_relu_maxpool2x2(x, w, b, pad)
+    ops::conv2d_relu_maxpool2x2(x, w, b, pad, Kernels::Fast)
+}
+
+fn im2col_conv_relu_pool(x: &Tensor, w: &Tensor, b: &Tensor, pad: usize, _relu: bool) -> Result<Tensor> {
+    ops::conv2d_relu_maxpool2x2(x, w, b, pad, Kernels::Im2col)
 }
 
 /// A fused node's output (within 1e-5) and the gradients of its x, w and b (within 1e-4) equal those of the
@@ -192,11 +209,13 @@ fn fused_conv_relu_pool_equals_the_reference() {
         let (x, w, b, pad) = inputs(shape);
         // A negative bias makes many windows all zero after the ReLU: ties, as in the network.
         let b = Var::from_tensor(&(b.as_tensor() - 0.3).unwrap()).unwrap();
-        assert_node_equals_reference(fast_conv_relu_pool, reference_conv_relu_pool, (&x, &w, &b, pad), shape);
+        for fast in [fast_conv_relu_pool, im2col_conv_relu_pool] {
+            assert_node_equals_reference(fast, reference_conv_relu_pool, (&x, &w, &b, pad), shape);
+        }
     }
     // An odd output falls back to the reference pool (which floors, like candle's).
     let (x, w, b, pad) = inputs((1, 2, 7, 6, 3, 3, 1));
-    assert_eq!(ops::conv2d_relu_maxpool2x2(&x, &w, &b, pad).unwrap().dims(), &[1, 3, 3, 3]);
+    assert_eq!(ops::conv2d_relu_maxpool2x2(&x, &w, &b, pad, Kernels::Fast).unwrap().dims(), &[1, 3, 3, 3]);
 }
 
 fn reference_upsample_conv(x: &Tensor, w: &Tensor, b: &Tensor, pad: usize, _relu: bool) -> Result<Tensor> {
@@ -206,7 +225,7 @@ fn reference_upsample_conv(x: &Tensor, w: &Tensor, b: &Tensor, pad: usize, _relu
 
 fn fast_upsample_conv(x: &Tensor, w: &Tensor, b: &Tensor, pad: usize, _relu: bool) -> Result<Tensor> {
     let (_, _, h, wd) = x.dims4()?;
-    ops::upsample_conv2d(x, 2 * h, 2 * wd, w, b, pad)
+    ops::upsample_conv2d(x, 2 * h, 2 * wd, w, b, pad, Kernels::Fast)
 }
 
 /// conv4's node: the convolution of the 2x upsampled input, read band by band without building it.
@@ -227,7 +246,7 @@ fn fused_upsample_conv_equals_the_reference() {
     }
     // A target other than twice the size: the two ops, as candle computes them.
     let (x, w, b, pad) = inputs((1, 2, 4, 5, 3, 3, 1));
-    let fast = ops::upsample_conv2d(&x, 9, 11, &w, &b, pad).unwrap();
+    let fast = ops::upsample_conv2d(&x, 9, 11, &w, &b, pad, Kernels::Fast).unwrap();
     let reference = ops::reference_conv2d(&x.upsample_nearest2d(9, 11).unwrap(), &w, &b, pad, false).unwrap();
     assert!(max_relative_error(&fast, &reference) < 1e-5);
 }

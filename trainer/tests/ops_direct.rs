@@ -4,11 +4,10 @@
 //! channel counts that leave 2- and 1-channel blocks, widths that are not a multiple of a block, zero
 //! padding, bands that end mid-image.
 
-use trainer::ops::conv::{
-    conv_forward, conv_forward_im2col, conv_input_grad, conv_weight_grad, conv_weight_grad_im2col,
-    ConvGeometry,
-};
-use trainer::ops::direct;
+use trainer::ops::cpu::{self, ConvGeometry};
+use trainer::ops::kernels::conv::ConvKernels;
+use trainer::ops::kernels::{direct, im2col};
+use trainer::ops::Kernels;
 
 mod common;
 use common::values;
@@ -63,7 +62,15 @@ fn case(shape: (usize, usize, usize, usize, usize, usize, usize)) -> Case {
 fn this_machine_runs_the_direct_kernels() {
     // The project's machines are x86-64 with AVX2 and FMA; without them every test below would compare
     // im2col with itself.
-    assert!(direct::available(), "this CPU lacks AVX2/FMA: the direct kernels are not exercised");
+    assert!(cpu::available(), "this CPU lacks AVX2/FMA: the direct kernels are not exercised");
+    assert_eq!(Kernels::Fast.conv(), Some(ConvKernels::Direct), "the fast kernels are the direct ones");
+    assert_eq!(Kernels::Im2col.conv(), Some(ConvKernels::Im2col));
+    assert_eq!(Kernels::Reference.conv(), None);
+}
+
+/// The convolution kernels [`Kernels::Fast`] runs on this machine.
+fn fast() -> ConvKernels {
+    Kernels::Fast.conv().expect("fast kernels")
 }
 
 #[test]
@@ -72,10 +79,12 @@ fn forward_equals_im2col() {
         let t = case(shape);
         for (bias, relu) in [(None, false), (Some(&t.bias[..]), false), (Some(&t.bias[..]), true)] {
             let direct = direct::conv_forward(&t.geometry, &t.x, &t.weight, bias, relu);
-            let im2col = conv_forward_im2col(&t.geometry, &t.x, &t.weight, bias, relu);
+            let im2col = im2col::conv_forward(&t.geometry, &t.x, &t.weight, bias, relu);
             let err = relative_error(&direct, &im2col);
             assert!(err < 1e-5, "{shape:?} bias {} relu {relu}: forward differs by {err}", bias.is_some());
-            assert_eq!(conv_forward(&t.geometry, &t.x, &t.weight, bias, relu), direct, "dispatch");
+            assert_eq!(fast().forward(&t.geometry, &t.x, &t.weight, bias, relu), direct, "dispatch");
+            let chosen = ConvKernels::Im2col.forward(&t.geometry, &t.x, &t.weight, bias, relu);
+            assert_eq!(chosen, im2col, "dispatch to im2col");
         }
     }
 }
@@ -84,8 +93,9 @@ fn forward_equals_im2col() {
 fn weight_gradient_equals_im2col() {
     for shape in SHAPES {
         let t = case(shape);
-        let im2col = conv_weight_grad_im2col(&t.geometry, &t.x, &t.grad_out);
-        let (dispatched, _) = conv_weight_grad(&t.geometry, &t.x, &t.grad_out);
+        let im2col = im2col::conv_weight_grad(&t.geometry, &t.x, &t.grad_out);
+        let (dispatched, _) = fast().weight_grad(&t.geometry, &t.x, &t.grad_out);
+        assert_eq!(ConvKernels::Im2col.weight_grad(&t.geometry, &t.x, &t.grad_out).0, im2col, "{shape:?}");
         if direct::weight_grad_covers(&t.geometry) {
             let direct = direct::conv_weight_grad(&t.geometry, &t.x, &t.grad_out);
             let err = relative_error(&direct, &im2col);
@@ -100,11 +110,11 @@ fn weight_gradient_equals_im2col() {
 #[test]
 fn input_gradient_equals_im2col() {
     // The input gradient is a forward pass of the output gradient with the flipped kernel: compare it
-    // with the same computation by im2col, built from the definition (not from conv_input_grad).
-    for shape in SHAPES {
+    // with the same computation built from the definition (not from input_grad), for both kernels.
+    for (shape, kernels) in SHAPES.into_iter().flat_map(|s| [(s, fast()), (s, ConvKernels::Im2col)]) {
         let t = case(shape);
         let g = t.geometry;
-        let direct = conv_input_grad(&g, &t.weight, &t.grad_out);
+        let actual = kernels.input_grad(&g, &t.weight, &t.grad_out);
         let mut expected = vec![0f32; g.n * g.c * g.h * g.w];
         let (h_out, w_out, k) = (g.h_out(), g.w_out(), g.k);
         for img in 0..g.n {
@@ -128,8 +138,8 @@ fn input_gradient_equals_im2col() {
                 }
             }
         }
-        let err = relative_error(&direct, &expected);
-        assert!(err < 1e-5, "{shape:?}: input gradient differs from its definition by {err}");
+        let err = relative_error(&actual, &expected);
+        assert!(err < 1e-5, "{shape:?} {kernels:?}: input gradient differs from its definition by {err}");
     }
 }
 

@@ -1,7 +1,15 @@
 //! The fast max-pool, upsample and cross-entropy against candle's own ops, and against finite differences.
 
 use candle_core::{DType, Device, Result, Tensor, Var};
-use trainer::ops;
+use trainer::ops::{self, Kernels};
+
+fn max_pool2x2(x: &Tensor) -> Result<Tensor> {
+    ops::max_pool2x2(x, Kernels::Fast)
+}
+
+fn cross_entropy(logits: &Tensor, labels: &Tensor) -> Result<Tensor> {
+    ops::segmentation_cross_entropy(logits, labels, Kernels::Fast)
+}
 
 mod common;
 use common::random;
@@ -38,7 +46,7 @@ fn max_pool_equals_the_reference_including_ties() {
         let relu_like =
             Var::from_tensor(&(random(&shape, 2).relu().unwrap() * 4.0).unwrap().round().unwrap()).unwrap();
         for x in [&x, &relu_like] {
-            let (fast_y, fast_g) = value_and_grad(ops::max_pool2x2, x);
+            let (fast_y, fast_g) = value_and_grad(max_pool2x2, x);
             let (ref_y, ref_g) = value_and_grad(ops::reference_max_pool2x2, x);
             let (candle_y, _) = value_and_grad(|x| x.max_pool2d(2), x);
             assert_eq!(to_vec(&fast_y), to_vec(&candle_y), "max-pool forward against candle's");
@@ -59,7 +67,7 @@ fn max_pool_gradient_goes_to_the_maxima_and_sums_to_the_window_gradient() {
         ([2.0, 2.0, 2.0, 2.0], [0.25, 0.25, 0.25, 0.25]),
     ];
     for (values, expected) in cases {
-        for f in [ops::max_pool2x2, ops::reference_max_pool2x2] {
+        for f in [max_pool2x2, ops::reference_max_pool2x2] {
             let x = Var::from_tensor(&Tensor::from_vec(values.to_vec(), (1, 1, 2, 2), &Device::Cpu).unwrap())
                 .unwrap();
             let grads = f(x.as_tensor()).unwrap().sum_all().unwrap().backward().unwrap();
@@ -77,7 +85,7 @@ fn max_pool_gradient_equals_finite_differences() {
         let t = Tensor::from_vec(v, x.dims(), &Device::Cpu).unwrap();
         (t.max_pool2d(2).unwrap() * &weights).unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap()
     };
-    for f in [ops::max_pool2x2, ops::reference_max_pool2x2] {
+    for f in [max_pool2x2, ops::reference_max_pool2x2] {
         let (_, grad) = value_and_grad(f, &x);
         let grad = to_vec(&grad);
         for i in 0..values.len() {
@@ -96,7 +104,7 @@ fn upsample_equals_candle_and_finite_differences() {
     for shape in SHAPES {
         let x = Var::from_tensor(&random(&shape, 3)).unwrap();
         let (h, w) = (2 * shape[2], 2 * shape[3]);
-        let (fast_y, fast_g) = value_and_grad(|x| ops::upsample_nearest2d(x, h, w), &x);
+        let (fast_y, fast_g) = value_and_grad(|x| ops::upsample_nearest2d(x, h, w, Kernels::Fast), &x);
         let (ref_y, ref_g) = value_and_grad(|x| x.upsample_nearest2d(h, w), &x);
         assert_close(&fast_y, &ref_y, 0.0 + 1e-7, "upsample forward");
         assert_close(&fast_g, &ref_g, 1e-6, "upsample gradient");
@@ -107,7 +115,7 @@ fn upsample_equals_candle_and_finite_differences() {
     }
     // Not exactly 2x: candle's op.
     let x = random(&[1, 2, 3, 4], 4);
-    assert_eq!(ops::upsample_nearest2d(&x, 9, 12).unwrap().dims(), &[1, 2, 9, 12]);
+    assert_eq!(ops::upsample_nearest2d(&x, 9, 12, Kernels::Fast).unwrap().dims(), &[1, 2, 9, 12]);
 }
 
 fn reference_loss(logits: &Tensor, labels: &Tensor) -> Result<Tensor> {
@@ -127,7 +135,7 @@ fn cross_entropy_equals_candle_and_finite_differences() {
         let count = shape[0] * shape[2] * shape[3];
         let labels: Vec<u32> = (0..count).map(|i| ((i * 7 + seed as usize) % shape[1]) as u32).collect();
         let labels = Tensor::from_vec(labels, count, &Device::Cpu).unwrap();
-        let fast = ops::segmentation_cross_entropy(&logits, &labels).unwrap();
+        let fast = cross_entropy(&logits, &labels).unwrap();
         let reference = reference_loss(&logits, &labels).unwrap();
         assert_eq!(fast.dims(), reference.dims());
         let (f, r) = (fast.to_scalar::<f32>().unwrap(), reference.to_scalar::<f32>().unwrap());
@@ -162,7 +170,7 @@ fn cross_entropy_equals_candle_and_finite_differences() {
 fn cross_entropy_refuses_a_label_out_of_range() {
     let logits = random(&[1, 2, 2, 2], 1);
     let labels = Tensor::from_vec(vec![0u32, 1, 2, 0], 4, &Device::Cpu).unwrap();
-    assert!(ops::segmentation_cross_entropy(&logits, &labels).is_err());
+    assert!(cross_entropy(&logits, &labels).is_err());
     let labels = labels.to_dtype(DType::U32).unwrap();
-    assert!(ops::segmentation_cross_entropy(&logits, &labels).is_err());
+    assert!(cross_entropy(&logits, &labels).is_err());
 }

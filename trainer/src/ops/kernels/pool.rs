@@ -1,19 +1,11 @@
-//! 2x2 max-pooling and 2x nearest upsampling of NCHW f32 on the CPU, as candle custom ops with their own
-//! backward: candle's backward of these ops builds several full-size temporaries (max-pool: upsample,
-//! compare, average-pool, two products; upsample: a grouped convolution) and costs more than the
-//! convolutions around them. The max-pool rows run 8 windows at a time with AVX2 where the CPU has it.
+//! 2x2 max-pooling and 2x nearest upsampling of f32 planes (NCHW), forward and backward, each pass once
+//! over the data (candle's backward of these ops builds several full-size temporaries). The max-pool rows
+//! run 8 windows at a time with AVX2 where the CPU has it.
 
-use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::conv::with_f32;
-
-fn cpu_f32<'a>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [f32]> {
-    match (s, l.contiguous_offsets()) {
-        (CpuStorage::F32(data), Some((start, end))) => Ok(&data[start..end]),
-        _ => candle_core::bail!("fast pool: expected a contiguous f32 CPU tensor"),
-    }
-}
+#[cfg(target_arch = "x86_64")]
+use crate::ops::cpu::available;
 
 /// Max over each 2x2 window of planes of h x w (even): planes of h/2 x w/2.
 pub fn max_pool_forward(x: &[f32], h: usize, w: usize) -> Vec<f32> {
@@ -25,7 +17,7 @@ pub fn max_pool_forward(x: &[f32], h: usize, w: usize) -> Vec<f32> {
         let (top, bottom) = x[plane * h * w + 2 * yo * w..][..2 * w].split_at(w);
         let mut done = 0;
         #[cfg(target_arch = "x86_64")]
-        if super::direct::available() {
+        if available() {
             // SAFETY: available() checked AVX2; the slices have the lengths the kernel reads and writes.
             done = unsafe { avx::max_pool_row(top, bottom, out) };
         }
@@ -52,7 +44,7 @@ pub fn max_pool_backward(x: &[f32], y: &[f32], g: &[f32], h: usize, w: usize, re
         let (y, g) = (&y[row * wo..][..wo], &g[row * wo..][..wo]);
         let mut done = 0;
         #[cfg(target_arch = "x86_64")]
-        if super::direct::available() {
+        if available() {
             // SAFETY: available() checked AVX2; the slices have the lengths the kernel reads and writes.
             done = unsafe { avx::max_pool_backward_row(top, bottom, y, g, relu, out_top, out_bottom) };
         }
@@ -168,66 +160,20 @@ mod avx {
     }
 }
 
-/// Max over each 2x2 window, stride 2: (n, c, h, w) with even h, w -> (n, c, h/2, w/2).
-pub struct MaxPool2x2;
-
-impl CustomOp1 for MaxPool2x2 {
-    fn name(&self) -> &'static str {
-        "max-pool-2x2"
-    }
-
-    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
-        let (n, c, h, w) = l.shape().dims4()?;
-        if h % 2 != 0 || w % 2 != 0 {
-            candle_core::bail!("fast max-pool: needs even height and width, got {:?}", l.dims());
+/// 2x nearest upsampling of planes of h x w, given as rows of w: planes of 2h x 2w (each row twice, each
+/// element twice in its row).
+pub fn upsample2x_forward(x: &[f32], w: usize) -> Vec<f32> {
+    let mut y = vec![0f32; 4 * x.len()];
+    y.par_chunks_mut(4 * w).enumerate().for_each(|(row, out)| {
+        let input = &x[row * w..][..w];
+        let (first, second) = out.split_at_mut(2 * w);
+        for (pair, &v) in first.chunks_exact_mut(2).zip(input) {
+            pair[0] = v;
+            pair[1] = v;
         }
-        let y = max_pool_forward(cpu_f32(s, l)?, h, w);
-        let (ho, wo) = (h / 2, w / 2);
-        Ok((CpuStorage::F32(y), Shape::from((n, c, ho, wo))))
-    }
-
-    /// Each window's gradient to its maximum (see [`max_pool_backward`]).
-    fn bwd(&self, arg: &Tensor, res: &Tensor, grad_res: &Tensor) -> Result<Option<Tensor>> {
-        let (_, _, h, w) = arg.dims4()?;
-        let grad_res = grad_res.contiguous()?;
-        let grad = with_f32(arg, |x| {
-            with_f32(res, |y| with_f32(&grad_res, |g| max_pool_backward(x, y, g, h, w, false)))
-        })???;
-        Ok(Some(Tensor::from_vec(grad, arg.shape(), arg.device())?))
-    }
-}
-
-/// Nearest-neighbour upsampling by 2: (n, c, h, w) -> (n, c, 2h, 2w).
-pub struct Upsample2x;
-
-impl CustomOp1 for Upsample2x {
-    fn name(&self) -> &'static str {
-        "upsample-nearest-2x"
-    }
-
-    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
-        let (n, c, h, w) = l.shape().dims4()?;
-        let x = cpu_f32(s, l)?;
-        let mut y = vec![0f32; n * c * 4 * h * w];
-        y.par_chunks_mut(4 * w).enumerate().for_each(|(row, out)| {
-            let input = &x[row * w..][..w];
-            let (first, second) = out.split_at_mut(2 * w);
-            for (pair, &v) in first.chunks_exact_mut(2).zip(input) {
-                pair[0] = v;
-                pair[1] = v;
-            }
-            second.copy_from_slice(first);
-        });
-        Ok((CpuStorage::F32(y), Shape::from((n, c, 2 * h, 2 * w))))
-    }
-
-    /// See [`upsample2x_backward`].
-    fn bwd(&self, arg: &Tensor, _res: &Tensor, grad_res: &Tensor) -> Result<Option<Tensor>> {
-        let (_, _, _, w) = arg.dims4()?;
-        let grad_res = grad_res.contiguous()?;
-        let grad = with_f32(&grad_res, |g| upsample2x_backward(g, w))?;
-        Ok(Some(Tensor::from_vec(grad, arg.shape(), arg.device())?))
-    }
+        second.copy_from_slice(first);
+    });
+    y
 }
 
 /// Gradient of the input (planes of h x w) of a 2x nearest upsampling given the gradient g of its output

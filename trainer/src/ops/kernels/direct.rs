@@ -12,13 +12,13 @@
 //!
 //! Bands are summed in a fixed order, so results do not depend on the thread count. Where the CPU lacks
 //! AVX2/FMA (or for kernel sizes the weight-gradient microkernel does not cover) the caller keeps im2col +
-//! gemm.
+//! gemm (`super::conv::ConvKernels` chooses).
 
 use std::cell::RefCell;
 
 use rayon::prelude::*;
 
-use super::conv::{ConvGeometry, SharedMut};
+use crate::ops::cpu::{available, sum_in_order, ConvGeometry, SharedMut};
 
 /// Output pixels per band: enough rows that the bordered copy's extra k - 1 rows are cheap, while the
 /// band's input rows (at most 32 channels x 10 rows x 1 kB at 256 wide) stay in the core's 512 kB L2.
@@ -33,30 +33,9 @@ thread_local! {
     static SCRATCH: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
 }
 
-/// Whether this CPU runs the direct kernels.
-pub fn available() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
-}
-
 /// Whether [`conv_weight_grad`] covers this kernel size (its microkernel holds one kernel row of taps).
 pub fn weight_grad_covers(g: &ConvGeometry) -> bool {
     g.k == 3 || g.k == 5
-}
-
-/// (image, first output row, end output row) of every band, in a fixed order.
-fn bands(g: &ConvGeometry) -> Vec<(usize, usize, usize)> {
-    let (h_out, w_out) = (g.h_out(), g.w_out());
-    let rows = (BAND_PIXELS / w_out.max(1)).clamp(1, h_out.max(1));
-    (0..g.n)
-        .flat_map(|img| (0..h_out).step_by(rows).map(move |y0| (img, y0, (y0 + rows).min(h_out))))
-        .collect()
 }
 
 /// A band's input rows with zero borders: (c, rows, width) with `rows` = band rows + k - 1 starting at input
@@ -165,7 +144,7 @@ fn pack_weights(g: &ConvGeometry, weight: &[f32]) -> Vec<f32> {
     packed
 }
 
-/// `relu?(conv(x, weight) + bias)`, the same contract as [`super::conv::conv_forward`]. Call only when
+/// `relu?(conv(x, weight) + bias)`, the same contract as the im2col kernel's `conv_forward`. Call only when
 /// [`available`]. The microkernel starts from the bias and applies the ReLU before it stores, straight into
 /// the output for whole strips; only a row's last, partial strip goes through a scratch row.
 pub fn conv_forward(
@@ -207,7 +186,7 @@ fn forward(g: &ConvGeometry, x: Input, weight: &[f32], bias: Option<&[f32]>, rel
     let mut out: Vec<f32> = Vec::with_capacity(len);
     let shared = SharedMut(out.as_mut_ptr());
     let block_len = g.c * g.k * g.k;
-    bands(g).into_par_iter().for_each(|(img, y0, y1)| {
+    g.bands(BAND_PIXELS).into_par_iter().for_each(|(img, y0, y1)| {
         let layout = Bordered::new(g, y1 - y0, padded_out);
         with_buffers(layout.len(g), g.o * STRIP, |bordered, partial| {
             layout.fill(g, x, img, y0, bordered);
@@ -331,7 +310,8 @@ fn weight_grad(g: &ConvGeometry, x: Input, grad_out: &[f32]) -> Vec<f32> {
         (0..g.o).step_by(2).map(|o0| (o0, (g.o - o0).min(2))).collect()
     };
     let taps = g.c * k * k;
-    let partials: Vec<Vec<f32>> = bands(g)
+    let partials: Vec<Vec<f32>> = g
+        .bands(BAND_PIXELS)
         .into_par_iter()
         .map(|(img, y0, y1)| {
             let rows = y1 - y0;
@@ -388,11 +368,7 @@ fn weight_grad(g: &ConvGeometry, x: Input, grad_out: &[f32]) -> Vec<f32> {
             partial
         })
         .collect();
-    let mut total = vec![0f32; g.o * taps];
-    for part in partials {
-        total.iter_mut().zip(part).for_each(|(a, b)| *a += b);
-    }
-    total
+    sum_in_order(partials, g.o * taps)
 }
 
 /// Dispatches one weight-gradient block: `sums[j * k + kx]` = sum over the band of
@@ -492,9 +468,8 @@ mod avx {
         }
     }
 
-    /// [`forward`] for 4 channels with its 12 accumulators as named locals: with the generic version's
-    /// accumulator array kept in memory, conv2's forward counted 137 M instructions under callgrind (about
-    /// 43 per 12 FMAs), with this one 98 M.
+    /// [`forward`] for 4 channels with its 12 accumulators as named locals: the compiler keeps the generic
+    /// version's accumulator array in memory, loading and storing it around the FMAs.
     #[target_feature(enable = "avx2,fma")]
     #[allow(clippy::too_many_arguments)]
     pub unsafe fn forward4(

@@ -1,40 +1,16 @@
 //! Mean cross-entropy of per-pixel logits (n, classes, h, w) against labels (n*h*w) in (image, y, x) order,
-//! read in place: no permute/reshape copy, no log-softmax and gather temporaries. The forward computes the
-//! gradient as well and keeps it for the backward; two classes (the network's) run a closed form, 8 pixels
-//! at a time with AVX2.
+//! read in place: no permute/reshape copy, no log-softmax and gather temporaries. One pass computes the
+//! loss and its gradient together; two classes (the network's) run a closed form, 8 pixels at a time with
+//! AVX2.
 
-use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::conv::SharedMut;
+#[cfg(target_arch = "x86_64")]
+use crate::ops::cpu::available;
+use crate::ops::cpu::SharedMut;
 
 /// Pixels per parallel chunk.
 const CHUNK: usize = 4096;
-
-/// The op; it keeps the gradient its forward computed for its backward.
-#[derive(Default)]
-pub struct SegmentationCrossEntropy {
-    grad: std::sync::Mutex<Option<Vec<f32>>>,
-}
-
-fn logits_and_labels<'a>(
-    s1: &'a CpuStorage,
-    l1: &Layout,
-    s2: &'a CpuStorage,
-    l2: &Layout,
-) -> Result<(&'a [f32], &'a [u32], usize, usize)> {
-    let (n, classes, h, w) = l1.shape().dims4()?;
-    match (s1, l1.contiguous_offsets(), s2, l2.contiguous_offsets()) {
-        (CpuStorage::F32(x), Some((a, b)), CpuStorage::U32(t), Some((c, d))) if d - c == n * h * w => {
-            Ok((&x[a..b], &t[c..d], classes, h * w))
-        }
-        _ => candle_core::bail!(
-            "fast cross-entropy: expected contiguous f32 logits (n,c,h,w) and n*h*w u32 labels, got {:?} and {:?}",
-            l1.dims(),
-            l2.dims()
-        ),
-    }
-}
 
 /// Summed loss of a run of pixels of one image with two classes, whose class-0 and class-1 logits are x0 and
 /// x1, writing d loss / d logit to g0 and g1. In closed form: with z = x_other - x_label the loss is
@@ -47,7 +23,7 @@ fn two_class_run(x0: &[f32], x1: &[f32], labels: &[u32], g0: &mut [f32], g1: &mu
     let mut sum = 0f64;
     let mut done = 0;
     #[cfg(target_arch = "x86_64")]
-    if super::direct::available() {
+    if available() {
         // SAFETY: available() checked AVX2 and FMA; all five slices hold n elements.
         (done, sum) = unsafe { avx::two_class_run(x0, x1, labels, g0, g1) };
     }
@@ -121,73 +97,44 @@ fn any_classes_run(x: &[f32], plane: usize, classes: usize, labels: &[u32], grad
     sum
 }
 
-impl CustomOp2 for SegmentationCrossEntropy {
-    fn name(&self) -> &'static str {
-        "segmentation-cross-entropy"
-    }
+/// The summed loss of every pixel and its gradient (n, classes, h, w): x holds the logits (n, classes, h, w)
+/// with `plane` = h * w, labels the n * h * w classes, each below `classes`. Runs of pixels are summed in a
+/// fixed order, so the result does not depend on the thread count.
+pub fn summed_loss_and_gradient(x: &[f32], labels: &[u32], classes: usize, plane: usize) -> (f64, Vec<f32>) {
+    debug_assert!(labels.iter().all(|&t| (t as usize) < classes));
+    let images = labels.len() / plane.max(1);
+    // Runs of at most CHUNK pixels inside one image, in a fixed order: (image, first pixel, end).
+    let runs: Vec<(usize, usize, usize)> = (0..images)
+        .flat_map(|image| (0..plane).step_by(CHUNK).map(move |q| (image, q, (q + CHUNK).min(plane))))
+        .collect();
+    let mut grad = vec![0f32; x.len()];
+    let shared = SharedMut(grad.as_mut_ptr());
+    let total: f64 = runs
+        .into_par_iter()
+        .map(|(image, q0, q1)| {
+            let at = image * classes * plane + q0;
+            let labels = &labels[image * plane + q0..image * plane + q1];
+            // SAFETY: runs cover disjoint pixels, so disjoint (class, pixel) entries of the gradient;
+            // the slice from `at` ends inside this image's classes x plane block.
+            let grad = unsafe {
+                std::slice::from_raw_parts_mut(shared.get().add(at), (classes - 1) * plane + q1 - q0)
+            };
+            let x = &x[at..at + (classes - 1) * plane + q1 - q0];
+            if classes != 2 {
+                return any_classes_run(x, plane, classes, labels, grad);
+            }
+            let (g0, g1) = grad.split_at_mut(plane);
+            two_class_run(x, &x[plane..], labels, g0, g1)
+        })
+        .collect::<Vec<f64>>()
+        .into_iter()
+        .sum();
+    (total, grad)
+}
 
-    /// The loss, and the gradient of the summed loss kept for the backward: each pixel's softmax is
-    /// computed once.
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        let (x, labels, classes, plane) = logits_and_labels(s1, l1, s2, l2)?;
-        if let Some(bad) = labels.iter().find(|&&t| t as usize >= classes) {
-            candle_core::bail!("fast cross-entropy: label {bad} is not below the {classes} classes");
-        }
-        let images = labels.len() / plane.max(1);
-        // Runs of at most CHUNK pixels inside one image, in a fixed order: (image, first pixel, end).
-        let runs: Vec<(usize, usize, usize)> = (0..images)
-            .flat_map(|image| (0..plane).step_by(CHUNK).map(move |q| (image, q, (q + CHUNK).min(plane))))
-            .collect();
-        let mut grad = vec![0f32; x.len()];
-        let shared = SharedMut(grad.as_mut_ptr());
-        let total: f64 = runs
-            .into_par_iter()
-            .map(|(image, q0, q1)| {
-                let at = image * classes * plane + q0;
-                let labels = &labels[image * plane + q0..image * plane + q1];
-                // SAFETY: runs cover disjoint pixels, so disjoint (class, pixel) entries of the gradient;
-                // the slice from `at` ends inside this image's classes x plane block.
-                let grad = unsafe {
-                    std::slice::from_raw_parts_mut(shared.get().add(at), (classes - 1) * plane + q1 - q0)
-                };
-                let x = &x[at..at + (classes - 1) * plane + q1 - q0];
-                if classes != 2 {
-                    return any_classes_run(x, plane, classes, labels, grad);
-                }
-                let (g0, g1) = grad.split_at_mut(plane);
-                two_class_run(x, &x[plane..], labels, g0, g1)
-            })
-            .collect::<Vec<f64>>()
-            .into_iter()
-            .sum();
-        *self.grad.lock().map_err(|_| candle_core::Error::Msg("poisoned lock".into()))? = Some(grad);
-        let loss = (total / labels.len().max(1) as f64) as f32;
-        Ok((CpuStorage::F32(vec![loss]), Shape::from(())))
-    }
-
-    /// d loss / d logit = (softmax - one-hot) / pixels, times the incoming scalar gradient.
-    fn bwd(
-        &self,
-        logits: &Tensor,
-        labels: &Tensor,
-        _res: &Tensor,
-        grad_res: &Tensor,
-    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        let scale =
-            grad_res.to_dtype(candle_core::DType::F32)?.to_scalar::<f32>()? / labels.elem_count() as f32;
-        let stored = self.grad.lock().map_err(|_| candle_core::Error::Msg("poisoned lock".into()))?;
-        let Some(summed) = stored.as_ref() else {
-            candle_core::bail!("fast cross-entropy: backward before forward")
-        };
-        let grad = summed.par_iter().with_min_len(CHUNK).map(|&g| g * scale).collect();
-        Ok((Some(Tensor::from_vec(grad, logits.shape(), logits.device())?), None))
-    }
+/// `summed` times `scale`, in parallel: the gradient of the mean loss from that of the summed loss.
+pub fn scaled(summed: &[f32], scale: f32) -> Vec<f32> {
+    summed.par_iter().with_min_len(CHUNK).map(|&g| g * scale).collect()
 }
 
 /// [`two_class_pixel`], 8 pixels per instruction: the same formulas ([`exp_neg`], [`ln_1p_unit`]) with fused
