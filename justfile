@@ -10,10 +10,10 @@ default:
 
 # Install what is missing: protoc (for the build) and the ONNX Runtime library (into .ort/, for the runner)
 setup:
-    bash scripts/setup.sh
+    bash scripts/setup/setup.sh
 
 # Train on data/conifer into models/ (3000 iterations of 4 x 128^2 crops, Adam 1e-3 constant, no augmentation:
-# on this image the cosine decay and augmentation both lowered the held-out IoU, see README)
+# on this image the cosine decay and augmentation both lowered the held-out IoU, see docs/training.md)
 train *ARGS:
     cargo run --release -q -p trainer -- train --image {{image}} --mask {{mask}} --out models \
         --iterations 3000 --batch 4 --crop 128 --lr 1e-3 --lr-schedule constant --seed 0 --augment none {{ARGS}}
@@ -39,7 +39,7 @@ test: setup
 # Fuzz the runner's image decoding, checkpoint loading and the tile plan (cargo-fuzz, libFuzzer), SECONDS each;
 # installs cargo-fuzz if missing, works on stable; not part of CI. `just fuzz 600 tile_plan` runs one target.
 fuzz SECONDS="180" *TARGETS:
-    bash scripts/fuzz.sh {{SECONDS}} {{TARGETS}}
+    bash scripts/checks/fuzz.sh {{SECONDS}} {{TARGETS}}
 
 # Write the bioimage.io package models/segmenter.bioimageio.zip from models/checkpoint.safetensors (its README
 # reports the IoU that runner predict measures on data/conifer with the exported weights)
@@ -54,36 +54,36 @@ package:
 
 # Check the export formats with their consumers' tools (in .venv-bioimageio): bioimageio test on a fresh
 # package and on the committed one, bioimageio.core's blocked prediction, the Triton config against Triton's
-# ModelConfig, scripts/predict_onnx.py against runner predict
+# ModelConfig, python/predict_onnx.py against runner predict
 check-bioimageio: setup
-    bash scripts/check_bioimageio.sh
+    bash scripts/checks/check_bioimageio.sh
 # Clippy (-D warnings, all targets) of trainer and runner with --features cuda, on any machine: no GPU needed.
 # Installs a CUDA 13.0 compiler from PyPI into .venv-cuda/ and builds into target/cuda/. CI runs it.
 check-cuda: setup
-    bash scripts/check_cuda.sh
+    bash scripts/checks/check_cuda.sh
 
 # Build the CUDA binaries and gather everything the GPU check needs into gpu_bundle/ (for a GPU node without
 # network or Rust: `bash gpu_bundle/run.sh` there). Set CUDA_COMPUTE_CAP for a GPU other than H100/H200 (90).
 gpu-bundle: setup
-    bash scripts/gpu_bundle.sh
+    bash scripts/gpu/gpu_bundle.sh
 
 # On a machine with an NVIDIA GPU: CUDA against CPU training (loss curves) and prediction (within 1e-4), GPU
 # memory, seconds per step and megapixels/s beside the CPU's. Without a GPU: says so in one line and fails.
 gpu-check:
-    @bash scripts/gpu_check.sh --probe
+    @bash scripts/gpu/gpu_check.sh --probe
     CUDA_COMPUTE_CAP="${CUDA_COMPUTE_CAP:-$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader | head -n 1 | tr -d .)}" \
         just gpu-bundle
     bash gpu_bundle/run.sh
 
-# Test scripts/gpu_check.sh without a GPU (a fake nvidia-smi, CPU binaries standing in for CUDA ones): its
+# Test scripts/gpu/gpu_check.sh without a GPU (a fake nvidia-smi, CPU binaries standing in for CUDA ones): its
 # refusals and its whole pipeline. CI runs it after the tests and check-cuda.
 test-gpu-check:
-    bash scripts/test_gpu_check.sh
+    bash scripts/checks/test_gpu_check.sh
 
 # Validate models/model.onnx with Python's onnx checker (full_check); not part of CI
 check-onnx model="models/model.onnx":
     python3 -m venv .venv && .venv/bin/pip install -q onnx numpy
-    .venv/bin/python scripts/check_onnx.py {{model}}
+    .venv/bin/python scripts/checks/check_onnx.py {{model}}
 
 # Benchmarks (release): sgemm yardstick, training step vs candle's ops and PyTorch, tiled vs untiled prediction,
 # peak memory of an 8192^2 prediction; writes BENCHMARKS.md

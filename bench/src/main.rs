@@ -273,7 +273,7 @@ fn train_section(cx: &Context_) -> Result<Table> {
     t.note("peak memory: resident high-water mark (VmHWM) of a process that only trains (ours: a fresh copy of the bench; PyTorch: its script's process).");
     match (&torch, cx.cli.no_pytorch) {
         (_, true) => t.note("PyTorch skipped (--no-pytorch)."),
-        (Some(v), _) => t.note(format!("PyTorch {v} via scripts/pytorch_step.py ({python}), {} threads; target ours/PyTorch <= 0.6.", cx.threads)),
+        (Some(v), _) => t.note(format!("PyTorch {v} via scripts/research/pytorch_step.py ({python}), {} threads; target ours/PyTorch <= 0.6.", cx.threads)),
         (None, _) => t.note(format!("PyTorch not installed: skipped ({python} cannot import torch; set BENCH_PYTHON to an interpreter that can).")),
     }
     t.note(format!("FLOP per step = 3 x {} x pixels.", train::FORWARD_FLOP_PER_PIXEL));

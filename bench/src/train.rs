@@ -1,7 +1,7 @@
 //! Seconds per training step (forward, cross-entropy, backward, Adam) with trainer's own optimiser and loss,
 //! the fast kernels of `trainer::ops` against candle's reference ops, and PyTorch's time for the same network
-//! through scripts/pytorch_step.py when torch is importable; the peak memory of a process that only trains;
-//! and the CPU time other processes took meanwhile, so that a loaded run does not claim a ratio.
+//! through scripts/research/pytorch_step.py when torch is importable; the peak memory of a process that only
+//! trains; and the CPU time other processes took meanwhile, so that a loaded run does not claim a ratio.
 
 use std::process::Command;
 use std::time::Instant;
@@ -112,13 +112,13 @@ pub fn torch_version(python: &str) -> Option<String> {
     out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
-/// One run of scripts/pytorch_step.py: seconds per timed step and the process's peak resident bytes.
+/// One run of scripts/research/pytorch_step.py: seconds per timed step and the process's peak resident bytes.
 pub struct PytorchRun {
     pub seconds: Vec<f64>,
     pub peak_bytes: Option<f64>,
 }
 
-/// PyTorch's seconds per step from scripts/pytorch_step.py (one JSON line on stdout).
+/// PyTorch's seconds per step from scripts/research/pytorch_step.py (one JSON line on stdout).
 pub fn pytorch_step(
     python: &str,
     batch: usize,
@@ -127,7 +127,7 @@ pub fn pytorch_step(
     warmup: usize,
     reps: usize,
 ) -> Result<PytorchRun> {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/pytorch_step.py");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/research/pytorch_step.py");
     let out = Command::new(python)
         .arg(script)
         .args(["--batch", &batch.to_string(), "--size", &size.to_string()])

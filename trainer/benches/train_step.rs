@@ -3,9 +3,9 @@
 //!
 //! `cargo bench -p trainer --bench train_step [-- --steps N] [--only fast|reference] [--breakdown]
 //! [--profile] [--op OP] [--im2col]` (`--breakdown`: seconds per op at 1 x 256^2 instead of whole steps,
-//! only the ops whose names start with OP if given;
-//! `--profile`: every op (or only OP) once, under its own function name, for callgrind: scripts/profile_ops.sh; `--im2col`: im2col +
-//! gemm instead of the direct kernels).
+//! only the ops whose names start with OP if given; `--profile`: every op (or only OP) once, under its own
+//! function name, for callgrind: scripts/research/profile_ops.sh; `--im2col`: im2col + gemm instead of the
+//! direct kernels).
 
 use std::time::Instant;
 

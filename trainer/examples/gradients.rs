@@ -1,5 +1,6 @@
 //! Loss and parameter gradients of a checkpoint on one batch, as one JSON line: the trainer's side of
-//! `scripts/pytorch_gradients.py`, which compares them with PyTorch's for the same weights and batch.
+//! `scripts/research/pytorch_gradients.py`, which compares them with PyTorch's for the same weights and
+//! batch.
 //!
 //! `cargo run --release -p trainer --example gradients -- CHECKPOINT PIXELS.f32 LABELS.u32 BATCH SIZE
 //! [--reference-ops]`: PIXELS holds (BATCH,3,SIZE,SIZE) little-endian f32 RGB in [0,1], LABELS

@@ -9,13 +9,14 @@ use imaging::report;
 pub const ORT_VERSION: &str = "1.31.1";
 /// The library file inside `.ort/lib/` (CPU) or `.ort/gpu/lib/` (CUDA).
 pub const LIBRARY_FILE: &str = "libonnxruntime.so.1.31.1";
-/// Where `just setup` (scripts/fetch_onnxruntime.sh) puts the CPU library, relative to the repository.
+/// Where `just setup` (scripts/setup/fetch_onnxruntime.sh) puts the CPU library, relative to the
+/// repository.
 pub const REPO_LIBRARY_DIR: &str = ".ort/lib";
 
 const HOW_TO_GET: &str =
-    "run `just setup` (or scripts/fetch_onnxruntime.sh), or pass --ort-lib PATH, or set ORT_DYLIB_PATH";
+    "run `just setup` (or scripts/setup/fetch_onnxruntime.sh), or pass --ort-lib PATH, or set ORT_DYLIB_PATH";
 const HOW_TO_GET_GPU: &str =
-    "fetch the GPU build with `scripts/fetch_onnxruntime.sh gpu` and pass --ort-lib \
+    "fetch the GPU build with `scripts/setup/fetch_onnxruntime.sh gpu` and pass --ort-lib \
      .ort/gpu/lib/libonnxruntime.so.1.31.1 (it needs CUDA 13 and cuDNN 9), or use --device cpu";
 
 #[derive(Debug, thiserror::Error)]

@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
-"""The images scripts/gpu_check.sh uses, cut from data/conifer (needs Pillow):
+"""The images scripts/gpu/gpu_check.sh uses, cut from data/conifer (needs Pillow):
 
   train.png, train_mask.png       rows 0-999 of the conifer image and mask: what the check trains on
-  heldout.png, heldout_mask.png   rows 1000-1249: never trained on (the README's held-out split)
+  heldout.png, heldout_mask.png   rows 1000-1249: never trained on (the held-out split of docs/gpu.md)
   big2048.png                     2048 x 2048, the conifer image tiled with mirror flips (seamless), for
                                   prediction parity and speed on a large image
 

@@ -1,18 +1,18 @@
 #!/usr/bin/env bash
 # `just check-bioimageio`: checks the export formats with their consumers' own tools, from the committed
 # checkpoint. Installs bioimageio.core, tritonclient and onnxruntime into .venv-bioimageio (pinned in
-# scripts/requirements-bioimageio.txt), builds trainer and runner, exports every format into a temporary
-# folder, then runs scripts/check_bioimageio.py on:
+# scripts/checks/requirements-bioimageio.txt), builds trainer and runner, exports every format into a
+# temporary folder, then runs scripts/checks/check_bioimageio.py on:
 #   - the written bioimage.io package and the committed models/segmenter.bioimageio.zip (bioimageio test,
 #     declared tensors against the graph, bioimageio.core's blocked prediction against whole passes);
 #   - the Validation IoU in the committed package's README against `runner predict --mask` on its weights;
 #   - the Triton repository entry (config.pbtxt parsed as Triton's ModelConfig, names and dims);
-#   - scripts/predict_onnx.py against `runner predict` (identical masks, even and odd image sizes).
+#   - python/predict_onnx.py against `runner predict` (identical masks, even and odd image sizes).
 set -euo pipefail
 export TQDM_DISABLE=1  # bioimageio.core's per-block progress bars would flood the CI log
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 venv=.venv-bioimageio
-requirements=scripts/requirements-bioimageio.txt
+requirements=scripts/checks/requirements-bioimageio.txt
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
 if ! cmp -s "$requirements" "$venv/requirements.txt" 2>/dev/null; then
@@ -47,23 +47,23 @@ echo "== trainer export: ONNX, bioimage.io package and Triton repository from mo
   --validation-metrics "$tmp/metrics.json"
 
 echo "== bioimage.io packages"
-"$python" scripts/check_bioimageio.py package "$tmp/segmenter.bioimageio.zip" models/segmenter.bioimageio.zip
+"$python" scripts/checks/check_bioimageio.py package "$tmp/segmenter.bioimageio.zip" models/segmenter.bioimageio.zip
 
 echo "== the committed package's Validation section against runner predict on its own weights"
 unzip -q -o models/segmenter.bioimageio.zip model.onnx -d "$tmp/committed-package"
 "$runner" predict --quiet --model "$tmp/committed-package/model.onnx" --image data/conifer/image.png \
   --mask data/conifer/mask.png --output "$tmp/package.png" --metrics-json "$tmp/package-metrics.json" >/dev/null
-"$python" scripts/check_bioimageio.py readme-iou models/segmenter.bioimageio.zip "$tmp/package-metrics.json"
+"$python" scripts/checks/check_bioimageio.py readme-iou models/segmenter.bioimageio.zip "$tmp/package-metrics.json"
 
 echo "== Triton model repository"
-"$python" scripts/check_bioimageio.py triton "$tmp/triton" segmenter "$tmp/model.onnx"
+"$python" scripts/checks/check_bioimageio.py triton "$tmp/triton" segmenter "$tmp/model.onnx"
 
-echo "== scripts/predict_onnx.py against runner predict"
+echo "== python/predict_onnx.py against runner predict"
 # The training image (500x1250) and an odd-sized crop of it (exercises the even padding and short windows).
 "$python" -c "from PIL import Image; Image.open('data/conifer/image.png').crop((3, 101, 3 + 301, 101 + 263)).save('$tmp/odd.png')"
 for image in data/conifer/image.png "$tmp/odd.png"; do
   "$runner" predict --quiet --model "$tmp/model.onnx" --image "$image" --output "$tmp/runner.png" >/dev/null
-  "$python" scripts/predict_onnx.py "$tmp/model.onnx" "$image" "$tmp/python.png" >/dev/null
-  "$python" scripts/check_bioimageio.py same-mask "$tmp/runner.png" "$tmp/python.png"
+  "$python" python/predict_onnx.py "$tmp/model.onnx" "$image" "$tmp/python.png" >/dev/null
+  "$python" scripts/checks/check_bioimageio.py same-mask "$tmp/runner.png" "$tmp/python.png"
 done
 echo "check-bioimageio: all checks passed"

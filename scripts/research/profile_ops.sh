@@ -5,10 +5,10 @@
 # the work of one thread: two threads split it. (Add --cache-sim=yes --D1=32768,8,64 --LL=524288,8,64 to the
 # valgrind line for L1d / L2 misses of one core of this machine; it runs several times slower.)
 #
-# Usage: scripts/profile_ops.sh [--im2col]   (--im2col: the im2col + gemm kernels instead of the direct
-# ones). Prints a Markdown table.
+# Usage: scripts/research/profile_ops.sh [--im2col]   (--im2col: the im2col + gemm kernels instead of the
+# direct ones). Prints a Markdown table.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 cargo bench -p trainer --bench train_step --no-run -q 2>/dev/null
 bin=$(ls -t target/release/deps/train_step-* | grep -v '\.d$' | head -1)
 tmp=$(mktemp -d)

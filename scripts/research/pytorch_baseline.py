@@ -1,12 +1,13 @@
 #!/usr/bin/env python3
-"""The held-out bar for the trainer's defaults: the segmenter's network (scripts/pytorch_step.py) trained in
-PyTorch with plain random crops (no augmentation), 4 x 128^2, Adam 1e-3 constant, 3000 iterations, on the
-rows of IMAGE above the bottom --val-fraction, then scored on those held-out rows (foreground IoU, Dice,
-pixel accuracy) from one whole-image pass, as the trainer's --val-fraction does (the held-out rows see up to
-8 training rows above them through the receptive field).
+"""The held-out bar for the trainer's defaults: the segmenter's network (scripts/research/pytorch_step.py)
+trained in PyTorch with plain random crops (no augmentation), 4 x 128^2, Adam 1e-3 constant, 3000
+iterations, on the rows of IMAGE above the bottom --val-fraction, then scored on those held-out rows
+(foreground IoU, Dice, pixel accuracy) from one whole-image pass, as the trainer's --val-fraction does (the
+held-out rows see up to 8 training rows above them through the receptive field).
 
 Not part of CI: needs torch, numpy and pillow. Prints one JSON line.
-Usage: python3 scripts/pytorch_baseline.py IMAGE MASK [--val-fraction 0.2] [--iterations 3000] [--seed 0]
+Usage: python3 scripts/research/pytorch_baseline.py IMAGE MASK [--val-fraction 0.2] [--iterations 3000]
+       [--seed 0]
 """
 import argparse
 import json

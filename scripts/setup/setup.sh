@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Installs what the build and the runner need and is missing; safe to run again.
 #   protoc                      candle-onnx's build compiles the ONNX protobuf schema
-#   ONNX Runtime 1.31.1 (.so)   the runner loads it at run time, from .ort/ (see scripts/fetch_onnxruntime.sh)
+#   ONNX Runtime 1.31.1 (.so)   the runner loads it at run time, from .ort/
+#                               (see scripts/setup/fetch_onnxruntime.sh)
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 apt_updated=
 apt_install() {
@@ -19,4 +20,4 @@ if ! python3 -m pip --version >/dev/null 2>&1; then
   apt_install python3-pip
 fi
 command -v unzip >/dev/null 2>&1 || { echo "setup: installing unzip"; apt_install unzip; }
-bash scripts/fetch_onnxruntime.sh "${ORT_FLAVOUR:-cpu}"
+bash scripts/setup/fetch_onnxruntime.sh "${ORT_FLAVOUR:-cpu}"

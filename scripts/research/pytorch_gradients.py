@@ -1,15 +1,16 @@
 #!/usr/bin/env python3
 """Compares the trainer's loss and parameter gradients with PyTorch's for the same weights and batch: loads a
-trainer checkpoint (weights and normalisation) into the PyTorch network of scripts/pytorch_step.py, cuts
-four fixed 128^2 crops from IMAGE and MASK, and runs the trainer's side (trainer/examples/gradients.rs) on
-the same bytes. Prints, per parameter, the gradient norms and the relative difference ||ours - torch|| /
+trainer checkpoint (weights and normalisation) into the PyTorch network of
+scripts/research/pytorch_step.py, cuts four fixed 128^2 crops from IMAGE and MASK, and runs the trainer's side
+(trainer/examples/gradients.rs) on the same bytes. Prints, per parameter, the gradient norms and the relative difference ||ours - torch|| /
 ||torch||; exits 1 when any is above --tolerance.
 
 This is how the max-pool gradient bug was found: candle 0.11's max-pool backward gives ties/4 of a window's
 gradient to each maximum, so conv1's and conv2's gradients were off by factors of 1 to 4 per channel.
 
 Not part of CI: needs torch, numpy and pillow, and a release build (`cargo build --release -p trainer
---example gradients`). Usage: python3 scripts/pytorch_gradients.py CHECKPOINT IMAGE MASK [--reference-ops]
+--example gradients`).
+Usage: python3 scripts/research/pytorch_gradients.py CHECKPOINT IMAGE MASK [--reference-ops]
 """
 import argparse
 import json
@@ -26,7 +27,8 @@ from torch import nn
 
 from pytorch_step import SegNet
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))  # scripts/research/ -> the repository
 PARAMETERS = [f"conv{i}.{kind}" for i in range(1, 5) for kind in ("weight", "bias")]
 
 

@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Fetches the ONNX Runtime shared library the runner loads at run time (ort's load-dynamic), from the PyPI
 # wheel of the pinned version, into the git-ignored .ort/ folder of the repository. Idempotent.
-#   scripts/fetch_onnxruntime.sh        # or `cpu`: .ort/lib/libonnxruntime.so.1.31.1
-#   scripts/fetch_onnxruntime.sh gpu    # .ort/gpu/lib/ with the CUDA provider (needs CUDA 13 + cuDNN 9)
+#   scripts/setup/fetch_onnxruntime.sh        # or `cpu`: .ort/lib/libonnxruntime.so.1.31.1
+#   scripts/setup/fetch_onnxruntime.sh gpu    # .ort/gpu/lib/ with the CUDA provider (needs CUDA 13 + cuDNN 9)
 set -euo pipefail
 
 VERSION=1.31.1
 flavour="${1:-cpu}"
-repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 
 case "$flavour" in
   cpu) package=onnxruntime; dest="$repo/.ort/lib"; members=("libonnxruntime.so.$VERSION") ;;

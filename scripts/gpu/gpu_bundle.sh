@@ -9,15 +9,15 @@
 #   data/                          training, held-out and 2048^2 images cut from data/conifer
 #   gpu_check.sh, gpu_compare.py   the check; run.sh starts it
 # On the node: `bash gpu_bundle/run.sh` (needs the NVIDIA driver and a Python whose nvidia-* wheels provide
-# cuBLAS, cuRAND and cuDNN 9 for CUDA 13). Usage: scripts/gpu_bundle.sh [OUT_DIR]
+# cuBLAS, cuRAND and cuDNN 9 for CUDA 13). Usage: scripts/gpu/gpu_bundle.sh [OUT_DIR]
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 repo="$PWD"
 out="${1:-$repo/gpu_bundle}"
 
-command -v protoc >/dev/null || bash scripts/setup.sh
-# shellcheck source=scripts/cuda_toolkit.sh
-source scripts/cuda_toolkit.sh
+command -v protoc >/dev/null || bash scripts/setup/setup.sh
+# shellcheck source=scripts/setup/cuda_toolkit.sh
+source scripts/setup/cuda_toolkit.sh
 "$CUDA_VENV/bin/python" -c 'import PIL' 2>/dev/null \
   || "$CUDA_VENV/bin/pip" install --quiet --disable-pip-version-check "pillow>=10"
 
@@ -46,7 +46,7 @@ make_link_stubs "$cudarc_dir" "$CUDA_ROOT/lib"
 
 echo "gpu-bundle: building trainer and runner with --features cuda (CUDA_COMPUTE_CAP=$CUDA_COMPUTE_CAP) into $CARGO_TARGET_DIR" >&2
 cargo build --release -p trainer -p runner --features trainer/cuda,runner/cuda
-bash scripts/fetch_onnxruntime.sh gpu
+bash scripts/setup/fetch_onnxruntime.sh gpu
 
 stage="$out.partial"
 rm -rf "$stage"
@@ -58,8 +58,8 @@ done
 cp .ort/gpu/lib/libonnxruntime.so.1.31.1 .ort/gpu/lib/libonnxruntime_providers_shared.so \
   .ort/gpu/lib/libonnxruntime_providers_cuda.so "$stage/lib/"
 cp "$CUDA_ROOT/lib/libcudart.so.13" "$stage/lib/fallback/"
-"$CUDA_VENV/bin/python" scripts/gpu_check_data.py data/conifer "$stage/data"
-cp scripts/gpu_check.sh scripts/gpu_compare.py "$stage/"
+"$CUDA_VENV/bin/python" scripts/gpu/gpu_check_data.py data/conifer "$stage/data"
+cp scripts/gpu/gpu_check.sh scripts/gpu/gpu_compare.py "$stage/"
 echo "$CUDA_COMPUTE_CAP" >"$stage/compute_cap"
 cat >"$stage/run.sh" <<'EOF'
 #!/usr/bin/env bash

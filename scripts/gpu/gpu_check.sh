@@ -9,7 +9,8 @@
 # Without a GPU it says so in one line and exits 1, before anything else.
 #
 #   gpu_check.sh --probe          only the GPU test (`just gpu-check` runs it before building)
-#   gpu_check.sh BUNDLE_DIR       the check, with BUNDLE_DIR/{bin,lib,data} as scripts/gpu_bundle.sh lays out
+#   gpu_check.sh BUNDLE_DIR       the check, with BUNDLE_DIR/{bin,lib,data} laid out as by
+#                                 scripts/gpu/gpu_bundle.sh
 # Environment: WORK (default BUNDLE_DIR/work), PYTHON (default python3: its nvidia-* wheels provide cuBLAS,
 # cuRAND, cuDNN, ...), GPU_CHECK_ITERATIONS (default 200).
 set -euo pipefail
@@ -44,7 +45,7 @@ mkdir -p "$work"
 built_for="$(cat "$bundle/compute_cap")"
 gpu_cap="$(nvidia-smi -i "$gpu_index" --query-gpu=compute_cap --format=csv,noheader | tr -d '.')"
 [[ "$gpu_cap" == "$built_for" ]] || die "this bundle's CUDA kernels are built for compute capability $built_for," \
-  "the GPU's is $gpu_cap: rebuild it with CUDA_COMPUTE_CAP=$gpu_cap scripts/gpu_bundle.sh"
+  "the GPU's is $gpu_cap: rebuild it with CUDA_COMPUTE_CAP=$gpu_cap scripts/gpu/gpu_bundle.sh"
 echo "gpu-check: $gpu_name; results in $work"
 
 # --- The CUDA libraries: the node's Python wheels (nvidia-cublas, -curand, -cudnn, ...), then the bundle's

@@ -5,7 +5,7 @@ package scikit-image, BSD-3-Clause) and a mask of the DAB-positive (brown) tissu
 deconvolution: the DAB channel of skimage.color.rgb2hed, smoothed (Gaussian sigma 2), Otsu threshold, objects
 and holes under 64 px removed. A reference segmentation made by an algorithm, not by hand.
 
-Needs `pip install scikit-image==0.26.0`. Usage: python3 scripts/make_ihc_data.py data/ihc
+Needs `pip install scikit-image==0.26.0`. Usage: python3 scripts/research/make_ihc_data.py data/ihc
 """
 import sys
 from pathlib import Path

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Sourced by check_cuda.sh and gpu_bundle.sh: puts a CUDA 13.0 compiler (nvcc, ptxas, CCCL headers) from
-# PyPI wheels into the git-ignored venv .venv-cuda/ (about 300 MB, once) and exports what the build of
-# `--features cuda` reads. No GPU and no CUDA library is needed to build: cudarc loads them at run time.
+# Sourced by scripts/checks/check_cuda.sh, scripts/gpu/gpu_bundle.sh and scripts/checks/test_gpu_check.sh:
+# puts a CUDA 13.0 compiler (nvcc, ptxas, CCCL headers) from PyPI wheels into the git-ignored venv
+# .venv-cuda/ (about 300 MB, once) and exports what the build of `--features cuda` reads. No GPU and no
+# CUDA library is needed to build: cudarc loads them at run time.
 #
 # Why these settings:
 # - CUDA 13.0, pinned (every wheel, including nvcc's dependencies crt and nvvm): candle's kernels are
@@ -13,7 +14,7 @@
 #   to your GPU's (e.g. 80 for an A100) before building for another GPU.
 # - candle-kernels includes CCCL headers (nv/target): the nvidia-cuda-cccl wheel provides them.
 
-_cuda_repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+_cuda_repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 CUDA_VENV="${CUDA_VENV:-$_cuda_repo/.venv-cuda}"
 CUDA_WHEELS=(nvidia-cuda-nvcc==13.0.88 nvidia-cuda-crt==13.0.88 nvidia-nvvm==13.0.88
   nvidia-cuda-runtime==13.0.96 nvidia-cuda-cccl==13.0.85)

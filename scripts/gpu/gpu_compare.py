@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Comparisons for scripts/gpu_check.sh, standard library only (the GPU node may have no NumPy).
+"""Comparisons for scripts/gpu/gpu_check.sh, standard library only (the GPU node may have no NumPy).
 
   gpu_compare.py losses A/loss.csv B/loss.csv TOLERANCE   loss curves of two runs of the same seed
   gpu_compare.py npy A.npy B.npy TOLERANCE                two float32 (H,W) probability maps

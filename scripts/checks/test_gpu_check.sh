@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# Tests scripts/gpu_check.sh where no GPU is: (1) without nvidia-smi it fails with one line; (2) with a fake
-# nvidia-smi and a bundle whose "CUDA" binaries are the CPU build (`--device cuda` rewritten to cpu), its whole
+# Tests scripts/gpu/gpu_check.sh where no GPU is: (1) without nvidia-smi it fails with one line; (2) with a
+# fake nvidia-smi and a bundle whose "CUDA" binaries are the CPU build (`--device cuda` rewritten to cpu), its whole
 # pipeline runs: training, memory sampling, export, prediction, the comparisons, the summary; (3) a bundle
 # built for another compute capability is refused; (4) a comparison out of tolerance fails the check.
 # What it cannot test is CUDA itself. Needs the CPU release build (target/release) and .ort/lib.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 repo="$PWD"
 target="${CARGO_TARGET_DIR:-$repo/target}/release"
 for binary in trainer runner; do
@@ -20,19 +20,19 @@ fail() {
 
 # (1) No GPU: one line on stderr, exit 1, nothing on stdout.
 mkdir "$tmp/empty"
-if env PATH="$tmp/empty" "$BASH" scripts/gpu_check.sh "$tmp" >"$tmp/out" 2>"$tmp/err"; then fail "succeeded without a GPU"; fi
+if env PATH="$tmp/empty" "$BASH" scripts/gpu/gpu_check.sh "$tmp" >"$tmp/out" 2>"$tmp/err"; then fail "succeeded without a GPU"; fi
 [[ ! -s "$tmp/out" && "$(wc -l <"$tmp/err")" == 1 ]] && grep -q "no NVIDIA GPU on this machine" "$tmp/err" \
   || fail "no-GPU message: $(cat "$tmp/out" "$tmp/err")"
 
 # (2) A fake GPU: the bundle layout of gpu_bundle.sh, with CPU binaries and the CPU ONNX Runtime.
 bundle="$tmp/bundle"
 mkdir -p "$bundle/bin" "$bundle/lib" "$tmp/fake"
-# The check's images need Pillow: in the venv of scripts/cuda_toolkit.sh, as gpu_bundle.sh does.
-(source scripts/cuda_toolkit.sh)
+# The check's images need Pillow: in the venv of scripts/setup/cuda_toolkit.sh, as gpu_bundle.sh does.
+(source scripts/setup/cuda_toolkit.sh)
 "$repo/.venv-cuda/bin/python" -c 'import PIL' 2>/dev/null \
   || "$repo/.venv-cuda/bin/pip" install --quiet --disable-pip-version-check "pillow>=10"
-"$repo/.venv-cuda/bin/python" scripts/gpu_check_data.py data/conifer "$bundle/data"
-cp scripts/gpu_check.sh scripts/gpu_compare.py "$bundle/"
+"$repo/.venv-cuda/bin/python" scripts/gpu/gpu_check_data.py data/conifer "$bundle/data"
+cp scripts/gpu/gpu_check.sh scripts/gpu/gpu_compare.py "$bundle/"
 echo 90 >"$bundle/compute_cap"
 cp .ort/lib/libonnxruntime.so.1.31.1 "$bundle/lib/"
 cp /bin/true "$bundle/lib/libonnxruntime_providers_cuda.so" # only ldd looks at it

@@ -10,8 +10,8 @@
    (synthetic, never seen in training, not a multiple of any block size).
 3. Triton: config.pbtxt parses as Triton's own `ModelConfig` (protobuf text format, from tritonclient) and
    names the ONNX graph's input and outputs with its dtypes and dims; the version directory holds the graph.
-4. Python consumers: scripts/predict_onnx.py gives the same mask as `runner predict` (compared by the
-   caller, see scripts/check_bioimageio.sh).
+4. Python consumers: python/predict_onnx.py gives the same mask as `runner predict` (compared by the
+   caller, see scripts/checks/check_bioimageio.sh).
 
 Usage: check_bioimageio.py package PKG.zip [PKG.zip ...]
        check_bioimageio.py triton DIR NAME MODEL.onnx

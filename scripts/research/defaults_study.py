@@ -1,13 +1,13 @@
 #!/usr/bin/env python3
-"""The defaults study of the README ("Defaults against the PyTorch bar"): trains the network on the rows of
-each dataset above the bottom --val-fraction, with the trainer under several settings and with PyTorch's
-plain random crops (scripts/pytorch_baseline.py, the bar), for several seeds, and scores each on the
-held-out rows. Runs --lanes trainings at once, one thread each, and appends one JSON line per run to --log
+"""The defaults study of docs/training.md ("The defaults, against the PyTorch bar"): trains the network on
+the rows of each dataset above the bottom --val-fraction, with the trainer under several settings and with
+PyTorch's plain random crops (scripts/research/pytorch_baseline.py, the bar), for several seeds, and scores
+each on the held-out rows. Runs --lanes trainings at once, one thread each, and appends one JSON line per run to --log
 (runs already in the log are skipped, so an interrupted study resumes). Prints a table of mean, min and
 max IoU per dataset and setting.
 
 Not part of CI: the bar needs torch, numpy and pillow (--python); ours needs a release build of the trainer.
-Usage: python3 scripts/defaults_study.py --python /path/to/python-with-torch [--seeds 0 1 2]
+Usage: python3 scripts/research/defaults_study.py --python /path/to/python-with-torch [--seeds 0 1 2]
 """
 import argparse
 import concurrent.futures
@@ -21,7 +21,8 @@ import tempfile
 import threading
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))  # scripts/research/ -> the repository
 
 # name -> trainer flags (schedule + augmentation); "pytorch" is the bar.
 SETTINGS = {
@@ -53,11 +54,11 @@ def run_ours(data, setting, seed, args):
 
 def run_bar(data, seed, args):
     data = os.path.join(ROOT, data)
-    cmd = [args.python, os.path.join(ROOT, "scripts", "pytorch_baseline.py"), f"{data}/image.png",
+    cmd = [args.python, os.path.join(HERE, "pytorch_baseline.py"), f"{data}/image.png",
            f"{data}/mask.png", "--val-fraction", str(args.val_fraction), "--iterations", str(args.iterations),
            "--seed", str(seed), "--threads", "1"]
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    out = subprocess.run(cmd, check=True, env=env, cwd=os.path.join(ROOT, "scripts"), capture_output=True,
+    out = subprocess.run(cmd, check=True, env=env, cwd=HERE, capture_output=True,
                          text=True).stdout
     r = json.loads(out.strip().splitlines()[-1])
     return {"iou": r["iou"], "seconds": r["seconds"], "torch": r["torch"]}

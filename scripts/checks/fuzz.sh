@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Runs the fuzz targets of fuzz/ (cargo-fuzz, libFuzzer) for SECONDS each; not part of CI.
-#   scripts/fuzz.sh [SECONDS] [TARGET...]      (default: 180 s; decode_image checkpoint tile_plan)
+#   scripts/checks/fuzz.sh [SECONDS] [TARGET...]      (default: 180 s; decode_image checkpoint tile_plan)
 # Works on the stable toolchain from a fresh machine: it installs cargo-fuzz from crates.io when missing,
 # lets cargo-fuzz's -Z flags through with RUSTC_BOOTSTRAP=1, and builds without a sanitizer (the code under
 # test is safe Rust: what fuzzing finds is a panic, a hang or an allocation over the memory limit).
 # Findings land in fuzz/artifacts/TARGET/; replay one with
 #   RUSTC_BOOTSTRAP=1 cargo fuzz run --sanitizer none --fuzz-dir fuzz TARGET fuzz/artifacts/TARGET/FILE
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 export PATH="$HOME/.cargo/bin:$PATH"
 seconds="${1:-180}"
 shift $(( $# > 0 ? 1 : 0 ))
