@@ -5,11 +5,8 @@
 use std::path::Path;
 use std::time::Instant;
 
-use candle_core::Device;
 use runner::predict::{predict, predict_untiled, PredictOptions};
 use runner::session::{Model, ModelOptions};
-use trainer::checkpoint::TrainingSummary;
-use trainer::model::{Normalization, SegNet};
 
 fn median_seconds(runs: usize, mut f: impl FnMut()) -> f64 {
     let mut times: Vec<f64> = (0..runs)
@@ -24,8 +21,9 @@ fn median_seconds(runs: usize, mut f: impl FnMut()) -> f64 {
 }
 
 fn main() {
-    let net = SegNet::random(1, Normalization::IDENTITY, &Device::Cpu).expect("network");
-    let bytes = trainer::export::to_onnx_bytes(&net, &TrainingSummary::default()).expect("export");
+    // A random network exported by the trainer (see tests/data/models): speed does not depend on weights.
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/models/net_2.onnx");
+    let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let threads = std::env::var("BENCH_THREADS").ok().and_then(|t| t.parse().ok());
     let options = ModelOptions { threads, ..ModelOptions::default() };
     let mut model = Model::from_bytes(&bytes, Path::new("bench.onnx"), &options)
