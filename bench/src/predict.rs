@@ -203,7 +203,7 @@ pub fn session_breakdown(
     configs: &[SessionConfig],
     reps: usize,
 ) -> Result<Vec<SessionRow>> {
-    let plan = tiling::plan(side, side, tiling::DEFAULT_TILE, tiling::HALO, tiling::PIXEL_BUDGET)?;
+    let plan = tiles::plan(side, side, tiles::DEFAULT_TILE, tiles::HALO, tiles::PIXEL_BUDGET)?;
     let tiled_inputs = fill_plan(&plan, rgb);
     let whole = Rect { y: 0, x: 0, height: side, width: side };
     let mut untiled_input = vec![0f32; 3 * side * side];
@@ -245,7 +245,7 @@ pub fn session_breakdown(
 /// Seconds of the runner's copy-in alone (every window of the plan) and of a stitch alone (keep each tile's
 /// centre as classes), single-threaded as in the runner.
 pub fn copy_and_stitch(rgb: &[u8], side: usize, reps: usize) -> Result<(Stats, Stats)> {
-    let plan = tiling::plan(side, side, tiling::DEFAULT_TILE, tiling::HALO, tiling::PIXEL_BUDGET)?;
+    let plan = tiles::plan(side, side, tiles::DEFAULT_TILE, tiles::HALO, tiles::PIXEL_BUDGET)?;
     let copy = stats::time::<()>(1, reps, || {
         std::hint::black_box(fill_plan(&plan, rgb));
         Ok(())
@@ -367,7 +367,7 @@ pub fn parallel_tiles(
     workers: usize,
     reps: usize,
 ) -> Result<SessionRow> {
-    let plan = tiling::plan(side, side, tiling::DEFAULT_TILE, tiling::HALO, tiling::PIXEL_BUDGET)?;
+    let plan = tiles::plan(side, side, tiles::DEFAULT_TILE, tiles::HALO, tiles::PIXEL_BUDGET)?;
     let tiled_inputs = fill_plan(&plan, rgb);
     let whole = Rect { y: 0, x: 0, height: side, width: side };
     let mut untiled_input = vec![0f32; 3 * side * side];
