@@ -13,7 +13,9 @@ use std::fmt;
 pub const PIXEL_BUDGET: usize = 65_536;
 /// Pixels read around each kept tile centre: the receptive radius (7) rounded up to keep origins even.
 pub const HALO: usize = 8;
-/// The smallest halo that keeps tiling exact (the network's receptive radius).
+/// The smallest halo that keeps tiling exact: how far an output pixel's value can depend on input pixels in
+/// the fixed network (conv1 +1, conv2 +1, the pool/upsample pair and conv3 up to +3 at full resolution,
+/// conv4 +2).
 pub const RECEPTIVE_RADIUS: usize = 7;
 /// Largest image side a plan is made for: keeps every coordinate sum far from overflow (a header may claim
 /// any size; the readers refuse what they cannot stream long before this).

@@ -20,7 +20,8 @@ use image::RgbImage;
 
 use crate::checkpoint::TrainingSummary;
 use crate::export::{ensure_not_checkpoint, ExportError, Signature, OPSET_VERSION, PROBABILITIES_NAME};
-use crate::model::{CLASS_NAMES, HALO, PARAMETER_COUNT, PIXEL_BUDGET};
+use crate::model::{CLASS_NAMES, PARAMETER_COUNT};
+use imaging::tiles::{HALO, PIXEL_BUDGET};
 
 /// The model description format written (bioimageio.spec 0.5.12 validates it).
 pub const FORMAT_VERSION: &str = "0.5.12";
@@ -467,7 +468,7 @@ pub fn write_package(
     ensure_not_checkpoint(checkpoint, path)?;
     let write_err = |reason: String| PackageError::Write { path: path.to_path_buf(), reason };
     let bytes = zip_files(files).map_err(write_err)?;
-    crate::fsutil::write_atomic(path, &bytes).map_err(|e| write_err(e.to_string()))?;
+    imaging::files::write_atomic("--bioimageio", path, &bytes).map_err(|e| write_err(e.to_string()))?;
     Ok(PackageReport {
         path: path.to_path_buf(),
         bytes: bytes.len(),

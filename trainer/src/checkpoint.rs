@@ -15,7 +15,8 @@ pub const FORMAT_VERSION: &str = "2";
 const MEAN: &str = "normalization.mean";
 /// One training loss per iteration, from iteration 1 (f32).
 const LOSS_HISTORY: &str = "history.loss";
-/// One row per validation: iteration, loss, IoU, Dice, accuracy (f64, so iterations are exact).
+/// One row per validation: iteration, loss, IoU, Dice, accuracy, false-positive rate (f64, so iterations are
+/// exact; NaN for an IoU or Dice that is undefined; checkpoints before the false-positive rate have 5 columns).
 const VAL_HISTORY: &str = "history.validation";
 const STD: &str = "normalization.std";
 const ADAM_M: &str = "adam.m.";
@@ -23,8 +24,8 @@ const ADAM_V: &str = "adam.v.";
 
 #[derive(Debug, thiserror::Error)]
 pub enum CheckpointError {
-    #[error("cannot read checkpoint {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    #[error("cannot read checkpoint {path}: {reason}")]
+    Read { path: PathBuf, reason: String },
     #[error("{path} is not a valid checkpoint ({reason}); pass a checkpoint.safetensors written by `trainer train`")]
     Invalid { path: PathBuf, reason: String },
     #[error("cannot write checkpoint {path}: {reason}")]
@@ -49,10 +50,35 @@ pub struct ValRecord {
     pub iteration: usize,
     /// Mean cross-entropy over the validation pixels.
     pub loss: f64,
-    /// Foreground intersection over union, Dice, and pixel accuracy over all validation pixels.
+    /// Foreground intersection over union, Dice, and pixel accuracy over all validation pixels. IoU and Dice
+    /// are NaN (undefined) when no validation pixel is foreground in the reference masks.
     pub iou: f64,
     pub dice: f64,
     pub accuracy: f64,
+    /// Background pixels predicted foreground, over all background pixels (0 when there are none): the
+    /// score of negative validation images.
+    pub false_positive_rate: f64,
+}
+
+impl ValRecord {
+    /// What validation ranks models by, higher is better: the IoU, or, where the validation masks hold no
+    /// foreground (IoU undefined), the specificity (1 - false-positive rate).
+    pub fn score(&self) -> f64 {
+        if self.iou.is_nan() {
+            1.0 - self.false_positive_rate
+        } else {
+            self.iou
+        }
+    }
+
+    /// The name and value of [`ValRecord::score`], for people: `IoU 0.9412` or `specificity 0.9987`.
+    pub fn score_text(&self) -> String {
+        if self.iou.is_nan() {
+            format!("specificity {:.4} (no foreground to score IoU)", self.score())
+        } else {
+            format!("IoU {:.4}", self.iou)
+        }
+    }
 }
 
 /// What a run has done so far: the loss of every iteration (index 0 = iteration 1) and every validation.
@@ -63,10 +89,10 @@ pub struct History {
 }
 
 impl History {
-    /// The validation with the best IoU (the first one on a tie).
+    /// The validation with the best score (see [`ValRecord::score`]; the first one on a tie).
     pub fn best(&self) -> Option<ValRecord> {
         self.validation.iter().copied().fold(None, |best, r| match best {
-            Some(b) if b.iou >= r.iou => Some(b),
+            Some(b) if b.score() >= r.score() => Some(b),
             _ => Some(r),
         })
     }
@@ -91,6 +117,14 @@ pub struct TrainingSummary {
     pub crop: usize,
     pub learning_rate: f64,
     pub seed: u64,
+    /// The settings that shape the optimisation, as flags (`--batch 4 --crop 128 ...`); empty in a checkpoint
+    /// written before they were recorded.
+    pub recipe: String,
+    /// The run's data: each image's name, size and content hash (see `train::fingerprint`); empty when not
+    /// recorded.
+    pub data: String,
+    /// The checkpoint a new run started from (`--init-from`), if any.
+    pub initialized_from: String,
 }
 
 impl TrainingSummary {
@@ -106,6 +140,9 @@ impl TrainingSummary {
             crop: 128,
             learning_rate: 1e-3,
             seed: 7,
+            recipe: "--batch 4 --crop 128".into(),
+            data: "image.png 64x48 0123456789abcdef".into(),
+            initialized_from: String::new(),
         }
     }
 
@@ -121,6 +158,9 @@ impl TrainingSummary {
             ("crop".to_string(), self.crop.to_string()),
             ("learning_rate".to_string(), self.learning_rate.to_string()),
             ("seed".to_string(), self.seed.to_string()),
+            ("recipe".to_string(), self.recipe.clone()),
+            ("data_fingerprint".to_string(), self.data.clone()),
+            ("initialized_from".to_string(), self.initialized_from.clone()),
         ])
     }
 
@@ -140,6 +180,9 @@ impl TrainingSummary {
             crop: field(meta, "crop")?,
             learning_rate: field(meta, "learning_rate")?,
             seed: field(meta, "seed")?,
+            recipe: meta.get("recipe").cloned().unwrap_or_default(),
+            data: meta.get("data_fingerprint").cloned().unwrap_or_default(),
+            initialized_from: meta.get("initialized_from").cloned().unwrap_or_default(),
         })
     }
 }
@@ -209,7 +252,14 @@ impl Checkpoint {
             }
         }
         first_bad(LOSS_HISTORY, self.history.losses.iter().map(|&l| f64::from(l)), false)?;
-        let rows = self.history.validation.iter().flat_map(|r| [r.loss, r.iou, r.dice, r.accuracy]);
+        // IoU and Dice may be NaN (undefined without foreground), and so may the false-positive rate of a
+        // record from before it was kept: not bad values.
+        let rows = self.history.validation.iter().flat_map(|r| {
+            [r.loss, r.iou, r.dice, r.accuracy, r.false_positive_rate]
+                .into_iter()
+                .enumerate()
+                .map(|(i, v)| if matches!(i, 1 | 2 | 4) && v.is_nan() { 0.0 } else { v })
+        });
         first_bad(VAL_HISTORY, rows, false)
     }
 
@@ -236,11 +286,11 @@ impl Checkpoint {
             .history
             .validation
             .iter()
-            .flat_map(|r| [r.iteration as f64, r.loss, r.iou, r.dice, r.accuracy])
+            .flat_map(|r| [r.iteration as f64, r.loss, r.iou, r.dice, r.accuracy, r.false_positive_rate])
             .collect();
         tensors.push((
             VAL_HISTORY.to_string(),
-            Tensor::from_vec(val, (self.history.validation.len(), 5), &dev)?,
+            Tensor::from_vec(val, (self.history.validation.len(), 6), &dev)?,
         ));
         tensors.sort_by(|a, b| a.0.cmp(&b.0));
         let mut metadata = self.summary.to_metadata();
@@ -286,8 +336,10 @@ impl Checkpoint {
     }
 
     pub fn load(path: &Path, device: &Device) -> Result<Checkpoint, CheckpointError> {
-        let bytes = std::fs::read(path)
-            .map_err(|source| CheckpointError::Read { path: path.to_path_buf(), source })?;
+        let bytes = std::fs::read(path).map_err(|e| CheckpointError::Read {
+            path: path.to_path_buf(),
+            reason: imaging::files::io_reason(&e),
+        })?;
         Checkpoint::from_bytes(&bytes, path, device)
     }
 
@@ -298,7 +350,7 @@ impl Checkpoint {
             .map_err(|problem| CheckpointError::BadValue { path: path.to_path_buf(), problem })?;
         let write_err = |reason: String| CheckpointError::Write { path: path.to_path_buf(), reason };
         let bytes = self.to_bytes().map_err(|e| write_err(e.to_string()))?;
-        crate::fsutil::write_atomic(path, &bytes).map_err(|e| write_err(e.to_string()))
+        imaging::files::write_atomic("the checkpoint", path, &bytes).map_err(|e| write_err(e.to_string()))
     }
 }
 
@@ -325,13 +377,22 @@ fn read_history(tensors: &HashMap<String, Tensor>, iterations: usize) -> Result<
             .and_then(|t| t.to_vec2())
             .map_err(|e| format!("tensor `{VAL_HISTORY}`: {e}"))?;
         for row in rows {
-            let [iteration, loss, iou, dice, accuracy] = row[..] else {
-                return Err(format!("tensor `{VAL_HISTORY}` must have 5 columns"));
+            let (iteration, loss, iou, dice, accuracy, false_positive_rate) = match row[..] {
+                [i, l, iou, d, a, f] => (i, l, iou, d, a, f),
+                [i, l, iou, d, a] => (i, l, iou, d, a, f64::NAN),
+                _ => return Err(format!("tensor `{VAL_HISTORY}` must have 5 or 6 columns")),
             };
             if !(iteration >= 1.0 && iteration <= iterations as f64 && iteration.fract() == 0.0) {
                 return Err(format!("tensor `{VAL_HISTORY}` names iteration {iteration} of {iterations}"));
             }
-            history.validation.push(ValRecord { iteration: iteration as usize, loss, iou, dice, accuracy });
+            history.validation.push(ValRecord {
+                iteration: iteration as usize,
+                loss,
+                iou,
+                dice,
+                accuracy,
+                false_positive_rate,
+            });
         }
     }
     Ok(history)
@@ -351,6 +412,9 @@ mod tests {
             crop: 128,
             learning_rate: 1e-3,
             seed: 3,
+            recipe: "--batch 4 --crop 128 --lr 0.001".into(),
+            data: "image.png 8x8 0000000000000001".into(),
+            initialized_from: "other.safetensors (iteration 5 of a run on a.png)".into(),
         }
     }
 
@@ -360,7 +424,14 @@ mod tests {
         let net = SegNet::random(5, norm, &Device::Cpu).unwrap();
         let history = History {
             losses: (0..12).map(|i| 1.0 / (i + 1) as f32).collect(),
-            validation: vec![ValRecord { iteration: 6, loss: 0.5, iou: 0.75, dice: 0.8, accuracy: 0.9 }],
+            validation: vec![ValRecord {
+                iteration: 6,
+                loss: 0.5,
+                iou: 0.75,
+                dice: 0.8,
+                accuracy: 0.9,
+                false_positive_rate: 0.05,
+            }],
         };
         let ck = Checkpoint { net, summary: summary(), adam: None, history: history.clone() };
         let bytes = ck.to_bytes().unwrap();

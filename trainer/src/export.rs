@@ -17,7 +17,8 @@ use candle_onnx::onnx::{
 use prost::Message;
 
 use crate::checkpoint::{Checkpoint, CheckpointError, TrainingSummary};
-use crate::model::{SegNet, CLASS_NAMES, HALO, LAYERS, PIXEL_BUDGET, RECEPTIVE_RADIUS};
+use crate::model::{SegNet, CLASS_NAMES, LAYERS};
+use imaging::tiles::{HALO, PIXEL_BUDGET, RECEPTIVE_RADIUS};
 
 /// ONNX IR version and default-domain opset of the exported file (ONNX Runtime 1.31 and candle-onnx both
 /// read this pair).
@@ -53,8 +54,8 @@ pub enum ExportError {
     Weight { name: String, reason: String },
     #[error("weight `{name}` is NaN or infinite (training diverged); retrain with a lower learning rate")]
     NonFinite { name: String },
-    #[error("cannot write {path}: {source}; check that its folder exists and is writable")]
-    Write { path: PathBuf, source: std::io::Error },
+    #[error("{0}")]
+    Write(imaging::files::FileError),
     #[error("{path} is the checkpoint being exported; choose another output path")]
     WouldOverwriteCheckpoint { path: PathBuf },
 }
@@ -95,26 +96,23 @@ pub fn write_onnx(
     bytes: &[u8],
     summary: TrainingSummary,
 ) -> Result<ExportReport, ExportError> {
-    crate::fsutil::write_atomic(output, bytes)
-        .map_err(|source| ExportError::Write { path: output.to_path_buf(), source })?;
+    imaging::files::write_atomic("--output", output, bytes).map_err(ExportError::Write)?;
     Ok(ExportReport { output: output.to_path_buf(), bytes: bytes.len(), summary })
 }
 
 /// Loads a checkpoint on the CPU, naming a missing file as such (the usual mistake: nothing trained yet).
 pub fn load_checkpoint(checkpoint: &Path) -> Result<Checkpoint, ExportError> {
-    Checkpoint::load(checkpoint, &Device::Cpu).map_err(|e| match e {
-        CheckpointError::Read { path, source } if source.kind() == std::io::ErrorKind::NotFound => {
-            ExportError::MissingCheckpoint { path }
-        }
-        e => ExportError::Checkpoint(e),
-    })
+    if std::fs::symlink_metadata(checkpoint).is_err() {
+        return Err(ExportError::MissingCheckpoint { path: checkpoint.to_path_buf() });
+    }
+    Checkpoint::load(checkpoint, &Device::Cpu).map_err(ExportError::Checkpoint)
 }
 
 /// Refuses an export target that is the checkpoint itself (same file, whatever the spelling of the path):
 /// writing it would destroy the only copy of the trained weights.
 pub fn ensure_not_checkpoint(checkpoint: &Path, target: &Path) -> Result<(), ExportError> {
     // The same path, or the same file through a symbolic or hard link.
-    if crate::fsutil::same_file(checkpoint, target) {
+    if imaging::files::same_file(checkpoint, target) {
         return Err(ExportError::WouldOverwriteCheckpoint { path: target.to_path_buf() });
     }
     Ok(())

@@ -7,9 +7,12 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use trainer::checkpoint::ValRecord;
-use trainer::data::{AugmentPolicy, PairSource, TrainingImage};
+use trainer::data::crops::AugmentPolicy;
+use trainer::data::load::{self, PairSource};
+use trainer::data::TrainingImage;
 use trainer::ops::Kernels;
-use trainer::train::{self, DeviceKind, LrSchedule, Progress, TrainConfig};
+use trainer::optim::LrSchedule;
+use trainer::train::{self, DeviceKind, Progress, TrainConfig};
 
 /// Train the two-class segmentation network on RGB images and their binary masks (candle), and export it as
 /// a self-contained ONNX file for the runner.
@@ -153,9 +156,15 @@ struct TrainArgs {
     /// Where to train. `cuda` needs a build with `--features cuda` and a GPU; it never falls back to the CPU.
     #[arg(long, value_enum, default_value_t = DeviceKind::Cpu)]
     device: DeviceKind,
-    /// Continue from this checkpoint (weights, optimizer state and iteration count) up to --iterations.
+    /// Continue the run of this checkpoint (weights, optimizer state, history and iteration count) up to
+    /// --iterations. Only the same run: a checkpoint whose data or settings (--batch, --crop, --lr,
+    /// --lr-schedule, --seed, --augment, --val-fraction) differ is refused, naming what differs.
     #[arg(long, value_name = "CHECKPOINT")]
     resume: Option<PathBuf>,
+    /// Start a new run from the weights and input normalisation of this checkpoint (fine-tuning on new data
+    /// or settings): a fresh optimizer, history and best model; the summary records where it started.
+    #[arg(long, value_name = "CHECKPOINT", conflicts_with = "resume")]
+    init_from: Option<PathBuf>,
     /// No progress bar.
     #[arg(long)]
     quiet: bool,
@@ -183,7 +192,7 @@ impl Progress for Bar {
         if let Some(bar) = &self.bar {
             bar.set_position(iteration as u64);
             let val = match self.last_val {
-                Some(v) => format!(" | val IoU {:.4} @{}", v.iou, v.iteration),
+                Some(v) => format!(" | val {} @{}", v.score_text(), v.iteration),
                 None => String::new(),
             };
             bar.set_message(format!("loss {loss:.4} (smoothed {smoothed:.4}){val}"));
@@ -206,8 +215,8 @@ impl Progress for Bar {
 }
 
 /// Loads every pair, naming the flag and file of the first bad one.
-fn load_pairs(sources: &[PairSource]) -> Result<Vec<TrainingImage>, trainer::data::DataError> {
-    sources.iter().map(trainer::data::load_pair).collect()
+fn load_pairs(sources: &[PairSource]) -> Result<Vec<TrainingImage>, load::DataError> {
+    sources.iter().map(load::load_pair).collect()
 }
 
 fn run_train(args: TrainArgs) -> anyhow::Result<String> {
@@ -235,6 +244,7 @@ fn run_train(args: TrainArgs) -> anyhow::Result<String> {
         val_fraction: args.val_fraction,
         out_dir: args.out.clone(),
         resume: args.resume.clone(),
+        init_from: args.init_from.clone(),
         inputs,
         kernels: if args.reference_ops { Kernels::Reference } else { Kernels::Fast },
     };
@@ -261,9 +271,9 @@ fn run_train(args: TrainArgs) -> anyhow::Result<String> {
         Some(best) => {
             files.extend(["val.csv", "best.safetensors"]);
             format!(
-                "; best validation IoU {:.4} at iteration {} (best.safetensors), validating every {} iterations took \
+                "; best validation {} at iteration {} (best.safetensors), validating every {} iterations took \
                  {:.1}% of the time",
-                best.iou,
+                best.score_text(),
                 best.iteration,
                 report.val_every.unwrap_or(0),
                 100.0 * report.validation_seconds / report.seconds.max(1e-9)
@@ -291,7 +301,7 @@ fn print_result(line: &str) -> Result<(), String> {
     let mut out = std::io::stdout().lock();
     match writeln!(out, "{line}").and_then(|()| out.flush()) {
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => std::process::exit(0),
-        Err(e) => Err(format!("cannot write to stdout: {}", trainer::fsutil::io_reason(&e))),
+        Err(e) => Err(format!("cannot write to stdout: {}", imaging::files::io_reason(&e))),
         Ok(()) => Ok(()),
     }
 }
@@ -324,7 +334,7 @@ fn main() {
         Command::Train(args) => run_train(*args).context("training failed"),
         Command::Export(args) => run_export(*args).context("export failed"),
     };
-    let outcome = result.map_err(|e| format!("{e:#}")).and_then(|line| print_result(&line));
+    let outcome = result.map_err(|e| imaging::report::error_line(&e)).and_then(|line| print_result(&line));
     if let Err(e) = outcome {
         eprintln!("error: {}", one_line(&e));
         std::process::exit(1);

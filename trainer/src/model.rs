@@ -11,16 +11,6 @@ use rand::{Rng, SeedableRng};
 
 use crate::ops::{self, Kernels};
 
-/// Input pixels one forward pass may take (batch x height x width, halo included): the target GPU cannot
-/// hold the network for more than a 256x256x3 input.
-pub const PIXEL_BUDGET: usize = 65_536;
-
-/// How far (in pixels) an output pixel's value can depend on input pixels: conv1 +1, conv2 +1, the
-/// pool/upsample pair and conv3 up to +3 at full resolution, conv4 +2. Tiles are read with a halo of 8
-/// (the radius rounded up to keep tile origins even).
-pub const RECEPTIVE_RADIUS: usize = 7;
-pub const HALO: usize = 8;
-
 /// Background (0) and foreground (1).
 pub const CLASS_NAMES: [&str; 2] = ["background", "foreground"];
 

@@ -12,7 +12,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::checkpoint::{History, ValRecord};
-use crate::fsutil::{self, FileIdentity};
+use imaging::files::{self, FileError};
 
 /// Where training writes.
 #[derive(Debug, Clone)]
@@ -60,11 +60,8 @@ pub fn check_outputs_are_not_inputs(
     paths: &OutputPaths,
     inputs: &[(String, PathBuf)],
 ) -> Result<(), OutputIsInput> {
-    let inputs: Vec<(&String, &PathBuf, FileIdentity)> =
-        inputs.iter().map(|(flag, p)| (flag, p, FileIdentity::of(p))).collect();
     for output in paths.all() {
-        let id = FileIdentity::of(output);
-        if let Some((flag, input, _)) = inputs.iter().find(|(_, _, i)| i.same_as(&id)) {
+        if let Some((flag, input)) = inputs.iter().find(|(_, input)| files::same_file(input, output)) {
             return Err(OutputIsInput {
                 out: paths.dir.clone(),
                 output: output.clone(),
@@ -73,6 +70,36 @@ pub fn check_outputs_are_not_inputs(
             });
         }
     }
+    Ok(())
+}
+
+/// Why the output folder cannot take a run's files, found before the first step.
+#[derive(Debug, thiserror::Error)]
+pub enum OutFolderError {
+    #[error(transparent)]
+    IsInput(#[from] OutputIsInput),
+    #[error("--out {dir}: cannot create it ({reason}); choose a folder that can be created")]
+    Create { dir: PathBuf, reason: String },
+    #[error("--out {dir}: {reason}")]
+    Output { dir: PathBuf, reason: FileError },
+}
+
+/// Makes the output folder ready before any work, the same way for a new run and a resumed one: creates it
+/// (with its parents), refuses it when a file training writes is an input, and proves every output writable
+/// by claiming its temporary (then releasing it), so a run that could not save its results fails now, not
+/// after training. Links are followed as every write follows them.
+pub fn prepare(paths: &OutputPaths, inputs: &[(String, PathBuf)]) -> Result<(), OutFolderError> {
+    check_outputs_are_not_inputs(paths, inputs)?;
+    std::fs::create_dir_all(&paths.dir)
+        .map_err(|e| OutFolderError::Create { dir: paths.dir.clone(), reason: files::io_reason(&e) })?;
+    let mut probe = files::OutputSet::default();
+    for output in paths.all() {
+        probe
+            .add("--out", output)
+            .map_err(|reason| OutFolderError::Output { dir: paths.dir.clone(), reason })?;
+    }
+    // Dropped uncommitted: the temporaries are removed and every existing file is left as it was.
+    drop(probe);
     Ok(())
 }
 
@@ -92,13 +119,16 @@ impl Step {
         }
     }
 
-    pub fn apply(&self) -> std::io::Result<()> {
+    /// Does the step; the error is one line naming the file and what to do.
+    pub fn apply(&self) -> Result<(), String> {
         match self {
             Step::Remove(p) => match std::fs::remove_file(p) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    Err(format!("cannot remove {} ({})", p.display(), files::io_reason(&e)))
+                }
                 _ => Ok(()),
             },
-            Step::Write(p, bytes) => fsutil::write_atomic(p, bytes),
+            Step::Write(p, bytes) => files::write_atomic("--out", p, bytes).map_err(|e| e.to_string()),
         }
     }
 }
@@ -145,11 +175,21 @@ pub fn loss_csv(losses: &[(usize, f32)]) -> String {
     s
 }
 
-/// `iteration,loss,iou,dice,accuracy` with one row per validation.
+/// `iteration,loss,iou,dice,accuracy,false_positive_rate` with one row per validation; an undefined value
+/// (the IoU and Dice of validation masks without foreground) is an empty cell.
 pub fn val_csv(records: &[ValRecord]) -> String {
-    let mut s = String::from("iteration,loss,iou,dice,accuracy\n");
+    let cell = |v: f64| if v.is_nan() { String::new() } else { v.to_string() };
+    let mut s = String::from("iteration,loss,iou,dice,accuracy,false_positive_rate\n");
     for r in records {
-        s.push_str(&format!("{},{},{},{},{}\n", r.iteration, r.loss, r.iou, r.dice, r.accuracy));
+        s.push_str(&format!(
+            "{},{},{},{},{},{}\n",
+            r.iteration,
+            r.loss,
+            cell(r.iou),
+            cell(r.dice),
+            r.accuracy,
+            cell(r.false_positive_rate)
+        ));
     }
     s
 }
@@ -173,13 +213,19 @@ pub fn read_val_csv(path: &Path) -> Vec<ValRecord> {
         .skip(1)
         .filter_map(|line| {
             let f: Vec<&str> = line.split(',').map(str::trim).collect();
-            let [i, loss, iou, dice, acc] = f[..] else { return None };
+            let (i, loss, iou, dice, acc, fpr) = match f[..] {
+                [i, loss, iou, dice, acc, fpr] => (i, loss, iou, dice, acc, fpr),
+                [i, loss, iou, dice, acc] => (i, loss, iou, dice, acc, ""),
+                _ => return None,
+            };
+            let value = |text: &str| if text.is_empty() { Some(f64::NAN) } else { text.parse().ok() };
             Some(ValRecord {
                 iteration: i.parse().ok()?,
                 loss: loss.parse().ok()?,
-                iou: iou.parse().ok()?,
-                dice: dice.parse().ok()?,
+                iou: value(iou)?,
+                dice: value(dice)?,
                 accuracy: acc.parse().ok()?,
+                false_positive_rate: value(fpr)?,
             })
         })
         .collect()
@@ -197,11 +243,28 @@ mod tests {
         std::fs::write(&path, loss_csv(&rows)).unwrap();
         assert!(loss_csv(&rows).starts_with("iteration,loss\n1,0.5\n"));
         assert_eq!(read_loss_csv(&path), rows);
-        let records = vec![ValRecord { iteration: 50, loss: 0.3, iou: 0.8, dice: 0.9, accuracy: 0.95 }];
+        let records = vec![ValRecord {
+            iteration: 50,
+            loss: 0.3,
+            iou: 0.8,
+            dice: 0.9,
+            accuracy: 0.95,
+            false_positive_rate: 0.01,
+        }];
         let path = dir.path().join("val.csv");
         std::fs::write(&path, val_csv(&records)).unwrap();
-        assert!(val_csv(&records).starts_with("iteration,loss,iou,dice,accuracy\n50,0.3,0.8,0.9,0.95\n"));
+        assert!(val_csv(&records)
+            .starts_with("iteration,loss,iou,dice,accuracy,false_positive_rate\n50,0.3,0.8,0.9,0.95,0.01\n"));
         assert_eq!(read_val_csv(&path), records);
+        // Undefined IoU and Dice (no foreground to score) are empty cells, read back as NaN.
+        let negative = ValRecord { iou: f64::NAN, dice: f64::NAN, ..records[0] };
+        assert!(val_csv(&[negative]).ends_with("\n50,0.3,,,0.95,0.01\n"), "{}", val_csv(&[negative]));
+        std::fs::write(&path, val_csv(&[negative])).unwrap();
+        let read = read_val_csv(&path);
+        assert!(read[0].iou.is_nan() && read[0].dice.is_nan() && read[0].false_positive_rate == 0.01);
+        // A val.csv of the five columns before the false-positive rate still reads.
+        std::fs::write(&path, "iteration,loss,iou,dice,accuracy\n50,0.3,0.8,0.9,0.95\n").unwrap();
+        assert!(read_val_csv(&path)[0].false_positive_rate.is_nan());
     }
 
     #[test]
@@ -245,6 +308,37 @@ mod tests {
                 "write best.safetensors"
             ]
         );
+    }
+
+    #[test]
+    fn the_out_folder_is_created_and_proved_writable_before_any_work() {
+        let dir = tempfile::tempdir().unwrap();
+        // Nested folders are created, as for a fresh run.
+        let nested = dir.path().join("a/b/run");
+        prepare(&OutputPaths::new(&nested), &[]).unwrap();
+        assert!(nested.is_dir());
+        assert_eq!(std::fs::read_dir(&nested).unwrap().count(), 0, "no temporary is left");
+        // A file where the folder should be.
+        let file = dir.path().join("file");
+        std::fs::write(&file, b"x").unwrap();
+        let err = prepare(&OutputPaths::new(&file), &[]).unwrap_err();
+        assert!(matches!(err, OutFolderError::Create { .. }), "{err}");
+        // An output that is a folder.
+        let run = dir.path().join("run");
+        std::fs::create_dir_all(run.join("loss.png")).unwrap();
+        let err = prepare(&OutputPaths::new(&run), &[]).unwrap_err().to_string();
+        assert!(err.contains("loss.png is a folder"), "{err}");
+        // An unwritable folder (root writes anyway; then the probe succeeds).
+        let locked = dir.path().join("locked");
+        std::fs::create_dir(&locked).unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o555)).unwrap();
+            let writable = std::fs::File::create(locked.join("probe")).is_ok();
+            let result = prepare(&OutputPaths::new(&locked), &[]);
+            assert_eq!(result.is_ok(), writable, "{result:?}");
+        }
     }
 
     #[test]

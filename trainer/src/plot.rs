@@ -127,24 +127,26 @@ fn draw_loss(
     Ok(())
 }
 
-/// Validation IoU against the iteration, the best one marked; the y axis spans the values (not 0..1), so
+/// The validation score against the iteration (the IoU, or the specificity where the validation masks hold
+/// no foreground: see `ValRecord::score`), the best one marked; the y axis spans the values (not 0..1), so
 /// that late improvements of a few thousandths stay visible.
 fn draw_validation(
     area: &DrawingArea<BitMapBackend, Shift>,
     records: &[ValRecord],
     x: std::ops::Range<usize>,
 ) -> DrawResult {
-    let lo = records.iter().map(|r| r.iou).fold(1f64, f64::min);
-    let hi = records.iter().map(|r| r.iou).fold(0f64, f64::max);
+    let name = if records.iter().any(|r| r.iou.is_nan()) { "specificity" } else { "IoU" };
+    let lo = records.iter().map(ValRecord::score).fold(1f64, f64::min);
+    let hi = records.iter().map(ValRecord::score).fold(0f64, f64::max);
     let pad = ((hi - lo) * 0.1).max(0.005);
     let y = (lo - pad).max(0.0)..(hi + pad).min(1.0 + 1e-9);
     let best = records.iter().copied().fold(None::<ValRecord>, |b, r| match b {
-        Some(b) if b.iou >= r.iou => Some(b),
+        Some(b) if b.score() >= r.score() => Some(b),
         _ => Some(r),
     });
     let caption = match best {
-        Some(b) => format!("Validation IoU (best {:.4} at iteration {})", b.iou, b.iteration),
-        None => "Validation IoU".to_string(),
+        Some(b) => format!("Validation {name} (best {:.4} at iteration {})", b.score(), b.iteration),
+        None => format!("Validation {name}"),
     };
     let mut chart = ChartBuilder::on(area)
         .caption(caption, ("sans-serif", 24))
@@ -155,17 +157,23 @@ fn draw_validation(
     chart
         .configure_mesh()
         .x_desc("iteration")
-        .y_desc("foreground IoU")
+        .y_desc(if name == "IoU" { "foreground IoU" } else { "specificity (1 - false-positive rate)" })
         .axis_desc_style(("sans-serif", 20))
         .label_style(("sans-serif", 16))
         .light_line_style(RGBColor(235, 235, 235))
         .draw()?;
     let color = RGBColor(30, 130, 60);
-    chart
-        .draw_series(LineSeries::new(records.iter().map(|r| (r.iteration, r.iou)), color.stroke_width(2)))?;
-    chart.draw_series(records.iter().map(|r| Circle::new((r.iteration, r.iou), 3, color.filled())))?;
+    chart.draw_series(LineSeries::new(
+        records.iter().map(|r| (r.iteration, r.score())),
+        color.stroke_width(2),
+    ))?;
+    chart.draw_series(records.iter().map(|r| Circle::new((r.iteration, r.score()), 3, color.filled())))?;
     if let Some(b) = best {
-        chart.draw_series(std::iter::once(Circle::new((b.iteration, b.iou), 8, BLACK.stroke_width(2))))?;
+        chart.draw_series(std::iter::once(Circle::new(
+            (b.iteration, b.score()),
+            8,
+            BLACK.stroke_width(2),
+        )))?;
     }
     Ok(())
 }
@@ -204,6 +212,7 @@ mod tests {
                 iou: 0.8 + 0.01 * k as f64,
                 dice: 0.9,
                 accuracy: 0.9,
+                false_positive_rate: 0.01,
             })
             .collect();
         let img = image::load_from_memory(&training_plot_png(&losses, &val).unwrap()).unwrap().to_rgb8();

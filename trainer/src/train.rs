@@ -5,15 +5,16 @@
 
 use std::path::PathBuf;
 
-use candle_core::{Device, Tensor, Var};
+use candle_core::{Device, Tensor};
 use rand::SeedableRng;
 
-use crate::checkpoint::{AdamMoments, Checkpoint, CheckpointError, History, TrainingSummary, ValRecord};
-use crate::data::{self, BudgetError, CropSampler, TrainRegion, TrainingImage};
+use crate::checkpoint::{Checkpoint, CheckpointError, History, TrainingSummary, ValRecord};
+use crate::data::crops::{self, BudgetError, CropSampler, TrainRegion};
+use crate::data::TrainingImage;
 use crate::model::SegNet;
 use crate::ops::Kernels;
-use crate::outputs::{self, OutputIsInput, OutputPaths, SaveContent};
-pub use crate::outputs::{loss_csv, read_loss_csv, read_val_csv};
+use crate::optim::{Adam, LrSchedule};
+use crate::outputs::{self, loss_csv, read_loss_csv, OutFolderError, OutputPaths, SaveContent};
 use crate::plot::{self, smooth, SMOOTHING};
 use crate::validate::{self, ValImage};
 
@@ -24,7 +25,9 @@ pub enum TrainError {
     #[error(transparent)]
     Checkpoint(#[from] CheckpointError),
     #[error(transparent)]
-    OutputIsInput(#[from] OutputIsInput),
+    OutFolder(#[from] OutFolderError),
+    #[error("--resume {path}: {differences}; --resume continues the same run (same data, same settings, more --iterations); to train on new data or settings from these weights, start a new run with --init-from {path}")]
+    ResumeDiffers { path: PathBuf, differences: String },
     #[error("{0}")]
     Config(String),
     #[error(
@@ -46,6 +49,8 @@ pub enum TrainError {
     #[error("cannot write {path}: {reason}")]
     Write { path: PathBuf, reason: String },
     #[error("{0}")]
+    Save(String),
+    #[error("{0}")]
     Candle(#[from] candle_core::Error),
 }
 
@@ -65,85 +70,6 @@ pub fn select_device(kind: DeviceKind) -> Result<Device, TrainError> {
     }
 }
 
-/// Adam (Kingma & Ba) with bias correction and no weight decay, like `torch.optim.Adam`. Its moments go
-/// into the checkpoint so that `--resume` continues the same optimisation.
-pub struct Adam {
-    pub lr: f64,
-    pub beta1: f64,
-    pub beta2: f64,
-    pub eps: f64,
-    /// Steps taken so far.
-    pub step: usize,
-    vars: Vec<(String, Var)>,
-    moments: Vec<(Tensor, Tensor)>,
-}
-
-impl Adam {
-    pub fn new(
-        net: &SegNet,
-        lr: f64,
-        step: usize,
-        moments: Option<AdamMoments>,
-    ) -> candle_core::Result<Adam> {
-        let names = net.named_tensors().into_iter().map(|(n, _)| n);
-        let vars: Vec<(String, Var)> = names.zip(net.vars()).collect();
-        let moments = vars
-            .iter()
-            .map(|(name, var)| match moments.as_ref().and_then(|m| m.get(name)) {
-                Some((m, v)) => Ok((m.clone(), v.clone())),
-                None => Ok((var.zeros_like()?, var.zeros_like()?)),
-            })
-            .collect::<candle_core::Result<_>>()?;
-        Ok(Adam { lr, beta1: 0.9, beta2: 0.999, eps: 1e-8, step, vars, moments })
-    }
-
-    pub fn apply(&mut self, grads: &candle_core::backprop::GradStore) -> candle_core::Result<()> {
-        self.step += 1;
-        let t = self.step as i32;
-        let step_size = self.lr / (1.0 - self.beta1.powi(t));
-        let v_correction = (1.0 - self.beta2.powi(t)).sqrt();
-        for ((_, var), (m, v)) in self.vars.iter().zip(self.moments.iter_mut()) {
-            let Some(g) = grads.get(var.as_tensor()) else { continue };
-            *m = ((&*m * self.beta1)? + (g * (1.0 - self.beta1))?)?;
-            *v = ((&*v * self.beta2)? + (g.sqr()? * (1.0 - self.beta2))?)?;
-            let denom = ((v.sqrt()? / v_correction)? + self.eps)?;
-            var.set(&var.as_tensor().sub(&((&*m / denom)? * step_size)?)?)?;
-        }
-        Ok(())
-    }
-
-    pub fn moments(&self) -> AdamMoments {
-        self.vars
-            .iter()
-            .zip(&self.moments)
-            .map(|((n, _), (m, v))| (n.clone(), (m.clone(), v.clone())))
-            .collect()
-    }
-}
-
-/// How the learning rate changes over the run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum LrSchedule {
-    /// `--lr` throughout (the CLI's default: the best held-out IoU in the README's study).
-    Constant,
-    /// From `--lr` down to 0 along half a cosine over `--iterations`: the late, small steps fit the training
-    /// crops more closely, which helped on data/ihc with augmentation and cost held-out IoU on data/conifer.
-    Cosine,
-}
-
-impl LrSchedule {
-    /// The learning rate of (1-based) `iteration` out of `total`.
-    pub fn rate(self, base: f64, iteration: usize, total: usize) -> f64 {
-        match self {
-            LrSchedule::Constant => base,
-            LrSchedule::Cosine => {
-                let progress = (iteration.saturating_sub(1)) as f64 / total.max(1) as f64;
-                0.5 * base * (1.0 + (std::f64::consts::PI * progress).cos())
-            }
-        }
-    }
-}
-
 /// Cross-entropy of logits (B,2,H,W) against labels (B*H*W) in the same (b, y, x) order, on `kernels` (the
 /// network's, [`SegNet::kernels`]).
 pub fn segmentation_loss(logits: &Tensor, labels: &Tensor, kernels: Kernels) -> candle_core::Result<Tensor> {
@@ -159,14 +85,17 @@ pub struct TrainConfig {
     pub lr: f64,
     pub schedule: LrSchedule,
     pub seed: u64,
-    pub augment: data::AugmentPolicy,
+    pub augment: crops::AugmentPolicy,
     pub checkpoint_every: usize,
     /// Validate every K iterations; `None` picks K (see [`auto_val_every`]).
     pub val_every: Option<usize>,
     /// Hold out the bottom fraction of each training image's rows for validation.
     pub val_fraction: Option<f64>,
     pub out_dir: PathBuf,
+    /// Continue this run (the same data and settings) from its checkpoint.
     pub resume: Option<PathBuf>,
+    /// Start a new run from the weights and normalisation of this checkpoint (fine-tuning).
+    pub init_from: Option<PathBuf>,
     /// The input files (flag, path) that no output may overwrite.
     pub inputs: Vec<(String, PathBuf)>,
     /// The kernels of the forward and backward passes, validation included (`--reference-ops`:
@@ -192,8 +121,108 @@ impl TrainConfig {
         if self.val_every == Some(0) {
             return bad("--val-every must be at least 1".into());
         }
-        data::check_budget(self.batch, self.crop)?;
+        if self.resume.is_some() && self.init_from.is_some() {
+            return bad("--resume continues a run and --init-from starts a new one: give one of them".into());
+        }
+        crops::check_budget(self.batch, self.crop)?;
         Ok(())
+    }
+
+    /// The settings that shape the optimisation, as flags: a resumed run must have the same.
+    pub fn recipe(&self) -> Vec<(&'static str, String)> {
+        let schedule = match self.schedule {
+            LrSchedule::Constant => "constant",
+            LrSchedule::Cosine => "cosine",
+        };
+        let augment = match self.augment {
+            crops::AugmentPolicy::None => "none",
+            crops::AugmentPolicy::Flips => "flips",
+            crops::AugmentPolicy::All => "all",
+        };
+        vec![
+            ("--batch", self.batch.to_string()),
+            ("--crop", self.crop.to_string()),
+            ("--lr", self.lr.to_string()),
+            ("--lr-schedule", schedule.to_string()),
+            ("--seed", self.seed.to_string()),
+            ("--augment", augment.to_string()),
+            ("--val-fraction", self.val_fraction.map_or("none".to_string(), |f| f.to_string())),
+        ]
+    }
+}
+
+/// The recipe flags a resumed run may change: the learning rate and its schedule (lowering the rate to
+/// continue is common practice); the change is recorded as a new phase of the run.
+const ADJUSTABLE: [&str; 2] = ["--lr", "--lr-schedule"];
+
+/// A recipe as stored in a checkpoint: `--batch 4 --crop 128 ...`, then one `| from iteration N: --lr ...`
+/// phase for each resume that changed an adjustable setting.
+pub fn recipe_text(recipe: &[(&'static str, String)]) -> String {
+    recipe.iter().map(|(flag, value)| format!("{flag} {value}")).collect::<Vec<_>>().join(" ")
+}
+
+/// The (flag, value) pairs of one phase of a stored recipe.
+fn phase_pairs(phase: &str) -> Vec<(String, String)> {
+    let body = phase.split_once(": ").map_or(phase, |(_, body)| body);
+    body.split(" --")
+        .filter_map(|part| part.trim().trim_start_matches("--").split_once(' '))
+        .map(|(k, v)| (format!("--{k}"), v.to_string()))
+        .collect()
+}
+
+/// The value of `flag` in force at the end of a stored recipe (its last phase that sets it).
+fn stored_value(stored: &str, flag: &str) -> Option<String> {
+    let phases: Vec<&str> = stored.split(" | ").collect();
+    phases
+        .iter()
+        .rev()
+        .find_map(|phase| phase_pairs(phase).into_iter().find(|(k, _)| k == flag).map(|(_, v)| v))
+}
+
+/// What forbids resuming a checkpoint's run with `recipe` on `data`, in words (empty when nothing does): the
+/// data, or a setting other than the adjustable ones. A checkpoint written before runs were fingerprinted
+/// records neither, and nothing can be compared.
+pub fn resume_differences(
+    stored: &TrainingSummary,
+    recipe: &[(&'static str, String)],
+    data: &str,
+) -> Vec<String> {
+    let mut differences = Vec::new();
+    if !stored.recipe.is_empty() {
+        for (flag, value) in recipe.iter().filter(|(flag, _)| !ADJUSTABLE.contains(flag)) {
+            match stored_value(&stored.recipe, flag) {
+                Some(old) if old == *value => {}
+                Some(old) => differences.push(format!("{flag} {value} (the checkpoint's run: {old})")),
+                None => differences.push(format!("{flag} {value} (the checkpoint's run did not record it)")),
+            }
+        }
+    }
+    if !stored.data.is_empty() && stored.data != data {
+        differences.push(format!(
+            "the data are not the checkpoint's (now: {data}; the checkpoint's run: {})",
+            stored.data
+        ));
+    }
+    differences
+}
+
+/// The recipe of a resumed run: the stored one, with a new phase from iteration `start` when an adjustable
+/// setting changed.
+pub fn resumed_recipe(stored: &str, recipe: &[(&'static str, String)], start: usize) -> String {
+    if stored.is_empty() {
+        return recipe_text(recipe);
+    }
+    let changed: Vec<(&'static str, String)> = recipe
+        .iter()
+        .filter(|(flag, value)| {
+            ADJUSTABLE.contains(flag) && stored_value(stored, flag).as_deref() != Some(value)
+        })
+        .cloned()
+        .collect();
+    if changed.is_empty() {
+        stored.to_string()
+    } else {
+        format!("{stored} | from iteration {}: {}", start + 1, recipe_text(&changed))
     }
 }
 
@@ -205,8 +234,6 @@ pub struct TrainReport {
     pub history: History,
     /// The best validation so far (saved as best.safetensors), if any.
     pub best: Option<ValRecord>,
-    /// Set when the crop was shrunk to fit a small image.
-    pub crop_shrunk_from: Option<usize>,
     /// The validation interval used (none without validation data).
     pub val_every: Option<usize>,
     /// Iterations run by this call (fewer than `summary.iterations` after a resume), their time, and the
@@ -224,10 +251,6 @@ pub trait Progress {
     fn message(&mut self, _text: &str) {}
     fn finish(&mut self) {}
 }
-
-/// Reports nothing.
-pub struct Silent;
-impl Progress for Silent {}
 
 /// The default validation interval: a multiple of 50 iterations at which one validation costs at most 5% of
 /// the training between two validations. One validation passes `val_pixels` input pixels (halos included)
@@ -252,14 +275,23 @@ pub fn train(
         return Err(TrainError::Config("no training image: pass --image and --mask, or --data DIR".into()));
     }
     let paths = OutputPaths::new(&config.out_dir);
-    outputs::check_outputs_are_not_inputs(&paths, &config.inputs)?;
+    // Created and proved writable before any work, whether the run is new or resumed.
+    outputs::prepare(&paths, &config.inputs)?;
+    let has = |class: u8| images.iter().any(|i| i.labels.contains(&class));
+    if !(has(0) && has(1)) {
+        let only = if has(1) { "foreground" } else { "background" };
+        return Err(TrainError::Config(format!(
+            "every training mask is {only} only: training needs both classes among its images (a mask of one \
+             class is fine as a negative example beside others)"
+        )));
+    }
 
     // What training may see, and what is held out.
     let mut regions = Vec::with_capacity(images.len());
     let mut val: Vec<ValImage> =
         val_images.iter().map(|v| ValImage { image: v.clone(), scored_from_row: 0 }).collect();
     for image in images {
-        let rows = config.val_fraction.map_or(image.height, |f| data::holdout_start(image.height, f));
+        let rows = config.val_fraction.map_or(image.height, |f| crops::holdout_start(image.height, f));
         if rows < 2 {
             return Err(TrainError::Config(format!(
                 "--val-fraction {} leaves {rows} training rows of {} ({} rows): lower it",
@@ -274,7 +306,7 @@ pub fn train(
         regions.push(TrainRegion { width: image.width, rows });
     }
     let smallest = regions.iter().map(|r| r.width.min(r.rows)).min().unwrap_or(0);
-    let (crop, shrunk) = data::fit_crop(config.crop, smallest, smallest);
+    let (crop, shrunk) = crops::fit_crop(config.crop, smallest, smallest);
     if shrunk {
         progress.message(&format!(
             "note: the smallest training image (or its rows above --val-fraction) is {smallest} px on a side, \
@@ -290,9 +322,28 @@ pub fn train(
             .unwrap_or_else(|| auto_val_every(val.iter().map(ValImage::input_pixels).sum(), step_pixels))
     });
 
-    let (net, start, moments, mut history) = match &config.resume {
-        Some(path) => {
+    let recipe = config.recipe();
+    let data = fingerprint(images, val_images);
+    let mut initialized_from = String::new();
+    let mut stored_recipe: Option<String> = None;
+    let (net, start, moments, mut history) = match (&config.resume, &config.init_from) {
+        (Some(path), _) => {
             let ck = Checkpoint::load(path, device)?;
+            let differences = resume_differences(&ck.summary, &recipe, &data);
+            if !differences.is_empty() {
+                return Err(TrainError::ResumeDiffers {
+                    path: path.clone(),
+                    differences: differences.join("; "),
+                });
+            }
+            if ck.summary.recipe.is_empty() {
+                progress.message(&format!(
+                    "note: {} was written before runs recorded their data and settings: resuming without checking them",
+                    path.display()
+                ));
+            }
+            initialized_from = ck.summary.initialized_from.clone();
+            stored_recipe = Some(ck.summary.recipe.clone());
             let done = ck.summary.iterations;
             if done >= config.iterations {
                 return Err(TrainError::NothingToResume { done, wanted: config.iterations });
@@ -308,10 +359,21 @@ pub fn train(
             }
             (ck.net, done, ck.adam, history)
         }
-        None => {
+        (None, Some(path)) => {
+            // A new run: the weights and normalisation of the checkpoint, a fresh optimiser and history.
+            let ck = Checkpoint::load(path, device)?;
+            initialized_from = format!(
+                "{} (iteration {} of a run on {})",
+                path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+                ck.summary.iterations,
+                if ck.summary.image.is_empty() { "unrecorded data" } else { ck.summary.image.as_str() }
+            );
+            (ck.net, 0, None, History::default())
+        }
+        (None, None) => {
             let pooled: Vec<(&TrainingImage, usize)> =
                 images.iter().zip(&regions).map(|(i, r)| (i, r.rows)).collect();
-            let norm = data::normalization_over(&pooled);
+            let norm = crops::normalization_over(&pooled);
             (SegNet::random(config.seed, norm, device)?, 0, None, History::default())
         }
     };
@@ -327,6 +389,12 @@ pub fn train(
         crop,
         learning_rate: config.lr,
         seed: config.seed,
+        recipe: match &stored_recipe {
+            Some(stored) => resumed_recipe(stored, &recipe, start),
+            None => recipe_text(&recipe),
+        },
+        data,
+        initialized_from,
     };
     // The iteration of the last checkpoint this run's history is in (a resumed one counts).
     let mut last_saved: Option<usize> = config.resume.as_ref().map(|_| start);
@@ -349,7 +417,7 @@ pub fn train(
             config.seed ^ (iteration as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
         );
         let crops: Vec<_> = (0..config.batch).map(|_| sampler.sample(&mut rng)).collect();
-        let batch = data::assemble_batch(images, &crops);
+        let batch = crops::assemble_batch(images, &crops);
         let x = Tensor::from_vec(batch.pixels, (batch.size, 3, crop, crop), device)?;
         let y = Tensor::from_vec(batch.labels, batch.size * crop * crop, device)?;
         adam.lr = config.schedule.rate(config.lr, iteration, config.iterations);
@@ -408,7 +476,6 @@ pub fn train(
         summary,
         history,
         best,
-        crop_shrunk_from: shrunk.then_some(config.crop),
         val_every,
         iterations_run: config.iterations - start,
         seconds: timer.elapsed().as_secs_f64(),
@@ -464,33 +531,21 @@ fn save(
         checkpoint: bytes,
         first_of_new_run,
     };
-    create_out_dir(paths)?;
     for step in outputs::save_steps(paths, content) {
-        step.apply().map_err(|e| TrainError::Write {
-            path: step.path().to_path_buf(),
-            reason: crate::fsutil::io_reason(&e),
-        })?;
+        step.apply().map_err(TrainError::Save)?;
     }
     Ok(())
-}
-
-fn create_out_dir(paths: &OutputPaths) -> Result<(), TrainError> {
-    std::fs::create_dir_all(&paths.dir).map_err(|e| TrainError::Write {
-        path: paths.dir.clone(),
-        reason: format!("{}; --out must be a folder that can be created", crate::fsutil::io_reason(&e)),
-    })
 }
 
 /// loss.csv, val.csv and loss.png alone (after the last checkpoint, when training stops on a bad loss).
 fn write_logs_only(paths: &OutputPaths, history: &History) -> Result<(), TrainError> {
     let write_err = |path: &PathBuf, reason: String| TrainError::Write { path: path.clone(), reason };
     let rows = history.loss_rows();
-    crate::fsutil::write_atomic(&paths.loss_csv, loss_csv(&rows).as_bytes())
-        .map_err(|e| write_err(&paths.loss_csv, crate::fsutil::io_reason(&e)))?;
+    imaging::files::write_atomic("--out", &paths.loss_csv, loss_csv(&rows).as_bytes())
+        .map_err(|e| TrainError::Save(e.to_string()))?;
     let png =
         plot::training_plot_png(&rows, &history.validation).map_err(|e| write_err(&paths.loss_png, e))?;
-    crate::fsutil::write_atomic(&paths.loss_png, &png)
-        .map_err(|e| write_err(&paths.loss_png, crate::fsutil::io_reason(&e)))
+    imaging::files::write_atomic("--out", &paths.loss_png, &png).map_err(|e| TrainError::Save(e.to_string()))
 }
 
 /// On resume: when the checkpoint itself is the best validation of its history but best.safetensors is not
@@ -509,10 +564,8 @@ fn restore_best(
     let on_disk = Checkpoint::load(&paths.best, &Device::Cpu).ok().map(|c| c.summary.iterations);
     if on_disk != Some(best.iteration) {
         let bytes = checkpoint_of(net, adam, summary, history)?.to_bytes()?;
-        crate::fsutil::write_atomic(&paths.best, &bytes).map_err(|e| TrainError::Write {
-            path: paths.best.clone(),
-            reason: crate::fsutil::io_reason(&e),
-        })?;
+        imaging::files::write_atomic("--out", &paths.best, &bytes)
+            .map_err(|e| TrainError::Save(e.to_string()))?;
     }
     Ok(())
 }
@@ -527,45 +580,23 @@ fn clone_net(net: &SegNet) -> Result<SegNet, TrainError> {
     Ok(SegNet::from_tensors(&tensors, net.normalization, &Device::Cpu)?.with_kernels(net.kernels))
 }
 
+/// The data of a run in one line: each training and validation image by name, size and a hash of its
+/// pixels and labels, so a resume on other data is found whatever the files are called.
+pub fn fingerprint(images: &[TrainingImage], val_images: &[TrainingImage]) -> String {
+    let describe = |prefix: &str, image: &TrainingImage| {
+        format!("{prefix}{} {}x{} {:016x}", image.name, image.width, image.height, image.content_hash())
+    };
+    images
+        .iter()
+        .map(|i| describe("", i))
+        .chain(val_images.iter().map(|i| describe("validation ", i)))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::Normalization;
-
-    #[test]
-    fn adam_matches_candle_adamw_without_decay() {
-        use candle_nn::Optimizer;
-        let dev = Device::Cpu;
-        let net_a = SegNet::random(3, Normalization::IDENTITY, &dev).unwrap();
-        let net_b = SegNet::random(3, Normalization::IDENTITY, &dev).unwrap();
-        let mut ours = Adam::new(&net_a, 1e-2, 0, None).unwrap();
-        let params = candle_nn::ParamsAdamW { lr: 1e-2, weight_decay: 0.0, ..Default::default() };
-        let mut theirs = candle_nn::AdamW::new(net_b.vars(), params).unwrap();
-        // A fixed input: the test must not depend on an unseeded generator.
-        let pixels: Vec<f32> = (0..3 * 64).map(|i| ((i * 37) % 101) as f32 / 100.0).collect();
-        let x = Tensor::from_vec(pixels, (1, 3, 8, 8), &dev).unwrap();
-        let y = Tensor::new([0u32, 1].repeat(32).as_slice(), &dev).unwrap();
-        for _ in 0..3 {
-            let loss = |net: &SegNet| segmentation_loss(&net.forward(&x).unwrap(), &y, net.kernels).unwrap();
-            ours.apply(&loss(&net_a).backward().unwrap()).unwrap();
-            theirs.backward_step(&loss(&net_b)).unwrap();
-        }
-        for ((_, a), (_, b)) in net_a.named_tensors().iter().zip(net_b.named_tensors()) {
-            let d = (a - b).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
-            // Each step moves a weight by up to lr = 1e-2; float-order differences between the two
-            // implementations stay far below 1% of that.
-            assert!(d < 1e-4, "difference {d}");
-        }
-    }
-
-    #[test]
-    fn cosine_schedule_decays_from_the_base_rate_to_near_zero() {
-        let s = LrSchedule::Cosine;
-        assert_eq!(s.rate(1e-3, 1, 100), 1e-3);
-        assert!((s.rate(1e-3, 51, 100) - 0.5e-3).abs() < 1e-12);
-        assert!(s.rate(1e-3, 100, 100) < 1e-6 && s.rate(1e-3, 100, 100) > 0.0);
-        assert_eq!(LrSchedule::Constant.rate(1e-3, 100, 100), 1e-3);
-    }
 
     #[test]
     fn validation_interval_keeps_validation_cheap() {
@@ -585,16 +616,19 @@ mod tests {
             lr: 1e-3,
             schedule: LrSchedule::Cosine,
             seed: 0,
-            augment: data::AugmentPolicy::All,
+            augment: crops::AugmentPolicy::All,
             checkpoint_every: 0,
             val_every: None,
             val_fraction: None,
             out_dir: PathBuf::from("out"),
             resume: None,
+            init_from: None,
             inputs: Vec::new(),
             kernels: Kernels::Fast,
         };
         assert!(ok.check().is_ok());
+        let both = TrainConfig { resume: Some("a".into()), init_from: Some("b".into()), ..ok.clone() };
+        assert!(both.check().unwrap_err().to_string().contains("give one of them"));
         let err = |c: TrainConfig| c.check().unwrap_err().to_string();
         for lr in [f64::NAN, f64::INFINITY, 0.0, -1e-3] {
             assert!(err(TrainConfig { lr, ..ok.clone() }).starts_with("--lr must be a finite number above 0"));
@@ -605,6 +639,34 @@ mod tests {
         }
         assert!(err(TrainConfig { val_every: Some(0), ..ok.clone() }).contains("--val-every"));
         assert!(err(TrainConfig { crop: usize::MAX / 2 + 1, ..ok.clone() }).contains("budget"));
+    }
+
+    #[test]
+    fn a_resume_names_every_setting_and_the_data_that_differ() {
+        let recipe = |batch: usize, lr: &str| {
+            vec![("--batch", batch.to_string()), ("--lr", lr.to_string()), ("--seed", "0".to_string())]
+        };
+        let stored = TrainingSummary {
+            recipe: recipe_text(&recipe(4, "0.001")),
+            data: "image.png 64x48 00000000000000aa".into(),
+            ..TrainingSummary::default()
+        };
+        assert!(resume_differences(&stored, &recipe(4, "0.001"), &stored.data).is_empty());
+        let differences = resume_differences(&stored, &recipe(2, "0.01"), "other.png 64x48 00000000000000bb");
+        assert_eq!(differences.len(), 2, "{differences:?}");
+        assert!(differences[0].contains("--batch 2 (the checkpoint's run: 4)"), "{differences:?}");
+        assert!(differences[1].contains("the data are not the checkpoint's"), "{differences:?}");
+        // The learning rate may change: the run records it as a new phase.
+        let phased = resumed_recipe(&stored.recipe, &recipe(4, "0.0001"), 3000);
+        assert_eq!(phased, "--batch 4 --lr 0.001 --seed 0 | from iteration 3001: --lr 0.0001");
+        assert_eq!(resumed_recipe(&phased, &recipe(4, "0.0001"), 4000), phased, "no change, no phase");
+        let back = resumed_recipe(&phased, &recipe(4, "0.001"), 5000);
+        assert!(back.ends_with(" | from iteration 5001: --lr 0.001"), "{back}");
+        let later = TrainingSummary { recipe: phased, ..stored.clone() };
+        assert!(resume_differences(&later, &recipe(4, "0.5"), &stored.data).is_empty());
+        assert_eq!(resume_differences(&later, &recipe(8, "0.5"), &stored.data).len(), 1);
+        // A checkpoint from before runs were fingerprinted: nothing to compare.
+        assert!(resume_differences(&TrainingSummary::default(), &recipe(2, "0.1"), "x").is_empty());
     }
 
     #[test]

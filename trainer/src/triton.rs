@@ -10,7 +10,7 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use crate::export::{ensure_not_checkpoint, ExportError, Signature};
-use crate::model::{HALO, PIXEL_BUDGET};
+use imaging::tiles::{HALO, PIXEL_BUDGET};
 
 /// The configuration file Triton reads in each model directory.
 pub const CONFIG_FILE: &str = "config.pbtxt";

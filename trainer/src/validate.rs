@@ -1,73 +1,25 @@
 //! Validation during training: the exact tiled forward pass over whole validation images (the runner's
-//! tiling rule, reimplemented here because the trainer must not depend on the runner) and the scores of its
-//! predictions. The tile plan and the scores are pure; only [`validate`] runs the network.
+//! tile plan, shared through `imaging::tiles`) and the scores of its predictions. The scores are pure; only
+//! [`validate`] runs the network.
 //!
-//! Why tiled equals untiled: every kept pixel lies at least [`HALO`] (>= the receptive radius, 7) pixels
+//! Why tiled equals untiled: every kept pixel lies at least `HALO` (>= the receptive radius, 7) pixels
 //! inside its window unless the window reaches the image edge, where the network's own zero padding sees
 //! what a whole-image pass sees; window origins are even, so the 2x2 pool grid lines up.
 
 use candle_core::{Device, Tensor};
+use imaging::tiles::{self, HALO, PIXEL_BUDGET};
 
 use crate::checkpoint::ValRecord;
 use crate::data::TrainingImage;
-use crate::model::{SegNet, HALO, PIXEL_BUDGET};
+use crate::model::SegNet;
 
 /// Largest window side: 256 x 256 is the whole pixel budget.
-pub const TILE: usize = 256;
+pub const TILE: usize = tiles::DEFAULT_TILE;
 
-/// One window fed to the network and the part of its output that is kept, in (padded) image coordinates.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Tile {
-    pub y: usize,
-    pub x: usize,
-    pub height: usize,
-    pub width: usize,
-    pub keep_y: usize,
-    pub keep_x: usize,
-    pub keep_height: usize,
-    pub keep_width: usize,
-}
-
-/// (window start, window length, keep start, keep length) along one axis of even `length`.
-fn segments(length: usize, tile: usize, halo: usize) -> Vec<(usize, usize, usize, usize)> {
-    let mut out = Vec::new();
-    let mut keep = 0;
-    loop {
-        let start = keep - keep.min(halo);
-        if start + tile >= length {
-            // The last window reaches the edge, shorter if need be, rather than shifted back.
-            out.push((start, length - start, keep, length - keep));
-            return out;
-        }
-        let keep_end = start + tile - halo;
-        out.push((start, tile, keep, keep_end - keep));
-        keep = keep_end;
-    }
-}
-
-/// Forward passes for an image of `height` x `width` (each rounded up to even) with square windows of
-/// side at most `tile` (even, > 2 x halo): windows of one size are batched, at most `budget` input pixels a
-/// pass.
-pub fn plan(height: usize, width: usize, tile: usize, budget: usize) -> Vec<Vec<Tile>> {
-    assert!(tile % 2 == 0 && tile > 2 * HALO && tile * tile <= budget, "a valid tile size");
-    let (ph, pw) = (height + height % 2, width + width % 2);
-    let mut groups: Vec<Vec<Tile>> = Vec::new();
-    for &(y, h, keep_y, keep_height) in &segments(ph, tile, HALO) {
-        for &(x, w, keep_x, keep_width) in &segments(pw, tile, HALO) {
-            let t = Tile { y, x, height: h, width: w, keep_y, keep_x, keep_height, keep_width };
-            match groups.iter_mut().find(|g| (g[0].height, g[0].width) == (h, w)) {
-                Some(g) => g.push(t),
-                None => groups.push(vec![t]),
-            }
-        }
-    }
-    groups
-        .into_iter()
-        .flat_map(|g| {
-            let per_pass = budget / (g[0].height * g[0].width);
-            g.chunks(per_pass).map(<[Tile]>::to_vec).collect::<Vec<_>>()
-        })
-        .collect()
+/// The plan of an image of `height` x `width` with windows of side at most `tile`.
+fn plan(height: usize, width: usize, tile: usize) -> tiles::TilePlan {
+    tiles::plan(height, width, tile, HALO, PIXEL_BUDGET)
+        .expect("a valid tile size for an image of at least 1x1")
 }
 
 /// Runs the network over `image` pass by pass as [`plan`] says (zeros pad an odd size at the bottom/right,
@@ -81,11 +33,11 @@ pub fn tiled_logits(
     mut visit: impl FnMut(usize, usize, f32, f32),
 ) -> candle_core::Result<()> {
     let (iw, ih) = (image.width, image.height);
-    for pass in plan(ih, iw, tile, PIXEL_BUDGET) {
-        let (h, w) = (pass[0].height, pass[0].width);
+    for pass in &plan(ih, iw, tile).passes {
+        let (h, w, count) = (pass.height, pass.width, pass.tiles.len());
         let plane = h * w;
-        let mut input = vec![0f32; pass.len() * 3 * plane];
-        for (b, t) in pass.iter().enumerate() {
+        let mut input = vec![0f32; count * 3 * plane];
+        for (b, t) in pass.tiles.iter().map(|t| t.window).enumerate() {
             for row in 0..h.min(ih.saturating_sub(t.y)) {
                 for col in 0..w.min(iw.saturating_sub(t.x)) {
                     let src = ((t.y + row) * iw + t.x + col) * 3;
@@ -95,11 +47,12 @@ pub fn tiled_logits(
                 }
             }
         }
-        let x = Tensor::from_vec(input, (pass.len(), 3, h, w), device)?;
+        let x = Tensor::from_vec(input, (count, 3, h, w), device)?;
         let logits: Vec<f32> = net.forward(&x)?.flatten_all()?.to_vec1()?;
-        for (b, t) in pass.iter().enumerate() {
-            for y in t.keep_y..(t.keep_y + t.keep_height).min(ih) {
-                for x in t.keep_x..(t.keep_x + t.keep_width).min(iw) {
+        for (b, tile) in pass.tiles.iter().enumerate() {
+            let (t, k) = (tile.window, tile.keep);
+            for y in k.y..(k.y + k.height).min(ih) {
+                for x in k.x..(k.x + k.width).min(iw) {
                     let at = (y - t.y) * w + (x - t.x);
                     visit(y, x, logits[b * 2 * plane + at], logits[(b * 2 + 1) * plane + at]);
                 }
@@ -140,16 +93,21 @@ impl Scores {
         self.true_positive + self.false_positive + self.false_negative + self.true_negative
     }
 
-    /// The record of these scores at `iteration`. An empty foreground on both sides counts as perfect.
+    /// The record of these scores at `iteration`. Without foreground in the reference (negative validation
+    /// images only) IoU and Dice are undefined (NaN) and the false-positive rate is what scores the model.
     pub fn record(&self, iteration: usize) -> ValRecord {
         let ratio = |num: u64, den: u64| if den == 0 { 1.0 } else { num as f64 / den as f64 };
-        let (tp, fp, fn_) = (self.true_positive, self.false_positive, self.false_negative);
+        let (tp, fp, fn_, tn) =
+            (self.true_positive, self.false_positive, self.false_negative, self.true_negative);
+        let has_foreground = tp + fn_ > 0;
+        let defined = |v: f64| if has_foreground { v } else { f64::NAN };
         ValRecord {
             iteration,
             loss: self.loss_sum / self.pixels().max(1) as f64,
-            iou: ratio(tp, tp + fp + fn_),
-            dice: ratio(2 * tp, 2 * tp + fp + fn_),
-            accuracy: ratio(tp + self.true_negative, self.pixels()),
+            iou: defined(ratio(tp, tp + fp + fn_)),
+            dice: defined(ratio(2 * tp, 2 * tp + fp + fn_)),
+            accuracy: ratio(tp + tn, self.pixels()),
+            false_positive_rate: if fp + tn == 0 { 0.0 } else { fp as f64 / (fp + tn) as f64 },
         }
     }
 }
@@ -173,10 +131,7 @@ impl ValImage {
 
     /// Input pixels of its forward passes, halos included (what validation costs).
     pub fn input_pixels(&self) -> usize {
-        plan(self.image.height, self.image.width, TILE, PIXEL_BUDGET)
-            .iter()
-            .flat_map(|pass| pass.iter().map(|t| t.height * t.width))
-            .sum()
+        plan(self.image.height, self.image.width, TILE).passes.iter().map(tiles::Pass::pixels).sum()
     }
 }
 
@@ -203,35 +158,6 @@ pub fn validate(
 mod tests {
     use super::*;
     use crate::model::Normalization;
-
-    #[test]
-    fn plans_cover_every_pixel_once_within_the_budget() {
-        for (h, w) in [(1, 1), (17, 300), (256, 256), (257, 513), (500, 250), (33, 34)] {
-            for tile in [18, 32, 100, 256] {
-                let (ph, pw) = (h + h % 2, w + w % 2);
-                let mut cover = vec![0u8; ph * pw];
-                for pass in plan(h, w, tile, PIXEL_BUDGET) {
-                    assert!(pass.len() * pass[0].height * pass[0].width <= PIXEL_BUDGET);
-                    for t in pass {
-                        assert!(t.y % 2 == 0 && t.x % 2 == 0 && t.height % 2 == 0 && t.width % 2 == 0);
-                        assert!(t.height <= tile && t.width <= tile);
-                        assert!(t.y + t.height <= ph && t.x + t.width <= pw);
-                        // The kept part is a halo away from every window side that is not the image edge.
-                        assert!(t.y == 0 || t.keep_y >= t.y + HALO);
-                        assert!(t.x == 0 || t.keep_x >= t.x + HALO);
-                        assert!(t.y + t.height == ph || t.y + t.height >= t.keep_y + t.keep_height + HALO);
-                        assert!(t.x + t.width == pw || t.x + t.width >= t.keep_x + t.keep_width + HALO);
-                        for y in t.keep_y..t.keep_y + t.keep_height {
-                            for x in t.keep_x..t.keep_x + t.keep_width {
-                                cover[y * pw + x] += 1;
-                            }
-                        }
-                    }
-                }
-                assert!(cover.iter().all(|&c| c == 1), "{h}x{w} tile {tile}");
-            }
-        }
-    }
 
     fn textured(w: usize, h: usize) -> TrainingImage {
         let rgb = (0..w * h * 3).map(|i| ((i * 7919) % 251) as u8).collect();
@@ -284,11 +210,22 @@ mod tests {
         assert_eq!(r.iteration, 9);
         assert!((r.iou - 0.5).abs() < 1e-12 && (r.dice - 2.0 / 3.0).abs() < 1e-12);
         assert!((r.accuracy - 0.75).abs() < 1e-12);
+        assert!((r.false_positive_rate - 0.2).abs() < 1e-12, "fp 1 of 5 background pixels");
         // Cross-entropy of logits (0, 0) is ln 2 whatever the label.
         let mut even = Scores::default();
         even.add(0.0, 0.0, 1);
         assert!((even.record(1).loss - std::f64::consts::LN_2).abs() < 1e-12);
-        assert_eq!(Scores::default().record(1).iou, 1.0);
+        // No foreground in the reference (negative images): IoU and Dice are undefined, and the
+        // false-positive rate scores the model.
+        let mut negative = Scores::default();
+        for (l0, l1) in [(0.0, 1.0), (1.0, 0.0), (1.0, 0.0), (1.0, 0.0)] {
+            negative.add(l0, l1, 0);
+        }
+        let r = negative.record(3);
+        assert!(r.iou.is_nan() && r.dice.is_nan());
+        assert_eq!((r.false_positive_rate, r.accuracy), (0.25, 0.75));
+        assert_eq!(r.score(), 0.75);
+        assert!(r.score_text().starts_with("specificity 0.7500"), "{}", r.score_text());
     }
 
     #[test]

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 use trainer::checkpoint::Checkpoint;
-use trainer::train::{read_loss_csv, read_val_csv};
+use trainer::outputs::{read_loss_csv, read_val_csv};
 
 /// A W x H image with a bright disk (foreground in the mask) on a darker textured background.
 fn write_pair(dir: &Path, w: u32, h: u32) -> (PathBuf, PathBuf) {
@@ -553,7 +553,7 @@ fn validation_logs_val_csv_and_keeps_the_best_model() {
     assert!(val.iter().all(|r| (0.0..=1.0).contains(&r.iou) && r.dice >= r.iou && r.loss > 0.0));
     assert!(std::fs::read_to_string(out.join("val.csv"))
         .unwrap()
-        .starts_with("iteration,loss,iou,dice,accuracy\n"));
+        .starts_with("iteration,loss,iou,dice,accuracy,false_positive_rate\n"));
     // best.safetensors is the argmax of val.csv (the first of equal ones), with its iteration and IoU.
     let best_row = val.iter().fold(val[0], |b, r| if r.iou > b.iou { *r } else { b });
     let best = Checkpoint::load(&out.join("best.safetensors"), &candle_core::Device::Cpu).unwrap();
@@ -640,4 +640,177 @@ fn resume_with_validation_continues_the_same_curves() {
     let best = |d: &Path| Checkpoint::load(&d.join("best.safetensors"), &candle_core::Device::Cpu).unwrap();
     assert_eq!(best(&whole).summary.iterations, best(&parts).summary.iterations);
     assert_eq!(best(&whole).history, best(&parts).history);
+}
+
+/// Issue 22, items 4 and 6: the output folder is made the same way for a new and a resumed run, and a run
+/// that could not write its results fails before its first step, not after training.
+#[test]
+fn the_out_folder_is_ready_before_the_first_step_whether_new_or_resumed() {
+    let dir = tempfile::tempdir().unwrap();
+    let (img, mask) = write_pair(dir.path(), 40, 36);
+    let quick = ["--iterations", "2", "--batch", "2", "--crop", "16", "--checkpoint-every", "0"];
+    let first = dir.path().join("first");
+    assert!(train(&img, &mask, &first, &quick).status.success());
+    // Resumed into a new, nested folder: created like a fresh run's.
+    let nested = dir.path().join("a/b/resumed");
+    let ck = first.join("checkpoint.safetensors");
+    let more = ["--iterations", "4", "--batch", "2", "--crop", "16", "--resume", ck.to_str().unwrap()];
+    let o = train(&img, &mask, &nested, &more);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(nested.join("best.safetensors").exists() || nested.join("checkpoint.safetensors").exists());
+    // --out where a file is: refused before any training step (the run would take a long time).
+    let blocked = dir.path().join("blocked");
+    std::fs::write(&blocked, b"a file").unwrap();
+    let started = std::time::Instant::now();
+    let o = train(&img, &mask, &blocked.join("run"), &["--iterations", "100000", "--crop", "16"]);
+    assert_clean_failure(&o, &["--out", "cannot create it"]);
+    assert!(started.elapsed().as_secs() < 60, "the failure came after training");
+    // An output that is a folder.
+    let run = dir.path().join("run");
+    std::fs::create_dir_all(run.join("loss.csv")).unwrap();
+    assert_clean_failure(
+        &train(&img, &mask, &run, &["--iterations", "100000", "--crop", "16"]),
+        &["loss.csv is a folder"],
+    );
+}
+
+/// Issue 22, item 5: --resume continues the same run only; a checkpoint of other data or settings is
+/// refused naming what differs, and --init-from starts a new run from its weights.
+#[test]
+fn a_resume_on_other_data_or_settings_is_refused_and_init_from_starts_a_new_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let (img, mask) = write_pair(dir.path(), 40, 36);
+    let other = dir.path().join("other").tap_mkdir();
+    let (other_img, other_mask) = write_named_pair(&other, 40, 36, 5, "image.png", "mask.png");
+    let out = dir.path().join("out");
+    let base = ["--batch", "2", "--crop", "16", "--checkpoint-every", "0"];
+    fn with<'a>(base: &[&'a str], extra: &[&'a str]) -> Vec<&'a str> {
+        [base, extra].concat()
+    }
+    assert!(train(&img, &mask, &out, &with(&base, &["--iterations", "2"])).status.success());
+    let ck = out.join("checkpoint.safetensors");
+    let ck_arg = ck.to_str().unwrap();
+    let before = std::fs::read(&ck).unwrap();
+    // Other data under the same file names.
+    let o = train(&other_img, &other_mask, &out, &with(&base, &["--iterations", "4", "--resume", ck_arg]));
+    assert_clean_failure(&o, &["--resume", "the data are not the checkpoint's", "--init-from"]);
+    // Other settings: each is named with both values.
+    let o = trainer(&[
+        "train",
+        "--quiet",
+        "--image",
+        img.to_str().unwrap(),
+        "--mask",
+        mask.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--batch",
+        "4",
+        "--crop",
+        "16",
+        "--seed",
+        "9",
+        "--iterations",
+        "4",
+        "--resume",
+        ck_arg,
+    ]);
+    assert_clean_failure(&o, &["--batch 4 (the checkpoint's run: 2)", "--seed 9 (the checkpoint's run: 0)"]);
+    assert_eq!(std::fs::read(&ck).unwrap(), before, "a refused resume changes nothing");
+    // The same run resumes, and may lower its learning rate: the summary records the new phase.
+    let o =
+        train(&img, &mask, &out, &with(&base, &["--iterations", "4", "--lr", "0.0005", "--resume", ck_arg]));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let resumed = Checkpoint::load(&ck, &candle_core::Device::Cpu).unwrap();
+    assert!(
+        resumed.summary.recipe.ends_with("| from iteration 3: --lr 0.0005"),
+        "{}",
+        resumed.summary.recipe
+    );
+    // A new run from those weights on the other data: its own history from iteration 1, its origin recorded.
+    let tuned = dir.path().join("tuned");
+    let o =
+        train(&other_img, &other_mask, &tuned, &with(&base, &["--iterations", "3", "--init-from", ck_arg]));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let tuned_ck =
+        Checkpoint::load(&tuned.join("checkpoint.safetensors"), &candle_core::Device::Cpu).unwrap();
+    assert_eq!(tuned_ck.summary.iterations, 3);
+    assert_eq!(read_loss_csv(&tuned.join("loss.csv")).len(), 3);
+    assert!(
+        tuned_ck.summary.initialized_from.contains("checkpoint.safetensors (iteration 4"),
+        "{}",
+        tuned_ck.summary.initialized_from
+    );
+    assert!(tuned_ck.summary.data.contains("image.png 40x36"), "{}", tuned_ck.summary.data);
+}
+
+/// Issue 22, item 12: a validation image whose mask is all background is a legitimate negative example:
+/// scored by its false-positive rate, not refused. A training set of one class only is refused.
+#[test]
+fn a_negative_validation_image_is_scored_by_its_false_positive_rate() {
+    let dir = tempfile::tempdir().unwrap();
+    let (img, mask) = write_pair(dir.path(), 40, 36);
+    let negative = dir.path().join("negative.png");
+    image::GrayImage::new(40, 36).save(&negative).unwrap();
+    let out = dir.path().join("out");
+    let o = train(
+        &img,
+        &mask,
+        &out,
+        &[
+            "--iterations",
+            "4",
+            "--batch",
+            "2",
+            "--crop",
+            "16",
+            "--val-every",
+            "2",
+            "--val-image",
+            img.to_str().unwrap(),
+            "--val-mask",
+            negative.to_str().unwrap(),
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let records = read_val_csv(&out.join("val.csv"));
+    assert_eq!(records.len(), 2);
+    for r in &records {
+        assert!(r.iou.is_nan() && r.dice.is_nan(), "IoU is undefined without foreground: {r:?}");
+        assert!((0.0..=1.0).contains(&r.false_positive_rate), "{r:?}");
+    }
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(stdout.contains("best validation specificity"), "{stdout}");
+    // Training on negative images only: nothing to learn.
+    let o = train(&img, &negative, &dir.path().join("none"), &["--iterations", "2", "--crop", "16"]);
+    assert_clean_failure(&o, &["every training mask is background only"]);
+}
+
+/// Issue 22, item 1: outputs that are symbolic links are written through (the link stays, its target gets
+/// the file), for the run folder's files as for every other output.
+#[cfg(unix)]
+#[test]
+fn outputs_through_symbolic_links_are_written_through() {
+    let dir = tempfile::tempdir().unwrap();
+    let (img, mask) = write_pair(dir.path(), 40, 36);
+    let out = dir.path().join("out").tap_mkdir();
+    let real = dir.path().join("real").tap_mkdir();
+    std::os::unix::fs::symlink("../real/loss.png", out.join("loss.png")).unwrap();
+    std::os::unix::fs::symlink(real.join("curve.csv"), out.join("loss.csv")).unwrap();
+    let o = train(&img, &mask, &out, &["--iterations", "2", "--batch", "2", "--crop", "16"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    for (link, target) in [("loss.png", "loss.png"), ("loss.csv", "curve.csv")] {
+        assert!(
+            std::fs::symlink_metadata(out.join(link)).unwrap().file_type().is_symlink(),
+            "{link} replaced"
+        );
+        assert!(real.join(target).metadata().unwrap().len() > 0, "{target} not written");
+    }
+    // An exported model through a link.
+    let model = dir.path().join("model.onnx");
+    std::os::unix::fs::symlink(real.join("model.onnx"), &model).unwrap();
+    let ck = out.join("checkpoint.safetensors");
+    trainer_ok(&["export", "--checkpoint", ck.to_str().unwrap(), "--output", model.to_str().unwrap()]);
+    assert!(std::fs::symlink_metadata(&model).unwrap().file_type().is_symlink());
+    assert!(real.join("model.onnx").metadata().unwrap().len() > 10_000);
 }

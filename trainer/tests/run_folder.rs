@@ -20,6 +20,7 @@ fn checkpoint(run: u64, iterations: usize) -> Checkpoint {
             iou: 0.5 + run as f64 * 0.01 + i as f64 * 1e-3,
             dice: 0.6,
             accuracy: 0.7,
+            false_positive_rate: 0.02,
         })
         .collect();
     let summary = TrainingSummary { iterations, final_loss: losses[iterations - 1], ..Default::default() };

@@ -19,6 +19,7 @@ pub fn summary() -> TrainingSummary {
         crop: 64,
         learning_rate: 1e-3,
         seed: 11,
+        ..TrainingSummary::default()
     }
 }
 

@@ -1,0 +1,291 @@
+//! Image/mask pairs from files: which files pair up (repeated flags, or a `--data` folder matched by stem),
+//! reading them through the shared readers, and checking that they fit together.
+
+use std::path::{Path, PathBuf};
+
+use imaging::files::{self, InputFileError};
+use imaging::source::{Channels, ImageSource};
+
+use super::TrainingImage;
+
+/// The largest image the trainer decodes, in pixels (10,000 x 10,000): training holds every image in memory,
+/// so a bigger one (or a small file whose header claims one, a decompression bomb) is refused up front.
+pub const MAX_IMAGE_PIXELS: u64 = 100_000_000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DataError {
+    #[error("{what} {path}: cannot read it: {reason}")]
+    Unreadable { what: String, path: PathBuf, reason: String },
+    #[error("{what} {path}: {reason}")]
+    NotAFile { what: String, path: PathBuf, reason: InputFileError },
+    #[error(
+        "{what} {path}: the image is {width}x{height} = {pixels} pixels, over the trainer's limit of \
+         {limit} pixels; split it into smaller images"
+    )]
+    TooLarge { what: String, path: PathBuf, width: u64, height: u64, pixels: u64, limit: u64 },
+    #[error(
+        "{what} {path}: the mask is {mask_w}x{mask_h} but the image is {image_w}x{image_h} (width x height): \
+         they must be the same size, pixel for pixel"
+    )]
+    SizeMismatch { what: String, path: PathBuf, image_w: usize, image_h: usize, mask_w: usize, mask_h: usize },
+    #[error("{what} {path}: {source}")]
+    Mask { what: String, path: PathBuf, source: MaskError },
+    #[error("{what} {path}: the image is {width}x{height}: training needs at least 2x2 pixels")]
+    TooSmall { what: String, path: PathBuf, width: usize, height: usize },
+    #[error("--data {dir}: {reason}")]
+    Folder { dir: PathBuf, reason: String },
+    #[error("{0}")]
+    Pairing(String),
+}
+
+/// What is wrong with a mask's values.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum MaskError {
+    #[error(
+        "the mask must hold exactly two values (e.g. 0 = background, 255 = foreground), found {count}: {listed}{hint}"
+    )]
+    NotTwoValued { count: usize, listed: String, hint: &'static str },
+    #[error(
+        "the mask holds only {values}: pixels > 127 are foreground, so both values are one single class; \
+         save the foreground as 255 and the background as 0"
+    )]
+    OneSided { values: String },
+}
+
+/// An image file and its mask file, with the flags they came from (for errors).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PairSource {
+    pub image: PathBuf,
+    pub mask: PathBuf,
+    /// e.g. `--image` / `--mask`, `--val-image #2` / `--val-mask #2`, `--data image` / `--data mask`.
+    pub image_flag: String,
+    pub mask_flag: String,
+}
+
+impl PairSource {
+    /// The pairs of repeated `--image`/`--mask` flags (`flag` is `image` or `val-image`), paired in order.
+    pub fn from_flags(
+        images: &[PathBuf],
+        masks: &[PathBuf],
+        image_flag: &str,
+        mask_flag: &str,
+    ) -> Result<Vec<PairSource>, DataError> {
+        if images.len() != masks.len() {
+            return Err(DataError::Pairing(format!(
+                "{} {image_flag} but {} {mask_flag}: give one {mask_flag} per {image_flag}, in the same order",
+                images.len(),
+                masks.len()
+            )));
+        }
+        let several = images.len() > 1;
+        Ok(images
+            .iter()
+            .zip(masks)
+            .enumerate()
+            .map(|(i, (image, mask))| {
+                let n = if several { format!(" #{}", i + 1) } else { String::new() };
+                PairSource {
+                    image: image.clone(),
+                    mask: mask.clone(),
+                    image_flag: format!("{image_flag}{n}"),
+                    mask_flag: format!("{mask_flag}{n}"),
+                }
+            })
+            .collect())
+    }
+
+    /// The pairs of `--data DIR`: every file of DIR/images with the file of DIR/masks of the same stem.
+    pub fn from_folder(dir: &Path) -> Result<Vec<PairSource>, DataError> {
+        let folder_err = |reason: String| DataError::Folder { dir: dir.to_path_buf(), reason };
+        let list = |sub: &str| -> Result<Vec<PathBuf>, DataError> {
+            let path = dir.join(sub);
+            let entries = std::fs::read_dir(&path).map_err(|e| {
+                folder_err(format!(
+                    "cannot list {}: {}; --data expects DIR/images/ and DIR/masks/",
+                    path.display(),
+                    files::io_reason(&e)
+                ))
+            })?;
+            let mut files = Vec::new();
+            for entry in entries {
+                let entry = entry.map_err(|e| folder_err(files::io_reason(&e)))?;
+                let name = entry.file_name();
+                if !name.to_string_lossy().starts_with('.') {
+                    files.push(entry.path());
+                }
+            }
+            files.sort();
+            Ok(files)
+        };
+        let pairs = match_by_stem(&list("images")?, &list("masks")?).map_err(folder_err)?;
+        Ok(pairs
+            .into_iter()
+            .map(|(image, mask)| PairSource {
+                image,
+                mask,
+                image_flag: "--data image".into(),
+                mask_flag: "--data mask".into(),
+            })
+            .collect())
+    }
+}
+
+/// Pairs images with masks of the same file stem (`a.jpg` with `a.png`); every image needs exactly one mask
+/// and every mask one image.
+pub fn match_by_stem(images: &[PathBuf], masks: &[PathBuf]) -> Result<Vec<(PathBuf, PathBuf)>, String> {
+    let stem = |p: &PathBuf| p.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    let mut pairs = Vec::new();
+    for image in images {
+        let matching: Vec<&PathBuf> = masks.iter().filter(|m| stem(m) == stem(image)).collect();
+        match matching.as_slice() {
+            [mask] => pairs.push((image.clone(), (*mask).clone())),
+            [] => {
+                return Err(format!(
+                    "no mask in masks/ for images/{} (masks are matched by file stem)",
+                    name_of(image)
+                ))
+            }
+            _ => return Err(format!("several masks in masks/ have the stem of images/{}", name_of(image))),
+        }
+    }
+    if let Some(orphan) = masks.iter().find(|m| !images.iter().any(|i| stem(i) == stem(m))) {
+        return Err(format!("masks/{} has no image of the same stem in images/", name_of(orphan)));
+    }
+    if pairs.is_empty() {
+        return Err("images/ holds no files".into());
+    }
+    Ok(pairs)
+}
+
+fn name_of(path: &Path) -> String {
+    path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+}
+
+/// Reads an image file through the shared readers (format recognised by content, converted as
+/// `imaging::source` documents), refusing what would hang (not a regular file), exhaust memory (over
+/// [`MAX_IMAGE_PIXELS`]) or silently invent pixels (a truncated file). Returns width, height and pixels.
+pub fn read_image(path: &Path, what: &str, channels: Channels) -> Result<(usize, usize, Vec<u8>), DataError> {
+    let unreadable =
+        |reason: String| DataError::Unreadable { what: what.to_string(), path: path.to_path_buf(), reason };
+    files::regular_file_size(path).map_err(|reason| DataError::NotAFile {
+        what: what.to_string(),
+        path: path.to_path_buf(),
+        reason,
+    })?;
+    let mut source = ImageSource::open(path, channels).map_err(|e| unreadable(e.to_string()))?;
+    let (width, height) = (source.width(), source.height());
+    let pixels = width as u64 * height as u64;
+    if pixels > MAX_IMAGE_PIXELS {
+        return Err(DataError::TooLarge {
+            what: what.to_string(),
+            path: path.to_path_buf(),
+            width: width as u64,
+            height: height as u64,
+            pixels,
+            limit: MAX_IMAGE_PIXELS,
+        });
+    }
+    let data = source.read_all().map_err(|e| unreadable(e.to_string()))?;
+    Ok((width, height, data))
+}
+
+/// Loads an image (converted to 8-bit RGB) and its mask (converted to 8-bit gray; pixels > 127 are
+/// foreground) and checks that they fit together. Errors name the flag and file.
+pub fn load_pair(source: &PairSource) -> Result<TrainingImage, DataError> {
+    let (ip, mp) = (&source.image, &source.mask);
+    let (width, height, rgb) = read_image(ip, &source.image_flag, Channels::Rgb)?;
+    let (mask_w, mask_h, gray) = read_image(mp, &source.mask_flag, Channels::Gray)?;
+    if (width, height) != (mask_w, mask_h) {
+        return Err(DataError::SizeMismatch {
+            what: source.mask_flag.clone(),
+            path: mp.clone(),
+            image_w: width,
+            image_h: height,
+            mask_w,
+            mask_h,
+        });
+    }
+    if width < 2 || height < 2 {
+        return Err(DataError::TooSmall { what: source.image_flag.clone(), path: ip.clone(), width, height });
+    }
+    let labels = labels_from_mask(&gray).map_err(|source_err| DataError::Mask {
+        what: source.mask_flag.clone(),
+        path: mp.clone(),
+        source: source_err,
+    })?;
+    Ok(TrainingImage { name: name_of(ip), mask_name: name_of(mp), width, height, rgb, labels })
+}
+
+/// Turns mask bytes into labels (> 127 is foreground), refusing masks with more than two values (JPEG noise)
+/// and masks whose two values fall on one side of 127 (such as 0 and 1: one class, surely a mistake). A mask
+/// of one value is accepted: an image with no foreground is a legitimate negative example (whether a whole
+/// training set holds both classes is checked by training).
+pub fn labels_from_mask(mask: &[u8]) -> Result<Vec<u8>, MaskError> {
+    let mut seen = [false; 256];
+    for &v in mask {
+        seen[v as usize] = true;
+    }
+    let values: Vec<u8> = (0..=255u8).filter(|&v| seen[v as usize]).collect();
+    if values.len() > 2 {
+        let shown: Vec<String> = values.iter().take(8).map(u8::to_string).collect();
+        let listed = if values.len() > 8 { format!("{}, ...", shown.join(", ")) } else { shown.join(", ") };
+        return Err(MaskError::NotTwoValued {
+            count: values.len(),
+            listed,
+            hint: " (a JPEG mask carries compression noise: save masks as PNG)",
+        });
+    }
+    if let [a, b] = values[..] {
+        if imaging::labels::is_foreground(a) == imaging::labels::is_foreground(b) {
+            return Err(MaskError::OneSided { values: format!("{a} and {b}") });
+        }
+    }
+    Ok(imaging::labels::classes_from_gray(mask))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    #[test]
+    fn stems_pair_images_with_masks() {
+        let p = |s: &str| PathBuf::from(s);
+        let pairs = match_by_stem(&[p("i/a.jpg"), p("i/b.png")], &[p("m/b.png"), p("m/a.png")]).unwrap();
+        assert_eq!(pairs, vec![(p("i/a.jpg"), p("m/a.png")), (p("i/b.png"), p("m/b.png"))]);
+        let err = match_by_stem(&[p("i/a.jpg")], &[p("m/c.png")]).unwrap_err();
+        assert!(err.contains("no mask in masks/ for images/a.jpg"), "{err}");
+        let err = match_by_stem(&[p("i/a.jpg")], &[p("m/a.png"), p("m/z.png")]).unwrap_err();
+        assert!(err.contains("masks/z.png has no image"), "{err}");
+        let err = match_by_stem(&[p("i/a.jpg")], &[p("m/a.png"), p("m/a.tif")]).unwrap_err();
+        assert!(err.contains("several masks"), "{err}");
+        assert!(match_by_stem(&[], &[]).unwrap_err().contains("no files"));
+    }
+
+    #[test]
+    fn repeated_flags_pair_in_order_and_must_match_in_number() {
+        let p = |s: &str| PathBuf::from(s);
+        let pairs =
+            PairSource::from_flags(&[p("a"), p("b")], &[p("ma"), p("mb")], "--image", "--mask").unwrap();
+        assert_eq!(pairs[1].image, p("b"));
+        assert_eq!(pairs[1].mask_flag, "--mask #2");
+        let one = PairSource::from_flags(&[p("a")], &[p("ma")], "--image", "--mask").unwrap();
+        assert_eq!(one[0].image_flag, "--image");
+        let err =
+            PairSource::from_flags(&[p("a")], &[], "--val-image", "--val-mask").unwrap_err().to_string();
+        assert!(err.contains("1 --val-image but 0 --val-mask"), "{err}");
+    }
+
+    #[test]
+    fn masks_must_be_two_valued_on_both_sides_of_127_or_one_valued() {
+        assert_eq!(labels_from_mask(&[0, 255, 255, 0]).unwrap(), vec![0, 1, 1, 0]);
+        assert_eq!(labels_from_mask(&[3, 200]).unwrap(), vec![0, 1]);
+        let err = labels_from_mask(&[0, 1, 2, 255]).unwrap_err().to_string();
+        assert!(err.contains("found 4: 0, 1, 2, 255"), "{err}");
+        let err = labels_from_mask(&[0, 1, 0]).unwrap_err().to_string();
+        assert!(err.contains("only 0 and 1") && err.contains("single class"), "{err}");
+        // One value: an image of one class (a negative example) is legitimate.
+        assert_eq!(labels_from_mask(&[255, 255]).unwrap(), vec![1, 1]);
+        assert_eq!(labels_from_mask(&[0, 0, 0]).unwrap(), vec![0, 0, 0]);
+        let err = labels_from_mask(&[200, 255]).unwrap_err().to_string();
+        assert!(err.contains("only 200 and 255"), "{err}");
+    }
+}
