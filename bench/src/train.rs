@@ -10,7 +10,8 @@ use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device, Tensor};
 use trainer::model::{Normalization, SegNet};
 use trainer::ops::Kernels;
-use trainer::train::{segmentation_loss, Adam};
+use trainer::optim::Adam;
+use trainer::train::segmentation_loss;
 
 use crate::stats::{self, Stats};
 

@@ -1,7 +1,6 @@
 //! Training half of the segmenter: fits the fixed network on image/mask pairs with candle, validates it on
 //! held-out data, plots the loss and the validation IoU, and exports the weights as a portable ONNX graph.
 
-pub mod bioimageio;
 pub mod checkpoint;
 pub mod data;
 pub mod export;
@@ -11,5 +10,4 @@ pub mod optim;
 pub mod outputs;
 pub mod plot;
 pub mod train;
-pub mod triton;
 pub mod validate;

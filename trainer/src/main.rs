@@ -10,6 +10,7 @@ use trainer::checkpoint::ValRecord;
 use trainer::data::crops::AugmentPolicy;
 use trainer::data::load::{self, PairSource};
 use trainer::data::TrainingImage;
+use trainer::export::{ExportRequest, PackageOptions, TritonTarget};
 use trainer::ops::Kernels;
 use trainer::optim::LrSchedule;
 use trainer::train::{self, DeviceKind, Progress, TrainConfig};
@@ -45,13 +46,19 @@ struct ExportArgs {
     #[arg(long)]
     output: Option<PathBuf>,
     /// Also (or instead) write a bioimage.io model package (a .zip for ilastik, deepImageJ, QuPath,
-    /// bioimageio.core): rdf.yaml, the ONNX weights, test tensors, a cover and a README.
+    /// bioimageio.core): rdf.yaml, the ONNX weights, test tensors, a cover and a README. The path must end in
+    /// `.zip` (bioimage.io tools know a package by it); any other path is refused.
     #[arg(long, value_name = "PATH.zip")]
     bioimageio: Option<PathBuf>,
     /// Also (or instead) write a Triton Inference Server model repository entry: DIR/<name>/config.pbtxt
-    /// and DIR/<name>/1/model.onnx.
+    /// and DIR/<name>/<version>/model.onnx. Triton serves the highest version by default, so the export
+    /// writes the next version after those already in DIR/<name> (1 in a new folder) and prints which.
     #[arg(long, value_name = "DIR")]
     triton: Option<PathBuf>,
+    /// The Triton version to write instead of the next one; replaces that version if it exists. A version
+    /// below one already in DIR/<name> is refused: Triton would not serve it.
+    #[arg(long, value_name = "N", requires = "triton", value_parser = clap::value_parser!(u64).range(1..))]
+    triton_version: Option<u64>,
     #[command(flatten)]
     package: PackageArgs,
 }
@@ -60,23 +67,25 @@ struct ExportArgs {
 #[derive(clap::Args)]
 #[command(next_help_heading = "Package description (--bioimageio, --triton)")]
 struct PackageArgs {
-    /// Model name: the bioimage.io name and the Triton model directory (5 to 64 letters, digits, `_`, `-`).
-    #[arg(long, default_value = "segmenter")]
+    /// Model name: the bioimage.io name and the Triton model directory, one rule for both (5 to 64 ASCII
+    /// letters, digits, `_`, `-`).
+    #[arg(long, default_value = PackageOptions::DEFAULT_NAME)]
     name: String,
     /// One-paragraph description [default: the network and its training, from the checkpoint].
     #[arg(long)]
     description: Option<String>,
     /// An author of the package (repeat for several).
-    #[arg(long = "author", value_name = "NAME", default_value = "segmenter contributors")]
+    #[arg(long = "author", value_name = "NAME", default_value = PackageOptions::DEFAULT_AUTHOR)]
     authors: Vec<String>,
-    /// SPDX licence identifier of the package.
-    #[arg(long, default_value = "MIT")]
+    /// SPDX licence identifier of the package, spelled as in the SPDX License List (e.g. MIT, Apache-2.0,
+    /// BSD-3-Clause, CC-BY-4.0); bioimage.io requires one, so anything else is refused.
+    #[arg(long, default_value = PackageOptions::DEFAULT_LICENSE)]
     license: String,
     /// A tag besides the default ones (segmentation, semantic-segmentation, 2d, rgb, onnx); repeatable.
     #[arg(long = "tag", value_name = "TAG")]
     tags: Vec<String>,
     /// Image whose centre crop (at most 128x128) becomes the package's test input; use the training image.
-    #[arg(long, default_value = "data/conifer/image.png")]
+    #[arg(long, default_value = PackageOptions::DEFAULT_TEST_IMAGE)]
     test_image: PathBuf,
     /// Scores to report in the package README's Validation section: the JSON of `runner predict --mask MASK
     /// --metrics-json M.json` on the image named by --validation-image.
@@ -85,6 +94,28 @@ struct PackageArgs {
     /// The image those scores were measured on [default: --test-image].
     #[arg(long, requires = "validation_metrics")]
     validation_image: Option<PathBuf>,
+}
+
+impl From<ExportArgs> for ExportRequest {
+    fn from(args: ExportArgs) -> ExportRequest {
+        let p = args.package;
+        ExportRequest {
+            checkpoint: args.checkpoint,
+            output: args.output,
+            bioimageio: args.bioimageio,
+            triton: args.triton.map(|dir| TritonTarget { dir, version: args.triton_version }),
+            package: PackageOptions {
+                name: p.name,
+                description: p.description,
+                authors: p.authors,
+                license: p.license,
+                tags: p.tags,
+                test_image: p.test_image,
+                validation_metrics: p.validation_metrics,
+                validation_image: p.validation_image,
+            },
+        }
+    }
 }
 
 #[derive(clap::Args)]
@@ -332,114 +363,13 @@ fn main() {
     };
     let result = match cli.command {
         Command::Train(args) => run_train(*args).context("training failed"),
-        Command::Export(args) => run_export(*args).context("export failed"),
+        Command::Export(args) => trainer::export::run(&ExportRequest::from(*args))
+            .map(|report| report.to_string())
+            .context("export failed"),
     };
     let outcome = result.map_err(|e| imaging::report::error_line(&e)).and_then(|line| print_result(&line));
     if let Err(e) = outcome {
         eprintln!("error: {}", one_line(&e));
         std::process::exit(1);
     }
-}
-
-/// The default tags of a bioimage.io package.
-const DEFAULT_TAGS: [&str; 5] = ["segmentation", "semantic-segmentation", "2d", "rgb", "onnx"];
-
-/// The files of the bioimage.io package, in memory.
-fn build_bioimageio(
-    p: &PackageArgs,
-    summary: &trainer::checkpoint::TrainingSummary,
-    model: &candle_onnx::onnx::ModelProto,
-    onnx: &[u8],
-    signature: &trainer::export::Signature,
-) -> anyhow::Result<trainer::bioimageio::PackageFiles> {
-    use trainer::bioimageio::{self, Description, PackageError, Validation, ValidationMetrics};
-    let mut tags: Vec<String> = DEFAULT_TAGS.iter().map(|t| t.to_string()).collect();
-    tags.extend(p.tags.iter().filter(|t| !tags.contains(t)).cloned().collect::<Vec<_>>());
-    let description = Description {
-        name: p.name.clone(),
-        description: p.description.clone().unwrap_or_else(|| bioimageio::default_description(summary)),
-        authors: p.authors.clone(),
-        license: p.license.clone(),
-        tags,
-    };
-    let test_image = image::open(&p.test_image)
-        .map_err(|e| PackageError::TestImage { path: p.test_image.clone(), reason: e.to_string() })?
-        .to_rgb8();
-    let validation = match &p.validation_metrics {
-        Some(metrics) => {
-            let image = p.validation_image.as_ref().unwrap_or(&p.test_image);
-            let image = image.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-            Some(Validation { image, metrics: ValidationMetrics::load(metrics)? })
-        }
-        None => None,
-    };
-    let files = bioimageio::build_package(
-        model,
-        onnx,
-        signature,
-        summary,
-        &description,
-        &test_image,
-        validation.as_ref(),
-    )?;
-    Ok(files)
-}
-
-/// `trainer export`: the ONNX file, a bioimage.io package and a Triton repository entry from one checkpoint.
-fn run_export(args: ExportArgs) -> anyhow::Result<String> {
-    use trainer::{bioimageio, export, triton};
-    let output = match (&args.output, &args.bioimageio, &args.triton) {
-        (None, None, None) => Some(PathBuf::from("models/model.onnx")),
-        (output, ..) => output.clone(),
-    };
-    // Check names before any file is written, so that a bad flag leaves everything as it was.
-    if args.triton.is_some() {
-        triton::check_model_name(&args.package.name)?;
-    }
-    if args.bioimageio.is_some() {
-        bioimageio::check_name(&args.package.name)?;
-    }
-    // Every file the export writes, with the flag it comes from, so a refusal names the flag to change.
-    let mut targets: Vec<(&str, PathBuf)> = output.iter().map(|p| ("--output", p.clone())).collect();
-    targets.extend(args.bioimageio.iter().map(|p| ("--bioimageio", p.clone())));
-    if let Some(dir) = &args.triton {
-        let entry = dir.join(&args.package.name);
-        for file in [entry.join(triton::CONFIG_FILE), entry.join(triton::VERSION).join(triton::MODEL_FILE)] {
-            targets.push(("--triton", file));
-        }
-    }
-    for (flag, target) in &targets {
-        if export::ensure_not_checkpoint(&args.checkpoint, target).is_err() {
-            anyhow::bail!(
-                "{flag} {} is the same file as --checkpoint {}: it is the checkpoint being exported; choose \
-                 another {flag}",
-                target.display(),
-                args.checkpoint.display()
-            );
-        }
-    }
-    let checkpoint = export::load_checkpoint(&args.checkpoint)?;
-    let model = export::build_model(&checkpoint.net, &checkpoint.summary)?;
-    let signature = export::signature(&model);
-    let onnx = prost::Message::encode_to_vec(&model);
-    // Everything is built in memory before the first file is written: a bad test image or metrics file
-    // leaves every existing output as it was.
-    let package = match &args.bioimageio {
-        Some(_) => Some(build_bioimageio(&args.package, &checkpoint.summary, &model, &onnx, &signature)?),
-        None => None,
-    };
-    let mut written = Vec::new();
-    if let Some(output) = &output {
-        written.push(export::write_onnx(output, &onnx, checkpoint.summary.clone())?.to_string());
-    }
-    if let (Some(path), Some(files)) = (&args.bioimageio, &package) {
-        written.push(bioimageio::write_package(path, files, &args.checkpoint)?.to_string());
-    }
-    if let Some(dir) = &args.triton {
-        written.push(
-            triton::write_repository(dir, &args.package.name, &signature, &onnx, &args.checkpoint)?
-                .to_string(),
-        );
-    }
-    Ok(written.join("\n"))
 }

@@ -282,3 +282,121 @@ fn a_triton_entry_that_cannot_be_written_keeps_its_old_files() {
     assert_clean_failure(&o, "cannot write the Triton repository entry");
     assert_eq!(std::fs::read(fresh.join("segmenter")).unwrap(), b"a file where the model directory goes");
 }
+
+#[test]
+fn a_package_path_without_zip_is_refused_on_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let (checkpoint, image) = setup(dir.path());
+    let before = snapshot(dir.path());
+    let package = dir.path().join("segmenter.bioimageio");
+    let onnx = dir.path().join("m.onnx");
+    let o = export(&[
+        "--checkpoint",
+        s(&checkpoint),
+        "--output",
+        s(&onnx),
+        "--bioimageio",
+        s(&package),
+        "--test-image",
+        s(&image),
+    ]);
+    assert_clean_failure(&o, "must end in `.zip`");
+    assert!(stderr(&o).contains(&format!("--bioimageio {}", s(&package))), "{}", stderr(&o));
+    assert_eq!(snapshot(dir.path()), before, "a refused export wrote files");
+    // The help says so.
+    let help = Command::new(env!("CARGO_BIN_EXE_trainer")).args(["export", "--help"]).output().unwrap();
+    let help = String::from_utf8_lossy(&help.stdout).split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(help.contains("The path must end in `.zip`"), "{help}");
+}
+
+#[test]
+fn a_licence_must_be_an_spdx_identifier() {
+    let dir = tempfile::tempdir().unwrap();
+    let (checkpoint, image) = setup(dir.path());
+    let before = snapshot(dir.path());
+    let package = dir.path().join("pkg.zip");
+    let with_license = |license: &str| {
+        export(&[
+            "--checkpoint",
+            s(&checkpoint),
+            "--bioimageio",
+            s(&package),
+            "--test-image",
+            s(&image),
+            "--license",
+            license,
+        ])
+    };
+    assert_clean_failure(
+        &with_license("mit"),
+        "--license `mit` is not spelled as an SPDX licence identifier: did you mean MIT?",
+    );
+    assert_clean_failure(&with_license("GPLv3"), "--license `GPLv3` is not an SPDX licence identifier");
+    assert_eq!(snapshot(dir.path()), before, "a refused export wrote files");
+    let o = with_license("Apache-2.0");
+    assert!(o.status.success(), "{}", stderr(&o));
+    let rdf = String::from_utf8(unzip(&package)["rdf.yaml"].clone()).unwrap();
+    assert!(rdf.contains("\nlicense: \"Apache-2.0\"\n"), "{rdf}");
+}
+
+#[test]
+fn a_four_character_name_is_refused_for_triton_as_for_bioimageio() {
+    let dir = tempfile::tempdir().unwrap();
+    let (checkpoint, image) = setup(dir.path());
+    let triton = dir.path().join("triton");
+    let mut messages = Vec::new();
+    for (flag, target) in
+        [("--triton", s(&triton).to_string()), ("--bioimageio", format!("{}/p.zip", s(dir.path())))]
+    {
+        let o = export(&[
+            "--checkpoint",
+            s(&checkpoint),
+            flag,
+            &target,
+            "--test-image",
+            s(&image),
+            "--name",
+            "abcd",
+        ]);
+        assert_clean_failure(&o, "--name `abcd` is not a valid model name (4 characters, fewer than 5)");
+        messages.push(stderr(&o));
+    }
+    assert_eq!(messages[0], messages[1], "one rule, one message");
+    assert!(!triton.exists() && !dir.path().join("p.zip").exists());
+}
+
+#[test]
+fn triton_writes_the_next_version_and_says_which() {
+    let dir = tempfile::tempdir().unwrap();
+    let (checkpoint, _) = setup(dir.path());
+    let triton = dir.path().join("triton");
+    std::fs::create_dir_all(triton.join("segmenter/1")).unwrap();
+    std::fs::write(triton.join("segmenter/1/model.onnx"), b"version 1").unwrap();
+    let o = export(&["--checkpoint", s(&checkpoint), "--triton", s(&triton)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(stdout.lines().count(), 1, "{stdout}");
+    assert!(
+        stdout.contains("segmenter/2/model.onnx (version 2; Triton serves it, the highest; version 1 kept)"),
+        "{stdout}"
+    );
+    assert_eq!(std::fs::read(triton.join("segmenter/1/model.onnx")).unwrap(), b"version 1");
+    assert!(triton.join("segmenter/2/model.onnx").is_file());
+
+    // A version below the highest is refused; the highest is replaced on request.
+    let before = snapshot(dir.path());
+    let o = export(&["--checkpoint", s(&checkpoint), "--triton", s(&triton), "--triton-version", "1"]);
+    assert_clean_failure(&o, "--triton-version 1: ");
+    assert!(stderr(&o).contains("already has versions 1 and 2"), "{}", stderr(&o));
+    assert_eq!(snapshot(dir.path()), before);
+    let o = export(&["--checkpoint", s(&checkpoint), "--triton", s(&triton), "--triton-version", "2"]);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("(version 2, replaced;"), "{}", stderr(&o));
+    // Version 0 (ignored by Triton) and a version without --triton are usage errors.
+    for args in [&["--triton", s(&triton), "--triton-version", "0"][..], &["--triton-version", "3"][..]] {
+        let mut all = vec!["--checkpoint", s(&checkpoint)];
+        all.extend_from_slice(args);
+        let o = export(&all);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));
+        assert_eq!(stderr(&o).trim().lines().count(), 1, "{}", stderr(&o));
+    }
+}

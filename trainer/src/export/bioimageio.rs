@@ -18,8 +18,12 @@ use candle_core::{Device, Tensor};
 use candle_onnx::onnx::ModelProto;
 use image::RgbImage;
 
+use imaging::files::FileError;
+
+use super::license::{check_license, LicenseError};
+use super::name::{check_model_name, NameError};
+use super::{ensure_not_checkpoint, OverwritesCheckpoint, Signature, OPSET_VERSION, PROBABILITIES_NAME};
 use crate::checkpoint::TrainingSummary;
-use crate::export::{ensure_not_checkpoint, ExportError, Signature, OPSET_VERSION, PROBABILITIES_NAME};
 use crate::model::{CLASS_NAMES, PARAMETER_COUNT};
 use imaging::tiles::{HALO, PIXEL_BUDGET};
 
@@ -38,14 +42,26 @@ pub const TEST_CROP: usize = 128;
 pub const MIN_SIZE: usize = 2 * HALO + 2;
 /// Input channel names, in the graph's channel order.
 pub const INPUT_CHANNELS: [&str; 3] = ["r", "g", "b"];
+/// The tags of every package (`--tag` adds more).
+pub const DEFAULT_TAGS: [&str; 5] = ["segmentation", "semantic-segmentation", "2d", "rgb", "onnx"];
+/// The extension a package path must have: bioimage.io tools open a package as a zip by its `.zip` suffix.
+pub const PACKAGE_EXTENSION: &str = "zip";
+/// The flag that names the package in messages.
+const FLAG: &str = "--bioimageio";
 
 #[derive(Debug, thiserror::Error)]
 pub enum PackageError {
+    #[error(transparent)]
+    Name(#[from] NameError),
+    #[error(transparent)]
+    License(#[from] LicenseError),
     #[error(
-        "model name `{name}` is not valid for bioimage.io: use 5 to 64 letters, digits, spaces or `_+-()` \
-         (e.g. --name segmenter)"
+        "--bioimageio {}: a bioimage.io package path must end in `.zip`, which is how bioimage.io tools know \
+         a package; e.g. --bioimageio {}",
+        .path.display(),
+        .example.display()
     )]
-    InvalidName { name: String },
+    NotZip { path: PathBuf, example: PathBuf },
     #[error("cannot read the test image {path}: {reason}; pass the training image with --test-image")]
     TestImage { path: PathBuf, reason: String },
     #[error("the test image is {width}x{height}; it must be at least {MIN_SIZE}x{MIN_SIZE} px")]
@@ -58,34 +74,43 @@ pub enum PackageError {
     #[error("the exported graph failed on the test input: {0}")]
     Evaluate(String),
     #[error(transparent)]
-    Export(#[from] ExportError),
-    #[error(
-        "cannot write the bioimage.io package {path}: {reason}; check that its folder exists and is writable"
-    )]
-    Write { path: PathBuf, reason: String },
+    Checkpoint(#[from] OverwritesCheckpoint),
+    #[error("cannot zip the bioimage.io package {path}: {reason}")]
+    Zip { path: PathBuf, reason: String },
+    /// The zip could not be written (or its path is refused): the message names `--bioimageio`.
+    #[error(transparent)]
+    Write(#[from] FileError),
 }
 
 /// Who made the model and how it may be used: the package's descriptive fields.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Description {
-    /// Human-readable name (bioimage.io: 5 to 128 letters, digits, spaces, `_+-()`).
+    /// The model name: 5 to 64 letters, digits, `_`, `-` ([`check_model_name`], the rule of every format).
     pub name: String,
     pub description: String,
     pub authors: Vec<String>,
-    /// SPDX licence identifier.
+    /// SPDX licence identifier ([`check_license`]).
     pub license: String,
     pub tags: Vec<String>,
 }
 
-/// bioimage.io's rule for names.
-pub fn check_name(name: &str) -> Result<(), PackageError> {
-    let valid = (5..=64).contains(&name.len())
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || " _+-()".contains(c));
-    if valid {
-        Ok(())
-    } else {
-        Err(PackageError::InvalidName { name: name.to_string() })
+/// The descriptive fields bioimage.io checks: the name ([`check_model_name`]) and the licence, an SPDX
+/// identifier ([`check_license`]).
+pub fn check_description(description: &Description) -> Result<(), PackageError> {
+    check_model_name(&description.name)?;
+    check_license(&description.license)?;
+    Ok(())
+}
+
+/// Refuses a package path that does not end in `.zip` (bioimage.io tools would not open it as a package).
+pub fn check_package_path(path: &Path) -> Result<(), PackageError> {
+    if path.extension().is_some_and(|e| e == PACKAGE_EXTENSION) {
+        return Ok(());
     }
+    let mut example = path.as_os_str().to_owned();
+    example.push(".");
+    example.push(PACKAGE_EXTENSION);
+    Err(PackageError::NotZip { path: path.to_path_buf(), example: example.into() })
 }
 
 /// The default description, from what the checkpoint knows about its training.
@@ -347,7 +372,7 @@ pub fn build_package(
     test_image: &RgbImage,
     validation: Option<&Validation>,
 ) -> Result<PackageFiles, PackageError> {
-    check_name(&description.name)?;
+    check_description(description)?;
     let (width, height) = (test_image.width() as usize, test_image.height() as usize);
     let (x0, y0, w, h) = test_crop(width, height)?;
     let crop = image::imageops::crop_imm(test_image, x0 as u32, y0 as u32, w as u32, h as u32).to_image();
@@ -458,17 +483,17 @@ impl std::fmt::Display for PackageReport {
     }
 }
 
-/// Zips `files` into `path` atomically (a failure leaves an existing file as it was); refuses to overwrite
-/// `checkpoint`.
+/// Zips `files` into `path` atomically, through symbolic links (a failure leaves an existing file as it
+/// was); refuses a path without `.zip` and one that is `checkpoint`.
 pub fn write_package(
     path: &Path,
     files: &PackageFiles,
     checkpoint: &Path,
 ) -> Result<PackageReport, PackageError> {
-    ensure_not_checkpoint(checkpoint, path)?;
-    let write_err = |reason: String| PackageError::Write { path: path.to_path_buf(), reason };
-    let bytes = zip_files(files).map_err(write_err)?;
-    imaging::files::write_atomic("--bioimageio", path, &bytes).map_err(|e| write_err(e.to_string()))?;
+    check_package_path(path)?;
+    ensure_not_checkpoint(FLAG, checkpoint, path)?;
+    let bytes = zip_files(files).map_err(|reason| PackageError::Zip { path: path.to_path_buf(), reason })?;
+    imaging::files::write_atomic(FLAG, path, &bytes)?;
     Ok(PackageReport {
         path: path.to_path_buf(),
         bytes: bytes.len(),
@@ -586,13 +611,70 @@ mod tests {
     }
 
     #[test]
-    fn names_follow_the_bioimageio_rule() {
-        for good in ["segmenter", "Conifer lumens (v2)", "a_b+c-d"] {
-            check_name(good).unwrap();
+    fn names_follow_the_model_name_rule() {
+        // The rule itself is tested in `export::name`; spaces, `+` and parentheses, which bioimage.io alone
+        // would take, are refused so that one name serves every format.
+        let named = |name: &str| Description { name: name.into(), ..description() };
+        for good in ["segmenter", "conifer_lumens-v2", "a_b-c-d"] {
+            check_description(&named(good)).unwrap();
         }
-        for bad in ["seg", "slash/name", "dot.name", "quote\"", &"n".repeat(65)] {
-            assert!(check_name(bad).unwrap_err().to_string().contains("--name"), "{bad}");
+        for bad in
+            ["seg", "slash/name", "dot.name", "quote\"", &"n".repeat(65), "Conifer lumens (v2)", "a_b+c-d"]
+        {
+            let err = check_description(&named(bad)).unwrap_err();
+            assert!(matches!(err, PackageError::Name(_)), "{bad}: {err:?}");
+            assert!(err.to_string().contains("--name"), "{bad}");
         }
+    }
+
+    #[test]
+    fn the_licence_must_be_an_spdx_identifier() {
+        let licensed = |license: &str| Description {
+            name: "conifer-lumens".into(),
+            license: license.into(),
+            ..description()
+        };
+        for good in ["MIT", "Apache-2.0", "CC-BY-4.0", "GPL-3.0-or-later"] {
+            check_description(&licensed(good)).unwrap();
+        }
+        let err = check_description(&licensed("mit")).unwrap_err();
+        assert!(matches!(err, PackageError::License(_)), "{err:?}");
+        assert!(err.to_string().contains("did you mean MIT?"), "{err}");
+        let err = check_description(&licensed("my own licence")).unwrap_err().to_string();
+        assert!(err.starts_with("--license `my own licence` is not an SPDX licence identifier"), "{err}");
+    }
+
+    #[test]
+    fn the_package_path_must_end_in_zip() {
+        for good in ["pkg.zip", "models/segmenter.bioimageio.zip", "/tmp/a b/p.zip"] {
+            check_package_path(Path::new(good)).unwrap();
+        }
+        for bad in ["pkg", "models/segmenter.bioimageio", "pkg.ZIP", "pkg.zip.tmp", "out/", "archive.tar.gz"]
+        {
+            let err = check_package_path(Path::new(bad)).unwrap_err();
+            assert!(matches!(err, PackageError::NotZip { .. }), "{bad}: {err:?}");
+            let msg = err.to_string();
+            assert!(msg.starts_with(&format!("--bioimageio {bad}: ")), "{msg}");
+            assert!(msg.contains("must end in `.zip`") && !msg.contains('\n'), "{msg}");
+        }
+        let msg = check_package_path(Path::new("models/seg")).unwrap_err().to_string();
+        assert!(msg.ends_with("e.g. --bioimageio models/seg.zip"), "{msg}");
+    }
+
+    #[test]
+    fn write_package_refuses_a_path_without_zip_and_writes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("package");
+        let files: PackageFiles = vec![(RDF_FILE.into(), b"type: model\n".to_vec())];
+        let err = write_package(&path, &files, &dir.path().join("checkpoint.safetensors")).unwrap_err();
+        assert!(matches!(err, PackageError::NotZip { .. }), "{err:?}");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+        let zipped = dir.path().join("package.zip");
+        let report = write_package(&zipped, &files, &dir.path().join("checkpoint.safetensors")).unwrap();
+        assert_eq!(
+            (report.files, std::fs::read(&zipped).unwrap().len()),
+            (vec![RDF_FILE.to_string()], report.bytes)
+        );
     }
 
     #[test]

@@ -1,12 +1,30 @@
-//! The ONNX export: the trained network as a self-describing graph that ONNX Runtime (the runner) and
-//! candle-onnx both evaluate to the same logits as [`SegNet::forward`].
+//! The export: the trained network as a self-describing ONNX graph that ONNX Runtime (the runner) and
+//! candle-onnx both evaluate to the same logits as [`SegNet::forward`], and the packages built from it.
+//!
+//! - this module: the ONNX graph and the file;
+//! - [`bioimageio`]: the bioimage.io model package; [`triton`]: the Triton model repository entry;
+//! - [`name`] and [`license`]: the rules for `--name` (one rule for every format) and `--license` (an SPDX
+//!   identifier, from the list in `spdx.rs`);
+//! - [`run`]: `trainer export` as one call, from an [`ExportRequest`] (what the CLI parsed) to an
+//!   [`ExportReport`]: every check before any file is written.
 //!
 //! The graph is built from candle-onnx's protobuf types and encoded with prost. It keeps the input
 //! normalisation as two ops (Sub, Div) instead of folding it into conv1: conv1 zero-pads in normalised
 //! space, so a folded graph would differ on border pixels.
 
+pub mod bioimageio;
+pub mod license;
+pub mod name;
+mod request;
+pub mod spdx;
+pub mod triton;
+
+pub use request::{run, ExportReport, ExportRequest, PackageOptions, TritonTarget, DEFAULT_OUTPUT};
+
 use std::fmt;
 use std::path::{Path, PathBuf};
+
+use imaging::files::FileError;
 
 use candle_core::{DType, Device, Tensor};
 use candle_onnx::onnx::{
@@ -44,6 +62,7 @@ const GRAPH_DOC: &str =
     "Two-class segmentation FCN: (x - mean) / std -> conv3x3/16 -> ReLU -> conv3x3/32 -> ReLU \
      -> MaxPool 2x2 -> conv3x3/16 -> ReLU -> Resize 2x nearest -> conv5x5/2";
 
+/// Why an export failed. Every message is one line naming the flag or file to change.
 #[derive(Debug, thiserror::Error)]
 pub enum ExportError {
     #[error("checkpoint {path} does not exist; train a model first (`trainer train`) or pass --checkpoint")]
@@ -54,21 +73,45 @@ pub enum ExportError {
     Weight { name: String, reason: String },
     #[error("weight `{name}` is NaN or infinite (training diverged); retrain with a lower learning rate")]
     NonFinite { name: String },
-    #[error("{0}")]
-    Write(imaging::files::FileError),
-    #[error("{path} is the checkpoint being exported; choose another output path")]
-    WouldOverwriteCheckpoint { path: PathBuf },
+    /// The ONNX file could not be written (or its path is refused): the message names `--output`.
+    #[error(transparent)]
+    Write(#[from] FileError),
+    #[error(transparent)]
+    OverwritesCheckpoint(#[from] OverwritesCheckpoint),
+    #[error(transparent)]
+    Name(#[from] name::NameError),
+    #[error(transparent)]
+    License(#[from] license::LicenseError),
+    #[error(transparent)]
+    Package(#[from] bioimageio::PackageError),
+    #[error(transparent)]
+    Triton(#[from] triton::TritonError),
 }
 
-/// What [`export_checkpoint`] wrote. Its `Display` is one line for the CLI.
+/// An export target that is the checkpoint being exported (the same file, whatever the spelling of its path
+/// or the links to it): writing it would destroy the only copy of the trained weights.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "{flag} {} is the same file as --checkpoint {}: it is the checkpoint being exported; choose another {flag}",
+    .path.display(),
+    .checkpoint.display()
+)]
+pub struct OverwritesCheckpoint {
+    /// The flag the target comes from (`--output`, `--bioimageio`, `--triton`).
+    pub flag: String,
+    pub path: PathBuf,
+    pub checkpoint: PathBuf,
+}
+
+/// What [`export_checkpoint`] and [`write_onnx`] wrote. Its `Display` is one line for the CLI.
 #[derive(Debug, Clone, PartialEq)]
-pub struct ExportReport {
+pub struct OnnxReport {
     pub output: PathBuf,
     pub bytes: usize,
     pub summary: TrainingSummary,
 }
 
-impl fmt::Display for ExportReport {
+impl fmt::Display for OnnxReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
@@ -83,21 +126,20 @@ impl fmt::Display for ExportReport {
 
 /// Loads `checkpoint` and writes the network's ONNX graph to `output` atomically: on any failure the file
 /// previously at `output` (if any) is left as it was.
-pub fn export_checkpoint(checkpoint: &Path, output: &Path) -> Result<ExportReport, ExportError> {
-    ensure_not_checkpoint(checkpoint, output)?;
+pub fn export_checkpoint(checkpoint: &Path, output: &Path) -> Result<OnnxReport, ExportError> {
+    ensure_not_checkpoint(OUTPUT_FLAG, checkpoint, output)?;
     let loaded = load_checkpoint(checkpoint)?;
     let bytes = to_onnx_bytes(&loaded.net, &loaded.summary)?;
     write_onnx(output, &bytes, loaded.summary)
 }
 
-/// Writes encoded ONNX `bytes` to `output` atomically.
-pub fn write_onnx(
-    output: &Path,
-    bytes: &[u8],
-    summary: TrainingSummary,
-) -> Result<ExportReport, ExportError> {
-    imaging::files::write_atomic("--output", output, bytes).map_err(ExportError::Write)?;
-    Ok(ExportReport { output: output.to_path_buf(), bytes: bytes.len(), summary })
+/// The flag that names the ONNX file in messages.
+const OUTPUT_FLAG: &str = "--output";
+
+/// Writes encoded ONNX `bytes` to `output` atomically, through symbolic links (see `imaging::files`).
+pub fn write_onnx(output: &Path, bytes: &[u8], summary: TrainingSummary) -> Result<OnnxReport, ExportError> {
+    imaging::files::write_atomic(OUTPUT_FLAG, output, bytes)?;
+    Ok(OnnxReport { output: output.to_path_buf(), bytes: bytes.len(), summary })
 }
 
 /// Loads a checkpoint on the CPU, naming a missing file as such (the usual mistake: nothing trained yet).
@@ -108,12 +150,19 @@ pub fn load_checkpoint(checkpoint: &Path) -> Result<Checkpoint, ExportError> {
     Checkpoint::load(checkpoint, &Device::Cpu).map_err(ExportError::Checkpoint)
 }
 
-/// Refuses an export target that is the checkpoint itself (same file, whatever the spelling of the path):
-/// writing it would destroy the only copy of the trained weights.
-pub fn ensure_not_checkpoint(checkpoint: &Path, target: &Path) -> Result<(), ExportError> {
-    // The same path, or the same file through a symbolic or hard link.
+/// Refuses an export target (given as `flag`) that is the checkpoint itself: the same path, or the same
+/// file through a symbolic or hard link.
+pub fn ensure_not_checkpoint(
+    flag: &str,
+    checkpoint: &Path,
+    target: &Path,
+) -> Result<(), OverwritesCheckpoint> {
     if imaging::files::same_file(checkpoint, target) {
-        return Err(ExportError::WouldOverwriteCheckpoint { path: target.to_path_buf() });
+        return Err(OverwritesCheckpoint {
+            flag: flag.to_string(),
+            path: target.to_path_buf(),
+            checkpoint: checkpoint.to_path_buf(),
+        });
     }
     Ok(())
 }
@@ -548,7 +597,7 @@ mod tests {
 
     #[test]
     fn report_is_one_line() {
-        let report = ExportReport {
+        let report = OnnxReport {
             output: PathBuf::from("models/model.onnx"),
             bytes: 43_210,
             summary: TrainingSummary::example(),
