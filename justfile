@@ -20,20 +20,29 @@ train *ARGS:
 
 # Export models/checkpoint.safetensors to models/model.onnx
 export:
+    @echo "demo: exporting models/checkpoint.safetensors to models/model.onnx"
     cargo run --release -q -p trainer -- export --checkpoint models/checkpoint.safetensors --output models/model.onnx
 
 # Predict the whole training image with models/model.onnx: predictions.jpg, an overlay and metrics against the mask
 predict:
+    @echo "demo: predicting {{image}} into predictions.jpg and predictions_overlay.jpg"
     cargo run --release -q -p runner -- predict --model models/model.onnx --image {{image}} \
         --output predictions.jpg --overlay predictions_overlay.jpg --mask {{mask}} --metrics-json models/metrics.json
 
-# The whole pipeline: setup, train, export, predict
-demo: setup train export predict
+# The whole pipeline: setup, build (with cargo's progress: several minutes the first time), train, export, predict
+demo: setup build-demo train export predict
 
-# Format check, clippy and every test (release: the tests train real models)
+# The release binaries the demo runs, with cargo's progress shown
+build-demo:
+    @echo "demo: building the trainer and the runner in release (several minutes the first time)"
+    cargo build --release -p trainer -p runner
+    @echo "demo: training on {{image}} (3000 iterations; a progress bar follows)"
+
+# Format check, clippy, the API docs (warnings are errors) and every test (release: the tests train real models)
 test: setup
     cargo fmt --all -- --check
     cargo clippy --workspace --all-targets --release -- -D warnings
+    RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps
     cargo test --workspace --release
 
 # Fuzz the runner's image decoding, checkpoint loading and the tile plan (cargo-fuzz, libFuzzer), SECONDS each;

@@ -2,6 +2,7 @@
 //! held-out data, plots the loss and the validation IoU, and exports the weights as a portable ONNX graph.
 
 pub mod checkpoint;
+pub mod cli;
 pub mod data;
 pub mod export;
 pub mod model;

@@ -89,7 +89,7 @@ impl LrSchedule {
 mod tests {
     use super::*;
     use crate::model::Normalization;
-    use crate::train::segmentation_loss;
+    use crate::ops::segmentation_cross_entropy as segmentation_loss;
     use candle_core::Device;
 
     #[test]

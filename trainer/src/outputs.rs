@@ -87,9 +87,17 @@ pub enum OutFolderError {
 /// Makes the output folder ready before any work, the same way for a new run and a resumed one: creates it
 /// (with its parents), refuses it when a file training writes is an input, and proves every output writable
 /// by claiming its temporary (then releasing it), so a run that could not save its results fails now, not
-/// after training. Links are followed as every write follows them.
-pub fn prepare(paths: &OutputPaths, inputs: &[(String, PathBuf)]) -> Result<(), OutFolderError> {
+/// after training. Links are followed as every write follows them. Returns the folders it created, the
+/// outermost first, so that a run that then fails before saving anything can remove them.
+pub fn prepare(paths: &OutputPaths, inputs: &[(String, PathBuf)]) -> Result<Vec<PathBuf>, OutFolderError> {
     check_outputs_are_not_inputs(paths, inputs)?;
+    let mut created: Vec<PathBuf> = paths
+        .dir
+        .ancestors()
+        .take_while(|d| !d.as_os_str().is_empty() && !d.exists())
+        .map(Path::to_path_buf)
+        .collect();
+    created.reverse();
     std::fs::create_dir_all(&paths.dir)
         .map_err(|e| OutFolderError::Create { dir: paths.dir.clone(), reason: files::io_reason(&e) })?;
     let mut probe = files::OutputSet::default();
@@ -100,7 +108,7 @@ pub fn prepare(paths: &OutputPaths, inputs: &[(String, PathBuf)]) -> Result<(), 
     }
     // Dropped uncommitted: the temporaries are removed and every existing file is left as it was.
     drop(probe);
-    Ok(())
+    Ok(created)
 }
 
 /// One file operation of a save.
@@ -315,7 +323,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         // Nested folders are created, as for a fresh run.
         let nested = dir.path().join("a/b/run");
-        prepare(&OutputPaths::new(&nested), &[]).unwrap();
+        let created = prepare(&OutputPaths::new(&nested), &[]).unwrap();
+        assert_eq!(created, [dir.path().join("a"), dir.path().join("a/b"), nested.clone()]);
         assert!(nested.is_dir());
         assert_eq!(std::fs::read_dir(&nested).unwrap().count(), 0, "no temporary is left");
         // A file where the folder should be.

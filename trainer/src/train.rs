@@ -274,9 +274,6 @@ pub fn train(
     if images.is_empty() {
         return Err(TrainError::Config("no training image: pass --image and --mask, or --data DIR".into()));
     }
-    let paths = OutputPaths::new(&config.out_dir);
-    // Created and proved writable before any work, whether the run is new or resumed.
-    outputs::prepare(&paths, &config.inputs)?;
     let has = |class: u8| images.iter().any(|i| i.labels.contains(&class));
     if !(has(0) && has(1)) {
         let only = if has(1) { "foreground" } else { "background" };
@@ -285,6 +282,29 @@ pub fn train(
              class is fine as a negative example beside others)"
         )));
     }
+    let paths = OutputPaths::new(&config.out_dir);
+    // Created and proved writable before any work, whether the run is new or resumed.
+    let created = outputs::prepare(&paths, &config.inputs)?;
+    let result = run(config, images, val_images, device, progress, &paths);
+    if result.is_err() {
+        // A run that saved nothing leaves no folder it made (a folder with files in it stays).
+        for dir in created.iter().rev() {
+            let _ = std::fs::remove_dir(dir);
+        }
+    }
+    result
+}
+
+/// [`train`] once its inputs and output folder are checked.
+fn run(
+    config: &TrainConfig,
+    images: &[TrainingImage],
+    val_images: &[TrainingImage],
+    device: &Device,
+    progress: &mut dyn Progress,
+    paths: &OutputPaths,
+) -> Result<TrainReport, TrainError> {
+    let paths = paths.clone();
 
     // What training may see, and what is held out.
     let mut regions = Vec::with_capacity(images.len());

@@ -22,7 +22,7 @@ fn plan(height: usize, width: usize, tile: usize) -> tiles::TilePlan {
         .expect("a valid tile size for an image of at least 1x1")
 }
 
-/// Runs the network over `image` pass by pass as [`plan`] says (zeros pad an odd size at the bottom/right,
+/// Runs the network over `image` pass by pass as the tile plan says (zeros pad an odd size at the bottom/right,
 /// as in the runner) and calls `visit(row, col, background logit, foreground logit)` once for every pixel of
 /// the image.
 pub fn tiled_logits(

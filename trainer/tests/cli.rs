@@ -305,7 +305,7 @@ fn a_closed_or_full_stdout_never_panics() {
     // A full stdout: one line on stderr, exit 1.
     let full = std::fs::OpenOptions::new().write(true).open("/dev/full").unwrap();
     let o = Command::new(env!("CARGO_BIN_EXE_trainer")).args(export).stdout(full).output().unwrap();
-    assert_clean_failure(&o, &["cannot write to stdout", "No space left"]);
+    assert_clean_failure(&o, &["cannot write to standard output", "No space left"]);
     // A closed pipe (`| head -0`): a quiet exit, for the result line and for --help alike.
     for args in [&export[..], &["train", "--help"][..]] {
         let mut child = spawn_trainer(args);
