@@ -170,11 +170,12 @@ fn dedupe_segments(line: &str) -> String {
 }
 
 /// A command-line usage error (as clap renders it: the error, maybe a tip, the usage, a pointer to
-/// `--help`) on one line: `error: ...; tip: ...; see `CMD --help``.
-pub fn usage_line(rendered: &str) -> String {
+/// `--help`) on one line: `error: ...; tip: ...; see `CMD --help``, with CMD from the usage line, else
+/// `command`.
+pub fn usage_line(rendered: &str, command: &str) -> String {
     let plain = strip_ansi(rendered);
     let mut parts: Vec<String> = Vec::new();
-    let mut command = None;
+    let mut command = (!command.is_empty()).then(|| command.to_string());
     for line in plain.lines().map(str::trim).filter(|l| !l.is_empty()) {
         if let Some(usage) = line.strip_prefix("Usage: ") {
             let words: Vec<&str> =
@@ -193,6 +194,14 @@ pub fn usage_line(rendered: &str) -> String {
     match command {
         Some(command) if !command.is_empty() => format!("{text}; see `{command} --help`"),
         _ => format!("{text}; see --help"),
+    }
+}
+
+/// The command a usage error is about: `program` and its subcommand, when the first argument names one.
+pub fn invoked_command(program: &str) -> String {
+    match std::env::args().nth(1).filter(|a| !a.starts_with('-')) {
+        Some(sub) => format!("{program} {sub}"),
+        None => program.to_string(),
     }
 }
 
@@ -314,11 +323,12 @@ mod tests {
         let rendered = "error: unexpected argument '--outptu' found\n\n  tip: a similar argument exists: \
                         '--output'\n\nUsage: runner predict --output <OUTPUT>\n\nFor more information, try '--help'.\n";
         assert_eq!(
-            usage_line(rendered),
+            usage_line(rendered, "runner"),
             "error: unexpected argument '--outptu' found; tip: a similar argument exists: '--output'; see \
              `runner predict --help`"
         );
-        assert_eq!(usage_line("error: bad\n"), "error: bad; see --help");
+        assert_eq!(usage_line("error: bad\n", ""), "error: bad; see --help");
+        assert_eq!(usage_line("error: bad\n", "trainer train"), "error: bad; see `trainer train --help`");
     }
 
     #[test]

@@ -137,7 +137,7 @@ pub fn main() -> ExitCode {
             return ExitCode::SUCCESS;
         }
         Err(e) => {
-            eprintln!("{}", report::usage_line(&e.render().to_string()));
+            eprintln!("{}", report::usage_line(&e.render().to_string(), &report::invoked_command("runner")));
             return ExitCode::from(2);
         }
     };

@@ -233,3 +233,119 @@ fn several_images_and_flag_misuse() {
     assert!(text(&out.stderr).contains("--errors needs a reference mask"), "{}", text(&out.stderr));
     assert!(!Path::new(&f.path("m.png")).exists());
 }
+
+/// One clear line and a non-zero exit, nothing written.
+fn assert_refused(f: &Folder, o: &Output, needles: &[&str]) {
+    let err = text(&o.stderr);
+    assert!(!o.status.success(), "expected a failure: {err}");
+    assert_eq!(err.trim().lines().count(), 1, "one line expected: {err}");
+    for needle in needles {
+        assert!(err.contains(needle), "`{needle}` not in: {err}");
+    }
+    assert!(f.files("out").is_empty(), "outputs were written: {:?}", f.files("out"));
+}
+
+/// Issue 22, item 2: every output name of every image is checked against every other before any work.
+#[test]
+fn one_image_output_named_like_another_images_output_is_refused_before_any_work() {
+    let f = Folder::new();
+    f.image("a.png", 20, 20, 1);
+    f.image("a_overlay.png", 20, 20, 2);
+    let o = f.predict(&["--input-dir", "images", "--output-dir", "out", "--overlay"]);
+    assert_refused(&f, &o, &["a_overlay.png would be written twice", "images/a.png", "images/a_overlay.png"]);
+    // Without --overlay there is no collision.
+    let o = f.predict(&["--input-dir", "images", "--output-dir", "out"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert_eq!(f.files("out"), ["a.png", "a_overlay.png"]);
+}
+
+/// Issue 22, item 3: the output folder may not be an input folder, nor hold an input.
+#[test]
+fn an_output_folder_among_the_inputs_is_refused() {
+    let f = Folder::new();
+    f.image("a.png", 20, 20, 1);
+    f.mask("a.png", 20, 20);
+    for (args, flag) in [
+        (&["--input-dir", "images", "--output-dir", "images"][..], "--input-dir"),
+        (&["--input-dir", "images", "--output-dir", "./images/."][..], "--input-dir"),
+        (&["--input-dir", "images", "--mask-dir", "masks", "--output-dir", "masks"][..], "--mask-dir"),
+        (&["--image", "images/a.png", "--output-dir", "images"][..], "--image"),
+    ] {
+        let o = f.predict(args);
+        let err = text(&o.stderr);
+        assert!(
+            !o.status.success() && err.contains("outputs written among the inputs") && err.contains(flag),
+            "{args:?}: {err}"
+        );
+        assert_eq!(f.files("images"), ["a.png"], "{args:?}");
+        assert_eq!(f.files("masks"), ["a.png"], "{args:?}");
+    }
+}
+
+/// Issue 22, items 9 and 10: flags of the other mode are refused by name, and each message names the flag
+/// at fault with a hint that works.
+#[test]
+fn flags_of_the_other_mode_are_refused_and_messages_name_the_right_flag() {
+    let f = Folder::new();
+    f.image("a.png", 20, 20, 1);
+    let single = ["--image", "images/a.png", "--output", "out/a.png"];
+    std::fs::create_dir(f.path("out")).unwrap();
+    for (extra, flag) in [
+        (&["--shard", "0/2"][..], "--shard"),
+        (&["--mask-dir", "masks"][..], "--mask-dir"),
+        (&["--mask-format", "tif"][..], "--mask-format"),
+        (&["--fail-fast"][..], "--fail-fast"),
+        (&["--input-dir", "images"][..], "--input-dir"),
+    ] {
+        let o = f.predict(&[&single[..], extra].concat());
+        assert_refused(&f, &o, &[&format!("{flag} is for folder mode (--output-dir)")]);
+    }
+    let folder = ["--input-dir", "images", "--output-dir", "out"];
+    for (extra, flag) in
+        [(&["--metrics-json", "m.json"][..], "--metrics-json"), (&["--mask", "masks/a.png"][..], "--mask")]
+    {
+        let o = f.predict(&[&folder[..], extra].concat());
+        assert_refused(&f, &o, &[&format!("{flag} is for one image")]);
+    }
+    // A missing --mask-dir is named as such, not as --input-dir.
+    let o = f.predict(&[&folder[..], &["--mask-dir", "no-such-masks"]].concat());
+    assert_refused(&f, &o, &["--mask-dir no-such-masks: cannot list it"]);
+    // The hints give paths that are accepted.
+    let o = f.predict(&[&single[..], &["--probabilities"]].concat());
+    assert_refused(&f, &o, &["--probabilities needs a path", "--probabilities out/probabilities.npy"]);
+    let o = f.predict(&[&folder[..], &["--probabilities", "p.png"]].concat());
+    assert_refused(&f, &o, &["OUT/<stem>_probabilities.npy"]);
+    // A bad --mask names the flag.
+    let o = f.predict(&[&single[..], &["--mask", "missing.png"]].concat());
+    assert_refused(&f, &o, &["--mask", "missing.png"]);
+    // clap's own usage errors are one line too.
+    let o = f.predict(&[&single[..], &["--tile", "many"]].concat());
+    assert_refused(&f, &o, &["--tile", "many", "see `runner predict --help`"]);
+    assert_eq!(o.status.code(), Some(2));
+}
+
+/// Issue 22, item 1: --metrics-json /dev/stdout prints the metrics and leaves the device alone.
+#[cfg(unix)]
+#[test]
+fn metrics_to_standard_output_are_written_through_never_replaced() {
+    let f = Folder::new();
+    f.image("a.png", 20, 20, 1);
+    f.mask("a.png", 20, 20);
+    std::os::unix::fs::symlink("/dev/stdout", f.path("stdout-link")).unwrap();
+    for target in ["/dev/stdout", "stdout-link"] {
+        let o = f.predict(&[
+            "--image",
+            "images/a.png",
+            "--output",
+            "mask.png",
+            "--mask",
+            "masks/a.png",
+            "--metrics-json",
+            target,
+        ]);
+        assert!(o.status.success(), "{target}: {}", text(&o.stderr));
+        assert!(text(&o.stdout).contains("\"foreground_iou\""), "{target}: {}", text(&o.stdout));
+    }
+    assert!(std::fs::symlink_metadata(f.path("stdout-link")).unwrap().file_type().is_symlink());
+    assert!(std::fs::symlink_metadata("/dev/stdout").unwrap().file_type().is_symlink());
+}
