@@ -151,7 +151,9 @@ fn model_bytes(explicit: Option<&Path>) -> Result<(Vec<u8>, String)> {
     Ok((bytes, "a random network (seed 0; no models/model.onnx)".into()))
 }
 
-struct Context_ {
+/// What every section of one bench run shares: the arguments, the repetitions and threads, the process's
+/// peak memory so far, and the scratch folder.
+struct BenchRun {
     cli: Cli,
     reps: usize,
     threads: usize,
@@ -159,20 +161,20 @@ struct Context_ {
     scratch: PathBuf,
 }
 
-fn sgemm_section(cx: &mut Context_) -> Table {
-    let n = cx.cli.sgemm_side;
-    let g = sgemm::peak(n, cx.threads, cx.reps.max(3));
-    cx.peak = Some(g.median);
+fn sgemm_section(run: &mut BenchRun) -> Table {
+    let n = run.cli.sgemm_side;
+    let g = sgemm::peak(n, run.threads, run.reps.max(3));
+    run.peak = Some(g.median);
     let mut t = Table::new(
         "Yardstick: f32 sgemm through the gemm crate",
         &["product", "threads", "GFLOP/s median (min-max)"],
     );
-    t.row(vec![format!("{n}^3"), cx.threads.to_string(), g.show(1)]);
+    t.row(vec![format!("{n}^3"), run.threads.to_string(), g.show(1)]);
     t.note("The fractions of peak below divide by this run's median.");
     t
 }
 
-fn train_section(cx: &Context_) -> Result<Table> {
+fn train_section(run: &BenchRun) -> Result<Table> {
     let mut t = Table::new(
         "Training step (forward, cross-entropy, backward, Adam)",
         &[
@@ -186,10 +188,10 @@ fn train_section(cx: &Context_) -> Result<Table> {
         ],
     );
     let python = train::python();
-    let torch = if cx.cli.no_pytorch { None } else { train::torch_version(&python) };
+    let torch = if run.cli.no_pytorch { None } else { train::torch_version(&python) };
     // Rounds of (ours, PyTorch) blocks, interleaved so that both see the same machine state; each block
     // times `per_block` steps and contributes its median.
-    let (rounds, per_block) = (cx.reps.clamp(3, 7), 10);
+    let (rounds, per_block) = (run.reps.clamp(3, 7), 10);
     let load_before = load_average();
     let other = train::OtherLoad::start();
     let mut ratio_rows = vec![];
@@ -204,7 +206,7 @@ fn train_section(cx: &Context_) -> Result<Table> {
             fast.push(Stats::of(&fast_step.time(0, per_block)?).median);
             im2col.push(Stats::of(&im2col_step.time(0, per_block)?).median);
             if torch.is_some() {
-                match train::pytorch_step(&python, batch, size, cx.threads, 3, per_block) {
+                match train::pytorch_step(&python, batch, size, run.threads, 3, per_block) {
                     Ok(run) if !run.seconds.is_empty() => {
                         pytorch.push(Stats::of(&run.seconds).median);
                         pytorch_peak = run.peak_bytes.or(pytorch_peak);
@@ -216,7 +218,7 @@ fn train_section(cx: &Context_) -> Result<Table> {
         }
         drop((fast_step, im2col_step));
         let reference =
-            train::CandleStep::new(batch, size, Kernels::Reference)?.time(1, cx.reps.clamp(1, 3))?;
+            train::CandleStep::new(batch, size, Kernels::Reference)?.time(1, run.reps.clamp(1, 3))?;
         let row = |what: &str, seconds: &[f64], peak_bytes| train::TrainRow {
             what: what.into(),
             batch,
@@ -238,7 +240,7 @@ fn train_section(cx: &Context_) -> Result<Table> {
                 label.clone(),
                 row.seconds.show(4),
                 format!("{:.1}", g.median),
-                cx.peak.map_or("-".into(), |p| pct(g.median / p)),
+                run.peak.map_or("-".into(), |p| pct(g.median / p)),
                 row.peak_bytes.map_or("-".into(), |b| format!("{:.0}", b / 1e6)),
                 String::new(),
             ]);
@@ -271,22 +273,22 @@ fn train_section(cx: &Context_) -> Result<Table> {
          medians of the round medians; candle's reference ops: one block after them."
     ));
     t.note("peak memory: resident high-water mark (VmHWM) of a process that only trains (ours: a fresh copy of the bench; PyTorch: its script's process).");
-    match (&torch, cx.cli.no_pytorch) {
+    match (&torch, run.cli.no_pytorch) {
         (_, true) => t.note("PyTorch skipped (--no-pytorch)."),
-        (Some(v), _) => t.note(format!("PyTorch {v} via scripts/research/pytorch_step.py ({python}), {} threads; target ours/PyTorch <= 0.6.", cx.threads)),
+        (Some(v), _) => t.note(format!("PyTorch {v} via scripts/research/pytorch_step.py ({python}), {} threads; target ours/PyTorch <= 0.6.", run.threads)),
         (None, _) => t.note(format!("PyTorch not installed: skipped ({python} cannot import torch; set BENCH_PYTHON to an interpreter that can).")),
     }
     t.note(format!("FLOP per step = 3 x {} x pixels.", train::FORWARD_FLOP_PER_PIXEL));
     Ok(t)
 }
 
-fn predict_section(cx: &Context_, bytes: &[u8]) -> Result<Vec<Table>> {
-    let side = cx.cli.side;
+fn predict_section(run: &BenchRun, bytes: &[u8]) -> Result<Vec<Table>> {
+    let side = run.cli.side;
     let rgb = predict::synthetic_rgb(side, side);
     let flop = train::FORWARD_FLOP_PER_PIXEL * (side * side) as f64;
     let megapixels = (side * side) as f64 / 1e6;
-    let reps = cx.reps.max(3);
-    let mut model = predict::runner_model(bytes, cx.threads)?;
+    let reps = run.reps.max(3);
+    let mut model = predict::runner_model(bytes, run.threads)?;
     let (untiled, tiled, cpu_ratios) = predict::runner_untiled_and_tiled(&mut model, &rgb, side, reps)?;
     drop(model);
     let plan = imaging::tiles::plan(
@@ -300,7 +302,7 @@ fn predict_section(cx: &Context_, bytes: &[u8]) -> Result<Vec<Table>> {
     let ratios: Vec<f64> = tiled.iter().zip(&untiled).map(|(b, a)| b / a).collect();
 
     let mut t = Table::new(
-        &format!("Prediction of a {side}x{side} image ({} threads)", cx.threads),
+        &format!("Prediction of a {side}x{side} image ({} threads)", run.threads),
         &["pass", "s median (min-max)", "MP/s", "GFLOP/s", "of sgemm peak"],
     );
     for (name, s) in [
@@ -314,7 +316,7 @@ fn predict_section(cx: &Context_, bytes: &[u8]) -> Result<Vec<Table>> {
             s.show(3),
             format!("{:.1}", megapixels / s.median),
             format!("{g:.1}"),
-            cx.peak.map_or("-".into(), |p| pct(g / p)),
+            run.peak.map_or("-".into(), |p| pct(g / p)),
         ]);
     }
     t.note(format!("ratio b/a (per repetition, same run): {} (target <= 1.2)", Stats::of(&ratios).show(3)));
@@ -330,7 +332,7 @@ fn predict_section(cx: &Context_, bytes: &[u8]) -> Result<Vec<Table>> {
     t.note("GFLOP/s count the image's pixels once (useful work), not the recomputed halo.");
 
     // Where the tiled time goes: session-only time for several session settings, then copy-in and stitch.
-    let base = predict::SessionConfig::runner(cx.threads);
+    let base = predict::SessionConfig::runner(run.threads);
     let logits = predict::SessionConfig { name: "logits only", logits_only: true, ..base };
     let configs = [
         base,
@@ -346,8 +348,8 @@ fn predict_section(cx: &Context_, bytes: &[u8]) -> Result<Vec<Table>> {
         predict::SessionConfig { name: "logits only, 1 thread", threads: 1, ..logits },
     ];
     let mut rows = predict::session_breakdown(bytes, &rgb, side, &configs, reps)?;
-    if cx.threads > 1 {
-        rows.push(predict::parallel_tiles(bytes, &rgb, side, cx.threads, reps)?);
+    if run.threads > 1 {
+        rows.push(predict::parallel_tiles(bytes, &rgb, side, run.threads, reps)?);
     }
     let mut b = Table::new(
         "Tiled prediction breakdown: ONNX Runtime session time only (inputs prepared, outputs read in place)",
@@ -385,7 +387,7 @@ fn predict_section(cx: &Context_, bytes: &[u8]) -> Result<Vec<Table>> {
     b.note(format!("copy-in of every window (bytes -> f32 planes, 1 thread): {} s", copy.show(4)));
     b.note(format!("stitch of every kept centre (argmax, 1 thread): {} s", stitch.show(4)));
 
-    let c = predict::codec(&rgb, side, reps, &cx.scratch)?;
+    let c = predict::codec(&rgb, side, reps, &run.scratch)?;
     let mut d = Table::new(
         &format!("Image decode and encode, {side}x{side} (imaging::whole)"),
         &["step", "s median (min-max)"],
@@ -400,17 +402,17 @@ fn predict_section(cx: &Context_, bytes: &[u8]) -> Result<Vec<Table>> {
     Ok(vec![t, b, e, d])
 }
 
-fn memory_section(cx: &Context_, bytes: &[u8]) -> Result<Table> {
-    let side = cx.cli.memory_side;
+fn memory_section(run: &BenchRun, bytes: &[u8]) -> Result<Table> {
+    let side = run.cli.memory_side;
     let runner = memory::runner_binary()?;
-    let model = cx.scratch.join("model.onnx");
+    let model = run.scratch.join("model.onnx");
     std::fs::write(&model, bytes)?;
-    let image = cx.scratch.join(format!("image{side}.png"));
+    let image = run.scratch.join(format!("image{side}.png"));
     memory::write_png(&image, &predict::synthetic_rgb(side, side), side)?;
-    let output = cx.scratch.join("mask.png");
+    let output = run.scratch.join("mask.png");
     let (mut rss, mut secs) = (vec![], vec![]);
-    for _ in 0..cx.reps.clamp(1, 3) {
-        let (r, s) = memory::predict_peak_rss(&runner, &model, &image, &output, cx.threads, &[])?;
+    for _ in 0..run.reps.clamp(1, 3) {
+        let (r, s) = memory::predict_peak_rss(&runner, &model, &image, &output, run.threads, &[])?;
         rss.push(r / 1e9);
         secs.push(s);
     }
@@ -449,8 +451,8 @@ fn main() -> Result<()> {
     std::fs::create_dir_all(&scratch)?;
     let threads = threads();
     let load_before = load_average();
-    let mut cx = Context_ { cli, reps, threads, peak: None, scratch: scratch.clone() };
-    let (bytes, model_name) = model_bytes(cx.cli.model.as_deref())?;
+    let mut run = BenchRun { cli, reps, threads, peak: None, scratch: scratch.clone() };
+    let (bytes, model_name) = model_bytes(run.cli.model.as_deref())?;
     println!("bench: {threads} threads, {reps} repetitions, load average {load_before}");
     let mut tables = vec![];
     let mut emit = |t: Table| {
@@ -459,33 +461,33 @@ fn main() -> Result<()> {
     };
     let result = (|| -> Result<()> {
         if sections.contains(&Section::Sgemm) {
-            emit(sgemm_section(&mut cx));
+            emit(sgemm_section(&mut run));
         }
         if sections.contains(&Section::Train) {
-            emit(train_section(&cx)?);
+            emit(train_section(&run)?);
         }
         if sections.contains(&Section::Predict) {
-            for t in predict_section(&cx, &bytes)? {
+            for t in predict_section(&run, &bytes)? {
                 emit(t);
             }
         }
         if sections.contains(&Section::Memory) {
-            emit(memory_section(&cx, &bytes)?);
+            emit(memory_section(&run, &bytes)?);
         }
         if sections.contains(&Section::Stream) {
             let runner = memory::runner_binary()?;
-            let model = cx.scratch.join("model.onnx");
+            let model = run.scratch.join("model.onnx");
             std::fs::write(&model, &bytes)?;
             let options = stream::StreamOptions {
                 runner: &runner,
                 model: &model,
-                scratch: &cx.scratch,
-                threads: cx.threads,
-                reps: cx.reps,
-                big_tiff: cx.cli.big_tiff.as_deref(),
-                big_size: (cx.cli.big_size[0], cx.cli.big_size[1]),
-                probabilities_side: cx.cli.memory_side,
-                sweep_width: cx.cli.sweep_width,
+                scratch: &run.scratch,
+                threads: run.threads,
+                reps: run.reps,
+                big_tiff: run.cli.big_tiff.as_deref(),
+                big_size: (run.cli.big_size[0], run.cli.big_size[1]),
+                probabilities_side: run.cli.memory_side,
+                sweep_width: run.cli.sweep_width,
                 sweep_heights: &[1024, 4096, 16384],
             };
             for t in stream::section(&options)? {
@@ -502,7 +504,7 @@ fn main() -> Result<()> {
     let mut block = format!(
         "Run of {date}: {}; {threads} threads; {reps} repetitions per number; load average {load_before} before, \
          {load_after} after.\n\n- CPU: {}\n- rustc: {}\n- versions: {}\n- prediction model: {model_name}\n\n",
-        if cx.cli.quick { "quick mode" } else { "full run" },
+        if run.cli.quick { "quick mode" } else { "full run" },
         cpu_model(),
         command_line("rustc", &["-V"]),
         locked_versions(),
@@ -511,7 +513,7 @@ fn main() -> Result<()> {
         block += &t.markdown();
     }
     println!("load average after: {load_after}");
-    if let Some(path) = &cx.cli.write {
+    if let Some(path) = &run.cli.write {
         let old = std::fs::read_to_string(path).unwrap_or_else(|_| "# Benchmarks\n".into());
         std::fs::write(path, table::splice(&old, BEGIN, END, &block))
             .with_context(|| format!("cannot write {}", path.display()))?;

@@ -83,7 +83,7 @@ fn with_ops<R>(kernels: Kernels, f: impl FnOnce(Vec<(String, Timed)>) -> Result<
     use trainer::ops::cpu::ConvGeometry;
     let conv = kernels.conv().expect("the fast kernels");
     // As in a training step: freed activations are reused, not page-faulted in again on each call.
-    ops::keep_freed_memory();
+    ops::cpu::keep_freed_memory();
     let dev = Device::Cpu;
     let vec = |n: usize| (0..n).map(|i| ((i * 7919) % 1000) as f32 / 1000.0 - 0.5).collect::<Vec<f32>>();
     struct Layer {

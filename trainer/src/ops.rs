@@ -16,7 +16,7 @@ pub mod nodes;
 
 use candle_core::{DType, Device, Result, Tensor};
 
-pub use cpu::keep_freed_memory;
+use cpu::keep_freed_memory;
 use cpu::ConvGeometry;
 use kernels::conv::ConvKernels;
 use kernels::direct;
