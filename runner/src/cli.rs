@@ -56,8 +56,9 @@ struct PredictArgs {
     /// The exported model (`trainer export`).
     #[arg(long, default_value = "models/model.onnx")]
     model: PathBuf,
-    /// An image to segment: PNG, JPEG or TIFF/BigTIFF; RGB, RGBA (alpha dropped), gray, 8 or 16 bits, or
-    /// float32 gray TIFF. Give it several times (with --output-dir) to predict several images.
+    /// An image to segment: PNG, JPEG or TIFF/BigTIFF (tiled or striped; JPEG, LZW, Deflate, ZSTD, WebP or
+    /// PackBits; pyramids and slides: see --level); RGB, RGBA (alpha dropped), gray, 8 or 16 bits, or float.
+    /// Give it several times (with --output-dir) to predict several images.
     #[arg(long)]
     image: Vec<PathBuf>,
     /// Folder mode: predict every PNG, JPEG and TIFF image in this folder (recognised by content) into
