@@ -198,11 +198,17 @@ fn the_orientation_of_tiff_jpeg_and_png_inputs_is_kept() {
 
 #[test]
 fn refusals_say_what_the_file_is_and_what_is_read() {
-    let err = ImageSource::open(&data("refused_ojpeg.tif"), Channels::Rgb).unwrap_err().to_string();
-    assert!(err.contains("old-style JPEG TIFF (compression 6") && err.contains("compression 7"), "{err}");
-    let err = ImageSource::open(&data("refused_uint32.tif"), Channels::Rgb).unwrap_err().to_string();
-    assert!(err.contains("unsigned 32-bit integer samples") && err.contains("images read are"), "{err}");
-    for err in [&err] {
+    let ojpeg = ImageSource::open(&data("refused_ojpeg.tif"), Channels::Rgb).unwrap_err().to_string();
+    assert!(
+        ojpeg.contains("old-style JPEG TIFF (compression 6") && ojpeg.contains("compression 7"),
+        "{ojpeg}"
+    );
+    let uint32 = ImageSource::open(&data("refused_uint32.tif"), Channels::Rgb).unwrap_err().to_string();
+    assert!(
+        uint32.contains("unsigned 32-bit integer samples") && uint32.contains("images read are"),
+        "{uint32}"
+    );
+    for err in [ojpeg, uint32] {
         assert!(!err.contains('\n'), "{err}");
     }
     // The structure of a refused file can still be listed.

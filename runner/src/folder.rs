@@ -31,7 +31,8 @@ pub enum FolderError {
     #[error("--output-dir {dir}: {output} would be written twice, as the {first_kind} of {first} and as the {second_kind} of {second}; rename one image or predict them in separate runs")]
     OutputCollision {
         dir: PathBuf,
-        output: String,
+        // Boxed so that the error stays under clippy's `result_large_err` size.
+        output: Box<str>,
         first_kind: &'static str,
         first: PathBuf,
         second_kind: &'static str,
@@ -272,7 +273,7 @@ impl FolderOutputs {
                     Some(&(first_kind, first)) => {
                         return Err(FolderError::OutputCollision {
                             dir: self.dir.clone(),
-                            output: name,
+                            output: name.into(),
                             first_kind,
                             first: first.to_path_buf(),
                             second_kind: kind,
@@ -555,7 +556,7 @@ mod tests {
         let err =
             all.check_collisions(&[job("in/a.png", false), job("in/a_overlay.png", false)]).unwrap_err();
         assert!(
-            matches!(&err, FolderError::OutputCollision { output, first_kind: "overlay", second_kind: "mask", .. } if output == "a_overlay.png"),
+            matches!(&err, FolderError::OutputCollision { output, first_kind: "overlay", second_kind: "mask", .. } if &**output == "a_overlay.png"),
             "{err}"
         );
         assert!(

@@ -27,7 +27,9 @@ pub enum PipelineError {
     Tiling(#[from] TilingError),
     #[error("{flag}: {source}")]
     Input { flag: &'static str, source: SourceError },
-    #[error("{flag} {path} is {mask_width}x{mask_height} but the image is {width}x{height} ({image}{at_level}); pass the mask of this image{hint}")]
+    #[error("{flag} {path} is {mask_width}x{mask_height} but the image is {width}x{height} ({image}{}); pass the mask of this image{}",
+        if *level > 0 { format!(", level {level}") } else { String::new() },
+        if *level > 0 { format!(" at level {level}'s size (masks are read at their own level 0)") } else { String::new() })]
     MaskSize {
         flag: &'static str,
         path: PathBuf,
@@ -36,10 +38,8 @@ pub enum PipelineError {
         image: PathBuf,
         width: usize,
         height: usize,
-        /// ", level N" when a reduced level is predicted.
-        at_level: String,
-        /// What to pass instead, when a reduced level is predicted.
-        hint: String,
+        /// The level of the image predicted (0: full resolution).
+        level: usize,
     },
     #[error("--errors needs a reference mask (--mask, or a mask in --mask-dir)")]
     ErrorsWithoutMask,
@@ -126,12 +126,7 @@ impl OpenedImage {
                         image: image.to_path_buf(),
                         width: source.width(),
                         height: source.height(),
-                        at_level: if level > 0 { format!(", level {level}") } else { String::new() },
-                        hint: if level > 0 {
-                            format!(" at level {level}'s size (masks are read at their own level 0)")
-                        } else {
-                            String::new()
-                        },
+                        level,
                     });
                 }
                 Some(mask)

@@ -255,6 +255,21 @@ add("int16.tif", "int16", "signed 16-bit gray, Deflate + horizontal predictor (n
 tifffile.imwrite(out("float16.tif"), FLOAT16, rowsperstrip=16, photometric="minisblack", metadata=None)
 add("float16.tif", "f16", "float16 gray, uncompressed", source=FLOAT16)
 
+INDEX8 = ((xx // 12 + yy // 10 * 8) % 64).astype(np.uint8)
+CMAP = np.stack([np.arange(256) * 257, (255 - np.arange(256)) * 257, (np.arange(256) * 97 % 256) * 257]).astype(np.uint16)
+tifffile.imwrite(out("palette8.tif"), INDEX8, rowsperstrip=16, compression="lzw", photometric="palette",
+                 colormap=CMAP, metadata=None)
+add("palette8.tif", "palette8_raw", "8-bit palette (16-bit colour map), LZW", source=INDEX8)
+manifest[-1] = manifest[-1][:1] + (reference("palette8", to_rgb8(np.moveaxis(CMAP[:, INDEX8], 0, -1))),) + manifest[-1][2:]
+os.remove(os.path.join(REF, "palette8_raw.png"))
+del refs["palette8_raw"]
+tifffile.imwrite(out("miniswhite8.tif"), GRAY8, tile=(16, 16), compression="zlib", photometric="miniswhite",
+                 metadata=None)
+manifest.append(("miniswhite8.tif", reference("miniswhite8", to_rgb8(255 - GRAY8)), 0, 0,
+                 "8-bit gray, 0 is white (inverted)"))
+with tifffile.TiffFile(out("miniswhite8.tif")) as tif:
+    assert tif.pages[0].photometric == 0 and np.array_equal(tif.pages[0].asarray(), GRAY8)
+
 # -- pyramids, pages, metadata ------------------------------------------------------------------------
 
 

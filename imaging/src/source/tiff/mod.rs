@@ -289,8 +289,9 @@ impl Structure {
         if let Some(entry) = page0.sub_ifds {
             let offsets = file.uint_list(&entry, MAX_SUB_IFDS, SUB_IFDS).map_err(decode)?;
             for offset in offsets {
-                let ifd = file.read_ifd(offset).map_err(decode)?;
-                let page = Page::parse(&mut file, &ifd, MAX_OTHER_DESCRIPTION).map_err(decode)?;
+                // A SubIFD that cannot be read is not a level (level 0 stays readable).
+                let Ok(ifd) = file.read_ifd(offset) else { continue };
+                let Ok(page) = Page::parse(&mut file, &ifd, MAX_OTHER_DESCRIPTION) else { continue };
                 let last = levels.last().expect("level 0");
                 if page.smaller_than(last.width, last.height) {
                     levels.push(page);
@@ -616,8 +617,8 @@ impl TiffRows {
         } else {
             1
         };
-        if planar && codec == Codec::WebP {
-            return Err(unsupported("a planar (one plane per channel) WebP TIFF".into(), READABLE));
+        if planar && (codec == Codec::WebP || photometric_code == 6) {
+            return Err(unsupported(format!("a planar (one plane per channel) {what} TIFF"), READABLE));
         }
         match (codec, kind) {
             (Codec::Jpeg | Codec::WebP, Kind::U8) => {}
@@ -666,8 +667,10 @@ impl TiffRows {
             )));
         }
         // One row of chunks is decoded at a time: it must fit the limit of a whole decoded image.
-        let row_bytes =
-            (across * chunk_width) as u64 * chunk_height as u64 * samples as u64 * kind.bytes() as u64;
+        let row_bytes = ((across * chunk_width) as u64)
+            .saturating_mul(chunk_height as u64)
+            .saturating_mul(samples as u64)
+            .saturating_mul(kind.bytes() as u64);
         if row_bytes > WHOLE_IMAGE_LIMIT {
             return Err(SourceError::TooLarge {
                 name: name.to_string(),
