@@ -30,17 +30,17 @@ impl Codec {
             7 => Codec::Jpeg,
             50000 | 34926 => Codec::Zstd,
             50001 | 34927 => Codec::WebP,
-            6 => {
-                return Err((
-                    "an old-style JPEG TIFF (compression 6, the TIFF 6.0 JPEG scheme that the TIFF Technical Note 2 \
-                     replaced in 1995), whose layout is ambiguous"
-                        .into(),
-                    "re-save it with new-style JPEG (compression 7), e.g. with libtiff's `tiffcp -c jpeg`, or \
+            6 => return Err((
+                "an old-style JPEG TIFF (compression 6, the ambiguous TIFF 6.0 scheme that compression 7 \
+                     replaced in 1995)"
+                    .into(),
+                "re-save it with new-style JPEG (compression 7), e.g. with libtiff's `tiffcp -c jpeg`, or \
                      losslessly with `tiffcp -c zip`"
-                        .into(),
-                ))
+                    .into(),
+            )),
+            other => {
+                return Err((format!("a TIFF with {} compression ({other})", name(other)), convert.into()))
             }
-            other => return Err((format!("a TIFF with {} compression ({other})", name(other)), convert.into())),
         })
     }
 }
