@@ -5,9 +5,11 @@
 //! - [`source`]: image files read as rows, top to bottom, in bounded memory; [`sink`]: rows written to image
 //!   and array files.
 //! - [`labels`]: the mask convention (what a mask's pixel values mean); [`whole`]: whole images in and out.
+//! - [`exif`]: the EXIF orientation, read from inputs and written into outputs.
 //! - [`files`]: every output written atomically, through links, never over an input.
 //! - [`report`]: every error on one line, panics of decoders caught as errors.
 
+pub mod exif;
 pub mod files;
 pub mod labels;
 pub mod report;

@@ -3,6 +3,11 @@
 //! on) and NumPy .npy (header first, then rows). JPEG cannot be written by rows: its rows are gathered and
 //! encoded at the end, so a JPEG output is refused before any work for an image above 65,535 px a side.
 //!
+//! Image outputs can carry an EXIF orientation ([`SinkOptions::orientation`], the input's): TIFF tag 274,
+//! a PNG eXIf chunk, or a JPEG APP1 EXIF segment, each holding the orientation only, so that viewers show
+//! the outputs turned like the input while their pixels stay in the input's stored order. A .npy file has
+//! no such tag: it stays in stored orientation.
+//!
 //! A TIFF is classic TIFF unless its uncompressed data reaches [`BIGTIFF_FROM_BYTES`], then BigTIFF (whose
 //! 64-bit offsets have no 4 GiB limit); the margin below 4 GiB covers Deflate's worst-case growth and the
 //! strip tables. Each sink writes to the path it is given (a temporary file); the format comes from the
@@ -15,6 +20,8 @@ use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::thread::JoinHandle;
 
 use tiff::encoder::{TiffEncoder, TiffKind};
+
+pub use crate::exif::Orientation;
 use tiff::tags::{CompressionMethod, Tag};
 
 /// Uncompressed data size from which a TIFF is written as BigTIFF.
@@ -102,6 +109,15 @@ fn extension(path: &Path) -> Option<String> {
     path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase)
 }
 
+/// How an output is written, besides its format and size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SinkOptions {
+    /// Write a TIFF as BigTIFF whatever its size.
+    pub force_bigtiff: bool,
+    /// The orientation tag written into image outputs (TIFF, PNG, JPEG; not .npy). `Normal` writes none.
+    pub orientation: Orientation,
+}
+
 /// What one pixel of an output is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PixelKind {
@@ -170,6 +186,7 @@ impl TiffWriter {
         height: usize,
         pixel: TiffPixel,
         big: bool,
+        orientation: Orientation,
     ) -> Result<TiffWriter, String> {
         let row_bytes = width * pixel.bytes();
         let rows_per_strip = (STRIP_BYTES / row_bytes).clamp(1, height);
@@ -179,6 +196,7 @@ impl TiffWriter {
             height: u32::try_from(height).map_err(|e| e.to_string())?,
             rows_per_strip: rows_per_strip as u32,
             pixel,
+            orientation,
         };
         let thread = std::thread::Builder::new()
             .name("tiff-writer".into())
@@ -244,6 +262,7 @@ struct StripLayout {
     height: u32,
     rows_per_strip: u32,
     pixel: TiffPixel,
+    orientation: Orientation,
 }
 
 /// Writes one striped, Deflate-compressed image: each strip as it arrives, then the directory. (The tiff
@@ -289,6 +308,9 @@ where
     directory.write_tag(Tag::SampleFormat, format).map_err(error)?;
     directory.write_tag(Tag::StripOffsets, K::convert_slice(&offsets)).map_err(error)?;
     directory.write_tag(Tag::StripByteCounts, K::convert_slice(&counts)).map_err(error)?;
+    if layout.orientation != Orientation::Normal {
+        directory.write_tag(Tag::Orientation, layout.orientation.tag()).map_err(error)?;
+    }
     directory.finish().map_err(error)
 }
 
@@ -300,6 +322,7 @@ enum Encoder {
         file: BufWriter<File>,
         pixels: Vec<u8>,
         pixel: PixelKind,
+        orientation: Orientation,
     },
     Npy(BufWriter<File>),
 }
@@ -333,6 +356,20 @@ impl RowSink {
         height: usize,
         force_bigtiff: bool,
     ) -> Result<RowSink, SinkError> {
+        let options = SinkOptions { force_bigtiff, ..SinkOptions::default() };
+        RowSink::image_with(path, format, pixel, width, height, options)
+    }
+
+    /// An image output written with `options` (e.g. the input's orientation).
+    pub fn image_with(
+        path: &Path,
+        format: ImageFormat,
+        pixel: PixelKind,
+        width: usize,
+        height: usize,
+        options: SinkOptions,
+    ) -> Result<RowSink, SinkError> {
+        let SinkOptions { force_bigtiff, orientation } = options;
         format.check_size(path, width, height)?;
         let write_error = |reason: String| SinkError::Write { path: path.to_path_buf(), reason };
         let file = create(path)?;
@@ -347,7 +384,12 @@ impl RowSink {
                 });
                 encoder.set_depth(png::BitDepth::Eight);
                 encoder.set_compression(png::Compression::Fast);
-                let writer = encoder.write_header().map_err(|e| write_error(e.to_string()))?;
+                let mut writer = encoder.write_header().map_err(|e| write_error(e.to_string()))?;
+                if orientation != Orientation::Normal {
+                    writer
+                        .write_chunk(png::chunk::eXIf, &orientation.exif())
+                        .map_err(|e| write_error(e.to_string()))?;
+                }
                 let stream =
                     writer.into_stream_writer_with_size(1 << 16).map_err(|e| write_error(e.to_string()))?;
                 Encoder::Png(Box::new(stream))
@@ -359,7 +401,8 @@ impl RowSink {
                     PixelKind::Gray8 => TiffPixel::Gray8,
                     PixelKind::Rgb8 => TiffPixel::Rgb8,
                 };
-                Encoder::Tiff(TiffWriter::start(file, width, height, tiff_pixel, big).map_err(write_error)?)
+                let writer = TiffWriter::start(file, width, height, tiff_pixel, big, orientation);
+                Encoder::Tiff(writer.map_err(write_error)?)
             }
             ImageFormat::Jpeg => {
                 let mut pixels = Vec::new();
@@ -368,7 +411,7 @@ impl RowSink {
                         "{width}x{height} does not fit in memory as a JPEG; use .png or .tif"
                     ))
                 })?;
-                Encoder::Jpeg { file, pixels, pixel }
+                Encoder::Jpeg { file, pixels, pixel, orientation }
             }
         };
         Ok(RowSink {
@@ -390,6 +433,20 @@ impl RowSink {
         height: usize,
         force_bigtiff: bool,
     ) -> Result<RowSink, SinkError> {
+        let options = SinkOptions { force_bigtiff, ..SinkOptions::default() };
+        RowSink::probabilities_with(path, format, width, height, options)
+    }
+
+    /// A float32 output of probabilities written with `options`: a TIFF carries the orientation; a .npy
+    /// file cannot, and stays in stored orientation.
+    pub fn probabilities_with(
+        path: &Path,
+        format: ProbabilityFormat,
+        width: usize,
+        height: usize,
+        options: SinkOptions,
+    ) -> Result<RowSink, SinkError> {
+        let SinkOptions { force_bigtiff, orientation } = options;
         let write_error = |reason: String| SinkError::Write { path: path.to_path_buf(), reason };
         let mut file = create(path)?;
         let encoder = match format {
@@ -400,7 +457,7 @@ impl RowSink {
             ProbabilityFormat::Tiff => {
                 let big =
                     force_bigtiff || (height as u64).saturating_mul(4 * width as u64) >= BIGTIFF_FROM_BYTES;
-                let writer = TiffWriter::start(file, width, height, TiffPixel::GrayF32, big);
+                let writer = TiffWriter::start(file, width, height, TiffPixel::GrayF32, big, orientation);
                 Encoder::Tiff(writer.map_err(write_error)?)
             }
         };
@@ -486,16 +543,24 @@ impl RowSink {
         match encoder {
             Encoder::Png(stream) => stream.finish().map_err(|e| e.to_string()),
             Encoder::Tiff(writer) => writer.finish(),
-            Encoder::Jpeg { mut file, pixels, pixel } => {
+            Encoder::Jpeg { mut file, pixels, pixel, orientation } => {
                 use image::ImageEncoder;
                 let color = match pixel {
                     PixelKind::Gray8 => image::ExtendedColorType::L8,
                     PixelKind::Rgb8 => image::ExtendedColorType::Rgb8,
                 };
-                image::codecs::jpeg::JpegEncoder::new_with_quality(&mut file, JPEG_QUALITY)
-                    .write_image(&pixels, width as u32, height as u32, color)
-                    .map_err(|e| e.to_string())
-                    .and_then(|()| file.flush().map_err(|e| e.to_string()))
+                let mut encoder = image::codecs::jpeg::JpegEncoder::new_with_quality(&mut file, JPEG_QUALITY);
+                // An APP1 segment: "Exif\0\0" and the TIFF-structured block.
+                let exif = match orientation {
+                    Orientation::Normal => Ok(()),
+                    o => encoder.set_exif_metadata(o.exif()).map_err(|e| e.to_string()),
+                };
+                exif.and_then(|()| {
+                    encoder
+                        .write_image(&pixels, width as u32, height as u32, color)
+                        .map_err(|e| e.to_string())
+                })
+                .and_then(|()| file.flush().map_err(|e| e.to_string()))
             }
             Encoder::Npy(mut file) => file.flush().map_err(|e| e.to_string()),
         }
@@ -551,6 +616,40 @@ mod tests {
         assert_eq!(ProbabilityFormat::from_path(Path::new("p.npy")).unwrap(), ProbabilityFormat::Npy);
         assert_eq!(ProbabilityFormat::from_path(Path::new("p.tif")).unwrap(), ProbabilityFormat::Tiff);
         assert!(ProbabilityFormat::from_path(Path::new("p.png")).is_err());
+    }
+
+    #[test]
+    fn image_outputs_carry_the_orientation_and_npy_stays_as_stored() {
+        let dir = tempfile::tempdir().unwrap();
+        let (width, height) = (5, 3);
+        let rgb: Vec<u8> = (0..width * height * 3).map(|i| (i * 13) as u8).collect();
+        for orientation in [Orientation::Normal, Orientation::Rotate90, Orientation::MirrorVertical] {
+            for (ext, format) in
+                [("png", ImageFormat::Png), ("tif", ImageFormat::Tiff), ("jpg", ImageFormat::Jpeg)]
+            {
+                let path = dir.path().join(format!("o{}.{ext}", orientation.tag()));
+                let options = SinkOptions { orientation, ..SinkOptions::default() };
+                let mut sink =
+                    RowSink::image_with(&path, format, PixelKind::Rgb8, width, height, options).unwrap();
+                sink.write_pixels(&rgb).unwrap();
+                sink.finish().unwrap();
+                let mut source =
+                    crate::source::ImageSource::open(&path, crate::source::Channels::Rgb).unwrap();
+                assert_eq!(source.orientation(), orientation, "{ext}");
+                let pixels = source.read_all().unwrap();
+                if format != ImageFormat::Jpeg {
+                    assert_eq!(pixels, rgb, "{ext}: the pixels stay as stored");
+                }
+            }
+            let path = dir.path().join("p.tif");
+            let options = SinkOptions { orientation, force_bigtiff: true };
+            let mut sink =
+                RowSink::probabilities_with(&path, ProbabilityFormat::Tiff, width, height, options).unwrap();
+            sink.write_values(&vec![0.5; width * height]).unwrap();
+            sink.finish().unwrap();
+            let source = crate::source::ImageSource::open(&path, crate::source::Channels::Gray).unwrap();
+            assert_eq!(source.orientation(), orientation, "probabilities (BigTIFF)");
+        }
     }
 
     #[test]

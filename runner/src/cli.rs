@@ -56,8 +56,9 @@ struct PredictArgs {
     /// The exported model (`trainer export`).
     #[arg(long, default_value = "models/model.onnx")]
     model: PathBuf,
-    /// An image to segment: PNG, JPEG or TIFF/BigTIFF; RGB, RGBA (alpha dropped), gray, 8 or 16 bits, or
-    /// float32 gray TIFF. Give it several times (with --output-dir) to predict several images.
+    /// An image to segment: PNG, JPEG or TIFF/BigTIFF (tiled or striped; JPEG, LZW, Deflate, ZSTD, WebP or
+    /// PackBits; pyramids and slides: see --level); RGB, RGBA (alpha dropped), gray, 8 or 16 bits, or float.
+    /// Give it several times (with --output-dir) to predict several images.
     #[arg(long)]
     image: Vec<PathBuf>,
     /// Folder mode: predict every PNG, JPEG and TIFF image in this folder (recognised by content) into
@@ -109,6 +110,11 @@ struct PredictArgs {
     /// Folder mode: stop at the first image that fails (default: report it and go on).
     #[arg(long)]
     fail_fast: bool,
+    /// The resolution level of a pyramid TIFF to predict (OME-TIFF SubIFDs, reduced-resolution pages, Aperio
+    /// SVS levels): 0 is full resolution. The outputs have the level's size; a reference mask (--mask,
+    /// --mask-dir) is read at its own level 0 and must have that size.
+    #[arg(long, default_value_t = 0)]
+    level: usize,
     /// Largest square tile side in pixels, halo included (even, 18 to 256 for this network's budget).
     #[arg(long, default_value_t = tiles::DEFAULT_TILE)]
     tile: usize,
@@ -269,6 +275,7 @@ fn run_single(args: PredictArgs, out: &mut Stdout) -> anyhow::Result<ExitCode> {
         overlay: single_output("--overlay", &args.overlay)?,
         errors: single_output("--errors", &args.errors)?,
         tile: args.tile,
+        level: args.level,
     };
     if request.errors.is_some() && request.mask.is_none() {
         anyhow::bail!("--errors needs a reference mask: add --mask");
@@ -295,6 +302,9 @@ fn run_single(args: PredictArgs, out: &mut Stdout) -> anyhow::Result<ExitCode> {
         report.seconds,
         (width * height) as f64 / 1e6 / report.seconds.max(1e-9)
     ))?;
+    if let Some(note) = pages_note(&report.image) {
+        eprintln!("note: {}: {note}", image.display());
+    }
     if let Some(metrics) = report.metrics() {
         out.line(metrics)?;
     }
@@ -341,6 +351,9 @@ impl FolderObserver for FolderBars<'_> {
                     None if scored => " no reference mask".into(),
                     None => String::new(),
                 };
+                if let Some(note) = pages_note(report) {
+                    eprintln!("note: {}: {note}", job.image.display());
+                }
                 out.line(format_args!("{}: {}x{}{scores}", job.image.display(), report.width, report.height))
             }
             Err(e) => {
@@ -411,8 +424,15 @@ fn run_folder(args: PredictArgs, out: &mut Stdout) -> anyhow::Result<ExitCode> {
     let started = std::time::Instant::now();
     let mut observer =
         FolderBars { bars, images, tiles: None, out, scored: args.mask_dir.is_some(), stdout_error: None };
-    let report =
-        folder::predict_folder(&mut model, &jobs, &outputs, args.tile, args.fail_fast, &mut observer)?;
+    let report = folder::predict_folder(
+        &mut model,
+        &jobs,
+        &outputs,
+        args.tile,
+        args.level,
+        args.fail_fast,
+        &mut observer,
+    )?;
     observer.images.finish_and_clear();
     if let Some(e) = observer.stdout_error.take() {
         return Err(e.into());
@@ -433,6 +453,16 @@ fn run_folder(args: PredictArgs, out: &mut Stdout) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::FAILURE);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// What to say of an input with pages that were not predicted (a multi-page TIFF that is not a pyramid).
+fn pages_note(report: &ImageReport) -> Option<String> {
+    (report.other_pages > 0).then(|| {
+        format!(
+            "a multi-page TIFF of {} pages that is not a pyramid of its first page: only page 1 was predicted",
+            report.pages
+        )
+    })
 }
 
 /// The process's peak resident memory (Linux: VmHWM in /proc/self/status), if known.

@@ -31,7 +31,8 @@ pub enum FolderError {
     #[error("--output-dir {dir}: {output} would be written twice, as the {first_kind} of {first} and as the {second_kind} of {second}; rename one image or predict them in separate runs")]
     OutputCollision {
         dir: PathBuf,
-        output: String,
+        // Boxed so that the error stays under clippy's `result_large_err` size.
+        output: Box<str>,
         first_kind: &'static str,
         first: PathBuf,
         second_kind: &'static str,
@@ -272,7 +273,7 @@ impl FolderOutputs {
                     Some(&(first_kind, first)) => {
                         return Err(FolderError::OutputCollision {
                             dir: self.dir.clone(),
-                            output: name,
+                            output: name.into(),
                             first_kind,
                             first: first.to_path_buf(),
                             second_kind: kind,
@@ -379,12 +380,14 @@ pub struct FolderReport {
 /// Predicts every job into `outputs`, image after image, opening the next image on its own thread while
 /// one is predicted. An image that fails is reported to `observer` and the run goes on (or stops, with
 /// `fail_fast`); each image's outputs are put in place together when it succeeds. `metrics.csv` is written
-/// at the end when `outputs.metrics` is set.
+/// at the end when `outputs.metrics` is set. Every image is predicted at pyramid level `level` (0: full
+/// resolution); an image without that level fails with a line listing its levels.
 pub fn predict_folder(
     model: &mut Model,
     jobs: &[ImageJob],
     outputs: &FolderOutputs,
     tile: usize,
+    level: usize,
     fail_fast: bool,
     observer: &mut dyn FolderObserver,
 ) -> Result<FolderReport, PipelineError> {
@@ -392,7 +395,9 @@ pub fn predict_folder(
         .map_err(|e| PipelineError::OutputFolder { dir: outputs.dir.clone(), reason: io_reason(&e) })?;
     let mut table = MetricsTable::new();
     let mut failures = 0usize;
-    let open = |job: &ImageJob| OpenedImage::open(&job.image, "--image", job.mask.as_deref(), "--mask-dir");
+    let open = |job: &ImageJob| {
+        OpenedImage::open_level(&job.image, "--image", level, job.mask.as_deref(), "--mask-dir")
+    };
     std::thread::scope(|scope| {
         // The next image is opened (a JPEG decoded) on its own thread while this one is predicted.
         let mut next = jobs.first().map(|job| scope.spawn(move || open(job)));
@@ -551,7 +556,7 @@ mod tests {
         let err =
             all.check_collisions(&[job("in/a.png", false), job("in/a_overlay.png", false)]).unwrap_err();
         assert!(
-            matches!(&err, FolderError::OutputCollision { output, first_kind: "overlay", second_kind: "mask", .. } if output == "a_overlay.png"),
+            matches!(&err, FolderError::OutputCollision { output, first_kind: "overlay", second_kind: "mask", .. } if &**output == "a_overlay.png"),
             "{err}"
         );
         assert!(

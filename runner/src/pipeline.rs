@@ -10,7 +10,7 @@ use crate::render::{error_row, OverlayRows};
 use crate::session::Model;
 use imaging::files::FileError;
 use imaging::labels::{classes_from_gray, gray_from_classes};
-use imaging::sink::{ImageFormat, PixelKind, ProbabilityFormat, RowSink, SinkError};
+use imaging::sink::{ImageFormat, PixelKind, ProbabilityFormat, RowSink, SinkError, SinkOptions};
 use imaging::source::{Channels, ImageSource, SourceError};
 use imaging::tiles::TilingError;
 use imaging::whole::IoError;
@@ -27,7 +27,9 @@ pub enum PipelineError {
     Tiling(#[from] TilingError),
     #[error("{flag}: {source}")]
     Input { flag: &'static str, source: SourceError },
-    #[error("{flag} {path} is {mask_width}x{mask_height} but the image is {width}x{height} ({image}); pass the mask of this image")]
+    #[error("{flag} {path} is {mask_width}x{mask_height} but the image is {width}x{height} ({image}{}); pass the mask of this image{}",
+        if *level > 0 { format!(", level {level}") } else { String::new() },
+        if *level > 0 { format!(" at level {level}'s size (masks are read at their own level 0)") } else { String::new() })]
     MaskSize {
         flag: &'static str,
         path: PathBuf,
@@ -36,6 +38,8 @@ pub enum PipelineError {
         image: PathBuf,
         width: usize,
         height: usize,
+        /// The level of the image predicted (0: full resolution).
+        level: usize,
     },
     #[error("--errors needs a reference mask (--mask, or a mask in --mask-dir)")]
     ErrorsWithoutMask,
@@ -95,7 +99,19 @@ impl OpenedImage {
         mask: Option<&Path>,
         mask_flag: &'static str,
     ) -> Result<OpenedImage, PipelineError> {
-        let source = ImageSource::open(image, Channels::Rgb)
+        OpenedImage::open_level(image, image_flag, 0, mask, mask_flag)
+    }
+
+    /// Opens level `level` of `image` (0 is full resolution; a level that does not exist is an error
+    /// listing the levels) and `mask` at level 0 of its own file, whose size must be the level's.
+    pub fn open_level(
+        image: &Path,
+        image_flag: &'static str,
+        level: usize,
+        mask: Option<&Path>,
+        mask_flag: &'static str,
+    ) -> Result<OpenedImage, PipelineError> {
+        let source = ImageSource::open_level(image, level, Channels::Rgb)
             .map_err(|source| PipelineError::Input { flag: image_flag, source })?;
         let mask = match mask {
             Some(path) => {
@@ -110,6 +126,7 @@ impl OpenedImage {
                         image: image.to_path_buf(),
                         width: source.width(),
                         height: source.height(),
+                        level,
                     });
                 }
                 Some(mask)
@@ -133,6 +150,12 @@ impl OpenedImage {
 pub struct ImageReport {
     pub width: usize,
     pub height: usize,
+    /// The level predicted (0: full resolution).
+    pub level: usize,
+    /// Pages of the input (1 but for a multi-page TIFF), and how many of them are another image of a stack
+    /// (channels, planes, frames: not levels, thumbnails or labels), which are not predicted.
+    pub pages: usize,
+    pub other_pages: usize,
     pub tiles: usize,
     pub forward_passes: usize,
     pub metrics: Option<Metrics>,
@@ -151,11 +174,15 @@ pub fn predict_image(
         return Err(PipelineError::ErrorsWithoutMask);
     }
     let (width, height) = (source.width(), source.height());
-    let image_sink =
-        |d: &Destination<ImageFormat>, kind| RowSink::image(&d.file, d.format, kind, width, height, false);
+    let (level, pages, other_pages) = (source.level(), source.info().pages, source.info().other_pages);
+    // The outputs are turned like the input in viewers; the prediction runs on the stored pixels.
+    let options = SinkOptions { force_bigtiff: false, orientation: source.orientation() };
+    let image_sink = |d: &Destination<ImageFormat>, kind| {
+        RowSink::image_with(&d.file, d.format, kind, width, height, options)
+    };
     let mut mask_sink = image_sink(&destinations.mask, PixelKind::Gray8)?;
     let mut probability_sink = match &destinations.probabilities {
-        Some(d) => Some(RowSink::probabilities(&d.file, d.format, width, height, false)?),
+        Some(d) => Some(RowSink::probabilities_with(&d.file, d.format, width, height, options)?),
         None => None,
     };
     let mut overlay_sink =
@@ -207,6 +234,9 @@ pub fn predict_image(
     Ok(ImageReport {
         width,
         height,
+        level,
+        pages,
+        other_pages,
         tiles: summary.tiles,
         forward_passes: summary.forward_passes,
         metrics: reference.is_some().then(|| confusion.metrics()),

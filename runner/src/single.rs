@@ -23,6 +23,8 @@ pub struct SingleRequest {
     pub overlay: Option<PathBuf>,
     pub errors: Option<PathBuf>,
     pub tile: usize,
+    /// The level of a pyramid to predict (0: full resolution).
+    pub level: usize,
 }
 
 /// What a single-image prediction did.
@@ -78,7 +80,8 @@ pub fn predict_single(
         inputs.push(("--mask", mask));
     }
     let mut files = OutputSet::new(&inputs).map_err(PipelineError::from)?;
-    let opened = OpenedImage::open(&request.image, "--image", request.mask.as_deref(), "--mask")?;
+    let opened =
+        OpenedImage::open_level(&request.image, "--image", request.level, request.mask.as_deref(), "--mask")?;
     let mut finals = vec![(request.output.as_path(), mask_format)];
     finals.extend(request.overlay.as_deref().zip(overlay_format));
     finals.extend(request.errors.as_deref().zip(errors_format));
