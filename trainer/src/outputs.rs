@@ -81,7 +81,7 @@ pub enum OutFolderError {
     #[error("--out {dir}: cannot create it ({reason}); choose a folder that can be created")]
     Create { dir: PathBuf, reason: String },
     #[error("--out {dir}: {reason}")]
-    Output { dir: PathBuf, reason: FileError },
+    Output { dir: PathBuf, reason: Box<FileError> },
 }
 
 /// Makes the output folder ready before any work, the same way for a new run and a resumed one: creates it
@@ -104,7 +104,7 @@ pub fn prepare(paths: &OutputPaths, inputs: &[(String, PathBuf)]) -> Result<Vec<
     for output in paths.all() {
         probe
             .add("--out", output)
-            .map_err(|reason| OutFolderError::Output { dir: paths.dir.clone(), reason })?;
+            .map_err(|reason| OutFolderError::Output { dir: paths.dir.clone(), reason: Box::new(reason) })?;
     }
     // Dropped uncommitted: the temporaries are removed and every existing file is left as it was.
     drop(probe);

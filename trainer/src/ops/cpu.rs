@@ -79,7 +79,11 @@ impl ConvGeometry {
 /// A raw pointer that rayon tasks may share; each task writes a disjoint part.
 #[derive(Clone, Copy)]
 pub struct SharedMut(pub *mut f32);
+// SAFETY: the pointer is only a handle: every task that writes through it writes a disjoint range of the
+// buffer, which outlives the rayon scope the tasks run in.
 unsafe impl Send for SharedMut {}
+// SAFETY: as for Send; shared references only copy the pointer, never write through it concurrently to one
+// element.
 unsafe impl Sync for SharedMut {}
 impl SharedMut {
     pub fn get(self) -> *mut f32 {
