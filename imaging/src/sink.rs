@@ -478,7 +478,7 @@ impl RowSink {
 
     fn count_rows(&mut self, len: usize) -> Result<(), SinkError> {
         let rows = len / self.row_len;
-        if len % self.row_len != 0 || self.rows_written + rows > self.height {
+        if !len.is_multiple_of(self.row_len) || self.rows_written + rows > self.height {
             return Err(SinkError::Write {
                 path: self.path.clone(),
                 reason: format!(

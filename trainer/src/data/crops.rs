@@ -28,7 +28,7 @@ pub fn check_budget(batch: usize, crop: usize) -> Result<(), BudgetError> {
     if batch == 0 {
         return Err(BudgetError::EmptyBatch);
     }
-    if crop < 2 || crop % 2 != 0 {
+    if crop < 2 || !crop.is_multiple_of(2) {
         return Err(BudgetError::OddCrop(crop));
     }
     let pixels = batch.checked_mul(crop).and_then(|p| p.checked_mul(crop));

@@ -96,7 +96,7 @@ impl Input<'_> {
         match self {
             Input::Plain(x) => assert_eq!(x.len(), g.n * g.c * g.h * g.w),
             Input::Upsampled2x(x) => {
-                assert!(g.h % 2 == 0 && g.w % 2 == 0, "an upsampled input has even sizes");
+                assert!(g.h.is_multiple_of(2) && g.w.is_multiple_of(2), "an upsampled input has even sizes");
                 assert_eq!(x.len(), g.n * g.c * g.h * g.w / 4);
             }
         }
