@@ -6,7 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
-use imaging::source::{is_ome_zarr, Channels, FileFormat, ImageSource, SourceError};
+use imaging::source::{is_ome_zarr, Channels, FileFormat, ImageSource, PyramidKind, SourceError};
 
 fn data(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/zarr").join(name)
@@ -94,6 +94,7 @@ fn a_band_reads_only_the_chunks_of_its_rows() {
 fn levels_sizes_and_microns_per_pixel_come_from_the_metadata() {
     let info = ImageSource::probe(&zarr("v04_cyx_u8")).unwrap();
     assert_eq!(info.format, FileFormat::Zarr);
+    assert_eq!(info.pyramid, Some(PyramidKind::ZarrDatasets));
     assert_eq!(info.levels_line(), "0: 97x75, 1: 49x38, 2: 25x19");
     assert_eq!(
         info.levels.iter().map(|l| l.downsample).collect::<Vec<_>>(),
@@ -142,6 +143,7 @@ fn levels_sizes_and_microns_per_pixel_come_from_the_metadata() {
 
     let tczyx = ImageSource::probe(&zarr("v05_tczyx_u8_rgba")).unwrap();
     assert_eq!(tczyx.levels_line(), "0: 97x75");
+    assert_eq!(tczyx.pyramid, None);
     assert_eq!(tczyx.microns_per_pixel, None, "no unit on the axes");
     assert_eq!(tczyx.levels[0].photometric, "8-bit RGBA");
 }

@@ -133,6 +133,8 @@ pub enum PyramidKind {
     Pages,
     /// Aperio SVS: the tiled pages after the first (the thumbnail, label and macro pages are not levels).
     Aperio,
+    /// OME-Zarr: the datasets of the multiscales metadata, one array each.
+    ZarrDatasets,
 }
 
 /// What a file is, besides its pixels.

@@ -20,7 +20,7 @@ use zarrs::filesystem::FilesystemStore;
 
 use super::{
     check_size, convert, f32_to_u8, i16_to_u8, u16_to_u8, zeroed, Channels, FileFormat, LevelInfo, Opened,
-    Orientation, Reader, Samples, SourceError, SourceInfo, WHOLE_IMAGE_LIMIT,
+    Orientation, PyramidKind, Reader, Samples, SourceError, SourceInfo, WHOLE_IMAGE_LIMIT,
 };
 
 /// Whether `dir` holds an OME-Zarr image: Zarr v3 `zarr.json` or Zarr v2 `.zattrs` with multiscales.
@@ -331,7 +331,7 @@ fn read_image(dir: &Path, name: &str) -> Result<Image, SourceError> {
     };
     let info = SourceInfo {
         format: FileFormat::Zarr,
-        pyramid: None,
+        pyramid: (levels.len() > 1).then_some(PyramidKind::ZarrDatasets),
         pages: 1,
         other_pages: 0,
         orientation: Orientation::Normal,
