@@ -194,7 +194,8 @@ pub fn regular_file_size(path: &Path) -> Result<u64, InputFileError> {
     Ok(meta.len())
 }
 
-/// Checks that `path` (given as `flag`) is a regular file after following links, without opening it.
+/// Checks that `path` (given as `flag`) is a regular file after following links, without opening it, or a
+/// folder holding an OME-Zarr image.
 pub fn check_input(flag: &str, path: &Path) -> Result<(), FileError> {
     input_identity(flag, path).map(|_| ())
 }
@@ -206,7 +207,9 @@ fn input_identity(flag: &str, path: &Path) -> Result<Identity, FileError> {
         reason: io_reason(&e),
     };
     let metadata = fs::metadata(path).map_err(unreadable)?;
-    if !metadata.is_file() {
+    // An OME-Zarr image is a folder (read by `source`, which checks its metadata).
+    let zarr = metadata.is_dir() && crate::source::is_ome_zarr(path);
+    if !metadata.is_file() && !zarr {
         return Err(FileError::InputNotFile {
             flag: flag.to_string(),
             path: path.to_path_buf(),
@@ -345,7 +348,8 @@ fn remove_stale_temporaries(folder: &Path, name: &str) {
 }
 
 impl OutputSet {
-    /// Checks every input `(flag, path)`: it must exist and be a regular file after following links.
+    /// Checks every input `(flag, path)`: it must exist and be a regular file after following links (or a
+    /// folder holding an OME-Zarr image).
     pub fn new(inputs: &[(&str, &Path)]) -> Result<OutputSet, FileError> {
         let mut set = OutputSet::default();
         for &(flag, path) in inputs {

@@ -29,7 +29,7 @@ pub struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Predicts the foreground mask of one image (--image, --output) or of many (--input-dir or several
-    /// --image, with --output-dir). PNG, JPEG or TIFF/BigTIFF, recognised by content; any size.
+    /// --image, with --output-dir). PNG, JPEG, TIFF/BigTIFF or OME-Zarr, recognised by content; any size.
     Predict(PredictArgs),
 }
 
@@ -57,12 +57,13 @@ struct PredictArgs {
     #[arg(long, default_value = "models/model.onnx")]
     model: PathBuf,
     /// An image to segment: PNG, JPEG or TIFF/BigTIFF (tiled or striped; JPEG, LZW, Deflate, ZSTD, WebP or
-    /// PackBits; pyramids and slides: see --level); RGB, RGBA (alpha dropped), gray, 8 or 16 bits, or float.
+    /// PackBits; pyramids and slides: see --level), or an OME-Zarr folder (NGFF 0.4/0.5); RGB, RGBA (alpha
+    /// dropped), gray, 8 or 16 bits, or float.
     /// Give it several times (with --output-dir) to predict several images.
     #[arg(long)]
     image: Vec<PathBuf>,
-    /// Folder mode: predict every PNG, JPEG and TIFF image in this folder (recognised by content) into
-    /// --output-dir.
+    /// Folder mode: predict every PNG, JPEG and TIFF image and every OME-Zarr folder in this folder
+    /// (recognised by content) into --output-dir.
     #[arg(long)]
     input_dir: Option<PathBuf>,
     /// Folder mode, with --input-dir: only the file names matching this glob, e.g. "*.tif".
@@ -110,8 +111,8 @@ struct PredictArgs {
     /// Folder mode: stop at the first image that fails (default: report it and go on).
     #[arg(long)]
     fail_fast: bool,
-    /// The resolution level of a pyramid TIFF to predict (OME-TIFF SubIFDs, reduced-resolution pages, Aperio
-    /// SVS levels): 0 is full resolution. The outputs have the level's size; a reference mask (--mask,
+    /// The resolution level of a pyramid to predict (OME-TIFF SubIFDs, reduced-resolution pages, Aperio
+    /// SVS levels, OME-Zarr datasets): 0 is full resolution. The outputs have the level's size; a reference mask (--mask,
     /// --mask-dir) is read at its own level 0 and must have that size.
     #[arg(long, default_value_t = 0)]
     level: usize,

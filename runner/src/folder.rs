@@ -18,7 +18,7 @@ use imaging::sink::{ImageFormat, ProbabilityFormat};
 use crate::metrics::MetricsTable;
 use crate::pipeline::{self, Destination, Destinations, ImageReport, OpenedImage, PipelineError};
 use crate::session::Model;
-use imaging::source::FileFormat;
+use imaging::source::{is_ome_zarr, FileFormat};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FolderError {
@@ -26,7 +26,9 @@ pub enum FolderError {
     ListFolder { flag: &'static str, dir: PathBuf, reason: String },
     #[error("--pattern {pattern:?} is not a valid glob ({reason}); use e.g. \"*.tif\" or \"slide_??.png\"")]
     Pattern { pattern: String, reason: String },
-    #[error("{flag} {dir} holds no PNG, JPEG or TIFF images{matching}; check the folder{pattern_hint}")]
+    #[error(
+        "{flag} {dir} holds no PNG, JPEG, TIFF or OME-Zarr images{matching}; check the folder{pattern_hint}"
+    )]
     NoImages { flag: &'static str, dir: PathBuf, matching: String, pattern_hint: &'static str },
     #[error("--output-dir {dir}: {output} would be written twice, as the {first_kind} of {first} and as the {second_kind} of {second}; rename one image or predict them in separate runs")]
     OutputCollision {
@@ -77,10 +79,11 @@ fn is_image(path: &Path) -> bool {
     }
 }
 
-/// The images in `dir` (not its subfolders): regular files (links followed) whose content is PNG, JPEG,
-/// TIFF or BigTIFF, whose name matches the glob `pattern` if given, sorted by name. Hidden files (name
-/// starting with `.`, such as the temporaries of a run in progress) are skipped. FIFOs and other special
-/// files are skipped without being opened. No image at all is an error.
+/// The images in `dir` (not inside its subfolders): regular files (links followed) whose content is PNG,
+/// JPEG, TIFF or BigTIFF, and subfolders that are OME-Zarr images (each one image), whose name matches the
+/// glob `pattern` if given, sorted by name. Hidden files (name starting with `.`, such as the temporaries
+/// of a run in progress) are skipped. FIFOs and other special files are skipped without being opened. No
+/// image at all is an error.
 pub fn find_images(
     flag: &'static str,
     dir: &Path,
@@ -103,7 +106,12 @@ pub fn find_images(
             continue;
         }
         let path = entry.path();
-        if fs::metadata(&path).is_ok_and(|m| m.is_file()) && is_image(&path) {
+        let listed = match fs::metadata(&path) {
+            Ok(m) if m.is_file() => is_image(&path),
+            Ok(m) if m.is_dir() => is_ome_zarr(&path),
+            _ => false,
+        };
+        if listed {
             images.push(path);
         }
     }
@@ -124,8 +132,16 @@ pub struct ImageJob {
     pub mask: Option<PathBuf>,
 }
 
-/// The file stem outputs are named after (`a.png` -> `a`, `a.ome.tif` -> `a.ome`).
+/// The file stem outputs are named after (`a.png` -> `a`, `a.ome.tif` -> `a.ome`; an OME-Zarr folder
+/// `a.ome.zarr` or `a.zarr` -> `a`).
 fn stem_of(path: &Path) -> Result<String, FolderError> {
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    let lower = name.to_ascii_lowercase();
+    for suffix in [".ome.zarr", ".zarr"] {
+        if lower.ends_with(suffix) && lower.len() > suffix.len() {
+            return Ok(name[..name.len() - suffix.len()].to_string());
+        }
+    }
     path.file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .filter(|s| !s.is_empty())

@@ -1,12 +1,14 @@
 //! Rows of an image file, top to bottom, as 8-bit RGB (images to predict) or 8-bit gray (reference masks),
 //! without holding the whole image: PNG row by row, TIFF and BigTIFF one strip or one row of tiles at a
 //! time (only the chunks the next rows need). JPEG and interlaced PNG cannot be read by rows and are
-//! decoded whole, within [`WHOLE_IMAGE_LIMIT`]. The format is recognised by content, never by extension.
+//! decoded whole, within [`WHOLE_IMAGE_LIMIT`]. The format is recognised by content, never by extension. A
+//! folder is read as an OME-Zarr image (NGFF 0.4 on Zarr v2, 0.5 on Zarr v3), one row of chunks at a time.
 //!
-//! One file per reader: `png`, `jpeg` and `tiff` (its own directory
+//! One file per reader: `png`, `jpeg`, `tiff` (its own directory
 //! walk, levels and tags, its codecs: none, LZW, Deflate, PackBits, JPEG, ZSTD, WebP, with the
-//! horizontal and floating-point predictors, chunky or planar). This file holds the API, the conversion
-//! of samples, and the format sniffing.
+//! horizontal and floating-point predictors, chunky or planar) and [`zarr`](self::zarr) (through the
+//! `zarrs` crate; levels and micrometres per pixel from the multiscales metadata). This file holds the
+//! API, the conversion of samples, and the format sniffing.
 //!
 //! Conversion, as documented in docs/prediction.md: RGB as is; RGBA and gray+alpha drop the alpha channel
 //! (no compositing); gray is repeated to three channels; palette images are expanded; 16-bit samples
@@ -16,8 +18,8 @@
 //! luminance (0.2126 R + 0.7152 G + 0.0722 B, rounded).
 //!
 //! What a file is besides its pixels is kept in [`SourceInfo`]: the levels of a pyramid (OME-TIFF
-//! SubIFDs, reduced-resolution pages, Aperio SVS levels; [`ImageSource::open_level`] reads any of them),
-//! the page count of a multi-page TIFF, the EXIF orientation and the microns per pixel.
+//! SubIFDs, reduced-resolution pages, Aperio SVS levels, OME-Zarr datasets; [`ImageSource::open_level`]
+//! reads any of them), the page count of a multi-page TIFF, the EXIF orientation and the microns per pixel.
 //!
 //! Every size product is checked and every large buffer is reserved fallibly, so a file whose header
 //! claims an absurd size is an error, never a panic or an exhausted machine.
@@ -25,12 +27,14 @@
 mod jpeg;
 mod png;
 mod tiff;
+mod zarr;
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, Cursor, Read, Seek, SeekFrom};
 use std::path::Path;
 
 pub use self::jpeg::jpeg_is_complete;
+pub use self::zarr::is_ome_zarr;
 pub use crate::exif::Orientation;
 
 /// The widest image read (a band of 256 rows of it is 200 MB as RGB bytes).
@@ -49,6 +53,8 @@ pub enum SourceError {
     Unsupported { name: String, what: String, hint: String },
     #[error("{name} is {width}x{height}: {reason}")]
     TooLarge { name: String, width: u64, height: u64, reason: String },
+    #[error("{name} is not a readable OME-Zarr image ({reason})")]
+    Zarr { name: String, reason: String },
     #[error("{name} has no level {level}; its levels are {levels}")]
     NoLevel { name: String, level: usize, levels: String },
 }
@@ -81,6 +87,8 @@ pub enum FileFormat {
     Png,
     Jpeg,
     Tiff,
+    /// An OME-Zarr image: a directory, not a file (never returned by [`FileFormat::sniff`]).
+    Zarr,
 }
 
 impl FileFormat {
@@ -125,6 +133,8 @@ pub enum PyramidKind {
     Pages,
     /// Aperio SVS: the tiled pages after the first (the thumbnail, label and macro pages are not levels).
     Aperio,
+    /// OME-Zarr: the datasets of the multiscales metadata, one array each.
+    ZarrDatasets,
 }
 
 /// What a file is, besides its pixels.
@@ -143,7 +153,8 @@ pub struct SourceInfo {
     /// How viewers turn the stored pixels (TIFF tag 274, JPEG EXIF, PNG eXIf).
     pub orientation: Orientation,
     /// Micrometres per pixel of level 0 (x, y): from OME-XML PhysicalSizeX/Y, an Aperio "MPP = " field, or
-    /// the TIFF resolution tags in inches or centimetres, in that order.
+    /// the TIFF resolution tags in inches or centimetres, in that order; for OME-Zarr, level 0's `scale`
+    /// transform when the y and x axes have a length unit.
     pub microns_per_pixel: Option<(f64, f64)>,
 }
 
@@ -250,6 +261,7 @@ pub(crate) fn zeroed(len: usize, name: &str, width: usize, height: usize) -> Res
 enum Reader {
     Png(Box<png::PngRows>),
     Tiff(Box<tiff::TiffRows>),
+    Zarr(Box<zarr::ZarrRows>),
     /// Decoded whole, already converted; rows are served from here.
     Whole {
         pixels: Vec<u8>,
@@ -300,8 +312,19 @@ impl ImageSource {
         ImageSource::open_level(path, 0, out)
     }
 
-    /// Opens level `level` of the file at `path` (0 is full resolution; see [`ImageSource::levels`]).
+    /// Opens level `level` of the file at `path` (0 is full resolution; see [`ImageSource::levels`]). A
+    /// folder at `path` is read as an OME-Zarr image.
     pub fn open_level(path: &Path, level: usize, out: Channels) -> Result<ImageSource, SourceError> {
+        if path.is_dir() {
+            let name = path.display().to_string();
+            let label = name.clone();
+            return crate::report::catch_panic(move || {
+                let Opened { width, height, reader, info } = zarr::open(path, &name, level)?;
+                let format = FileFormat::Zarr;
+                Ok(ImageSource { name, format, width, height, out, reader, info, level, next_row: 0 })
+            })
+            .unwrap_or_else(|message| Err(decoder_panicked(&label, &message)));
+        }
         let (input, name) = open_file(path)?;
         ImageSource::new_level(input, name, level, out)
     }
@@ -314,6 +337,11 @@ impl ImageSource {
 
     /// What the file at `path` is (levels, pages, orientation, microns per pixel), from its headers.
     pub fn probe(path: &Path) -> Result<SourceInfo, SourceError> {
+        if path.is_dir() {
+            let name = path.display().to_string();
+            return crate::report::catch_panic(|| zarr::probe(path, &name))
+                .unwrap_or_else(|message| Err(decoder_panicked(&path.display().to_string(), &message)));
+        }
         let (input, name) = open_file(path)?;
         let label = name.clone();
         crate::report::catch_panic(move || probe_input(input, name))
@@ -361,6 +389,7 @@ impl ImageSource {
             FileFormat::Png => png::open(input, &name, out)?,
             FileFormat::Tiff => tiff::open(input, &name, level, out)?,
             FileFormat::Jpeg => jpeg::open(input, &name, out)?,
+            FileFormat::Zarr => unreachable!("sniffing never finds a directory"),
         };
         Ok(ImageSource { name, format, width, height, out, reader, info, level, next_row: 0 })
     }
@@ -413,6 +442,7 @@ impl ImageSource {
     pub fn chunks_read(&self) -> u64 {
         match &self.reader {
             Reader::Tiff(tiff) => tiff.chunks_read(),
+            Reader::Zarr(zarr) => zarr.chunks_read(),
             _ => 0,
         }
     }
@@ -440,6 +470,7 @@ impl ImageSource {
             match &mut self.reader {
                 Reader::Png(png) => png.read_row(y, self.height, self.out, dst, &self.name)?,
                 Reader::Tiff(tiff) => tiff.read_row(y, self.out, dst, &self.name)?,
+                Reader::Zarr(zarr) => zarr.read_row(y, self.out, dst, &self.name)?,
                 Reader::Whole { pixels } => dst.copy_from_slice(&pixels[y * row_bytes..(y + 1) * row_bytes]),
             }
         }
@@ -501,6 +532,7 @@ fn probe_input(mut input: Box<dyn Input>, name: String) -> Result<SourceInfo, So
         // header is read here.
         FileFormat::Png => Ok(png::open(input, &name, Channels::Gray)?.info),
         FileFormat::Jpeg => jpeg::probe(input, &name),
+        FileFormat::Zarr => unreachable!("sniffing never finds a directory"),
     }
 }
 
