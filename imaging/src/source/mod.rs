@@ -5,7 +5,9 @@
 //!
 //! One file per reader: [`png`](self::png), [`jpeg`](self::jpeg) and [`tiff`](self::tiff) (its own directory
 //! walk, levels and tags, its codecs: none, LZW, Deflate, PackBits, JPEG, ZSTD, WebP, with the
-//! horizontal and floating-point predictors, chunky or planar). This file holds the API, the conversion
+//! horizontal and floating-point predictors, chunky or planar), and [`openslide`] for the vendors' slide
+//! formats (loaded at run time; a file goes there when OpenSlide names a vendor other than
+//! `generic-tiff`, and only when opened by path). This file holds the API, the conversion
 //! of samples, and the format sniffing.
 //!
 //! Conversion, as documented in docs/prediction.md: RGB as is; RGBA and gray+alpha drop the alpha channel
@@ -23,6 +25,7 @@
 //! claims an absurd size is an error, never a panic or an exhausted machine.
 
 mod jpeg;
+pub mod openslide;
 mod png;
 mod tiff;
 
@@ -51,6 +54,13 @@ pub enum SourceError {
     TooLarge { name: String, width: u64, height: u64, reason: String },
     #[error("{name} has no level {level}; its levels are {levels}")]
     NoLevel { name: String, level: usize, levels: String },
+    #[error("{name}: OpenSlide cannot read it ({reason})")]
+    OpenSlide { name: String, reason: String },
+    #[error(
+        "{name} is probably {what}, which is read through OpenSlide, and {reason}; {}",
+        openslide::HOW_TO_GET
+    )]
+    NeedsOpenSlide { name: String, what: String, reason: String },
 }
 
 /// The hint of an unsupported sample layout: what is read.
@@ -81,6 +91,8 @@ pub enum FileFormat {
     Png,
     Jpeg,
     Tiff,
+    /// A vendor's slide format read through OpenSlide (never returned by [`FileFormat::sniff`]).
+    OpenSlide,
 }
 
 impl FileFormat {
@@ -125,6 +137,8 @@ pub enum PyramidKind {
     Pages,
     /// Aperio SVS: the tiled pages after the first (the thumbnail, label and macro pages are not levels).
     Aperio,
+    /// The levels OpenSlide reports.
+    OpenSlide,
 }
 
 /// What a file is, besides its pixels.
@@ -145,6 +159,8 @@ pub struct SourceInfo {
     /// Micrometres per pixel of level 0 (x, y): from OME-XML PhysicalSizeX/Y, an Aperio "MPP = " field, or
     /// the TIFF resolution tags in inches or centimetres, in that order.
     pub microns_per_pixel: Option<(f64, f64)>,
+    /// The vendor OpenSlide named (e.g. "aperio", "hamamatsu", "dicom") for a file read through it.
+    pub vendor: Option<String>,
 }
 
 /// The most pages of a TIFF walked.
@@ -194,7 +210,7 @@ pub(crate) fn f32_to_u8(v: f32) -> u8 {
     }
 }
 
-fn luma(r: u8, g: u8, b: u8) -> u8 {
+pub(crate) fn luma(r: u8, g: u8, b: u8) -> u8 {
     ((2126 * r as u32 + 7152 * g as u32 + 722 * b as u32 + 5000) / 10_000) as u8
 }
 
@@ -249,6 +265,7 @@ pub(crate) fn zeroed(len: usize, name: &str, width: usize, height: usize) -> Res
 
 enum Reader {
     Png(Box<png::PngRows>),
+    OpenSlide(Box<openslide::SlideRows>),
     Tiff(Box<tiff::TiffRows>),
     /// Decoded whole, already converted; rows are served from here.
     Whole {
@@ -257,7 +274,7 @@ enum Reader {
 }
 
 /// What a reader module hands back when it opens a file.
-struct Opened {
+pub(crate) struct Opened {
     width: usize,
     height: usize,
     reader: Reader,
@@ -301,9 +318,23 @@ impl ImageSource {
     }
 
     /// Opens level `level` of the file at `path` (0 is full resolution; see [`ImageSource::levels`]).
+    /// A vendor's slide (see [`openslide`]) is read through OpenSlide when the library is found.
     pub fn open_level(path: &Path, level: usize, out: Channels) -> Result<ImageSource, SourceError> {
-        let (input, name) = open_file(path)?;
-        ImageSource::new_level(input, name, level, out)
+        let (mut input, name) = open_file(path)?;
+        match route(path, &mut input, &name)? {
+            Route::Slide(api, vendor) => {
+                let label = name.clone();
+                crate::report::catch_panic(move || {
+                    let Opened { width, height, reader, info } =
+                        openslide::open(api, path, &name, &vendor, level)?;
+                    let format = FileFormat::OpenSlide;
+                    Ok(ImageSource { name, format, width, height, out, reader, info, level, next_row: 0 })
+                })
+                .unwrap_or_else(|message| Err(decoder_panicked(&label, &message)))
+            }
+            Route::Native(missing) => ImageSource::new_level(input, name.clone(), level, out)
+                .map_err(|e| needs_openslide(path, &name, missing, e)),
+        }
     }
 
     /// The levels of the file at `path`, full resolution first (one for a file that is not a pyramid).
@@ -314,6 +345,28 @@ impl ImageSource {
 
     /// What the file at `path` is (levels, pages, orientation, microns per pixel), from its headers.
     pub fn probe(path: &Path) -> Result<SourceInfo, SourceError> {
+        let (mut input, name) = open_file(path)?;
+        let label = name.clone();
+        match route(path, &mut input, &name)? {
+            Route::Slide(api, vendor) => {
+                crate::report::catch_panic(move || openslide::probe(api, path, &name, &vendor))
+                    .unwrap_or_else(|message| Err(decoder_panicked(&label, &message)))
+            }
+            Route::Native(missing) => crate::report::catch_panic(move || probe_input(input, name))
+                .unwrap_or_else(|message| Err(decoder_panicked(&label, &message)))
+                .map_err(|e| needs_openslide(path, &label, missing, e)),
+        }
+    }
+
+    /// Opens level `level` of the file at `path` with the native readers only, even where OpenSlide
+    /// would read it.
+    pub fn open_native_level(path: &Path, level: usize, out: Channels) -> Result<ImageSource, SourceError> {
+        let (input, name) = open_file(path)?;
+        ImageSource::new_level(input, name, level, out)
+    }
+
+    /// What the file at `path` is, read by the native readers only.
+    pub fn probe_native(path: &Path) -> Result<SourceInfo, SourceError> {
         let (input, name) = open_file(path)?;
         let label = name.clone();
         crate::report::catch_panic(move || probe_input(input, name))
@@ -361,6 +414,7 @@ impl ImageSource {
             FileFormat::Png => png::open(input, &name, out)?,
             FileFormat::Tiff => tiff::open(input, &name, level, out)?,
             FileFormat::Jpeg => jpeg::open(input, &name, out)?,
+            FileFormat::OpenSlide => unreachable!("never sniffed"),
         };
         Ok(ImageSource { name, format, width, height, out, reader, info, level, next_row: 0 })
     }
@@ -417,6 +471,15 @@ impl ImageSource {
         }
     }
 
+    /// Reads a slide opened through OpenSlide in regions of at most `width` x `rows` pixels (for tests:
+    /// the default is [`openslide::CHUNK_WIDTH`] x [`openslide::CHUNK_ROWS`]); no effect on other readers.
+    #[doc(hidden)]
+    pub fn set_region_chunk(&mut self, width: usize, rows: usize) {
+        if let Reader::OpenSlide(slide) = &mut self.reader {
+            slide.chunk = (width.max(1), rows.max(1));
+        }
+    }
+
     /// Appends the next `rows` rows (fewer at the end of the image) to `out`, converted.
     pub fn read_rows(&mut self, rows: usize, out: &mut Vec<u8>) -> Result<usize, SourceError> {
         let name = self.name.clone();
@@ -435,9 +498,13 @@ impl ImageSource {
             reason: format!("{rows} rows of {row_bytes} bytes do not fit in memory"),
         })?;
         out.resize(start + rows * row_bytes, 0);
+        if let Reader::OpenSlide(slide) = &mut self.reader {
+            slide.read_rows(self.next_row, rows, self.out, &mut out[start..], &self.name)?;
+        }
         for (i, dst) in out[start..].chunks_exact_mut(row_bytes).enumerate() {
             let y = self.next_row + i;
             match &mut self.reader {
+                Reader::OpenSlide(_) => break,
                 Reader::Png(png) => png.read_row(y, self.height, self.out, dst, &self.name)?,
                 Reader::Tiff(tiff) => tiff.read_row(y, self.out, dst, &self.name)?,
                 Reader::Whole { pixels } => dst.copy_from_slice(&pixels[y * row_bytes..(y + 1) * row_bytes]),
@@ -475,6 +542,59 @@ impl ImageSource {
     }
 }
 
+/// Where a file opened by path is read.
+enum Route {
+    /// Through OpenSlide, which named this vendor.
+    Slide(&'static openslide::Api, String),
+    /// By the native readers; with why OpenSlide is not there, if it is not.
+    Native(Option<openslide::LibraryError>),
+}
+
+/// PNG and JPEG go to the native readers; anything else to OpenSlide if it is there and names a vendor
+/// other than `generic-tiff`.
+fn route(path: &Path, input: &mut Box<dyn Input>, name: &str) -> Result<Route, SourceError> {
+    let format = sniff_input(input, name).ok();
+    if matches!(format, Some(FileFormat::Png | FileFormat::Jpeg)) {
+        return Ok(Route::Native(None));
+    }
+    Ok(match openslide::library() {
+        Ok(api) => match api.detect_vendor(path) {
+            Some(vendor) if vendor != "generic-tiff" => Route::Slide(api, vendor),
+            _ => Route::Native(None),
+        },
+        Err(missing) => Route::Native(Some(missing)),
+    })
+}
+
+/// A native reader's error, or, for a file that is probably a vendor's slide while OpenSlide is missing,
+/// what it probably is and how to get OpenSlide.
+fn needs_openslide(
+    path: &Path,
+    name: &str,
+    missing: Option<openslide::LibraryError>,
+    error: SourceError,
+) -> SourceError {
+    let Some(missing) = missing else { return error };
+    if matches!(error, SourceError::Open { .. } | SourceError::NoLevel { .. }) {
+        return error;
+    }
+    let mut head = Vec::with_capacity(132);
+    if let Ok(file) = File::open(path) {
+        let _ = file.take(132).read_to_end(&mut head);
+    }
+    match openslide::probable_vendor(path, &head) {
+        Some(what) => SourceError::NeedsOpenSlide {
+            name: name.to_string(),
+            what: what.to_string(),
+            reason: match missing {
+                openslide::LibraryError::NotFound { .. } => "OpenSlide was not found".to_string(),
+                other => other.to_string(),
+            },
+        },
+        None => error,
+    }
+}
+
 /// Recognises the format from the first bytes and rewinds.
 fn sniff_input(input: &mut Box<dyn Input>, name: &str) -> Result<FileFormat, SourceError> {
     let mut head = [0u8; 8];
@@ -501,6 +621,7 @@ fn probe_input(mut input: Box<dyn Input>, name: String) -> Result<SourceInfo, So
         // header is read here.
         FileFormat::Png => Ok(png::open(input, &name, Channels::Gray)?.info),
         FileFormat::Jpeg => jpeg::probe(input, &name),
+        FileFormat::OpenSlide => unreachable!("never sniffed"),
     }
 }
 
@@ -529,6 +650,7 @@ fn single_level(
         other_pages: 0,
         orientation,
         microns_per_pixel: None,
+        vendor: None,
     }
 }
 
