@@ -375,8 +375,8 @@ fn info_of(slide: &Slide, vendor: &str, name: &str) -> Result<SourceInfo, Source
             height,
             tile: number("tile-width").zip(number("tile-height")),
             rows_per_strip: None,
-            compression: format!("{vendor}, decoded by OpenSlide"),
-            photometric: "8-bit RGB (premultiplied ARGB from OpenSlide)".into(),
+            compression: format!("{vendor} (OpenSlide)"),
+            photometric: "8-bit RGB".into(),
             downsample: (w0 as f64 / width as f64, h0 as f64 / height as f64),
         });
     }
