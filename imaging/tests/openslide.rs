@@ -106,6 +106,16 @@ fn unopenable_and_unreadable_slides_give_one_line() {
     // A file that is not a slide at all: not OpenSlide's, not the native readers'.
     let e = ImageSource::open(&fixture("SOURCE.md"), Channels::Rgb).unwrap_err();
     assert!(matches!(e, SourceError::Decode { .. }), "{e}");
+    // A vendor's extension that OpenSlide does not recognise says so.
+    let dir = tempfile::tempdir().unwrap();
+    let mrxs = dir.path().join("broken.mrxs");
+    std::fs::write(&mrxs, b"[GENERAL]\n").unwrap();
+    let line = ImageSource::probe(&mrxs).unwrap_err().to_string();
+    assert!(
+        line.contains("broken.mrxs: OpenSlide cannot read it (it is probably a 3DHISTECH MIRAX slide"),
+        "{line}"
+    );
+    assert!(line.contains("does not recognise it, nor do the native readers)"), "{line}");
 }
 
 #[test]

@@ -546,8 +546,8 @@ impl ImageSource {
 enum Route {
     /// Through OpenSlide, which named this vendor.
     Slide(&'static openslide::Api, String),
-    /// By the native readers; with why OpenSlide is not there, if it is not.
-    Native(Option<openslide::LibraryError>),
+    /// By the native readers; with OpenSlide, which did not recognise it, or why it is not there.
+    Native(Result<&'static openslide::Api, openslide::LibraryError>),
 }
 
 /// PNG and JPEG go to the native readers; anything else to OpenSlide if it is there and names a vendor
@@ -555,33 +555,49 @@ enum Route {
 fn route(path: &Path, input: &mut Box<dyn Input>, name: &str) -> Result<Route, SourceError> {
     let format = sniff_input(input, name).ok();
     if matches!(format, Some(FileFormat::Png | FileFormat::Jpeg)) {
-        return Ok(Route::Native(None));
+        return Ok(Route::Native(Err(openslide::LibraryError::NotAsked)));
     }
     Ok(match openslide::library() {
         Ok(api) => match api.detect_vendor(path) {
             Some(vendor) if vendor != "generic-tiff" => Route::Slide(api, vendor),
-            _ => Route::Native(None),
+            _ => Route::Native(Ok(api)),
         },
-        Err(missing) => Route::Native(Some(missing)),
+        Err(missing) => Route::Native(Err(missing)),
     })
 }
 
-/// A native reader's error, or, for a file that is probably a vendor's slide while OpenSlide is missing,
-/// what it probably is and how to get OpenSlide.
+/// A native reader's error, or, for a file that is probably a vendor's slide, what it probably is: and
+/// how to get OpenSlide when it is missing, or that OpenSlide did not recognise it.
 fn needs_openslide(
     path: &Path,
     name: &str,
-    missing: Option<openslide::LibraryError>,
+    library: Result<&'static openslide::Api, openslide::LibraryError>,
     error: SourceError,
 ) -> SourceError {
-    let Some(missing) = missing else { return error };
-    if matches!(error, SourceError::Open { .. } | SourceError::NoLevel { .. }) {
+    if matches!(error, SourceError::Open { .. } | SourceError::NoLevel { .. })
+        || matches!(library, Err(openslide::LibraryError::NotAsked))
+    {
         return error;
     }
     let mut head = Vec::with_capacity(132);
     if let Ok(file) = File::open(path) {
         let _ = file.take(132).read_to_end(&mut head);
     }
+    let missing = match library {
+        Ok(api) => {
+            return match openslide::probable_vendor(path, &head) {
+                Some(what) => SourceError::OpenSlide {
+                    name: name.to_string(),
+                    reason: format!(
+                        "it is probably {what}, but OpenSlide {} does not recognise it, nor do the native readers",
+                        api.version()
+                    ),
+                },
+                None => error,
+            }
+        }
+        Err(missing) => missing,
+    };
     match openslide::probable_vendor(path, &head) {
         Some(what) => SourceError::NeedsOpenSlide {
             name: name.to_string(),

@@ -128,6 +128,9 @@ pub enum LibraryError {
     Missing { origin: &'static str, path: PathBuf },
     #[error("cannot load OpenSlide from {path}: {reason}")]
     Load { path: PathBuf, reason: String },
+    /// Not looked for: PNG and JPEG never go to OpenSlide.
+    #[error("OpenSlide is not used for PNG and JPEG")]
+    NotAsked,
 }
 
 /// The library given explicitly (`--openslide-lib`), for the whole process.
