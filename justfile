@@ -8,7 +8,8 @@ mask := "data/conifer/mask.png"
 default:
     @just --list
 
-# Install what is missing: protoc (for the build) and the ONNX Runtime library (into .ort/, for the runner)
+# Install what is missing: protoc (for the build), the ONNX Runtime library (into .ort/, for the runner) and
+# OpenSlide (into .openslide/, for the vendors' slide formats)
 setup:
     bash scripts/setup/setup.sh
 

@@ -29,8 +29,36 @@ pub struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Predicts the foreground mask of one image (--image, --output) or of many (--input-dir or several
-    /// --image, with --output-dir). PNG, JPEG, TIFF/BigTIFF or OME-Zarr, recognised by content; any size.
-    Predict(PredictArgs),
+    /// --image, with --output-dir). PNG, JPEG, TIFF/BigTIFF or OME-Zarr, recognised by content, and the vendors'
+    /// slide formats through OpenSlide (SVS, NDPI, MIRAX, DICOM, ...); any size.
+    Predict(Box<PredictArgs>),
+    /// Says what an image is (reader, levels, tiles, compression, colour, microns per pixel) and what
+    /// predicting a level would take here (memory; time, measured with --model).
+    Info(InfoArgs),
+}
+
+#[derive(clap::Args)]
+struct InfoArgs {
+    /// The image or slide to describe.
+    image: PathBuf,
+    /// The level whose prediction is estimated (0 is full resolution).
+    #[arg(long, default_value_t = 0)]
+    level: usize,
+    /// A model to measure the time and memory of a prediction with (on a synthetic 512x512 image).
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// Largest square tile side in pixels, halo included, as for `runner predict`.
+    #[arg(long, default_value_t = tiles::DEFAULT_TILE)]
+    tile: usize,
+    /// Threads, as for `runner predict` [default: all cores].
+    #[arg(long)]
+    threads: Option<usize>,
+    /// The ONNX Runtime library (with --model), as for `runner predict`.
+    #[arg(long)]
+    ort_lib: Option<PathBuf>,
+    /// The OpenSlide library, as for `runner predict`.
+    #[arg(long)]
+    openslide_lib: Option<PathBuf>,
 }
 
 /// Format of the masks written with --output-dir.
@@ -63,7 +91,8 @@ struct PredictArgs {
     #[arg(long)]
     image: Vec<PathBuf>,
     /// Folder mode: predict every PNG, JPEG and TIFF image and every OME-Zarr folder in this folder
-    /// (recognised by content) into --output-dir.
+    /// (recognised by content), and the vendors' slides (by extension: .svs .ndpi .mrxs .scn .bif .vms .vmu
+    /// .dcm .svslide) into --output-dir.
     #[arg(long)]
     input_dir: Option<PathBuf>,
     /// Folder mode, with --input-dir: only the file names matching this glob, e.g. "*.tif".
@@ -112,7 +141,7 @@ struct PredictArgs {
     #[arg(long)]
     fail_fast: bool,
     /// The resolution level of a pyramid to predict (OME-TIFF SubIFDs, reduced-resolution pages, Aperio
-    /// SVS levels, OME-Zarr datasets): 0 is full resolution. The outputs have the level's size; a reference mask (--mask,
+    /// SVS levels, OME-Zarr datasets, OpenSlide's levels): 0 is full resolution (`runner info` lists them). The outputs have the level's size; a reference mask (--mask,
     /// --mask-dir) is read at its own level 0 and must have that size.
     #[arg(long, default_value_t = 0)]
     level: usize,
@@ -129,6 +158,11 @@ struct PredictArgs {
     /// The ONNX Runtime library [default: $ORT_DYLIB_PATH, else .ort/lib/libonnxruntime.so.1.31.1 in the repo].
     #[arg(long)]
     ort_lib: Option<PathBuf>,
+    /// The OpenSlide library, for the vendors' slide formats [default: $OPENSLIDE_LIB, else
+    /// .openslide/lib/libopenslide.so.1 in the repo, put there by `just setup`]. Without it, files the
+    /// native readers read are read natively.
+    #[arg(long)]
+    openslide_lib: Option<PathBuf>,
     /// No progress bar.
     #[arg(long)]
     quiet: bool,
@@ -148,9 +182,12 @@ pub fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let Cli { command: Command::Predict(args) } = cli;
     let mut out = Stdout::new();
-    match run_predict(args, &mut out) {
+    let result = match cli.command {
+        Command::Predict(args) => run_predict(*args, &mut out),
+        Command::Info(args) => run_info(args, &mut out),
+    };
+    match result {
         Ok(code) => code,
         Err(e) if report::is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
@@ -224,6 +261,28 @@ fn refuse(flags: &[(&str, bool)], mode: &str, here: &str) -> anyhow::Result<()> 
     Ok(())
 }
 
+/// Makes `--openslide-lib` the library of this process; a library given but missing or not loadable is
+/// an error at once, not a silent fallback to the native readers.
+fn use_openslide_lib(path: &Option<PathBuf>) -> anyhow::Result<()> {
+    use imaging::source::openslide;
+    if let Some(path) = path {
+        openslide::set_library(Some(path.clone()));
+        openslide::library().map_err(|e| anyhow::anyhow!("{e}; {}", openslide::HOW_TO_GET))?;
+    }
+    Ok(())
+}
+
+fn run_info(args: InfoArgs, out: &mut Stdout) -> anyhow::Result<ExitCode> {
+    tiles::plan(2, 2, args.tile, tiles::HALO, tiles::PIXEL_BUDGET)
+        .map_err(|e| anyhow::anyhow!("--tile {}: {e}", args.tile))?;
+    use_openslide_lib(&args.openslide_lib)?;
+    let options =
+        ModelOptions { device: ExecutionDevice::Cpu, threads: args.threads, ort_lib: args.ort_lib.clone() };
+    let model = args.model.as_deref().map(|m| (m, &options));
+    out.line(crate::info::describe(&args.image, args.level, args.tile, model)?)?;
+    Ok(ExitCode::SUCCESS)
+}
+
 fn run_predict(args: PredictArgs, out: &mut Stdout) -> anyhow::Result<ExitCode> {
     // Cheap checks first, so a typo fails before any work.
     tiles::plan(2, 2, args.tile, tiles::HALO, tiles::PIXEL_BUDGET)
@@ -231,6 +290,7 @@ fn run_predict(args: PredictArgs, out: &mut Stdout) -> anyhow::Result<ExitCode> 
     if args.threads == Some(0) {
         anyhow::bail!("--threads must be at least 1");
     }
+    use_openslide_lib(&args.openslide_lib)?;
     match (&args.output, &args.output_dir) {
         (Some(_), None) => run_single(args, out),
         (None, Some(_)) => run_folder(args, out),

@@ -5,10 +5,11 @@
 //! Stages: image rows from `imaging::source` -> [`predict`] (the tile plan from `imaging::tiles`, forward
 //! passes on [`session`] workers) -> [`render`] (overlay, error map) and [`metrics`] -> rows to files
 //! through `imaging::sink`. [`pipeline`] runs one image through them; [`single`] and [`folder`] are the two
-//! ways the CLI runs it (one image, or many into a folder).
+//! ways the CLI runs it (one image, or many into a folder); [`info`] is `runner info`.
 
 pub mod cli;
 pub mod folder;
+pub mod info;
 pub mod metrics;
 pub mod pipeline;
 pub mod predict;

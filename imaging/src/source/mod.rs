@@ -4,11 +4,12 @@
 //! decoded whole, within [`WHOLE_IMAGE_LIMIT`]. The format is recognised by content, never by extension. A
 //! folder is read as an OME-Zarr image (NGFF 0.4 on Zarr v2, 0.5 on Zarr v3), one row of chunks at a time.
 //!
-//! One file per reader: `png`, `jpeg`, `tiff` (its own directory
-//! walk, levels and tags, its codecs: none, LZW, Deflate, PackBits, JPEG, ZSTD, WebP, with the
-//! horizontal and floating-point predictors, chunky or planar) and [`zarr`](self::zarr) (through the
-//! `zarrs` crate; levels and micrometres per pixel from the multiscales metadata). This file holds the
-//! API, the conversion of samples, and the format sniffing.
+//! One file per reader: `png.rs`, `jpeg.rs`, `tiff/` (its own directory walk, levels and tags, its codecs:
+//! none, LZW, Deflate, PackBits, JPEG, ZSTD, WebP, with the horizontal and floating-point predictors,
+//! chunky or planar), `zarr.rs` (OME-Zarr through the `zarrs` crate; levels and micrometres per pixel from
+//! the multiscales metadata), and [`openslide`] for the vendors' slide formats (loaded at run time; a file
+//! goes there when OpenSlide names a vendor other than `generic-tiff`, and only when opened by path). This
+//! file holds the API, the conversion of samples, and the format sniffing.
 //!
 //! Conversion, as documented in docs/prediction.md: RGB as is; RGBA and gray+alpha drop the alpha channel
 //! (no compositing); gray is repeated to three channels; palette images are expanded; 16-bit samples
@@ -25,6 +26,7 @@
 //! claims an absurd size is an error, never a panic or an exhausted machine.
 
 mod jpeg;
+pub mod openslide;
 mod png;
 mod tiff;
 mod zarr;
@@ -57,6 +59,13 @@ pub enum SourceError {
     Zarr { name: String, reason: String },
     #[error("{name} has no level {level}; its levels are {levels}")]
     NoLevel { name: String, level: usize, levels: String },
+    #[error("{name}: OpenSlide cannot read it ({reason})")]
+    OpenSlide { name: String, reason: String },
+    #[error(
+        "{name} is probably {what}, which is read through OpenSlide, and {reason}; {}",
+        openslide::HOW_TO_GET
+    )]
+    NeedsOpenSlide { name: String, what: String, reason: String },
 }
 
 /// The hint of an unsupported sample layout: what is read.
@@ -89,6 +98,8 @@ pub enum FileFormat {
     Tiff,
     /// An OME-Zarr image: a directory, not a file (never returned by [`FileFormat::sniff`]).
     Zarr,
+    /// A vendor's slide format read through OpenSlide (never returned by [`FileFormat::sniff`]).
+    OpenSlide,
 }
 
 impl FileFormat {
@@ -135,6 +146,8 @@ pub enum PyramidKind {
     Aperio,
     /// OME-Zarr: the datasets of the multiscales metadata, one array each.
     ZarrDatasets,
+    /// The levels OpenSlide reports.
+    OpenSlide,
 }
 
 /// What a file is, besides its pixels.
@@ -156,6 +169,8 @@ pub struct SourceInfo {
     /// the TIFF resolution tags in inches or centimetres, in that order; for OME-Zarr, level 0's `scale`
     /// transform when the y and x axes have a length unit.
     pub microns_per_pixel: Option<(f64, f64)>,
+    /// The vendor OpenSlide named (e.g. "aperio", "hamamatsu", "dicom") for a file read through it.
+    pub vendor: Option<String>,
 }
 
 /// The most pages of a TIFF walked.
@@ -205,7 +220,7 @@ pub(crate) fn f32_to_u8(v: f32) -> u8 {
     }
 }
 
-fn luma(r: u8, g: u8, b: u8) -> u8 {
+pub(crate) fn luma(r: u8, g: u8, b: u8) -> u8 {
     ((2126 * r as u32 + 7152 * g as u32 + 722 * b as u32 + 5000) / 10_000) as u8
 }
 
@@ -260,6 +275,7 @@ pub(crate) fn zeroed(len: usize, name: &str, width: usize, height: usize) -> Res
 
 enum Reader {
     Png(Box<png::PngRows>),
+    OpenSlide(Box<openslide::SlideRows>),
     Tiff(Box<tiff::TiffRows>),
     Zarr(Box<zarr::ZarrRows>),
     /// Decoded whole, already converted; rows are served from here.
@@ -269,7 +285,7 @@ enum Reader {
 }
 
 /// What a reader module hands back when it opens a file.
-struct Opened {
+pub(crate) struct Opened {
     width: usize,
     height: usize,
     reader: Reader,
@@ -313,7 +329,8 @@ impl ImageSource {
     }
 
     /// Opens level `level` of the file at `path` (0 is full resolution; see [`ImageSource::levels`]). A
-    /// folder at `path` is read as an OME-Zarr image.
+    /// folder at `path` is read as an OME-Zarr image; a vendor's slide (see [`openslide`]) is read through
+    /// OpenSlide when the library is found.
     pub fn open_level(path: &Path, level: usize, out: Channels) -> Result<ImageSource, SourceError> {
         if path.is_dir() {
             let name = path.display().to_string();
@@ -325,8 +342,21 @@ impl ImageSource {
             })
             .unwrap_or_else(|message| Err(decoder_panicked(&label, &message)));
         }
-        let (input, name) = open_file(path)?;
-        ImageSource::new_level(input, name, level, out)
+        let (mut input, name) = open_file(path)?;
+        match route(path, &mut input, &name)? {
+            Route::Slide(api, vendor) => {
+                let label = name.clone();
+                crate::report::catch_panic(move || {
+                    let Opened { width, height, reader, info } =
+                        openslide::open(api, path, &name, &vendor, level)?;
+                    let format = FileFormat::OpenSlide;
+                    Ok(ImageSource { name, format, width, height, out, reader, info, level, next_row: 0 })
+                })
+                .unwrap_or_else(|message| Err(decoder_panicked(&label, &message)))
+            }
+            Route::Native(missing) => ImageSource::new_level(input, name.clone(), level, out)
+                .map_err(|e| needs_openslide(path, &name, missing, e)),
+        }
     }
 
     /// The levels of the file at `path`, full resolution first (one for a file that is not a pyramid).
@@ -342,6 +372,28 @@ impl ImageSource {
             return crate::report::catch_panic(|| zarr::probe(path, &name))
                 .unwrap_or_else(|message| Err(decoder_panicked(&path.display().to_string(), &message)));
         }
+        let (mut input, name) = open_file(path)?;
+        let label = name.clone();
+        match route(path, &mut input, &name)? {
+            Route::Slide(api, vendor) => {
+                crate::report::catch_panic(move || openslide::probe(api, path, &name, &vendor))
+                    .unwrap_or_else(|message| Err(decoder_panicked(&label, &message)))
+            }
+            Route::Native(missing) => crate::report::catch_panic(move || probe_input(input, name))
+                .unwrap_or_else(|message| Err(decoder_panicked(&label, &message)))
+                .map_err(|e| needs_openslide(path, &label, missing, e)),
+        }
+    }
+
+    /// Opens level `level` of the file at `path` with the native readers only, even where OpenSlide
+    /// would read it.
+    pub fn open_native_level(path: &Path, level: usize, out: Channels) -> Result<ImageSource, SourceError> {
+        let (input, name) = open_file(path)?;
+        ImageSource::new_level(input, name, level, out)
+    }
+
+    /// What the file at `path` is, read by the native readers only.
+    pub fn probe_native(path: &Path) -> Result<SourceInfo, SourceError> {
         let (input, name) = open_file(path)?;
         let label = name.clone();
         crate::report::catch_panic(move || probe_input(input, name))
@@ -390,6 +442,7 @@ impl ImageSource {
             FileFormat::Tiff => tiff::open(input, &name, level, out)?,
             FileFormat::Jpeg => jpeg::open(input, &name, out)?,
             FileFormat::Zarr => unreachable!("sniffing never finds a directory"),
+            FileFormat::OpenSlide => unreachable!("never sniffed"),
         };
         Ok(ImageSource { name, format, width, height, out, reader, info, level, next_row: 0 })
     }
@@ -447,6 +500,15 @@ impl ImageSource {
         }
     }
 
+    /// Reads a slide opened through OpenSlide in regions of at most `width` x `rows` pixels (for tests:
+    /// the default is [`openslide::CHUNK_WIDTH`] x [`openslide::CHUNK_ROWS`]); no effect on other readers.
+    #[doc(hidden)]
+    pub fn set_region_chunk(&mut self, width: usize, rows: usize) {
+        if let Reader::OpenSlide(slide) = &mut self.reader {
+            slide.chunk = (width.max(1), rows.max(1));
+        }
+    }
+
     /// Appends the next `rows` rows (fewer at the end of the image) to `out`, converted.
     pub fn read_rows(&mut self, rows: usize, out: &mut Vec<u8>) -> Result<usize, SourceError> {
         let name = self.name.clone();
@@ -465,9 +527,13 @@ impl ImageSource {
             reason: format!("{rows} rows of {row_bytes} bytes do not fit in memory"),
         })?;
         out.resize(start + rows * row_bytes, 0);
+        if let Reader::OpenSlide(slide) = &mut self.reader {
+            slide.read_rows(self.next_row, rows, self.out, &mut out[start..], &self.name)?;
+        }
         for (i, dst) in out[start..].chunks_exact_mut(row_bytes).enumerate() {
             let y = self.next_row + i;
             match &mut self.reader {
+                Reader::OpenSlide(_) => break,
                 Reader::Png(png) => png.read_row(y, self.height, self.out, dst, &self.name)?,
                 Reader::Tiff(tiff) => tiff.read_row(y, self.out, dst, &self.name)?,
                 Reader::Zarr(zarr) => zarr.read_row(y, self.out, dst, &self.name)?,
@@ -506,6 +572,75 @@ impl ImageSource {
     }
 }
 
+/// Where a file opened by path is read.
+enum Route {
+    /// Through OpenSlide, which named this vendor.
+    Slide(&'static openslide::Api, String),
+    /// By the native readers; with OpenSlide, which did not recognise it, or why it is not there.
+    Native(Result<&'static openslide::Api, openslide::LibraryError>),
+}
+
+/// PNG and JPEG go to the native readers; anything else to OpenSlide if it is there and names a vendor
+/// other than `generic-tiff`.
+fn route(path: &Path, input: &mut Box<dyn Input>, name: &str) -> Result<Route, SourceError> {
+    let format = sniff_input(input, name).ok();
+    if matches!(format, Some(FileFormat::Png | FileFormat::Jpeg)) {
+        return Ok(Route::Native(Err(openslide::LibraryError::NotAsked)));
+    }
+    Ok(match openslide::library() {
+        Ok(api) => match api.detect_vendor(path) {
+            Some(vendor) if vendor != "generic-tiff" => Route::Slide(api, vendor),
+            _ => Route::Native(Ok(api)),
+        },
+        Err(missing) => Route::Native(Err(missing)),
+    })
+}
+
+/// A native reader's error, or, for a file that is probably a vendor's slide, what it probably is: and
+/// how to get OpenSlide when it is missing, or that OpenSlide did not recognise it.
+fn needs_openslide(
+    path: &Path,
+    name: &str,
+    library: Result<&'static openslide::Api, openslide::LibraryError>,
+    error: SourceError,
+) -> SourceError {
+    if matches!(error, SourceError::Open { .. } | SourceError::NoLevel { .. })
+        || matches!(library, Err(openslide::LibraryError::NotAsked))
+    {
+        return error;
+    }
+    let mut head = Vec::with_capacity(132);
+    if let Ok(file) = File::open(path) {
+        let _ = file.take(132).read_to_end(&mut head);
+    }
+    let missing = match library {
+        Ok(api) => {
+            return match openslide::probable_vendor(path, &head) {
+                Some(what) => SourceError::OpenSlide {
+                    name: name.to_string(),
+                    reason: format!(
+                        "it is probably {what}, but OpenSlide {} does not recognise it, nor do the native readers",
+                        api.version()
+                    ),
+                },
+                None => error,
+            }
+        }
+        Err(missing) => missing,
+    };
+    match openslide::probable_vendor(path, &head) {
+        Some(what) => SourceError::NeedsOpenSlide {
+            name: name.to_string(),
+            what: what.to_string(),
+            reason: match missing {
+                openslide::LibraryError::NotFound { .. } => "OpenSlide was not found".to_string(),
+                other => other.to_string(),
+            },
+        },
+        None => error,
+    }
+}
+
 /// Recognises the format from the first bytes and rewinds.
 fn sniff_input(input: &mut Box<dyn Input>, name: &str) -> Result<FileFormat, SourceError> {
     let mut head = [0u8; 8];
@@ -533,6 +668,7 @@ fn probe_input(mut input: Box<dyn Input>, name: String) -> Result<SourceInfo, So
         FileFormat::Png => Ok(png::open(input, &name, Channels::Gray)?.info),
         FileFormat::Jpeg => jpeg::probe(input, &name),
         FileFormat::Zarr => unreachable!("sniffing never finds a directory"),
+        FileFormat::OpenSlide => unreachable!("never sniffed"),
     }
 }
 
@@ -561,6 +697,7 @@ fn single_level(
         other_pages: 0,
         orientation,
         microns_per_pixel: None,
+        vendor: None,
     }
 }
 

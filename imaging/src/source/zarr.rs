@@ -337,6 +337,7 @@ fn read_image(dir: &Path, name: &str) -> Result<Image, SourceError> {
         orientation: Orientation::Normal,
         microns_per_pixel,
         levels,
+        vendor: None,
     };
     Ok(Image { layout, multiscale, store, info })
 }

@@ -333,6 +333,7 @@ impl Structure {
                 .and_then(Orientation::from_tag)
                 .unwrap_or_default(),
             microns_per_pixel: microns_per_pixel(&page0),
+            vendor: None,
         };
         Ok(Structure { file, levels, info })
     }
