@@ -250,13 +250,13 @@ pub fn plan(
     if height > MAX_SIDE || width > MAX_SIDE {
         return Err(TilingError::TooLarge { height, width });
     }
-    if halo < RECEPTIVE_RADIUS || halo % 2 != 0 {
+    if halo < RECEPTIVE_RADIUS || !halo.is_multiple_of(2) {
         return Err(TilingError::Halo { halo });
     }
     let max = max_tile(budget);
     // Checked: a halo near usize::MAX would wrap to a tiny minimum and let a wrong plan through.
     let min = halo.checked_mul(2).and_then(|v| v.checked_add(2)).ok_or(TilingError::Halo { halo })?;
-    if tile % 2 != 0 || tile < min || tile > max {
+    if !tile.is_multiple_of(2) || tile < min || tile > max {
         return Err(TilingError::Tile { tile, min, max, budget });
     }
     let (padded_height, padded_width) = (round_up_even(height), round_up_even(width));

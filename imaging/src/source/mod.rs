@@ -3,7 +3,7 @@
 //! time (only the chunks the next rows need). JPEG and interlaced PNG cannot be read by rows and are
 //! decoded whole, within [`WHOLE_IMAGE_LIMIT`]. The format is recognised by content, never by extension.
 //!
-//! One file per reader: [`png`](self::png), [`jpeg`](self::jpeg) and [`tiff`](self::tiff) (its own directory
+//! One file per reader: `png`, `jpeg` and `tiff` (its own directory
 //! walk, levels and tags, its codecs: none, LZW, Deflate, PackBits, JPEG, ZSTD, WebP, with the
 //! horizontal and floating-point predictors, chunky or planar). This file holds the API, the conversion
 //! of samples, and the format sniffing.
