@@ -39,6 +39,9 @@ enum MaskFormat {
     Png,
     Tif,
     Jpg,
+    /// A pyramidal OME-TIFF, <stem>.ome.tif.
+    #[value(name = "ome.tif")]
+    OmeTif,
 }
 
 impl MaskFormat {
@@ -47,6 +50,7 @@ impl MaskFormat {
             MaskFormat::Png => ImageFormat::Png,
             MaskFormat::Tif => ImageFormat::Tiff,
             MaskFormat::Jpg => ImageFormat::Jpeg,
+            MaskFormat::OmeTif => ImageFormat::OmeTiff,
         }
     }
 }
