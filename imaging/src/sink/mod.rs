@@ -27,7 +27,7 @@ use std::thread::JoinHandle;
 use tiff::encoder::{TiffEncoder, TiffKind};
 
 use crate::pyramid::Reduction;
-use ome_tiff::{OmeSamples, OmeTiffWriter};
+use ome_tiff::{OmeSamples, OmeTiffThread, OmeTiffWriter};
 
 pub use crate::exif::Orientation;
 use tiff::tags::{CompressionMethod, Tag};
@@ -344,7 +344,7 @@ where
 enum Encoder {
     Png(Box<png::StreamWriter<'static, BufWriter<File>>>),
     Tiff(TiffWriter),
-    OmeTiff(Box<OmeTiffWriter>),
+    OmeTiff(OmeTiffThread),
     /// Rows gathered for a whole-image encoder.
     Jpeg {
         file: BufWriter<File>,
@@ -447,7 +447,7 @@ impl RowSink {
                     orientation,
                     microns_per_pixel,
                 );
-                Encoder::OmeTiff(Box::new(writer.map_err(write_error)?))
+                Encoder::OmeTiff(writer.and_then(OmeTiffWriter::spawn).map_err(write_error)?)
             }
             ImageFormat::Jpeg => {
                 let mut pixels = Vec::new();
@@ -515,7 +515,7 @@ impl RowSink {
                     orientation,
                     microns_per_pixel,
                 );
-                Encoder::OmeTiff(Box::new(writer.map_err(write_error)?))
+                Encoder::OmeTiff(writer.and_then(OmeTiffWriter::spawn).map_err(write_error)?)
             }
         };
         Ok(RowSink {

@@ -3,7 +3,8 @@
 //! Every level keeps only the rows of the tile row it is filling (512 rows of that level); when a tile row
 //! is complete its tiles are Deflate-compressed (8-bit samples with the horizontal predictor) and written,
 //! and every pair of rows of a level is reduced ([`crate::pyramid`]) into one row of the next level as it
-//! arrives. The levels are those of [`crate::pyramid::level_sizes`]: full resolution in the first IFD, the
+//! arrives. [`RowSink`](super::RowSink) runs all of this on a thread of its own ([`OmeTiffWriter::spawn`]),
+//! as the striped TIFF is compressed on its own thread. The levels are those of [`crate::pyramid::level_sizes`]: full resolution in the first IFD, the
 //! lower ones in its SubIFDs (NewSubFileType 1), as OME-TIFF pyramids are laid out.
 //!
 //! The tile offsets of the first IFD are known only at the end, so the file holds the header, then the tile
@@ -13,12 +14,16 @@
 
 use std::fs::File;
 use std::io::{BufWriter, Seek, SeekFrom, Write};
+use std::sync::mpsc::{self, SyncSender};
+use std::thread::JoinHandle;
 
 use super::{Orientation, BIGTIFF_FROM_BYTES};
 use crate::pyramid::{self, Reduction};
 
 /// The side of a tile.
 pub const TILE: usize = 512;
+/// About how many bytes of rows the threaded writer receives at a time.
+const MESSAGE_BYTES: usize = 1 << 18;
 
 /// What the samples of an OME-TIFF are.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -177,6 +182,14 @@ impl OmeTiffWriter {
 
     /// Writes whole rows of 8-bit pixels.
     pub fn write_pixels(&mut self, rows: &[u8]) -> Result<(), String> {
+        if matches!(self.samples, OmeSamples::F32) {
+            return Err("8-bit rows sent to a float output (a bug in the runner)".into());
+        }
+        self.write_stored(rows)
+    }
+
+    /// Writes whole rows as stored (float32: little-endian bytes).
+    fn write_stored(&mut self, rows: &[u8]) -> Result<(), String> {
         let row_bytes = self.levels[0].width * self.samples.pixel_bytes();
         for row in rows.chunks_exact(row_bytes) {
             self.push_row(row.to_vec())?;
@@ -186,11 +199,39 @@ impl OmeTiffWriter {
 
     /// Writes whole rows of float32 values (stored little-endian).
     pub fn write_values(&mut self, rows: &[f32]) -> Result<(), String> {
+        if !matches!(self.samples, OmeSamples::F32) {
+            return Err("float rows sent to an 8-bit output (a bug in the runner)".into());
+        }
         let width = self.levels[0].width;
         for row in rows.chunks_exact(width) {
             self.push_row(row.iter().flat_map(|v| v.to_le_bytes()).collect())?;
         }
         Ok(())
+    }
+
+    /// Moves the writer onto a thread of its own, so that reductions and compression run while the caller
+    /// goes on (the runner: prediction).
+    pub fn spawn(self) -> Result<OmeTiffThread, String> {
+        let row_bytes = self.levels[0].width * self.samples.pixel_bytes();
+        let samples = self.samples;
+        let (sender, receiver) = mpsc::sync_channel::<Vec<u8>>(2);
+        let thread = std::thread::Builder::new()
+            .name("ome-tiff-writer".into())
+            .spawn(move || {
+                let mut writer = self;
+                for rows in receiver {
+                    writer.write_stored(&rows)?;
+                }
+                writer.finish()
+            })
+            .map_err(|e| e.to_string())?;
+        Ok(OmeTiffThread {
+            rows: Some(sender),
+            thread: Some(thread),
+            pending: Vec::new(),
+            message_len: (MESSAGE_BYTES / row_bytes).max(1) * row_bytes,
+            samples,
+        })
     }
 
     /// Adds one row to level 0, and the rows it completes to the levels below.
@@ -341,6 +382,77 @@ impl OmeTiffWriter {
         }
         entries.sort_by_key(|e| e.tag);
         entries
+    }
+}
+
+/// An [`OmeTiffWriter`] on its own thread: whole rows are gathered into messages of about 256 KiB and sent
+/// to it; [`OmeTiffThread::finish`] waits for the file to be complete.
+pub struct OmeTiffThread {
+    rows: Option<SyncSender<Vec<u8>>>,
+    thread: Option<JoinHandle<Result<(), String>>>,
+    /// Rows gathered for the next message.
+    pending: Vec<u8>,
+    message_len: usize,
+    samples: OmeSamples,
+}
+
+impl OmeTiffThread {
+    /// Writes whole rows of 8-bit pixels.
+    pub fn write_pixels(&mut self, rows: &[u8]) -> Result<(), String> {
+        if matches!(self.samples, OmeSamples::F32) {
+            return Err("8-bit rows sent to a float output (a bug in the runner)".into());
+        }
+        self.write_stored(rows)
+    }
+
+    /// Writes whole rows of float32 values.
+    pub fn write_values(&mut self, rows: &[f32]) -> Result<(), String> {
+        if !matches!(self.samples, OmeSamples::F32) {
+            return Err("float rows sent to an 8-bit output (a bug in the runner)".into());
+        }
+        for chunk in rows.chunks(1 << 16) {
+            let bytes: Vec<u8> = chunk.iter().flat_map(|v| v.to_le_bytes()).collect();
+            self.write_stored(&bytes)?;
+        }
+        Ok(())
+    }
+
+    fn write_stored(&mut self, mut bytes: &[u8]) -> Result<(), String> {
+        while !bytes.is_empty() {
+            let take = (self.message_len - self.pending.len()).min(bytes.len());
+            self.pending.extend_from_slice(&bytes[..take]);
+            bytes = &bytes[take..];
+            if self.pending.len() == self.message_len {
+                self.send()?;
+            }
+        }
+        Ok(())
+    }
+
+    fn send(&mut self) -> Result<(), String> {
+        let message = std::mem::replace(&mut self.pending, Vec::with_capacity(self.message_len));
+        let sent = self.rows.as_ref().map(|s| s.send(message).is_ok()).unwrap_or(false);
+        if !sent {
+            // The writer thread stopped: its error says why.
+            return Err(self.join().err().unwrap_or_else(|| "the OME-TIFF writer stopped".into()));
+        }
+        Ok(())
+    }
+
+    fn join(&mut self) -> Result<(), String> {
+        self.rows = None;
+        match self.thread.take() {
+            Some(thread) => thread.join().unwrap_or_else(|_| Err("the OME-TIFF writer panicked".into())),
+            None => Ok(()),
+        }
+    }
+
+    /// Sends the last rows, then waits for the writer to write the IFDs and flush the file.
+    pub fn finish(mut self) -> Result<(), String> {
+        if !self.pending.is_empty() {
+            self.send()?;
+        }
+        self.join()
     }
 }
 
