@@ -67,6 +67,9 @@ enum MaskFormat {
     Png,
     Tif,
     Jpg,
+    /// A pyramidal OME-TIFF, <stem>.ome.tif.
+    #[value(name = "ome.tif")]
+    OmeTif,
 }
 
 impl MaskFormat {
@@ -75,6 +78,7 @@ impl MaskFormat {
             MaskFormat::Png => ImageFormat::Png,
             MaskFormat::Tif => ImageFormat::Tiff,
             MaskFormat::Jpg => ImageFormat::Jpeg,
+            MaskFormat::OmeTif => ImageFormat::OmeTiff,
         }
     }
 }

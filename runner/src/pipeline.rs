@@ -176,7 +176,12 @@ pub fn predict_image(
     let (width, height) = (source.width(), source.height());
     let (level, pages, other_pages) = (source.level(), source.info().pages, source.info().other_pages);
     // The outputs are turned like the input in viewers; the prediction runs on the stored pixels.
-    let options = SinkOptions { force_bigtiff: false, orientation: source.orientation() };
+    // An OME-TIFF output carries the input's (this level's) microns per pixel.
+    let options = SinkOptions {
+        force_bigtiff: false,
+        orientation: source.orientation(),
+        microns_per_pixel: source.microns_per_pixel(),
+    };
     let image_sink = |d: &Destination<ImageFormat>, kind| {
         RowSink::image_with(&d.file, d.format, kind, width, height, options)
     };

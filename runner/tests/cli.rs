@@ -219,7 +219,7 @@ fn mask_of_another_size() {
 fn unsupported_output_extension() {
     let ws = Workspace::new();
     let out = ws.predict(&["--output", "pred.bmp"]);
-    assert_clean_failure(&ws, &out, "use a file name ending in .png, .tif, .tiff, .jpg or .jpeg");
+    assert_clean_failure(&ws, &out, "use a file name ending in .png, .tif, .tiff, .ome.tif, .jpg or .jpeg");
     let out = ws.predict(&["--output", "pred.png", "--overlay", "over.gif"]);
     assert_clean_failure(&ws, &out, "over.gif: unsupported image format");
 }
@@ -287,4 +287,60 @@ fn library_is_found_from_elsewhere_through_the_executable() {
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(Path::new(&ws.path("pred.png")).is_file());
+}
+
+/// Float32 values of the first IFD of a TIFF (tiled or striped), through the tiff crate.
+fn tiff_floats(path: &Path) -> Vec<f32> {
+    let mut decoder = tiff::decoder::Decoder::new(std::fs::File::open(path).unwrap()).unwrap();
+    match decoder.read_image().unwrap() {
+        tiff::decoder::DecodingResult::F32(values) => values,
+        _ => panic!("{}: not float32", path.display()),
+    }
+}
+
+#[test]
+fn ome_tiff_outputs_hold_the_plain_outputs_at_level_0_and_the_input_pixel_size() {
+    use imaging::sink::{ImageFormat, PixelKind, RowSink, SinkOptions};
+    use imaging::source::{Channels, ImageSource};
+    let ws = Workspace::new();
+    // An input above 1024 px wide (two levels), itself an OME-TIFF carrying microns per pixel.
+    let (w, h) = (1100, 90);
+    let rgb = common::Rng::new(5).image(h, w);
+    let options = SinkOptions { microns_per_pixel: Some((0.5, 0.25)), ..SinkOptions::default() };
+    let input = ws.path("slide.ome.tif");
+    let mut sink = RowSink::image_with(&input, ImageFormat::OmeTiff, PixelKind::Rgb8, w, h, options).unwrap();
+    sink.write_pixels(&rgb).unwrap();
+    sink.finish().unwrap();
+    let mask =
+        image::GrayImage::from_fn(w as u32, h as u32, |x, y| image::Luma([if x < y * 3 { 255 } else { 0 }]));
+    mask.save(ws.path("slide_mask.png")).unwrap();
+    let base =
+        ["--model", "model.onnx", "--image", "slide.ome.tif", "--mask", "slide_mask.png", "--tile", "256"];
+    for (mask, probabilities, overlay, errors) in
+        [("m.ome.tif", "p.ome.tif", "o.ome.tiff", "e.ome.tif"), ("m.png", "p.npy", "o.png", "e.png")]
+    {
+        let out = ws.predict_with(
+            &base,
+            &["--output", mask, "--probabilities", probabilities, "--overlay", overlay, "--errors", errors],
+        );
+        assert!(out.status.success(), "stderr: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    for (ome, plain, channels) in [
+        ("m.ome.tif", "m.png", Channels::Gray),
+        ("o.ome.tiff", "o.png", Channels::Rgb),
+        ("e.ome.tif", "e.png", Channels::Rgb),
+    ] {
+        let info = ImageSource::probe(&ws.path(ome)).unwrap();
+        let sizes: Vec<_> = info.levels.iter().map(|l| (l.width, l.height)).collect();
+        assert_eq!(sizes, [(1100, 90), (550, 45)], "{ome}");
+        assert_eq!(info.microns_per_pixel, Some((0.5, 0.25)), "{ome}: the input's pixel size");
+        let read = |name: &str| ImageSource::open(&ws.path(name), channels).unwrap().read_all().unwrap();
+        assert!(read(ome) == read(plain), "{ome}: level 0 differs from {plain}");
+    }
+    let npy = std::fs::read(ws.path("p.npy")).unwrap();
+    let header = imaging::sink::npy_header(h, w).len();
+    let plain: Vec<f32> =
+        npy[header..].chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect();
+    assert!(tiff_floats(&ws.path("p.ome.tif")) == plain, "probabilities: level 0 differs from the .npy");
+    assert_eq!(ImageSource::levels(&ws.path("p.ome.tif")).unwrap().len(), 2);
 }

@@ -220,6 +220,12 @@ fn several_images_and_flag_misuse() {
     assert_eq!(f.files("out"), ["a.tif", "b.tif"]);
     let tif = std::fs::read(f.path("out/a.tif")).unwrap();
     assert_eq!(&tif[..4], b"II*\0");
+    // A pyramidal OME-TIFF mask: <stem>.ome.tif.
+    let out = f.predict(&["--image", "images/a.png", "--output-dir", "ome", "--mask-format", "ome.tif"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(f.files("ome"), ["a.ome.tif"]);
+    let info = imaging::source::ImageSource::probe(&f.path("ome/a.ome.tif")).unwrap();
+    assert_eq!((info.levels[0].width, info.levels[0].height), (20, 20));
     // A path after a per-image flag in folder mode, or none in single mode, is a clear error.
     let out = f.predict(&["--input-dir", "images", "--output-dir", "out", "--overlay", "x.png"]);
     assert!(

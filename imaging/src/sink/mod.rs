@@ -12,6 +12,11 @@
 //! 64-bit offsets have no 4 GiB limit); the margin below 4 GiB covers Deflate's worst-case growth and the
 //! strip tables. Each sink writes to the path it is given (a temporary file); the format comes from the
 //! final path's extension, decided by the caller.
+//!
+//! A path ending in `.ome.tif` / `.ome.tiff` is a tiled, pyramidal OME-TIFF ([`ome_tiff`]): full resolution
+//! and its 2x reductions ([`crate::pyramid`]) as SubIFDs, written as the rows stream in.
+
+pub mod ome_tiff;
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -20,6 +25,9 @@ use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::thread::JoinHandle;
 
 use tiff::encoder::{TiffEncoder, TiffKind};
+
+use crate::pyramid::Reduction;
+use ome_tiff::{OmeSamples, OmeTiffThread, OmeTiffWriter};
 
 pub use crate::exif::Orientation;
 use tiff::tags::{CompressionMethod, Tag};
@@ -51,10 +59,15 @@ pub enum ImageFormat {
     Png,
     Jpeg,
     Tiff,
+    /// A tiled, pyramidal OME-TIFF (`.ome.tif`, `.ome.tiff`).
+    OmeTiff,
 }
 
 impl ImageFormat {
     pub fn from_path(path: &Path) -> Result<ImageFormat, SinkError> {
+        if is_ome_tiff(path) {
+            return Ok(ImageFormat::OmeTiff);
+        }
         match extension(path).as_deref() {
             Some("png") => Ok(ImageFormat::Png),
             Some("jpg" | "jpeg") => Ok(ImageFormat::Jpeg),
@@ -62,7 +75,7 @@ impl ImageFormat {
             _ => Err(SinkError::Format {
                 path: path.to_path_buf(),
                 what: "image",
-                allowed: ".png, .tif, .tiff, .jpg or .jpeg",
+                allowed: ".png, .tif, .tiff, .ome.tif, .jpg or .jpeg",
             }),
         }
     }
@@ -80,6 +93,7 @@ impl ImageFormat {
             ImageFormat::Png => "png",
             ImageFormat::Jpeg => "jpg",
             ImageFormat::Tiff => "tif",
+            ImageFormat::OmeTiff => "ome.tif",
         }
     }
 }
@@ -89,20 +103,31 @@ impl ImageFormat {
 pub enum ProbabilityFormat {
     Npy,
     Tiff,
+    /// A tiled, pyramidal OME-TIFF of float32 (`.ome.tif`, `.ome.tiff`).
+    OmeTiff,
 }
 
 impl ProbabilityFormat {
     pub fn from_path(path: &Path) -> Result<ProbabilityFormat, SinkError> {
+        if is_ome_tiff(path) {
+            return Ok(ProbabilityFormat::OmeTiff);
+        }
         match extension(path).as_deref() {
             Some("npy") => Ok(ProbabilityFormat::Npy),
             Some("tif" | "tiff") => Ok(ProbabilityFormat::Tiff),
             _ => Err(SinkError::Format {
                 path: path.to_path_buf(),
                 what: "probabilities",
-                allowed: ".npy, .tif or .tiff",
+                allowed: ".npy, .tif, .tiff or .ome.tif",
             }),
         }
     }
+}
+
+/// Whether the file name ends in `.ome.tif` or `.ome.tiff` (any case).
+fn is_ome_tiff(path: &Path) -> bool {
+    let name = path.file_name().and_then(|n| n.to_str()).map(str::to_ascii_lowercase).unwrap_or_default();
+    name.ends_with(".ome.tif") || name.ends_with(".ome.tiff")
 }
 
 fn extension(path: &Path) -> Option<String> {
@@ -110,12 +135,14 @@ fn extension(path: &Path) -> Option<String> {
 }
 
 /// How an output is written, besides its format and size.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct SinkOptions {
     /// Write a TIFF as BigTIFF whatever its size.
     pub force_bigtiff: bool,
     /// The orientation tag written into image outputs (TIFF, PNG, JPEG; not .npy). `Normal` writes none.
     pub orientation: Orientation,
+    /// Microns per pixel in x and y (the input's), written into an OME-TIFF's OME-XML; `None`: unknown.
+    pub microns_per_pixel: Option<(f64, f64)>,
 }
 
 /// What one pixel of an output is.
@@ -317,6 +344,7 @@ where
 enum Encoder {
     Png(Box<png::StreamWriter<'static, BufWriter<File>>>),
     Tiff(TiffWriter),
+    OmeTiff(OmeTiffThread),
     /// Rows gathered for a whole-image encoder.
     Jpeg {
         file: BufWriter<File>,
@@ -369,7 +397,7 @@ impl RowSink {
         height: usize,
         options: SinkOptions,
     ) -> Result<RowSink, SinkError> {
-        let SinkOptions { force_bigtiff, orientation } = options;
+        let SinkOptions { force_bigtiff, orientation, microns_per_pixel } = options;
         format.check_size(path, width, height)?;
         let write_error = |reason: String| SinkError::Write { path: path.to_path_buf(), reason };
         let file = create(path)?;
@@ -403,6 +431,23 @@ impl RowSink {
                 };
                 let writer = TiffWriter::start(file, width, height, tiff_pixel, big, orientation);
                 Encoder::Tiff(writer.map_err(write_error)?)
+            }
+            ImageFormat::OmeTiff => {
+                let (channels, rule) = match pixel {
+                    PixelKind::Gray8 => (1, Reduction::Mask),
+                    PixelKind::Rgb8 => (3, Reduction::Mean),
+                };
+                let samples = OmeSamples::U8 { channels, rule };
+                let writer = OmeTiffWriter::start(
+                    file,
+                    width,
+                    height,
+                    samples,
+                    force_bigtiff,
+                    orientation,
+                    microns_per_pixel,
+                );
+                Encoder::OmeTiff(writer.and_then(OmeTiffWriter::spawn).map_err(write_error)?)
             }
             ImageFormat::Jpeg => {
                 let mut pixels = Vec::new();
@@ -446,7 +491,7 @@ impl RowSink {
         height: usize,
         options: SinkOptions,
     ) -> Result<RowSink, SinkError> {
-        let SinkOptions { force_bigtiff, orientation } = options;
+        let SinkOptions { force_bigtiff, orientation, microns_per_pixel } = options;
         let write_error = |reason: String| SinkError::Write { path: path.to_path_buf(), reason };
         let mut file = create(path)?;
         let encoder = match format {
@@ -459,6 +504,18 @@ impl RowSink {
                     force_bigtiff || (height as u64).saturating_mul(4 * width as u64) >= BIGTIFF_FROM_BYTES;
                 let writer = TiffWriter::start(file, width, height, TiffPixel::GrayF32, big, orientation);
                 Encoder::Tiff(writer.map_err(write_error)?)
+            }
+            ProbabilityFormat::OmeTiff => {
+                let writer = OmeTiffWriter::start(
+                    file,
+                    width,
+                    height,
+                    OmeSamples::F32,
+                    force_bigtiff,
+                    orientation,
+                    microns_per_pixel,
+                );
+                Encoder::OmeTiff(writer.and_then(OmeTiffWriter::spawn).map_err(write_error)?)
             }
         };
         Ok(RowSink {
@@ -496,11 +553,12 @@ impl RowSink {
         let result = match &mut self.encoder {
             Encoder::Png(stream) => stream.write_all(rows).map_err(|e| e.to_string()),
             Encoder::Tiff(writer) if !self.floats => writer.write(rows),
+            Encoder::OmeTiff(writer) if !self.floats => writer.write_pixels(rows),
             Encoder::Jpeg { pixels, .. } => {
                 pixels.extend_from_slice(rows);
                 Ok(())
             }
-            Encoder::Tiff(_) | Encoder::Npy(_) => {
+            Encoder::Tiff(_) | Encoder::OmeTiff(_) | Encoder::Npy(_) => {
                 Err("8-bit rows sent to a float output (a bug in the runner)".into())
             }
         };
@@ -528,6 +586,7 @@ impl RowSink {
                 let bytes: Vec<u8> = rows.iter().flat_map(|v| v.to_ne_bytes()).collect();
                 writer.write(&bytes)
             }
+            Encoder::OmeTiff(writer) if self.floats => writer.write_values(rows),
             _ => Err("float rows sent to an 8-bit output (a bug in the runner)".into()),
         };
         result.map_err(|reason| SinkError::Write { path: self.path.clone(), reason })
@@ -543,6 +602,7 @@ impl RowSink {
         match encoder {
             Encoder::Png(stream) => stream.finish().map_err(|e| e.to_string()),
             Encoder::Tiff(writer) => writer.finish(),
+            Encoder::OmeTiff(writer) => writer.finish(),
             Encoder::Jpeg { mut file, pixels, pixel, orientation } => {
                 use image::ImageEncoder;
                 let color = match pixel {
@@ -609,7 +669,10 @@ mod tests {
         assert_eq!(ImageFormat::from_path(Path::new("p.jpeg")).unwrap(), ImageFormat::Jpeg);
         assert_eq!(ImageFormat::from_path(Path::new("p.tif")).unwrap(), ImageFormat::Tiff);
         assert_eq!(ImageFormat::from_path(Path::new("p.TIFF")).unwrap(), ImageFormat::Tiff);
-        for bad in ["p.bmp", "p", "p.npy"] {
+        assert_eq!(ImageFormat::from_path(Path::new("a.b/p.OME.TIF")).unwrap(), ImageFormat::OmeTiff);
+        assert_eq!(ImageFormat::from_path(Path::new("p.ome.tiff")).unwrap(), ImageFormat::OmeTiff);
+        assert_eq!(ProbabilityFormat::from_path(Path::new("p.ome.tif")).unwrap(), ProbabilityFormat::OmeTiff);
+        for bad in ["p.bmp", "p", "p.npy", "p.ome"] {
             let err = ImageFormat::from_path(Path::new(bad)).unwrap_err();
             assert!(err.to_string().contains("use a file name ending in .png, .tif"), "{err}");
         }
@@ -642,7 +705,7 @@ mod tests {
                 }
             }
             let path = dir.path().join("p.tif");
-            let options = SinkOptions { orientation, force_bigtiff: true };
+            let options = SinkOptions { orientation, force_bigtiff: true, ..SinkOptions::default() };
             let mut sink =
                 RowSink::probabilities_with(&path, ProbabilityFormat::Tiff, width, height, options).unwrap();
             sink.write_values(&vec![0.5; width * height]).unwrap();

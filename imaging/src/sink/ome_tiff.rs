@@ -1,0 +1,592 @@
+//! A tiled (512 x 512), pyramidal OME-TIFF written as rows stream in, in bounded memory.
+//!
+//! Every level keeps only the rows of the tile row it is filling (512 rows of that level); when a tile row
+//! is complete its tiles are Deflate-compressed (8-bit samples with the horizontal predictor) and written,
+//! and every pair of rows of a level is reduced ([`crate::pyramid`]) into one row of the next level as it
+//! arrives. [`RowSink`](super::RowSink) runs all of this on a thread of its own ([`OmeTiffWriter::spawn`]),
+//! as the striped TIFF is compressed on its own thread. The levels are those of [`crate::pyramid::level_sizes`]: full resolution in the first IFD, the
+//! lower ones in its SubIFDs (NewSubFileType 1), as OME-TIFF pyramids are laid out.
+//!
+//! The tile offsets of the first IFD are known only at the end, so the file holds the header, then the tile
+//! data of all levels as it comes, then the IFDs (first IFD, then the SubIFDs), and the header's pointer to
+//! the first IFD is patched last. The OME-XML (sizes, channels, type, physical pixel size) is the first IFD's
+//! ImageDescription.
+
+use std::fs::File;
+use std::io::{BufWriter, Seek, SeekFrom, Write};
+use std::sync::mpsc::{self, SyncSender};
+use std::thread::JoinHandle;
+
+use super::{Orientation, BIGTIFF_FROM_BYTES};
+use crate::pyramid::{self, Reduction};
+
+/// The side of a tile.
+pub const TILE: usize = 512;
+/// About how many bytes of rows the threaded writer receives at a time.
+const MESSAGE_BYTES: usize = 1 << 18;
+
+/// What the samples of an OME-TIFF are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OmeSamples {
+    /// 8-bit samples, 1 (gray) or 3 (RGB) a pixel, reduced by `rule`.
+    U8 { channels: usize, rule: Reduction },
+    /// One float32 sample a pixel, reduced by the mean.
+    F32,
+}
+
+impl OmeSamples {
+    fn channels(self) -> usize {
+        match self {
+            OmeSamples::U8 { channels, .. } => channels,
+            OmeSamples::F32 => 1,
+        }
+    }
+
+    fn pixel_bytes(self) -> usize {
+        match self {
+            OmeSamples::U8 { channels, .. } => channels,
+            OmeSamples::F32 => 4,
+        }
+    }
+}
+
+/// The OME-XML of one image: sizes, channels, type and (when known) microns per pixel in x and y.
+pub fn ome_xml(
+    width: usize,
+    height: usize,
+    samples: OmeSamples,
+    microns_per_pixel: Option<(f64, f64)>,
+) -> String {
+    let channels = samples.channels();
+    let kind = match samples {
+        OmeSamples::U8 { .. } => "uint8",
+        OmeSamples::F32 => "float",
+    };
+    let physical = match microns_per_pixel {
+        Some((x, y)) if x > 0.0 && y > 0.0 && x.is_finite() && y.is_finite() => format!(
+            " PhysicalSizeX=\"{x}\" PhysicalSizeXUnit=\"µm\" PhysicalSizeY=\"{y}\" PhysicalSizeYUnit=\"µm\""
+        ),
+        _ => String::new(),
+    };
+    format!(
+        concat!(
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>",
+            "<OME xmlns=\"http://www.openmicroscopy.org/Schemas/OME/2016-06\"",
+            " xmlns:xsi=\"http://www.w3.org/2001/XMLSchema-instance\"",
+            " xsi:schemaLocation=\"http://www.openmicroscopy.org/Schemas/OME/2016-06",
+            " http://www.openmicroscopy.org/Schemas/OME/2016-06/ome.xsd\"",
+            " Creator=\"imaging {version}\">",
+            "<Image ID=\"Image:0\">",
+            "<Pixels ID=\"Pixels:0\" DimensionOrder=\"XYCZT\" Type=\"{kind}\"",
+            " SizeX=\"{width}\" SizeY=\"{height}\" SizeC=\"{channels}\" SizeZ=\"1\" SizeT=\"1\"{physical}",
+            " Interleaved=\"true\">",
+            "<Channel ID=\"Channel:0:0\" SamplesPerPixel=\"{channels}\"/>",
+            "<TiffData IFD=\"0\" PlaneCount=\"1\"/>",
+            "</Pixels></Image></OME>"
+        ),
+        version = env!("CARGO_PKG_VERSION"),
+        kind = kind,
+        width = width,
+        height = height,
+        channels = channels,
+        physical = physical,
+    )
+}
+
+/// One level being filled.
+struct Level {
+    width: usize,
+    height: usize,
+    /// Rows received so far.
+    rows: usize,
+    /// The rows of the tile row being filled.
+    band: Vec<u8>,
+    /// A row waiting for the row below it, to be reduced into the next level.
+    pending: Option<Vec<u8>>,
+    offsets: Vec<u64>,
+    counts: Vec<u64>,
+}
+
+/// An OME-TIFF being written.
+pub struct OmeTiffWriter {
+    file: BufWriter<File>,
+    /// Where the next byte goes.
+    pos: u64,
+    big: bool,
+    samples: OmeSamples,
+    orientation: Orientation,
+    description: String,
+    levels: Vec<Level>,
+    /// Scratch buffers: a tile and its compressed bytes.
+    tile: Vec<u8>,
+    compressed: Vec<u8>,
+}
+
+impl OmeTiffWriter {
+    /// Starts the file (its header) for a `width` x `height` image; BigTIFF when `force_bigtiff` or when
+    /// the tiles of all levels, uncompressed, reach [`BIGTIFF_FROM_BYTES`].
+    pub fn start(
+        mut file: BufWriter<File>,
+        width: usize,
+        height: usize,
+        samples: OmeSamples,
+        force_bigtiff: bool,
+        orientation: Orientation,
+        microns_per_pixel: Option<(f64, f64)>,
+    ) -> Result<OmeTiffWriter, String> {
+        if width == 0 || height == 0 || u32::try_from(width.max(height)).is_err() {
+            return Err(format!("an OME-TIFF cannot be {width}x{height}"));
+        }
+        let sizes = pyramid::level_sizes(width, height);
+        let uncompressed: u64 = sizes
+            .iter()
+            .map(|&(w, h)| {
+                (w.div_ceil(TILE) * TILE) as u64
+                    * (h.div_ceil(TILE) * TILE) as u64
+                    * samples.pixel_bytes() as u64
+            })
+            .sum();
+        let big = force_bigtiff || uncompressed >= BIGTIFF_FROM_BYTES;
+        let header: &[u8] =
+            if big { b"II\x2b\x00\x08\x00\x00\x00\0\0\0\0\0\0\0\0" } else { b"II\x2a\x00\0\0\0\0" };
+        file.write_all(header).map_err(|e| e.to_string())?;
+        let levels = sizes
+            .into_iter()
+            .map(|(width, height)| Level {
+                width,
+                height,
+                rows: 0,
+                band: Vec::new(),
+                pending: None,
+                offsets: Vec::new(),
+                counts: Vec::new(),
+            })
+            .collect();
+        Ok(OmeTiffWriter {
+            file,
+            pos: header.len() as u64,
+            big,
+            samples,
+            orientation,
+            description: ome_xml(width, height, samples, microns_per_pixel),
+            levels,
+            tile: Vec::new(),
+            compressed: Vec::new(),
+        })
+    }
+
+    /// The sizes of the levels, full resolution first.
+    pub fn level_sizes(&self) -> Vec<(usize, usize)> {
+        self.levels.iter().map(|l| (l.width, l.height)).collect()
+    }
+
+    /// Writes whole rows of 8-bit pixels.
+    pub fn write_pixels(&mut self, rows: &[u8]) -> Result<(), String> {
+        if matches!(self.samples, OmeSamples::F32) {
+            return Err("8-bit rows sent to a float output (a bug in the runner)".into());
+        }
+        self.write_stored(rows)
+    }
+
+    /// Writes whole rows as stored (float32: little-endian bytes).
+    fn write_stored(&mut self, rows: &[u8]) -> Result<(), String> {
+        let row_bytes = self.levels[0].width * self.samples.pixel_bytes();
+        for row in rows.chunks_exact(row_bytes) {
+            self.push_row(row.to_vec())?;
+        }
+        Ok(())
+    }
+
+    /// Writes whole rows of float32 values (stored little-endian).
+    pub fn write_values(&mut self, rows: &[f32]) -> Result<(), String> {
+        if !matches!(self.samples, OmeSamples::F32) {
+            return Err("float rows sent to an 8-bit output (a bug in the runner)".into());
+        }
+        let width = self.levels[0].width;
+        for row in rows.chunks_exact(width) {
+            self.push_row(row.iter().flat_map(|v| v.to_le_bytes()).collect())?;
+        }
+        Ok(())
+    }
+
+    /// Moves the writer onto a thread of its own, so that reductions and compression run while the caller
+    /// goes on (the runner: prediction).
+    pub fn spawn(self) -> Result<OmeTiffThread, String> {
+        let row_bytes = self.levels[0].width * self.samples.pixel_bytes();
+        let samples = self.samples;
+        let (sender, receiver) = mpsc::sync_channel::<Vec<u8>>(2);
+        let thread = std::thread::Builder::new()
+            .name("ome-tiff-writer".into())
+            .spawn(move || {
+                let mut writer = self;
+                for rows in receiver {
+                    writer.write_stored(&rows)?;
+                }
+                writer.finish()
+            })
+            .map_err(|e| e.to_string())?;
+        Ok(OmeTiffThread {
+            rows: Some(sender),
+            thread: Some(thread),
+            pending: Vec::new(),
+            message_len: (MESSAGE_BYTES / row_bytes).max(1) * row_bytes,
+            samples,
+        })
+    }
+
+    /// Adds one row to level 0, and the rows it completes to the levels below.
+    fn push_row(&mut self, mut row: Vec<u8>) -> Result<(), String> {
+        let count = self.levels.len();
+        for i in 0..count {
+            let level = &mut self.levels[i];
+            if level.rows == level.height {
+                return Err("more rows than the image has (a bug in the runner)".into());
+            }
+            level.band.extend_from_slice(&row);
+            level.rows += 1;
+            let last = level.rows == level.height;
+            let row_bytes = level.width * self.samples.pixel_bytes();
+            if last || level.band.len() == TILE * row_bytes {
+                self.write_tile_row(i)?;
+            }
+            if i + 1 == count {
+                break;
+            }
+            let level = &mut self.levels[i];
+            let (top, bottom) = match level.pending.take() {
+                None if !last => {
+                    level.pending = Some(row);
+                    return Ok(());
+                }
+                Some(top) => (top, Some(row)),
+                None => (row, None),
+            };
+            row = reduce(self.samples, level.width, &top, bottom.as_deref());
+        }
+        Ok(())
+    }
+
+    /// Compresses and writes the tiles of level `i`'s band (padded to whole tiles), then empties the band.
+    fn write_tile_row(&mut self, i: usize) -> Result<(), String> {
+        let pixel = self.samples.pixel_bytes();
+        let Level { width, band, offsets, counts, .. } = &mut self.levels[i];
+        let row_bytes = *width * pixel;
+        let rows = band.len() / row_bytes;
+        let tile_row_bytes = TILE * pixel;
+        for x0 in (0..*width).step_by(TILE) {
+            let used = (*width - x0).min(TILE) * pixel;
+            self.tile.clear();
+            self.tile.resize(TILE * tile_row_bytes, 0);
+            for (y, dst) in self.tile.chunks_exact_mut(tile_row_bytes).take(rows).enumerate() {
+                let src = &band[y * row_bytes + x0 * pixel..][..used];
+                dst[..used].copy_from_slice(src);
+            }
+            if let OmeSamples::U8 { channels, .. } = self.samples {
+                // Predictor 2: each sample less the same sample of the pixel to its left.
+                for dst in self.tile.chunks_exact_mut(tile_row_bytes) {
+                    for k in (channels..tile_row_bytes).rev() {
+                        dst[k] = dst[k].wrapping_sub(dst[k - channels]);
+                    }
+                }
+            }
+            self.compressed.clear();
+            let mut zlib = flate2::write::ZlibEncoder::new(&mut self.compressed, flate2::Compression::fast());
+            zlib.write_all(&self.tile).and_then(|()| zlib.finish().map(drop)).map_err(|e| e.to_string())?;
+            self.file.write_all(&self.compressed).map_err(|e| e.to_string())?;
+            offsets.push(self.pos);
+            counts.push(self.compressed.len() as u64);
+            self.pos += self.compressed.len() as u64;
+        }
+        band.clear();
+        if !self.big && self.pos > u64::from(u32::MAX) {
+            return Err("the file passed 4 GiB as classic TIFF (a bug: it should have been BigTIFF)".into());
+        }
+        Ok(())
+    }
+
+    /// Writes the IFDs (every row must have been written), patches the header and flushes the file.
+    pub fn finish(mut self) -> Result<(), String> {
+        if let Some(level) = self.levels.iter().find(|l| l.rows != l.height) {
+            return Err(format!("only {} of {} rows were written", level.rows, level.height));
+        }
+        let error = |e: std::io::Error| e.to_string();
+        if self.pos % 2 == 1 {
+            self.file.write_all(&[0]).map_err(error)?;
+            self.pos += 1;
+        }
+        // The IFDs' sizes do not depend on where they go: lay them out, then write them.
+        let sub_count = self.levels.len() - 1;
+        let directories: Vec<Vec<Entry>> = (0..self.levels.len())
+            .map(|i| self.entries(i, &vec![0; if i == 0 { sub_count } else { 0 }]))
+            .collect();
+        let mut starts = Vec::with_capacity(directories.len());
+        let mut at = self.pos;
+        for entries in &directories {
+            starts.push(at);
+            at += ifd_size(entries, self.big);
+        }
+        let first = self.entries(0, &starts[1..]);
+        let mut bytes = serialize(&first, starts[0], self.big);
+        for (entries, &start) in directories.iter().zip(&starts).skip(1) {
+            bytes.extend(serialize(entries, start, self.big));
+        }
+        if !self.big && at > u64::from(u32::MAX) {
+            return Err("the file passed 4 GiB as classic TIFF (a bug: it should have been BigTIFF)".into());
+        }
+        self.file.write_all(&bytes).map_err(error)?;
+        self.file.seek(SeekFrom::Start(if self.big { 8 } else { 4 })).map_err(error)?;
+        let pointer = if self.big {
+            starts[0].to_le_bytes().to_vec()
+        } else {
+            (starts[0] as u32).to_le_bytes().to_vec()
+        };
+        self.file.write_all(&pointer).map_err(error)?;
+        self.file.flush().map_err(error)
+    }
+
+    /// The tags of level `i`'s IFD; the first IFD's point at the SubIFDs at `sub_ifds`.
+    fn entries(&self, i: usize, sub_ifds: &[u64]) -> Vec<Entry> {
+        let level = &self.levels[i];
+        let channels = self.samples.channels();
+        let (bits, format) = match self.samples {
+            OmeSamples::U8 { .. } => (8, 1),
+            OmeSamples::F32 => (32, 3),
+        };
+        let mut entries = vec![
+            Entry::longs(254, &[u32::from(i > 0)]),
+            Entry::longs(256, &[level.width as u32]),
+            Entry::longs(257, &[level.height as u32]),
+            Entry::shorts(258, &vec![bits; channels]),
+            Entry::shorts(259, &[8]),
+            Entry::shorts(262, &[if channels == 3 { 2 } else { 1 }]),
+            Entry::shorts(277, &[channels as u16]),
+            Entry::shorts(284, &[1]),
+            Entry::ascii(305, &format!("imaging {}", env!("CARGO_PKG_VERSION"))),
+            Entry::shorts(322, &[TILE as u16]),
+            Entry::shorts(323, &[TILE as u16]),
+            Entry::offsets(324, &level.offsets, self.big),
+            Entry::offsets(325, &level.counts, self.big),
+            Entry::shorts(339, &vec![format; channels]),
+        ];
+        if matches!(self.samples, OmeSamples::U8 { .. }) {
+            entries.push(Entry::shorts(317, &[2]));
+        }
+        if self.orientation != Orientation::Normal {
+            entries.push(Entry::shorts(274, &[self.orientation.tag()]));
+        }
+        if i == 0 {
+            entries.push(Entry::ascii(270, &self.description));
+            if !sub_ifds.is_empty() {
+                entries.push(Entry::offsets(330, sub_ifds, self.big));
+            }
+        }
+        entries.sort_by_key(|e| e.tag);
+        entries
+    }
+}
+
+/// An [`OmeTiffWriter`] on its own thread: whole rows are gathered into messages of about 256 KiB and sent
+/// to it; [`OmeTiffThread::finish`] waits for the file to be complete.
+pub struct OmeTiffThread {
+    rows: Option<SyncSender<Vec<u8>>>,
+    thread: Option<JoinHandle<Result<(), String>>>,
+    /// Rows gathered for the next message.
+    pending: Vec<u8>,
+    message_len: usize,
+    samples: OmeSamples,
+}
+
+impl OmeTiffThread {
+    /// Writes whole rows of 8-bit pixels.
+    pub fn write_pixels(&mut self, rows: &[u8]) -> Result<(), String> {
+        if matches!(self.samples, OmeSamples::F32) {
+            return Err("8-bit rows sent to a float output (a bug in the runner)".into());
+        }
+        self.write_stored(rows)
+    }
+
+    /// Writes whole rows of float32 values.
+    pub fn write_values(&mut self, rows: &[f32]) -> Result<(), String> {
+        if !matches!(self.samples, OmeSamples::F32) {
+            return Err("float rows sent to an 8-bit output (a bug in the runner)".into());
+        }
+        for chunk in rows.chunks(1 << 16) {
+            let bytes: Vec<u8> = chunk.iter().flat_map(|v| v.to_le_bytes()).collect();
+            self.write_stored(&bytes)?;
+        }
+        Ok(())
+    }
+
+    fn write_stored(&mut self, mut bytes: &[u8]) -> Result<(), String> {
+        while !bytes.is_empty() {
+            let take = (self.message_len - self.pending.len()).min(bytes.len());
+            self.pending.extend_from_slice(&bytes[..take]);
+            bytes = &bytes[take..];
+            if self.pending.len() == self.message_len {
+                self.send()?;
+            }
+        }
+        Ok(())
+    }
+
+    fn send(&mut self) -> Result<(), String> {
+        let message = std::mem::replace(&mut self.pending, Vec::with_capacity(self.message_len));
+        let sent = self.rows.as_ref().map(|s| s.send(message).is_ok()).unwrap_or(false);
+        if !sent {
+            // The writer thread stopped: its error says why.
+            return Err(self.join().err().unwrap_or_else(|| "the OME-TIFF writer stopped".into()));
+        }
+        Ok(())
+    }
+
+    fn join(&mut self) -> Result<(), String> {
+        self.rows = None;
+        match self.thread.take() {
+            Some(thread) => thread.join().unwrap_or_else(|_| Err("the OME-TIFF writer panicked".into())),
+            None => Ok(()),
+        }
+    }
+
+    /// Sends the last rows, then waits for the writer to write the IFDs and flush the file.
+    pub fn finish(mut self) -> Result<(), String> {
+        if !self.pending.is_empty() {
+            self.send()?;
+        }
+        self.join()
+    }
+}
+
+/// One row of the next level from `top` and `bottom` (rows of `width` pixels, bytes as stored).
+fn reduce(samples: OmeSamples, width: usize, top: &[u8], bottom: Option<&[u8]>) -> Vec<u8> {
+    match samples {
+        OmeSamples::U8 { channels, rule } => {
+            let mut out = Vec::with_capacity(width.div_ceil(2) * channels);
+            pyramid::reduce_rows_u8(top, bottom, width, channels, rule, &mut out);
+            out
+        }
+        OmeSamples::F32 => {
+            let floats = |b: &[u8]| -> Vec<f32> {
+                b.chunks_exact(4).map(|v| f32::from_le_bytes([v[0], v[1], v[2], v[3]])).collect()
+            };
+            let mut out = Vec::with_capacity(width.div_ceil(2));
+            pyramid::reduce_rows_f32(&floats(top), bottom.map(floats).as_deref(), width, &mut out);
+            out.iter().flat_map(|v| v.to_le_bytes()).collect()
+        }
+    }
+}
+
+/// One IFD entry: tag, field type, count and the values' little-endian bytes.
+struct Entry {
+    tag: u16,
+    typ: u16,
+    count: u64,
+    data: Vec<u8>,
+}
+
+impl Entry {
+    fn shorts(tag: u16, values: &[u16]) -> Entry {
+        let data = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        Entry { tag, typ: 3, count: values.len() as u64, data }
+    }
+
+    fn longs(tag: u16, values: &[u32]) -> Entry {
+        let data = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        Entry { tag, typ: 4, count: values.len() as u64, data }
+    }
+
+    /// LONG in a classic TIFF (values checked below 4 GiB by the writer), LONG8 in a BigTIFF.
+    fn offsets(tag: u16, values: &[u64], big: bool) -> Entry {
+        if big {
+            let data = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+            Entry { tag, typ: 16, count: values.len() as u64, data }
+        } else {
+            Entry::longs(tag, &values.iter().map(|&v| v as u32).collect::<Vec<_>>())
+        }
+    }
+
+    fn ascii(tag: u16, text: &str) -> Entry {
+        let mut data = text.as_bytes().to_vec();
+        data.push(0);
+        Entry { tag, typ: 2, count: data.len() as u64, data }
+    }
+}
+
+/// The bytes an IFD takes: its entries, next-IFD pointer and the values that do not fit in an entry
+/// (each starting on an even offset).
+fn ifd_size(entries: &[Entry], big: bool) -> u64 {
+    let (head, inline) = if big { (8 + 20 * entries.len() + 8, 8) } else { (2 + 12 * entries.len() + 4, 4) };
+    let outside: usize =
+        entries.iter().filter(|e| e.data.len() > inline).map(|e| e.data.len().next_multiple_of(2)).sum();
+    (head + outside) as u64
+}
+
+/// An IFD placed at `start`, with no next IFD (the SubIFDs are not in the main chain).
+fn serialize(entries: &[Entry], start: u64, big: bool) -> Vec<u8> {
+    let inline = if big { 8 } else { 4 };
+    let head = if big { 8 + 20 * entries.len() + 8 } else { 2 + 12 * entries.len() + 4 };
+    let mut out = Vec::with_capacity(ifd_size(entries, big) as usize);
+    let mut extra = Vec::new();
+    if big {
+        out.extend((entries.len() as u64).to_le_bytes());
+    } else {
+        out.extend((entries.len() as u16).to_le_bytes());
+    }
+    for e in entries {
+        out.extend(e.tag.to_le_bytes());
+        out.extend(e.typ.to_le_bytes());
+        if big {
+            out.extend(e.count.to_le_bytes());
+        } else {
+            out.extend((e.count as u32).to_le_bytes());
+        }
+        let mut field = vec![0u8; inline];
+        if e.data.len() <= inline {
+            field[..e.data.len()].copy_from_slice(&e.data);
+        } else {
+            let at = start + (head + extra.len()) as u64;
+            field.copy_from_slice(&if big {
+                at.to_le_bytes().to_vec()
+            } else {
+                (at as u32).to_le_bytes().to_vec()
+            });
+            extra.extend_from_slice(&e.data);
+            if extra.len() % 2 == 1 {
+                extra.push(0);
+            }
+        }
+        out.extend(field);
+    }
+    out.extend(vec![0u8; if big { 8 } else { 4 }]);
+    out.extend(extra);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ifd_sizes_match_their_bytes() {
+        for big in [false, true] {
+            let entries = vec![
+                Entry::shorts(258, &[8, 8, 8]),
+                Entry::longs(256, &[5]),
+                Entry::ascii(270, "odd"),
+                Entry::offsets(324, &[1, 2, 3], big),
+            ];
+            assert_eq!(serialize(&entries, 100, big).len() as u64, ifd_size(&entries, big));
+        }
+    }
+
+    #[test]
+    fn the_ome_xml_names_sizes_type_and_physical_size() {
+        let xml = ome_xml(30, 20, OmeSamples::F32, Some((0.25, 0.5)));
+        assert!(xml.contains("Type=\"float\" SizeX=\"30\" SizeY=\"20\" SizeC=\"1\""), "{xml}");
+        assert!(
+            xml.contains("PhysicalSizeX=\"0.25\" PhysicalSizeXUnit=\"µm\" PhysicalSizeY=\"0.5\""),
+            "{xml}"
+        );
+        let rgb = ome_xml(3, 2, OmeSamples::U8 { channels: 3, rule: Reduction::Mean }, None);
+        assert!(rgb.contains("Type=\"uint8\"") && rgb.contains("SizeC=\"3\"") && !rgb.contains("Physical"));
+    }
+}
