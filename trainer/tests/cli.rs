@@ -814,3 +814,31 @@ fn outputs_through_symbolic_links_are_written_through() {
     assert!(std::fs::symlink_metadata(&model).unwrap().file_type().is_symlink());
     assert!(real.join("model.onnx").metadata().unwrap().len() > 10_000);
 }
+
+/// Issue 22, item 8: an image and a mask that a viewer shows turned differently (EXIF orientation) are
+/// refused: training pairs stored pixels, which would not be the pair the person sees.
+#[test]
+fn an_image_and_mask_of_different_orientations_are_refused() {
+    use imaging::sink::{ImageFormat, PixelKind, RowSink, SinkOptions};
+    use imaging::source::Orientation;
+    let dir = tempfile::tempdir().unwrap();
+    let (img, mask) = write_pair(dir.path(), 40, 36);
+    // The same pixels, tagged as turned 90 degrees clockwise.
+    let rotated = |from: &Path, name: &str, pixel: PixelKind, gray: bool| -> PathBuf {
+        let decoded = image::open(from).unwrap();
+        let bytes = if gray { decoded.to_luma8().into_raw() } else { decoded.to_rgb8().into_raw() };
+        let path = dir.path().join(name);
+        let options = SinkOptions { orientation: Orientation::Rotate90, ..SinkOptions::default() };
+        let mut sink = RowSink::image_with(&path, ImageFormat::Png, pixel, 40, 36, options).unwrap();
+        sink.write_pixels(&bytes).unwrap();
+        sink.finish().unwrap();
+        path
+    };
+    let img6 = rotated(&img, "image6.png", PixelKind::Rgb8, false);
+    let mask6 = rotated(&mask, "mask6.png", PixelKind::Gray8, true);
+    let quick = ["--iterations", "2", "--batch", "2", "--crop", "16"];
+    let o = train(&img6, &mask, &dir.path().join("a"), &quick);
+    assert_clean_failure(&o, &["--mask", "EXIF orientation 6", "EXIF orientation 1", "same orientation"]);
+    let o = train(&img6, &mask6, &dir.path().join("b"), &quick);
+    assert!(o.status.success(), "{}", stderr(&o));
+}

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use imaging::files::{self, InputFileError};
-use imaging::source::{Channels, ImageSource};
+use imaging::source::{Channels, ImageSource, Orientation};
 
 use super::TrainingImage;
 
@@ -30,6 +30,11 @@ pub enum DataError {
     SizeMismatch { what: String, path: PathBuf, image_w: usize, image_h: usize, mask_w: usize, mask_h: usize },
     #[error("{what} {path}: {source}")]
     Mask { what: String, path: PathBuf, source: MaskError },
+    #[error(
+        "{what} {path}: the image has {image} but the mask {mask}: training pairs the \
+         stored pixels, which would not match the pair you see; save both with the same orientation"
+    )]
+    Orientation { what: String, path: PathBuf, image: String, mask: String },
     #[error("{what} {path}: the image is {width}x{height}: training needs at least 2x2 pixels")]
     TooSmall { what: String, path: PathBuf, width: usize, height: usize },
     #[error("--data {dir}: {reason}")]
@@ -164,7 +169,7 @@ fn name_of(path: &Path) -> String {
 /// Reads an image file through the shared readers (format recognised by content, converted as
 /// `imaging::source` documents), refusing what would hang (not a regular file), exhaust memory (over
 /// [`MAX_IMAGE_PIXELS`]) or silently invent pixels (a truncated file). Returns width, height and pixels.
-pub fn read_image(path: &Path, what: &str, channels: Channels) -> Result<(usize, usize, Vec<u8>), DataError> {
+pub fn read_image(path: &Path, what: &str, channels: Channels) -> Result<ReadImage, DataError> {
     let unreadable =
         |reason: String| DataError::Unreadable { what: what.to_string(), path: path.to_path_buf(), reason };
     files::regular_file_size(path).map_err(|reason| DataError::NotAFile {
@@ -185,16 +190,37 @@ pub fn read_image(path: &Path, what: &str, channels: Channels) -> Result<(usize,
             limit: MAX_IMAGE_PIXELS,
         });
     }
-    let data = source.read_all().map_err(|e| unreadable(e.to_string()))?;
-    Ok((width, height, data))
+    let orientation = source.orientation();
+    let pixels = source.read_all().map_err(|e| unreadable(e.to_string()))?;
+    Ok(ReadImage { width, height, pixels, orientation })
+}
+
+/// An image file's stored pixels and the EXIF orientation a viewer shows them in.
+pub struct ReadImage {
+    pub width: usize,
+    pub height: usize,
+    pub pixels: Vec<u8>,
+    pub orientation: Orientation,
 }
 
 /// Loads an image (converted to 8-bit RGB) and its mask (converted to 8-bit gray; pixels > 127 are
 /// foreground) and checks that they fit together. Errors name the flag and file.
 pub fn load_pair(source: &PairSource) -> Result<TrainingImage, DataError> {
     let (ip, mp) = (&source.image, &source.mask);
-    let (width, height, rgb) = read_image(ip, &source.image_flag, Channels::Rgb)?;
-    let (mask_w, mask_h, gray) = read_image(mp, &source.mask_flag, Channels::Gray)?;
+    let image = read_image(ip, &source.image_flag, Channels::Rgb)?;
+    let mask = read_image(mp, &source.mask_flag, Channels::Gray)?;
+    // Training pairs stored pixels; a viewer shows each file turned by its own orientation tag, so two
+    // different tags mean the pair the person sees is not the pair training would use.
+    if image.orientation != mask.orientation {
+        return Err(DataError::Orientation {
+            what: source.mask_flag.clone(),
+            path: mp.clone(),
+            image: image.orientation.to_string(),
+            mask: mask.orientation.to_string(),
+        });
+    }
+    let (width, height, rgb) = (image.width, image.height, image.pixels);
+    let (mask_w, mask_h, gray) = (mask.width, mask.height, mask.pixels);
     if (width, height) != (mask_w, mask_h) {
         return Err(DataError::SizeMismatch {
             what: source.mask_flag.clone(),
