@@ -13,6 +13,12 @@ default:
 setup:
     bash scripts/setup/setup.sh
 
+# The runner's readers against third-party readers (in .venv-slides): every TIFF fixture (tifffile), the
+# OpenSlide fixtures (openslide-python), the OME-Zarr fixtures (zarr-python), predicted by the runner and by
+# onnxruntime on the pixels those decode; OME-TIFF outputs through check_ome_tiff.py and OpenSlide. CI runs it.
+check-slides: setup
+    bash scripts/checks/check_slides.sh
+
 # Train on data/conifer into models/ (3000 iterations of 4 x 128^2 crops, Adam 1e-3 constant, no augmentation:
 # on this image the cosine decay and augmentation both lowered the held-out IoU, see docs/training.md)
 train *ARGS:
