@@ -17,6 +17,7 @@
 //! and its 2x reductions ([`crate::pyramid`]) as SubIFDs, written as the rows stream in.
 
 pub mod ome_tiff;
+pub mod ome_zarr;
 
 use std::fs::File;
 use std::io::{BufWriter, Write};

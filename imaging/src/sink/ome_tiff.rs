@@ -35,14 +35,14 @@ pub enum OmeSamples {
 }
 
 impl OmeSamples {
-    fn channels(self) -> usize {
+    pub fn channels(self) -> usize {
         match self {
             OmeSamples::U8 { channels, .. } => channels,
             OmeSamples::F32 => 1,
         }
     }
 
-    fn pixel_bytes(self) -> usize {
+    pub fn pixel_bytes(self) -> usize {
         match self {
             OmeSamples::U8 { channels, .. } => channels,
             OmeSamples::F32 => 4,
@@ -457,7 +457,7 @@ impl OmeTiffThread {
 }
 
 /// One row of the next level from `top` and `bottom` (rows of `width` pixels, bytes as stored).
-fn reduce(samples: OmeSamples, width: usize, top: &[u8], bottom: Option<&[u8]>) -> Vec<u8> {
+pub(super) fn reduce(samples: OmeSamples, width: usize, top: &[u8], bottom: Option<&[u8]>) -> Vec<u8> {
     match samples {
         OmeSamples::U8 { channels, rule } => {
             let mut out = Vec::with_capacity(width.div_ceil(2) * channels);
