@@ -442,6 +442,50 @@ impl OutputSet {
         Ok(temporary)
     }
 
+    /// Checks the output `path` (given as `flag`) of an OME-Zarr store (a directory, `.ome.zarr`) and returns
+    /// the path itself: the store's writer ([`crate::sink::ome_zarr`]) builds it under a temporary directory
+    /// and swaps it in when it finishes, so the set neither creates a temporary for it nor renames it at
+    /// [`OutputSet::commit`]. Refused, as [`OutputSet::add`] refuses them: an input, an earlier output, a
+    /// missing folder; and anything at the path that is not an OME-Zarr store.
+    pub fn add_store(&mut self, flag: &str, path: &Path) -> Result<PathBuf, FileError> {
+        let err_path = || (flag.to_string(), path.to_path_buf());
+        let target = resolve_links(path).map_err(|e| {
+            let (flag, path) = err_path();
+            FileError::BadLink { flag, path, reason: io_reason(&e) }
+        })?;
+        let Some(name) = target.file_name().map(|n| n.to_string_lossy().into_owned()) else {
+            let (flag, path) = err_path();
+            return Err(FileError::NoFileName { flag, path, example: "out/mask.ome.zarr" });
+        };
+        let folder = folder_of(&target);
+        if fs::metadata(&target).is_ok() && !crate::source::is_ome_zarr(&target) {
+            let (flag, path) = err_path();
+            return Err(FileError::Unwritable {
+                flag,
+                path,
+                folder,
+                reason: "something that is not an OME-Zarr store is there; refusing to replace it".into(),
+            });
+        }
+        if !fs::metadata(&folder).map(|m| m.is_dir()).unwrap_or(false) {
+            let (flag, path) = err_path();
+            return Err(FileError::MissingFolder { flag, path, folder });
+        }
+        let canonical_folder = fs::canonicalize(&folder).unwrap_or_else(|_| folder.clone());
+        let identity = Identity { canonical: canonical_folder.join(&name), device_inode: None };
+        self.check_distinct(flag, path, &identity)?;
+        self.outputs.push(Output {
+            flag: flag.to_string(),
+            given: path.to_path_buf(),
+            target: target.clone(),
+            written: target.clone(),
+            direct: true,
+            folder,
+            identity,
+        });
+        Ok(target)
+    }
+
     /// Refuses an output that is an input or an earlier output.
     fn check_distinct(&self, flag: &str, path: &Path, identity: &Identity) -> Result<(), FileError> {
         if let Some(input) = self.inputs.iter().find(|i| i.identity.same_file(identity)) {

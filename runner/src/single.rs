@@ -86,7 +86,13 @@ pub fn predict_single(
     finals.extend(request.overlay.as_deref().zip(overlay_format));
     finals.extend(request.errors.as_deref().zip(errors_format));
     opened.check_outputs(&finals)?;
-    let mut add = |flag: &str, path: &Path| files.add(flag, path).map_err(PipelineError::from);
+    let mut add = |flag: &str, path: &Path| {
+        if imaging::sink::ome_zarr::is_ome_zarr_path(path) {
+            files.add_store(flag, path).map_err(PipelineError::from)
+        } else {
+            files.add(flag, path).map_err(PipelineError::from)
+        }
+    };
     let destinations = Destinations {
         mask: Destination::new(add("--output", &request.output)?, mask_format),
         probabilities: match (&request.probabilities, probability_format) {

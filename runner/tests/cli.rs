@@ -219,7 +219,11 @@ fn mask_of_another_size() {
 fn unsupported_output_extension() {
     let ws = Workspace::new();
     let out = ws.predict(&["--output", "pred.bmp"]);
-    assert_clean_failure(&ws, &out, "use a file name ending in .png, .tif, .tiff, .ome.tif, .jpg or .jpeg");
+    assert_clean_failure(
+        &ws,
+        &out,
+        "use a file name ending in .png, .tif, .tiff, .ome.tif, .ome.zarr, .jpg or .jpeg",
+    );
     let out = ws.predict(&["--output", "pred.png", "--overlay", "over.gif"]);
     assert_clean_failure(&ws, &out, "over.gif: unsupported image format");
 }
@@ -296,6 +300,59 @@ fn tiff_floats(path: &Path) -> Vec<f32> {
         tiff::decoder::DecodingResult::F32(values) => values,
         _ => panic!("{}: not float32", path.display()),
     }
+}
+
+#[test]
+fn ome_zarr_outputs_hold_the_plain_outputs_at_level_0() {
+    use imaging::source::{Channels, ImageSource};
+    let ws = Workspace::new();
+    let (w, h) = (1100, 90);
+    let rgb = common::Rng::new(7).image(h, w);
+    image::RgbImage::from_raw(w as u32, h as u32, rgb).unwrap().save(ws.path("big.png")).unwrap();
+    let base = ["--model", "model.onnx", "--image", "big.png", "--tile", "256"];
+    for (mask, probabilities, overlay) in
+        [("m.ome.zarr", "p.ome.zarr", "o.ome.zarr"), ("m.png", "p.npy", "o.png")]
+    {
+        // Twice for the stores: the second run replaces the first.
+        for _ in 0..2 {
+            let out = ws.predict_with(
+                &base,
+                &["--output", mask, "--probabilities", probabilities, "--overlay", overlay],
+            );
+            assert!(out.status.success(), "stderr: {}", String::from_utf8_lossy(&out.stderr));
+        }
+    }
+    for (store, plain, channels) in
+        [("m.ome.zarr", "m.png", Channels::Gray), ("o.ome.zarr", "o.png", Channels::Rgb)]
+    {
+        let sizes: Vec<_> =
+            ImageSource::levels(&ws.path(store)).unwrap().iter().map(|l| (l.width, l.height)).collect();
+        assert_eq!(sizes, [(1100, 90), (550, 45)], "{store}");
+        let read = |name: &str| ImageSource::open(&ws.path(name), channels).unwrap().read_all().unwrap();
+        assert!(read(store) == read(plain), "{store}: level 0 differs from {plain}");
+    }
+    let npy = std::fs::read(ws.path("p.npy")).unwrap();
+    let header = imaging::sink::npy_header(h, w).len();
+    let plain: Vec<f32> =
+        npy[header..].chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect();
+    let mut stored = vec![0f32; w * h];
+    for cx in 0..3 {
+        let bytes = std::fs::read(ws.path(&format!("p.ome.zarr/0/0.{cx}"))).unwrap();
+        let chunk = zstd::bulk::decompress(&bytes, 4 * 512 * 512).unwrap();
+        for y in 0..h {
+            for x in 0..(w - cx * 512).min(512) {
+                let b = &chunk[4 * (y * 512 + x)..][..4];
+                stored[y * w + cx * 512 + x] = f32::from_le_bytes(b.try_into().unwrap());
+            }
+        }
+    }
+    assert!(stored == plain, "probabilities: level 0 differs from the .npy");
+    // A regular file at a store's path is refused and left as it was.
+    std::fs::write(ws.path("f.ome.zarr"), b"x").unwrap();
+    let refused = ws.predict_with(&base, &["--output", "f.ome.zarr"]);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("not an OME-Zarr store"));
+    assert_eq!(std::fs::read(ws.path("f.ome.zarr")).unwrap(), b"x");
 }
 
 #[test]

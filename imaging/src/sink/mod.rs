@@ -15,6 +15,10 @@
 //!
 //! A path ending in `.ome.tif` / `.ome.tiff` is a tiled, pyramidal OME-TIFF ([`ome_tiff`]): full resolution
 //! and its 2x reductions ([`crate::pyramid`]) as SubIFDs, written as the rows stream in.
+//!
+//! A path ending in `.ome.zarr` is an OME-Zarr store (a directory, NGFF 0.4, [`ome_zarr`]) with the same
+//! levels; the sink is given the final path (see [`crate::files::OutputSet::add_store`]) and the writer puts
+//! the store in place itself when it finishes.
 
 pub mod ome_tiff;
 pub mod ome_zarr;
@@ -29,6 +33,7 @@ use tiff::encoder::{TiffEncoder, TiffKind};
 
 use crate::pyramid::Reduction;
 use ome_tiff::{OmeSamples, OmeTiffThread, OmeTiffWriter};
+use ome_zarr::OmeZarrWriter;
 
 pub use crate::exif::Orientation;
 use tiff::tags::{CompressionMethod, Tag};
@@ -62,12 +67,17 @@ pub enum ImageFormat {
     Tiff,
     /// A tiled, pyramidal OME-TIFF (`.ome.tif`, `.ome.tiff`).
     OmeTiff,
+    /// An OME-Zarr store (`.ome.zarr`, a directory; [`ome_zarr`]).
+    OmeZarr,
 }
 
 impl ImageFormat {
     pub fn from_path(path: &Path) -> Result<ImageFormat, SinkError> {
         if is_ome_tiff(path) {
             return Ok(ImageFormat::OmeTiff);
+        }
+        if ome_zarr::is_ome_zarr_path(path) {
+            return Ok(ImageFormat::OmeZarr);
         }
         match extension(path).as_deref() {
             Some("png") => Ok(ImageFormat::Png),
@@ -76,7 +86,7 @@ impl ImageFormat {
             _ => Err(SinkError::Format {
                 path: path.to_path_buf(),
                 what: "image",
-                allowed: ".png, .tif, .tiff, .ome.tif, .jpg or .jpeg",
+                allowed: ".png, .tif, .tiff, .ome.tif, .ome.zarr, .jpg or .jpeg",
             }),
         }
     }
@@ -95,6 +105,7 @@ impl ImageFormat {
             ImageFormat::Jpeg => "jpg",
             ImageFormat::Tiff => "tif",
             ImageFormat::OmeTiff => "ome.tif",
+            ImageFormat::OmeZarr => "ome.zarr",
         }
     }
 }
@@ -106,6 +117,8 @@ pub enum ProbabilityFormat {
     Tiff,
     /// A tiled, pyramidal OME-TIFF of float32 (`.ome.tif`, `.ome.tiff`).
     OmeTiff,
+    /// An OME-Zarr store of float32 (`.ome.zarr`, a directory).
+    OmeZarr,
 }
 
 impl ProbabilityFormat {
@@ -113,13 +126,16 @@ impl ProbabilityFormat {
         if is_ome_tiff(path) {
             return Ok(ProbabilityFormat::OmeTiff);
         }
+        if ome_zarr::is_ome_zarr_path(path) {
+            return Ok(ProbabilityFormat::OmeZarr);
+        }
         match extension(path).as_deref() {
             Some("npy") => Ok(ProbabilityFormat::Npy),
             Some("tif" | "tiff") => Ok(ProbabilityFormat::Tiff),
             _ => Err(SinkError::Format {
                 path: path.to_path_buf(),
                 what: "probabilities",
-                allowed: ".npy, .tif, .tiff or .ome.tif",
+                allowed: ".npy, .tif, .tiff, .ome.tif or .ome.zarr",
             }),
         }
     }
@@ -346,6 +362,7 @@ enum Encoder {
     Png(Box<png::StreamWriter<'static, BufWriter<File>>>),
     Tiff(TiffWriter),
     OmeTiff(OmeTiffThread),
+    OmeZarr(Box<OmeZarrWriter>),
     /// Rows gathered for a whole-image encoder.
     Jpeg {
         file: BufWriter<File>,
@@ -401,8 +418,24 @@ impl RowSink {
         let SinkOptions { force_bigtiff, orientation, microns_per_pixel } = options;
         format.check_size(path, width, height)?;
         let write_error = |reason: String| SinkError::Write { path: path.to_path_buf(), reason };
-        let file = create(path)?;
         let row_len = width * pixel.bytes();
+        if format == ImageFormat::OmeZarr {
+            let samples = match pixel {
+                PixelKind::Gray8 => OmeSamples::U8 { channels: 1, rule: Reduction::Mask },
+                PixelKind::Rgb8 => OmeSamples::U8 { channels: 3, rule: Reduction::Mean },
+            };
+            let writer = OmeZarrWriter::create(path, width, height, samples, microns_per_pixel);
+            return Ok(RowSink {
+                path: path.to_path_buf(),
+                encoder: Encoder::OmeZarr(Box::new(writer.map_err(write_error)?)),
+                width,
+                height,
+                rows_written: 0,
+                row_len,
+                floats: false,
+            });
+        }
+        let file = create(path)?;
         let encoder = match format {
             ImageFormat::Png => {
                 let (w, h) = (to_u32(width, path)?, to_u32(height, path)?);
@@ -450,6 +483,7 @@ impl RowSink {
                 );
                 Encoder::OmeTiff(writer.and_then(OmeTiffWriter::spawn).map_err(write_error)?)
             }
+            ImageFormat::OmeZarr => unreachable!("returned above"),
             ImageFormat::Jpeg => {
                 let mut pixels = Vec::new();
                 pixels.try_reserve_exact(row_len * height).map_err(|_| {
@@ -494,6 +528,18 @@ impl RowSink {
     ) -> Result<RowSink, SinkError> {
         let SinkOptions { force_bigtiff, orientation, microns_per_pixel } = options;
         let write_error = |reason: String| SinkError::Write { path: path.to_path_buf(), reason };
+        if format == ProbabilityFormat::OmeZarr {
+            let writer = OmeZarrWriter::create(path, width, height, OmeSamples::F32, microns_per_pixel);
+            return Ok(RowSink {
+                path: path.to_path_buf(),
+                encoder: Encoder::OmeZarr(Box::new(writer.map_err(write_error)?)),
+                width,
+                height,
+                rows_written: 0,
+                row_len: width,
+                floats: true,
+            });
+        }
         let mut file = create(path)?;
         let encoder = match format {
             ProbabilityFormat::Npy => {
@@ -518,6 +564,7 @@ impl RowSink {
                 );
                 Encoder::OmeTiff(writer.and_then(OmeTiffWriter::spawn).map_err(write_error)?)
             }
+            ProbabilityFormat::OmeZarr => unreachable!("returned above"),
         };
         Ok(RowSink {
             path: path.to_path_buf(),
@@ -555,11 +602,12 @@ impl RowSink {
             Encoder::Png(stream) => stream.write_all(rows).map_err(|e| e.to_string()),
             Encoder::Tiff(writer) if !self.floats => writer.write(rows),
             Encoder::OmeTiff(writer) if !self.floats => writer.write_pixels(rows),
+            Encoder::OmeZarr(writer) if !self.floats => writer.write_pixels(rows),
             Encoder::Jpeg { pixels, .. } => {
                 pixels.extend_from_slice(rows);
                 Ok(())
             }
-            Encoder::Tiff(_) | Encoder::OmeTiff(_) | Encoder::Npy(_) => {
+            Encoder::Tiff(_) | Encoder::OmeTiff(_) | Encoder::OmeZarr(_) | Encoder::Npy(_) => {
                 Err("8-bit rows sent to a float output (a bug in the runner)".into())
             }
         };
@@ -588,6 +636,7 @@ impl RowSink {
                 writer.write(&bytes)
             }
             Encoder::OmeTiff(writer) if self.floats => writer.write_values(rows),
+            Encoder::OmeZarr(writer) if self.floats => writer.write_values(rows),
             _ => Err("float rows sent to an 8-bit output (a bug in the runner)".into()),
         };
         result.map_err(|reason| SinkError::Write { path: self.path.clone(), reason })
@@ -604,6 +653,7 @@ impl RowSink {
             Encoder::Png(stream) => stream.finish().map_err(|e| e.to_string()),
             Encoder::Tiff(writer) => writer.finish(),
             Encoder::OmeTiff(writer) => writer.finish(),
+            Encoder::OmeZarr(writer) => writer.finish(),
             Encoder::Jpeg { mut file, pixels, pixel, orientation } => {
                 use image::ImageEncoder;
                 let color = match pixel {
