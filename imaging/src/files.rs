@@ -724,4 +724,37 @@ mod tests {
         let left: Vec<_> = fs::read_dir(dir.path()).unwrap().collect();
         assert_eq!(left.len(), 1, "an uncommitted set removes its temporaries");
     }
+
+    #[test]
+    fn a_store_output_is_its_own_path_and_only_an_ome_zarr_store_may_be_there() {
+        use crate::pyramid::Reduction;
+        use crate::sink::ome_tiff::OmeSamples;
+        use crate::sink::ome_zarr::OmeZarrWriter;
+        let dir = tempfile::tempdir().unwrap();
+        let store = dir.path().join("m.ome.zarr");
+        let mut set = OutputSet::new(&[]).unwrap();
+        assert_eq!(set.add_store("--output", &store).unwrap(), store, "a new store");
+        let err = set.add_store("--overlay", &store).unwrap_err().to_string();
+        assert!(err.contains("--output"), "{err}");
+        drop(set);
+        assert!(!store.exists(), "the set creates nothing for a store");
+        let samples = OmeSamples::U8 { channels: 1, rule: Reduction::Mask };
+        let mut writer = OmeZarrWriter::create(&store, 2, 2, samples, None).unwrap();
+        writer.write_pixels(&[0, 255, 255, 0]).unwrap();
+        writer.finish().unwrap();
+        let mut set = OutputSet::new(&[]).unwrap();
+        assert_eq!(set.add_store("--output", &store).unwrap(), store, "an earlier store");
+        set.commit().unwrap();
+        assert!(crate::source::is_ome_zarr(&store), "commit leaves a store alone");
+        let file = dir.path().join("f.ome.zarr");
+        fs::write(&file, b"x").unwrap();
+        let folder = dir.path().join("d.ome.zarr");
+        fs::create_dir(&folder).unwrap();
+        for path in [&file, &folder] {
+            let err = OutputSet::new(&[]).unwrap().add_store("--output", path).unwrap_err().to_string();
+            assert!(err.contains("not an OME-Zarr store"), "{err}");
+        }
+        let err = OutputSet::new(&[]).unwrap().add_store("--output", &dir.path().join("no/m.ome.zarr"));
+        assert!(err.is_err());
+    }
 }
