@@ -93,18 +93,75 @@ pub fn ome_xml(
     )
 }
 
-/// One level being filled.
-struct Level {
-    width: usize,
-    height: usize,
+/// What every streamed pyramid writer keeps of one level: its size, the rows received, the band of rows
+/// being filled (one row of tiles or chunks), and a row waiting for the row below it.
+pub(super) struct LevelRows {
+    pub width: usize,
+    pub height: usize,
     /// Rows received so far.
-    rows: usize,
-    /// The rows of the tile row being filled.
-    band: Vec<u8>,
+    pub rows: usize,
+    /// The rows of the tile or chunk row being filled, as stored.
+    pub band: Vec<u8>,
     /// A row waiting for the row below it, to be reduced into the next level.
     pending: Option<Vec<u8>>,
+}
+
+impl LevelRows {
+    pub fn new(width: usize, height: usize) -> LevelRows {
+        LevelRows { width, height, rows: 0, band: Vec::new(), pending: None }
+    }
+}
+
+/// Adds `row` to the first of `levels` and the rows it completes to the levels below (every two rows of a
+/// level reduce to one row of the next). A level's band goes to `flush(i, level)` when it holds `band_rows`
+/// rows or the level's last row; `flush` writes it out and empties it.
+pub(super) fn push_level_row<L: AsMut<LevelRows>>(
+    levels: &mut [L],
+    samples: OmeSamples,
+    band_rows: usize,
+    mut row: Vec<u8>,
+    mut flush: impl FnMut(usize, &mut L) -> Result<(), String>,
+) -> Result<(), String> {
+    let count = levels.len();
+    for (i, level) in levels.iter_mut().enumerate() {
+        let fill = level.as_mut();
+        if fill.rows == fill.height {
+            return Err("more rows than the image has (a bug in the runner)".into());
+        }
+        fill.band.extend_from_slice(&row);
+        fill.rows += 1;
+        let last = fill.rows == fill.height;
+        if last || fill.band.len() == band_rows * fill.width * samples.pixel_bytes() {
+            flush(i, level)?;
+        }
+        if i + 1 == count {
+            break;
+        }
+        let fill = level.as_mut();
+        let (top, bottom) = match fill.pending.take() {
+            None if !last => {
+                fill.pending = Some(row);
+                return Ok(());
+            }
+            Some(top) => (top, Some(row)),
+            None => (row, None),
+        };
+        row = reduce(samples, fill.width, &top, bottom.as_deref());
+    }
+    Ok(())
+}
+
+/// One level being filled, with the offsets and sizes of its tiles.
+struct Level {
+    fill: LevelRows,
     offsets: Vec<u64>,
     counts: Vec<u64>,
+}
+
+impl AsMut<LevelRows> for Level {
+    fn as_mut(&mut self) -> &mut LevelRows {
+        &mut self.fill
+    }
 }
 
 /// An OME-TIFF being written.
@@ -153,11 +210,7 @@ impl OmeTiffWriter {
         let levels = sizes
             .into_iter()
             .map(|(width, height)| Level {
-                width,
-                height,
-                rows: 0,
-                band: Vec::new(),
-                pending: None,
+                fill: LevelRows::new(width, height),
                 offsets: Vec::new(),
                 counts: Vec::new(),
             })
@@ -177,7 +230,7 @@ impl OmeTiffWriter {
 
     /// The sizes of the levels, full resolution first.
     pub fn level_sizes(&self) -> Vec<(usize, usize)> {
-        self.levels.iter().map(|l| (l.width, l.height)).collect()
+        self.levels.iter().map(|l| (l.fill.width, l.fill.height)).collect()
     }
 
     /// Writes whole rows of 8-bit pixels.
@@ -190,7 +243,7 @@ impl OmeTiffWriter {
 
     /// Writes whole rows as stored (float32: little-endian bytes).
     fn write_stored(&mut self, rows: &[u8]) -> Result<(), String> {
-        let row_bytes = self.levels[0].width * self.samples.pixel_bytes();
+        let row_bytes = self.levels[0].fill.width * self.samples.pixel_bytes();
         for row in rows.chunks_exact(row_bytes) {
             self.push_row(row.to_vec())?;
         }
@@ -202,7 +255,7 @@ impl OmeTiffWriter {
         if !matches!(self.samples, OmeSamples::F32) {
             return Err("float rows sent to an 8-bit output (a bug in the runner)".into());
         }
-        let width = self.levels[0].width;
+        let width = self.levels[0].fill.width;
         for row in rows.chunks_exact(width) {
             self.push_row(row.iter().flat_map(|v| v.to_le_bytes()).collect())?;
         }
@@ -212,7 +265,7 @@ impl OmeTiffWriter {
     /// Moves the writer onto a thread of its own, so that reductions and compression run while the caller
     /// goes on (the runner: prediction).
     pub fn spawn(self) -> Result<OmeTiffThread, String> {
-        let row_bytes = self.levels[0].width * self.samples.pixel_bytes();
+        let row_bytes = self.levels[0].fill.width * self.samples.pixel_bytes();
         let samples = self.samples;
         let (sender, receiver) = mpsc::sync_channel::<Vec<u8>>(2);
         let thread = std::thread::Builder::new()
@@ -235,41 +288,18 @@ impl OmeTiffWriter {
     }
 
     /// Adds one row to level 0, and the rows it completes to the levels below.
-    fn push_row(&mut self, mut row: Vec<u8>) -> Result<(), String> {
-        let count = self.levels.len();
-        for i in 0..count {
-            let level = &mut self.levels[i];
-            if level.rows == level.height {
-                return Err("more rows than the image has (a bug in the runner)".into());
-            }
-            level.band.extend_from_slice(&row);
-            level.rows += 1;
-            let last = level.rows == level.height;
-            let row_bytes = level.width * self.samples.pixel_bytes();
-            if last || level.band.len() == TILE * row_bytes {
-                self.write_tile_row(i)?;
-            }
-            if i + 1 == count {
-                break;
-            }
-            let level = &mut self.levels[i];
-            let (top, bottom) = match level.pending.take() {
-                None if !last => {
-                    level.pending = Some(row);
-                    return Ok(());
-                }
-                Some(top) => (top, Some(row)),
-                None => (row, None),
-            };
-            row = reduce(self.samples, level.width, &top, bottom.as_deref());
-        }
-        Ok(())
+    fn push_row(&mut self, row: Vec<u8>) -> Result<(), String> {
+        let mut levels = std::mem::take(&mut self.levels);
+        let pushed =
+            push_level_row(&mut levels, self.samples, TILE, row, |_, level| self.write_tile_row(level));
+        self.levels = levels;
+        pushed
     }
 
     /// Compresses and writes the tiles of level `i`'s band (padded to whole tiles), then empties the band.
-    fn write_tile_row(&mut self, i: usize) -> Result<(), String> {
+    fn write_tile_row(&mut self, level: &mut Level) -> Result<(), String> {
         let pixel = self.samples.pixel_bytes();
-        let Level { width, band, offsets, counts, .. } = &mut self.levels[i];
+        let Level { fill: LevelRows { width, band, .. }, offsets, counts } = level;
         let row_bytes = *width * pixel;
         let rows = band.len() / row_bytes;
         let tile_row_bytes = TILE * pixel;
@@ -306,8 +336,10 @@ impl OmeTiffWriter {
 
     /// Writes the IFDs (every row must have been written), patches the header and flushes the file.
     pub fn finish(mut self) -> Result<(), String> {
-        if let Some(level) = self.levels.iter().find(|l| l.rows != l.height) {
-            return Err(format!("only {} of {} rows were written", level.rows, level.height));
+        if let Some(LevelRows { rows, height, .. }) =
+            self.levels.iter().map(|l| &l.fill).find(|l| l.rows != l.height)
+        {
+            return Err(format!("only {rows} of {height} rows were written"));
         }
         let error = |e: std::io::Error| e.to_string();
         if self.pos % 2 == 1 {
@@ -354,8 +386,8 @@ impl OmeTiffWriter {
         };
         let mut entries = vec![
             Entry::longs(254, &[u32::from(i > 0)]),
-            Entry::longs(256, &[level.width as u32]),
-            Entry::longs(257, &[level.height as u32]),
+            Entry::longs(256, &[level.fill.width as u32]),
+            Entry::longs(257, &[level.fill.height as u32]),
             Entry::shorts(258, &vec![bits; channels]),
             Entry::shorts(259, &[8]),
             Entry::shorts(262, &[if channels == 3 { 2 } else { 1 }]),

@@ -18,7 +18,7 @@ use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use super::ome_tiff::{reduce, OmeSamples};
+use super::ome_tiff::{push_level_row, LevelRows, OmeSamples};
 use crate::files::{host_name, temporary_path};
 use crate::pyramid;
 
@@ -92,18 +92,17 @@ pub fn zattrs(levels: usize, samples: OmeSamples, microns_per_pixel: Option<(f64
     serde_json::to_string_pretty(&attrs).unwrap_or_default() + "\n"
 }
 
-/// One level being filled.
+/// One level being filled, with the index of its chunk row.
 struct Level {
-    width: usize,
-    height: usize,
-    /// Rows received so far.
-    rows: usize,
-    /// The rows of the chunk row being filled (pixels as stored: interleaved, float32 little-endian).
-    band: Vec<u8>,
-    /// A row waiting for the row below it, to be reduced into the next level.
-    pending: Option<Vec<u8>>,
+    fill: LevelRows,
     /// The index of the chunk row being filled.
     chunk_row: usize,
+}
+
+impl AsMut<LevelRows> for Level {
+    fn as_mut(&mut self) -> &mut LevelRows {
+        &mut self.fill
+    }
 }
 
 /// An OME-Zarr store being written; see the module docs.
@@ -153,14 +152,7 @@ impl OmeZarrWriter {
         fs::create_dir(&dir).map_err(|e| format!("{e}; check that its folder exists and is writable"))?;
         let levels: Vec<Level> = pyramid::level_sizes(width, height)
             .into_iter()
-            .map(|(width, height)| Level {
-                width,
-                height,
-                rows: 0,
-                band: Vec::new(),
-                pending: None,
-                chunk_row: 0,
-            })
+            .map(|(width, height)| Level { fill: LevelRows::new(width, height), chunk_row: 0 })
             .collect();
         let writer = OmeZarrWriter {
             target: target.to_path_buf(),
@@ -176,14 +168,17 @@ impl OmeZarrWriter {
         for (i, level) in writer.levels.iter().enumerate() {
             let folder = writer.dir.join(i.to_string());
             fs::create_dir(&folder).map_err(|e| format!("cannot create {}: {e}", folder.display()))?;
-            write_file(&folder.join(".zarray"), zarray(level.width, level.height, samples).as_bytes())?;
+            write_file(
+                &folder.join(".zarray"),
+                zarray(level.fill.width, level.fill.height, samples).as_bytes(),
+            )?;
         }
         Ok(writer)
     }
 
     /// The sizes of the levels, full resolution first.
     pub fn level_sizes(&self) -> Vec<(usize, usize)> {
-        self.levels.iter().map(|l| (l.width, l.height)).collect()
+        self.levels.iter().map(|l| (l.fill.width, l.fill.height)).collect()
     }
 
     /// Writes whole rows of 8-bit pixels (interleaved when RGB).
@@ -191,7 +186,7 @@ impl OmeZarrWriter {
         if matches!(self.samples, OmeSamples::F32) {
             return Err("8-bit rows sent to a float output (a bug in the runner)".into());
         }
-        let row_bytes = self.levels[0].width * self.samples.pixel_bytes();
+        let row_bytes = self.levels[0].fill.width * self.samples.pixel_bytes();
         if !rows.len().is_multiple_of(row_bytes) {
             return Err("a partial row (a bug in the runner)".into());
         }
@@ -206,7 +201,7 @@ impl OmeZarrWriter {
         if !matches!(self.samples, OmeSamples::F32) {
             return Err("float rows sent to an 8-bit output (a bug in the runner)".into());
         }
-        let width = self.levels[0].width;
+        let width = self.levels[0].fill.width;
         if !rows.len().is_multiple_of(width) {
             return Err("a partial row (a bug in the runner)".into());
         }
@@ -217,43 +212,20 @@ impl OmeZarrWriter {
     }
 
     /// Adds one row to level 0, and the rows it completes to the levels below.
-    fn push_row(&mut self, mut row: Vec<u8>) -> Result<(), String> {
-        let count = self.levels.len();
-        for i in 0..count {
-            let level = &mut self.levels[i];
-            if level.rows == level.height {
-                return Err("more rows than the image has (a bug in the runner)".into());
-            }
-            level.band.extend_from_slice(&row);
-            level.rows += 1;
-            let last = level.rows == level.height;
-            let row_bytes = level.width * self.samples.pixel_bytes();
-            if last || level.band.len() == CHUNK * row_bytes {
-                self.write_chunk_row(i)?;
-            }
-            if i + 1 == count {
-                break;
-            }
-            let level = &mut self.levels[i];
-            let (top, bottom) = match level.pending.take() {
-                None if !last => {
-                    level.pending = Some(row);
-                    return Ok(());
-                }
-                Some(top) => (top, Some(row)),
-                None => (row, None),
-            };
-            row = reduce(self.samples, level.width, &top, bottom.as_deref());
-        }
-        Ok(())
+    fn push_row(&mut self, row: Vec<u8>) -> Result<(), String> {
+        let mut levels = std::mem::take(&mut self.levels);
+        let pushed =
+            push_level_row(&mut levels, self.samples, CHUNK, row, |i, level| self.write_chunk_row(i, level));
+        self.levels = levels;
+        pushed
     }
 
     /// Compresses and writes the chunks of level `i`'s band (padded with 0 to whole chunks), then empties
     /// the band.
-    fn write_chunk_row(&mut self, i: usize) -> Result<(), String> {
+    fn write_chunk_row(&mut self, i: usize, level: &mut Level) -> Result<(), String> {
         let channels = self.samples.channels();
         let sample = self.samples.pixel_bytes() / channels;
-        let Level { width, band, chunk_row, .. } = &mut self.levels[i];
+        let Level { fill: LevelRows { width, band, .. }, chunk_row } = level;
         let pixel = sample * channels;
         let row_bytes = *width * pixel;
         let rows = band.len() / row_bytes;
@@ -286,8 +258,10 @@ impl OmeZarrWriter {
 
     /// Writes `.zattrs` (every row must have been written) and puts the store in place.
     pub fn finish(mut self) -> Result<(), String> {
-        if let Some(level) = self.levels.iter().find(|l| l.rows != l.height) {
-            return Err(format!("only {} of {} rows were written", level.rows, level.height));
+        if let Some(LevelRows { rows, height, .. }) =
+            self.levels.iter().map(|l| &l.fill).find(|l| l.rows != l.height)
+        {
+            return Err(format!("only {rows} of {height} rows were written"));
         }
         let attrs = zattrs(self.levels.len(), self.samples, self.microns_per_pixel);
         write_file(&self.dir.join(".zattrs"), attrs.as_bytes())?;
