@@ -7,7 +7,7 @@
 //!   its centre, in level-0 coordinates, is inside the polygon (see [`raster`] for the exact edge rule).
 //! - [`labels`]: classes to training labels (foreground, background, unlabelled) for a window.
 //! - [`trace`]: a predicted mask, row by row, back into polygons (one per 8-connected region, with its
-//!   holes); [`write`]: those polygons as GeoJSON that QuPath's "Import objects" reads.
+//!   holes); [`write`](mod@write): those polygons as GeoJSON that QuPath's "Import objects" reads.
 //!
 //! Coordinates are level-0 pixels with the origin at the top-left corner of the image (QuPath's
 //! convention); x grows to the right, y down.
