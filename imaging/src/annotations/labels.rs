@@ -76,8 +76,14 @@ impl Labeller {
             Unannotated::Background => BACKGROUND,
         });
         let mut scratch = Scratch::default();
+        let (right, bottom) = (window.left + window.width, window.top + window.height);
         for (annotations, value) in [(&self.background, BACKGROUND), (&self.foreground, FOREGROUND)] {
             for a in annotations {
+                // The box first: a slide may hold thousands of annotations, few of them in one crop.
+                let Some(b) = a.bounds.pixels(scale, right, bottom) else { continue };
+                if b.left + b.width <= window.left || b.top + b.height <= window.top {
+                    continue;
+                }
                 for p in &a.polygons {
                     paint(p, window, scale, &mut scratch, out, value);
                 }

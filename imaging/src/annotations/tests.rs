@@ -321,3 +321,60 @@ fn labels_foreground_wins_and_unannotated_follows_the_flag() {
     let e = Labeller::new(&a, &["Tumour".to_owned()], Unannotated::Unlabelled).unwrap_err().to_string();
     assert_eq!(e, "no annotation has a foreground class (\"Tumour\"); the file's classes are unclassified, \"Stroma\", \"Tumor\"; pass --foreground-class with one of them");
 }
+
+#[test]
+fn labels_of_many_annotations_equal_one_rasterisation_per_class() {
+    // Many small annotations over a large level-0 area, read at level 1 in windows: the box prefilter must
+    // not change a label.
+    let mut rng = Lcg(19);
+    let mut features = Vec::new();
+    for i in 0..60 {
+        let (x, y) = (rng.unit() * 380.0, rng.unit() * 280.0);
+        let s = 4.0 + rng.unit() * 30.0;
+        let class = if i % 3 == 0 { "\"Tumor\"" } else { "\"Stroma\"" };
+        features.push(format!(
+            r#"{{"type": "Feature", "geometry": {{"type": "Polygon", "coordinates": [[[{x}, {y}], [{}, {y}], [{}, {}], [{x}, {}]]]}}, "properties": {{"classification": {{"name": {class}}}}}}}"#,
+            x + s,
+            x + s * 0.7,
+            y + s,
+            y + s * 0.8
+        ));
+    }
+    let text = format!(r#"{{"type": "FeatureCollection", "features": [{}]}}"#, features.join(","));
+    let a = parse(&text).unwrap();
+    let labeller = Labeller::new(&a, &["Tumor".to_owned()], Unannotated::Unlabelled).unwrap();
+    let scale = (2.0, 2.0);
+    let polygons = |class: &str| -> Vec<Polygon> {
+        a.items
+            .iter()
+            .filter(|x| x.class.as_deref() == Some(class))
+            .flat_map(|x| x.polygons.clone())
+            .collect()
+    };
+    let (fg, bg) = (polygons("Tumor"), polygons("Stroma"));
+    for _ in 0..20 {
+        let win = PixelBox {
+            left: rng.next() % 150,
+            top: rng.next() % 100,
+            width: 1 + rng.next() % 50,
+            height: 1 + rng.next() % 50,
+        };
+        let mut out = vec![0u8; (win.width * win.height) as usize];
+        labeller.fill(win, scale, &mut out);
+        let (f, b) = (rasterise(&fg, win, scale), rasterise(&bg, win, scale));
+        let expected: Vec<u8> = f
+            .iter()
+            .zip(&b)
+            .map(|(&f, &b)| {
+                if f == 1 {
+                    FOREGROUND
+                } else if b == 1 {
+                    BACKGROUND
+                } else {
+                    UNLABELLED
+                }
+            })
+            .collect();
+        assert_eq!(out, expected, "window {win:?}");
+    }
+}

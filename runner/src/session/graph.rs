@@ -101,3 +101,17 @@ pub fn foreground_class_of(classes: Option<&str>) -> String {
         .unwrap_or("foreground")
         .to_owned()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::foreground_class_of;
+
+    #[test]
+    fn the_foreground_class_is_the_second_name() {
+        assert_eq!(foreground_class_of(Some("background,foreground")), "foreground");
+        assert_eq!(foreground_class_of(Some("other, Lumen ")), "Lumen");
+        assert_eq!(foreground_class_of(Some("background")), "foreground");
+        assert_eq!(foreground_class_of(Some("background,")), "foreground");
+        assert_eq!(foreground_class_of(None), "foreground");
+    }
+}
