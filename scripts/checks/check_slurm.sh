@@ -7,7 +7,8 @@
 # same slide with a model that does not exist, whose finalize job must never run. Then every task must have
 # COMPLETED with exit 0, the folder's masks must equal an unsharded run's byte for byte, and the finalized
 # store every file of an unsharded run's store. The daemons it started are stopped by pid on exit, failure
-# included. Must run as root (slurmd starts the jobs). CHECK_SLURM_TIMEOUT (seconds, default 300) bounds the
+# included. The Kubernetes Jobs of scripts/k8s/ are only parsed and checked for the same split
+# (check_k8s_jobs.py). Must run as root (slurmd starts the jobs). CHECK_SLURM_TIMEOUT (seconds, default 300) bounds the
 # wait for the jobs; CHECK_SLURM_KEEP=1 keeps the temporary folder.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -45,6 +46,9 @@ if ! cmp -s "$requirements" "$venv/requirements.txt" 2>/dev/null; then
   "$venv/bin/python" -m pip install --quiet -r "$requirements"
   cp "$requirements" "$venv/requirements.txt"
 fi
+
+# The Kubernetes Jobs beside the Slurm scripts: their structure only, no cluster runs them here.
+"$venv/bin/python" scripts/checks/check_k8s_jobs.py scripts/k8s
 
 cargo build --release --quiet -p runner
 runner="$(cd "${CARGO_TARGET_DIR:-target}/release" && pwd)/runner"
