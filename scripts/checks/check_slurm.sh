@@ -202,6 +202,11 @@ folder_job=$(INPUT_DIR="$tmp/data/folder" OUTPUT_DIR="$tmp/out/folder_sharded" \
   sbatch --parsable "${logs[@]}" scripts/slurm/predict_folder.sbatch)
 folder_job=${folder_job%%;*}
 jobs_submitted+=("$folder_job")
+# (d) One share of the folder again once the array succeeded, as after a failed task: SHARES keeps N at 4.
+rerun_job=$(SHARES=4 INPUT_DIR="$tmp/data/folder" OUTPUT_DIR="$tmp/out/folder_sharded" \
+  sbatch --parsable "${logs[@]}" --array=2 --dependency="afterok:$folder_job" scripts/slurm/predict_folder.sbatch)
+rerun_job=${rerun_job%%;*}
+jobs_submitted+=("$rerun_job")
 # (b) The slide over a 4-task array, then finalize once all succeeded.
 mapfile -t slide_jobs < <(scripts/slurm/submit_slide.sh "$tmp/data/slide.png" "$tmp/out/slide_sharded.ome.zarr" \
   "${logs[@]}")
@@ -212,7 +217,7 @@ mapfile -t broken_jobs < <(MODEL="$tmp/missing.onnx" scripts/slurm/submit_slide.
   "$tmp/out/slide_broken.ome.zarr" "${logs[@]}")
 ((${#broken_jobs[@]} == 2)) || fail "submit_slide.sh printed ${#broken_jobs[@]} job ids, not 2: ${broken_jobs[*]}"
 jobs_submitted+=("${broken_jobs[@]}")
-say "submitted folder array $folder_job, slide array ${slide_jobs[0]} + finalize ${slide_jobs[1]}," \
+say "submitted folder array $folder_job + its share 2 again $rerun_job, slide array ${slide_jobs[0]} + finalize ${slide_jobs[1]}," \
   "failing slide array ${broken_jobs[0]} + finalize ${broken_jobs[1]}"
 
 started=$SECONDS
@@ -229,7 +234,7 @@ say "all jobs left the queue after $((SECONDS - started)) s"
 
 # "TASK STATE EXIT" for each job of an array (or the one job), from slurmctld's records.
 job_states() {
-  scontrol -o show job "$1" | sed -E 's/.*JobId=([0-9]+) .*JobState=([A-Z_]+) .*ExitCode=([0-9:]+).*/\1 \2 \3/' | sort
+  scontrol -o show job "$1" | sed -E 's/^JobId=([0-9]+) .* JobState=([A-Z_]+) .* ExitCode=([0-9:]+) .*/\1 \2 \3/' | sort
 }
 expect_states() { # JOB COUNT STATE EXIT WHAT
   local states
@@ -239,6 +244,7 @@ expect_states() { # JOB COUNT STATE EXIT WHAT
   return 0
 }
 expect_states "$folder_job" 4 COMPLETED 0:0 "folder array $folder_job"
+expect_states "$rerun_job" 1 COMPLETED 0:0 "share 2 of the folder again, $rerun_job"
 expect_states "${slide_jobs[0]}" 4 COMPLETED 0:0 "slide array ${slide_jobs[0]}"
 expect_states "${slide_jobs[1]}" 1 COMPLETED 0:0 "finalize job ${slide_jobs[1]}"
 expect_states "${broken_jobs[0]}" 4 FAILED 1:0 "failing slide array ${broken_jobs[0]}"
@@ -256,6 +262,10 @@ for job in "$folder_job" "${slide_jobs[0]}"; do
   [[ "$shares" == "share 0 of 4,share 1 of 4,share 2 of 4,share 3 of 4," ]] \
     || fail "array $job: expected shares 0 to 3 of 4 once each, the task logs say: $shares"
 done
+
+rerun_log="$tmp/logs/segmenter-folder-$(job_states "$rerun_job" | cut -d' ' -f1).out"
+grep -q "share 2 of 4" "$rerun_log" && grep -q "d_odd.png" "$rerun_log" \
+  || fail "the rerun of share 2 of 4 did not predict that share: $(tr '\n' ';' <"$rerun_log")"
 
 # The references: one unsharded run each, outside Slurm.
 "$runner" predict --quiet --model "$model" --input-dir "$tmp/data/folder" --output-dir "$tmp/out/folder_single" \
