@@ -51,13 +51,15 @@ fi
 "$venv/bin/python" scripts/checks/check_k8s_jobs.py scripts/k8s
 
 cargo build --release --quiet -p runner
-runner="$(cd "${CARGO_TARGET_DIR:-target}/release" && pwd)/runner"
 model="$repo/models/model.onnx"
 
 tmp="$(mktemp -d)"
 # munged refuses a socket in a folder others cannot traverse.
 chmod 755 "$tmp"
-mkdir -p "$tmp/munge" "$tmp/state" "$tmp/spool" "$tmp/logs" "$tmp/out"
+mkdir -p "$tmp/munge" "$tmp/state" "$tmp/spool" "$tmp/logs" "$tmp/out" "$tmp/bin"
+# One binary for every job and every reference run, even if a build replaces target/'s meanwhile.
+cp "${CARGO_TARGET_DIR:-target}/release/runner" "$tmp/bin/runner"
+runner="$tmp/bin/runner"
 daemons=() # "name:pid" of what this script started, stopped in reverse order
 jobs_submitted=()
 
@@ -264,8 +266,9 @@ for job in "$folder_job" "${slide_jobs[0]}"; do
 done
 
 rerun_log="$tmp/logs/segmenter-folder-$(job_states "$rerun_job" | cut -d' ' -f1).out"
-grep -q "share 2 of 4" "$rerun_log" && grep -q "d_odd.png" "$rerun_log" \
-  || fail "the rerun of share 2 of 4 did not predict that share: $(tr '\n' ';' <"$rerun_log")"
+if ! grep -q "share 2 of 4" "$rerun_log" || ! grep -q "d_odd.png" "$rerun_log"; then
+  fail "the rerun of share 2 of 4 did not predict that share: $(tr '\n' ';' <"$rerun_log")"
+fi
 
 # The references: one unsharded run each, outside Slurm.
 "$runner" predict --quiet --model "$model" --input-dir "$tmp/data/folder" --output-dir "$tmp/out/folder_single" \
