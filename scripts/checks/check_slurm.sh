@@ -1,15 +1,18 @@
 #!/usr/bin/env bash
 # `just check-slurm`: the job scripts of scripts/slurm/ on a real one-node Slurm cluster on this machine.
 # Installs Slurm and MUNGE from Debian when missing, starts munged, slurmctld and slurmd from a temporary
-# folder (own config, key, socket, ports and state; proctrack/linuxproc, task/none; nothing beyond localhost),
-# submits the scripts unchanged, paths through the environment: (a) a folder over a 4-task array, (b) one
-# slide over a 4-task array plus its finalize job (--dependency=afterok, through submit_slide.sh), and (c) the
-# same slide with a model that does not exist, whose finalize job must never run. Then every task must have
-# COMPLETED with exit 0, the folder's masks must equal an unsharded run's byte for byte, and the finalized
-# store every file of an unsharded run's store. The daemons it started are stopped by pid on exit, failure
-# included. The Kubernetes Jobs of scripts/k8s/ are only parsed and checked for the same split
-# (check_k8s_jobs.py). Must run as root (slurmd starts the jobs). CHECK_SLURM_TIMEOUT (seconds, default 300) bounds the
-# wait for the jobs; CHECK_SLURM_KEEP=1 keeps the temporary folder.
+# folder (own config, key, socket, ports and state; proctrack/linuxproc, task/none; nothing beyond
+# localhost) and submits the scripts unchanged, paths through the environment:
+#   (a) a folder over a 4-task array;
+#   (b) one slide over a 4-task array plus its finalize job (--dependency=afterok, by submit_slide.sh);
+#   (c) the same slide with a model that does not exist: every task fails, the finalize job never runs;
+#   (d) share 2 of the folder again, alone (SHARES=4 --array=2), after (a).
+# Every task must end COMPLETED with exit 0 ((c): FAILED, its finalize CANCELLED), each array's tasks must
+# have run shares 0 to 3 once each, the folder's masks must equal an unsharded run's byte for byte, and the
+# finalized store every file of an unsharded run's store. The daemons it started are stopped by pid on exit,
+# failure included. The Kubernetes Jobs of scripts/k8s/ are only parsed and checked for the same split
+# (check_k8s_jobs.py). Runs as root (slurmd starts the jobs). CHECK_SLURM_TIMEOUT (seconds, default 300)
+# bounds the wait for the jobs; CHECK_SLURM_KEEP=1 keeps the temporary folder.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 repo="$PWD"
@@ -19,7 +22,7 @@ timeout="${CHECK_SLURM_TIMEOUT:-300}"
 
 say() { echo "check-slurm: $*"; }
 if [[ "$(id -u)" != 0 ]]; then
-  echo "check-slurm: must run as root (slurmd starts the jobs, munged and slurmctld run as root here): sudo -E just check-slurm" >&2
+  echo "check-slurm: must run as root (slurmd starts the jobs as their users): sudo -E just check-slurm" >&2
   exit 1
 fi
 
@@ -206,12 +209,13 @@ folder_job=${folder_job%%;*}
 jobs_submitted+=("$folder_job")
 # (d) One share of the folder again once the array succeeded, as after a failed task: SHARES keeps N at 4.
 rerun_job=$(SHARES=4 INPUT_DIR="$tmp/data/folder" OUTPUT_DIR="$tmp/out/folder_sharded" \
-  sbatch --parsable "${logs[@]}" --array=2 --dependency="afterok:$folder_job" scripts/slurm/predict_folder.sbatch)
+  sbatch --parsable "${logs[@]}" --array=2 --dependency="afterok:$folder_job" \
+  scripts/slurm/predict_folder.sbatch)
 rerun_job=${rerun_job%%;*}
 jobs_submitted+=("$rerun_job")
 # (b) The slide over a 4-task array, then finalize once all succeeded.
-mapfile -t slide_jobs < <(scripts/slurm/submit_slide.sh "$tmp/data/slide.png" "$tmp/out/slide_sharded.ome.zarr" \
-  "${logs[@]}")
+mapfile -t slide_jobs < <(scripts/slurm/submit_slide.sh "$tmp/data/slide.png" \
+  "$tmp/out/slide_sharded.ome.zarr" "${logs[@]}")
 ((${#slide_jobs[@]} == 2)) || fail "submit_slide.sh printed ${#slide_jobs[@]} job ids, not 2: ${slide_jobs[*]}"
 jobs_submitted+=("${slide_jobs[@]}")
 # (c) The same with a model that does not exist: every task fails, so the finalize job must never start.
@@ -219,7 +223,8 @@ mapfile -t broken_jobs < <(MODEL="$tmp/missing.onnx" scripts/slurm/submit_slide.
   "$tmp/out/slide_broken.ome.zarr" "${logs[@]}")
 ((${#broken_jobs[@]} == 2)) || fail "submit_slide.sh printed ${#broken_jobs[@]} job ids, not 2: ${broken_jobs[*]}"
 jobs_submitted+=("${broken_jobs[@]}")
-say "submitted folder array $folder_job + its share 2 again $rerun_job, slide array ${slide_jobs[0]} + finalize ${slide_jobs[1]}," \
+say "submitted folder array $folder_job + its share 2 again $rerun_job," \
+  "slide array ${slide_jobs[0]} + finalize ${slide_jobs[1]}," \
   "failing slide array ${broken_jobs[0]} + finalize ${broken_jobs[1]}"
 
 started=$SECONDS
@@ -228,7 +233,8 @@ job_list="$(
   echo "${jobs_submitted[*]}"
 )"
 while [[ -n "$(squeue -h -j "$job_list" -o %i)" ]]; do
-  ((SECONDS - started < timeout)) || fail "jobs still queued or running after ${timeout} s: $(squeue -h -j "$job_list" -o '%i %T %r' | tr '\n' ';')"
+  ((SECONDS - started < timeout)) \
+    || fail "jobs still queued or running after ${timeout} s: $(squeue -h -j "$job_list" -o '%i %T %r' | tr '\n' ';')"
   for entry in "${daemons[@]}"; do alive "${entry#*:}" || fail "${entry%%:*} exited while the jobs ran"; done
   sleep 1
 done
@@ -236,13 +242,16 @@ say "all jobs left the queue after $((SECONDS - started)) s"
 
 # "TASK STATE EXIT" for each job of an array (or the one job), from slurmctld's records.
 job_states() {
-  scontrol -o show job "$1" | sed -E 's/^JobId=([0-9]+) .* JobState=([A-Z_]+) .* ExitCode=([0-9:]+) .*/\1 \2 \3/' | sort
+  scontrol -o show job "$1" \
+    | sed -E 's/^JobId=([0-9]+) .* JobState=([A-Z_]+) .* ExitCode=([0-9:]+) .*/\1 \2 \3/' | sort
 }
 expect_states() { # JOB COUNT STATE EXIT WHAT
   local states
   states="$(job_states "$1")"
-  [[ "$(grep -c . <<<"$states")" == "$2" ]] || fail "$5: expected $2 jobs, slurmctld has: $(tr '\n' ';' <<<"$states")"
-  grep -qv " $3 $4\$" <<<"$states" && fail "$5: expected every job $3 with exit $4, got: $(tr '\n' ';' <<<"$states")"
+  [[ "$(grep -c . <<<"$states")" == "$2" ]] \
+    || fail "$5: expected $2 jobs, slurmctld has: $(tr '\n' ';' <<<"$states")"
+  grep -qv " $3 $4\$" <<<"$states" \
+    && fail "$5: expected every job $3 with exit $4, got: $(tr '\n' ';' <<<"$states")"
   return 0
 }
 expect_states "$folder_job" 4 COMPLETED 0:0 "folder array $folder_job"
@@ -271,17 +280,19 @@ if ! grep -q "share 2 of 4" "$rerun_log" || ! grep -q "d_odd.png" "$rerun_log"; 
 fi
 
 # The references: one unsharded run each, outside Slurm.
-"$runner" predict --quiet --model "$model" --input-dir "$tmp/data/folder" --output-dir "$tmp/out/folder_single" \
-  >/dev/null || fail "the unsharded folder run failed"
-"$runner" predict --quiet --model "$model" --image "$tmp/data/slide.png" --output "$tmp/out/slide_single.ome.zarr" \
-  >/dev/null || fail "the unsharded slide run failed"
+"$runner" predict --quiet --model "$model" --input-dir "$tmp/data/folder" \
+  --output-dir "$tmp/out/folder_single" >/dev/null || fail "the unsharded folder run failed"
+"$runner" predict --quiet --model "$model" --image "$tmp/data/slide.png" \
+  --output "$tmp/out/slide_single.ome.zarr" >/dev/null || fail "the unsharded slide run failed"
 
 count() { find "$1" -type f | wc -l; }
-[[ "$(count "$tmp/out/folder_single")" == 6 ]] || fail "the unsharded folder run wrote $(count "$tmp/out/folder_single") files, not 6"
+[[ "$(count "$tmp/out/folder_single")" == 6 ]] \
+  || fail "the unsharded folder run wrote $(count "$tmp/out/folder_single") files, not 6"
 diff -r "$tmp/out/folder_single" "$tmp/out/folder_sharded" >&2 \
   || fail "the folder predicted over 4 tasks differs from one run (diff above)"
 say "folder: the 4 tasks' $(count "$tmp/out/folder_sharded") masks equal one run's, byte for byte"
 diff -r "$tmp/out/slide_single.ome.zarr" "$tmp/out/slide_sharded.ome.zarr" >&2 \
   || fail "the slide predicted over 4 tasks and finalized differs from one run (diff above)"
-say "slide: the finalized store's $(count "$tmp/out/slide_sharded.ome.zarr") files equal one run's, byte for byte"
+say "slide: the finalized store's $(count "$tmp/out/slide_sharded.ome.zarr") files equal one run's," \
+  "byte for byte"
 say "PASS"
