@@ -4,12 +4,13 @@
 # folder (own config, key, socket, ports and state; proctrack/linuxproc, task/none; nothing beyond
 # localhost) and submits the scripts unchanged, paths through the environment:
 #   (a) a folder over a 4-task array;
-#   (b) one slide over a 4-task array plus its finalize job (--dependency=afterok, by submit_slide.sh);
+#   (b) one slide over a 4-task array (mask, probabilities and overlay stores) plus its finalize job
+#       (--dependency=afterok, by submit_slide.sh);
 #   (c) the same slide with a model that does not exist: every task fails, the finalize job never runs;
 #   (d) share 2 of the folder again, alone (SHARES=4 --array=2), after (a).
 # Every task must end COMPLETED with exit 0 ((c): FAILED, its finalize CANCELLED), each array's tasks must
 # have run shares 0 to 3 once each, the folder's masks must equal an unsharded run's byte for byte, and the
-# finalized store every file of an unsharded run's store. The daemons it started are stopped by pid on exit,
+# finalized stores every file of an unsharded run's stores. The daemons it started are stopped by pid on exit,
 # failure included. The Kubernetes Jobs of scripts/k8s/ are only parsed and checked for the same split
 # (check_k8s_jobs.py). Runs as root (slurmd starts the jobs). CHECK_SLURM_TIMEOUT (seconds, default 300)
 # bounds the wait for the jobs; CHECK_SLURM_KEEP=1 keeps the temporary folder.
@@ -59,7 +60,7 @@ model="$repo/models/model.onnx"
 tmp="$(mktemp -d)"
 # munged refuses a socket in a folder others cannot traverse.
 chmod 755 "$tmp"
-mkdir -p "$tmp/munge" "$tmp/state" "$tmp/spool" "$tmp/logs" "$tmp/out" "$tmp/bin"
+mkdir -p "$tmp/munge" "$tmp/state" "$tmp/spool" "$tmp/logs" "$tmp/bin" "$tmp/out/slide_sharded" "$tmp/out/slide_single"
 # One binary for every job and every reference run, even if a build replaces target/'s meanwhile.
 cp "${CARGO_TARGET_DIR:-target}/release/runner" "$tmp/bin/runner"
 runner="$tmp/bin/runner"
@@ -213,9 +214,10 @@ rerun_job=$(SHARES=4 INPUT_DIR="$tmp/data/folder" OUTPUT_DIR="$tmp/out/folder_sh
   scripts/slurm/predict_folder.sbatch)
 rerun_job=${rerun_job%%;*}
 jobs_submitted+=("$rerun_job")
-# (b) The slide over a 4-task array, then finalize once all succeeded.
-mapfile -t slide_jobs < <(scripts/slurm/submit_slide.sh "$tmp/data/slide.png" \
-  "$tmp/out/slide_sharded.ome.zarr" "${logs[@]}")
+# (b) The slide over a 4-task array (mask, probabilities, overlay), then finalize once all succeeded.
+mapfile -t slide_jobs < <(PROBABILITIES="$tmp/out/slide_sharded/probabilities.ome.zarr" \
+  OVERLAY="$tmp/out/slide_sharded/overlay.ome.zarr" scripts/slurm/submit_slide.sh "$tmp/data/slide.png" \
+  "$tmp/out/slide_sharded/mask.ome.zarr" "${logs[@]}")
 ((${#slide_jobs[@]} == 2)) || fail "submit_slide.sh printed ${#slide_jobs[@]} job ids, not 2: ${slide_jobs[*]}"
 jobs_submitted+=("${slide_jobs[@]}")
 # (c) The same with a model that does not exist: every task fails, so the finalize job must never start.
@@ -282,8 +284,10 @@ fi
 # The references: one unsharded run each, outside Slurm.
 "$runner" predict --quiet --model "$model" --input-dir "$tmp/data/folder" \
   --output-dir "$tmp/out/folder_single" >/dev/null || fail "the unsharded folder run failed"
-"$runner" predict --quiet --model "$model" --image "$tmp/data/slide.png" \
-  --output "$tmp/out/slide_single.ome.zarr" >/dev/null || fail "the unsharded slide run failed"
+single="$tmp/out/slide_single"
+"$runner" predict --quiet --model "$model" --image "$tmp/data/slide.png" --output "$single/mask.ome.zarr" \
+  --probabilities "$single/probabilities.ome.zarr" --overlay "$single/overlay.ome.zarr" >/dev/null \
+  || fail "the unsharded slide run failed"
 
 count() { find "$1" -type f | wc -l; }
 [[ "$(count "$tmp/out/folder_single")" == 6 ]] \
@@ -291,8 +295,11 @@ count() { find "$1" -type f | wc -l; }
 diff -r "$tmp/out/folder_single" "$tmp/out/folder_sharded" >&2 \
   || fail "the folder predicted over 4 tasks differs from one run (diff above)"
 say "folder: the 4 tasks' $(count "$tmp/out/folder_sharded") masks equal one run's, byte for byte"
-diff -r "$tmp/out/slide_single.ome.zarr" "$tmp/out/slide_sharded.ome.zarr" >&2 \
+for store in mask probabilities overlay; do
+  [[ -d "$single/$store.ome.zarr" ]] || fail "the unsharded slide run wrote no $store store"
+done
+diff -r "$single" "$tmp/out/slide_sharded" >&2 \
   || fail "the slide predicted over 4 tasks and finalized differs from one run (diff above)"
-say "slide: the finalized store's $(count "$tmp/out/slide_sharded.ome.zarr") files equal one run's," \
-  "byte for byte"
+say "slide: the finalized stores' $(count "$tmp/out/slide_sharded") files (mask, probabilities, overlay)" \
+  "equal one run's, byte for byte"
 say "PASS"

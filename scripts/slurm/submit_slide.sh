@@ -4,8 +4,9 @@
 #
 #   usage: scripts/slurm/submit_slide.sh IMAGE OUTPUT.ome.zarr [SBATCH_OPTION...]
 #
-# RUNNER, MODEL and RUNNER_FLAGS pass through the environment to the jobs (see predict_slide.sbatch); the
-# sbatch options (e.g. --array=0-15 --partition=gpu) apply to both jobs (--array only to the first).
+# RUNNER, MODEL, PROBABILITIES, OVERLAY, RUNNER_FLAGS and SHARES pass through the environment to the jobs
+# (see predict_slide.sbatch); the sbatch options (e.g. --array=0-15 --partition=gpu) apply to both jobs
+# (--array only to the first). Docs: docs/cluster.md.
 set -euo pipefail
 if (($# < 2)); then
   echo "usage: $0 IMAGE OUTPUT.ome.zarr [SBATCH_OPTION...]" >&2
@@ -18,9 +19,11 @@ options=() array_options=()
 for option in "$@"; do
   if [[ "$option" == --array=* ]]; then array_options+=("$option"); else options+=("$option"); fi
 done
-array=$(sbatch --parsable "${options[@]}" "${array_options[@]}" "$here/predict_slide.sbatch")
+# (the ${a[@]+...} form: bash before 4.4 calls an empty array unbound)
+array=$(sbatch --parsable ${options[@]+"${options[@]}"} ${array_options[@]+"${array_options[@]}"} \
+  "$here/predict_slide.sbatch")
 array=${array%%;*} # --parsable prints "ID" or "ID;CLUSTER"
-finalize=$(sbatch --parsable "${options[@]}" --dependency="afterok:$array" --kill-on-invalid-dep=yes \
+finalize=$(sbatch --parsable ${options[@]+"${options[@]}"} --dependency="afterok:$array" --kill-on-invalid-dep=yes \
   "$here/finalize_slide.sbatch")
 echo "$array"
 echo "${finalize%%;*}"
