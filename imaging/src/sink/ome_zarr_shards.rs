@@ -217,17 +217,26 @@ impl ShareWriter {
     /// the one there, removes this share's done marker and the temporaries of this share's chunks left by
     /// gone processes of this host.
     pub fn create(store: &Path, plan: &SharePlan, index: usize) -> Result<ShareWriter, ShareError> {
-        let refuse = |reason: &str| ShareError::NotShares { store: store.to_path_buf(), reason: reason.into() };
+        let refuse =
+            |reason: &str| ShareError::NotShares { store: store.to_path_buf(), reason: reason.into() };
         if plan.ngff != NGFF_VERSION {
-            return Err(refuse(&format!("NGFF {} cannot be written in shares; use {NGFF_VERSION}", plan.ngff)));
+            return Err(refuse(&format!(
+                "NGFF {} cannot be written in shares; use {NGFF_VERSION}",
+                plan.ngff
+            )));
         }
         if index >= plan.shares || plan.width == 0 || plan.height == 0 {
-            return Err(refuse(&format!("share {index} of {} of a {}x{} image", plan.shares, plan.width, plan.height)));
+            return Err(refuse(&format!(
+                "share {index} of {} of a {}x{} image",
+                plan.shares, plan.width, plan.height
+            )));
         }
         match fs::symlink_metadata(store) {
             Err(_) => {}
             Ok(m) if !m.is_dir() => {
-                return Err(refuse("something that is not an OME-Zarr store is there; refusing to replace it"))
+                return Err(refuse(
+                    "something that is not an OME-Zarr store is there; refusing to replace it",
+                ))
             }
             Ok(_) if store.join(SHARES_DIR).is_dir() => {}
             Ok(_) if store.join(".zattrs").exists() || store.join(".zgroup").exists() => {
@@ -241,17 +250,21 @@ impl ShareWriter {
                     .flatten()
                     .any(|e| e.file_name() != "0");
                 if foreign {
-                    return Err(refuse("a folder that is not an OME-Zarr store is there; refusing to replace it"));
+                    return Err(refuse(
+                        "a folder that is not an OME-Zarr store is there; refusing to replace it",
+                    ));
                 }
             }
         }
         let shares = store.join(SHARES_DIR);
-        fs::create_dir_all(&shares).map_err(|e| io(store)(format!("cannot create {}: {e}", shares.display())))?;
+        fs::create_dir_all(&shares)
+            .map_err(|e| io(store)(format!("cannot create {}: {e}", shares.display())))?;
         fs::create_dir_all(store.join("0")).map_err(|e| io(store)(format!("cannot create level 0: {e}")))?;
         check_or_write_plan(store, plan)?;
         let marker = marker_path(store, index);
         if marker.exists() {
-            fs::remove_file(&marker).map_err(|e| io(store)(format!("cannot remove {}: {e}", marker.display())))?;
+            fs::remove_file(&marker)
+                .map_err(|e| io(store)(format!("cannot remove {}: {e}", marker.display())))?;
         }
         write_file(&store.join("0/.zarray"), zarray(plan.width, plan.height, plan.samples).as_bytes())
             .map_err(io(store))?;
@@ -342,7 +355,8 @@ impl ShareWriter {
             let (done, rows) = (self.next_row - self.rows.start, self.rows.len());
             return Err(io(&self.store)(format!("only {done} of the share's {rows} rows were written")));
         }
-        write_file(&marker_path(&self.store, self.index), self.plan.text().as_bytes()).map_err(io(&self.store))
+        write_file(&marker_path(&self.store, self.index), self.plan.text().as_bytes())
+            .map_err(io(&self.store))
     }
 }
 
@@ -359,10 +373,14 @@ fn check_or_write_plan(store: &Path, plan: &SharePlan) -> Result<(), ShareError>
 /// Reads the store's plan.
 fn read_plan(store: &Path) -> Result<SharePlan, ShareError> {
     let path = plan_path(store);
-    let text = fs::read_to_string(&path).map_err(|e| io(store)(format!("cannot read {}: {e}", path.display())))?;
+    let text =
+        fs::read_to_string(&path).map_err(|e| io(store)(format!("cannot read {}: {e}", path.display())))?;
     SharePlan::parse(&text).ok_or_else(|| ShareError::NotShares {
         store: store.to_path_buf(),
-        reason: format!("{} is not a plan of shares; remove the store and run the shares again", path.display()),
+        reason: format!(
+            "{} is not a plan of shares; remove the store and run the shares again",
+            path.display()
+        ),
     })
 }
 
@@ -503,7 +521,8 @@ pub fn finalize(store: &Path) -> Result<Finalized, ShareError> {
     write_file(&store.join(".zattrs"), zattrs(sizes.len(), samples, plan.microns_per_pixel).as_bytes())
         .map_err(&err)?;
     // The metadata is in place: from here the store is the image, and a repeated finalize finds it final.
-    fs::remove_dir_all(store.join(SHARES_DIR)).map_err(|e| err(format!("cannot remove {SHARES_DIR}: {e}")))?;
+    fs::remove_dir_all(store.join(SHARES_DIR))
+        .map_err(|e| err(format!("cannot remove {SHARES_DIR}: {e}")))?;
     remove_temporaries(&store.join("0"));
     Ok(Finalized::Levels(sizes.len()))
 }
@@ -577,7 +596,10 @@ mod tests {
         assert_eq!((field.as_str(), theirs.as_str(), ours.as_str()), ("shares", "3", "4"));
         let other = SharePlan { microns_per_pixel: None, ..plan.clone() };
         let (field, theirs, ours) = plan.difference(&other).unwrap();
-        assert_eq!((field.as_str(), theirs.as_str(), ours.as_str()), ("microns per pixel", "null", "[0.25,0.5]"));
+        assert_eq!(
+            (field.as_str(), theirs.as_str(), ours.as_str()),
+            ("microns per pixel", "null", "[0.25,0.5]")
+        );
         assert_eq!(plan.difference(&plan.clone()), None);
     }
 
