@@ -16,3 +16,4 @@ pub mod predict;
 pub mod render;
 pub mod session;
 pub mod single;
+pub mod slide_shard;
