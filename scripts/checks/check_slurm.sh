@@ -55,6 +55,7 @@ fi
 "$venv/bin/python" scripts/checks/check_k8s_jobs.py scripts/k8s
 
 cargo build --release --quiet -p runner
+built_at=$SECONDS
 model="$repo/models/model.onnx"
 
 tmp="$(mktemp -d)"
@@ -302,4 +303,4 @@ diff -r "$single" "$tmp/out/slide_sharded" >&2 \
   || fail "the slide predicted over 4 tasks and finalized differs from one run (diff above)"
 say "slide: the finalized stores' $(count "$tmp/out/slide_sharded") files (mask, probabilities, overlay)" \
   "equal one run's, byte for byte"
-say "PASS"
+say "PASS ($((SECONDS - built_at)) s after the build)"
