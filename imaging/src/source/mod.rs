@@ -550,6 +550,24 @@ impl ImageSource {
         Ok(rows)
     }
 
+    /// Skips the next `rows` rows (fewer at the end of the image) and returns how many. Readers with random
+    /// access (TIFF, OME-Zarr, OpenSlide, a decoded JPEG) decode nothing for them; a PNG is decoded and the
+    /// rows dropped, since its rows can only be read in order.
+    pub fn skip_rows(&mut self, rows: usize) -> Result<usize, SourceError> {
+        let rows = rows.min(self.height - self.next_row);
+        if matches!(self.reader, Reader::Png(_)) {
+            let mut scratch = Vec::new();
+            let mut left = rows;
+            while left > 0 {
+                scratch.clear();
+                left -= self.read_rows(left.min(16), &mut scratch)?;
+            }
+        } else {
+            self.next_row += rows;
+        }
+        Ok(rows)
+    }
+
     /// Reads every remaining row.
     pub fn read_all(&mut self) -> Result<Vec<u8>, SourceError> {
         let len = (self.height - self.next_row)
