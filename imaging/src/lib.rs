@@ -10,7 +10,10 @@
 //! - [`exif`]: the EXIF orientation, read from inputs and written into outputs.
 //! - [`files`]: every output written atomically, through links, never over an input.
 //! - [`report`]: every error on one line, panics of decoders caught as errors.
+//! - [`annotations`]: QuPath GeoJSON polygons to labels (the centre rule, per window) and predicted masks
+//!   back to polygons.
 
+pub mod annotations;
 pub mod exif;
 pub mod files;
 pub mod labels;

@@ -15,6 +15,7 @@ use crate::optim::LrSchedule;
 use crate::train::{self, DeviceKind, Progress, TrainConfig};
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use imaging::labels::{LabelFormat, LabelRule};
 use imaging::report::{self, Stdout};
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -128,7 +129,8 @@ struct TrainArgs {
     #[arg(long, value_name = "IMAGE", required_unless_present = "data", conflicts_with = "data")]
     image: Vec<PathBuf>,
     /// Mask of the same size as its --image: pixels > 127 are foreground (class 1), all others background
-    /// (class 0). It must hold exactly two values, one on each side of 127 (e.g. 0 and 255); use PNG, not JPEG.
+    /// (class 0). It must hold exactly two values, one on each side of 127 (e.g. 0 and 255), besides
+    /// --ignore-value; use PNG, not JPEG. See --label-format for ilastik's label images.
     #[arg(long, value_name = "MASK", required_unless_present = "data", conflicts_with = "data")]
     mask: Vec<PathBuf>,
     /// Train on every image of DIR/images/ with the mask of the same file stem in DIR/masks/ (instead of
@@ -142,6 +144,17 @@ struct TrainArgs {
     /// Mask of the --val-image of the same position.
     #[arg(long, value_name = "MASK")]
     val_mask: Vec<PathBuf>,
+    /// Mask pixels equal to V are unlabelled (partial labels): the loss skips them, no crop is drawn where
+    /// too few pixels are labelled, and validation does not score them. Checked before the > 127 rule: with
+    /// V = 128, 128 is unlabelled and every other value above 127 foreground. Applies to every mask,
+    /// validation masks included.
+    #[arg(long, value_name = "V")]
+    ignore_value: Option<u8>,
+    /// How mask values become labels: `binary` (> 127 foreground, the rest background, --ignore-value
+    /// unlabelled) or `ilastik` (ilastik's exported label images: 0 unlabelled, 1 background, 2
+    /// foreground). Applies to every mask, validation masks included.
+    #[arg(long, value_enum, default_value_t = LabelFormatArg::Binary)]
+    label_format: LabelFormatArg,
     /// Hold out the bottom F of each training image's rows for validation (e.g. 0.2): no training crop
     /// touches them.
     #[arg(long, value_name = "F", conflicts_with_all = ["val_image", "val_mask"])]
@@ -208,6 +221,30 @@ struct TrainArgs {
     reference_ops: bool,
 }
 
+/// `--label-format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LabelFormatArg {
+    /// > 127 foreground, the rest background (--ignore-value: unlabelled).
+    Binary,
+    /// 0 unlabelled, 1 background, 2 foreground.
+    Ilastik,
+}
+
+impl TrainArgs {
+    /// The mask rule of --label-format and --ignore-value.
+    fn label_rule(&self) -> anyhow::Result<LabelRule> {
+        let format = match self.label_format {
+            LabelFormatArg::Binary => LabelFormat::Binary,
+            LabelFormatArg::Ilastik if self.ignore_value.is_some() => anyhow::bail!(
+                "--ignore-value applies to binary masks; an ilastik label image marks unlabelled pixels \
+                 with 0 already: drop --ignore-value"
+            ),
+            LabelFormatArg::Ilastik => LabelFormat::Ilastik,
+        };
+        Ok(LabelRule { format, ignore: self.ignore_value })
+    }
+}
+
 /// The progress bar: iteration, current and smoothed loss, last validation IoU, iterations per second.
 struct Bar {
     bar: Option<ProgressBar>,
@@ -249,8 +286,8 @@ impl Progress for Bar {
 }
 
 /// Loads every pair, naming the flag and file of the first bad one.
-fn load_pairs(sources: &[PairSource]) -> Result<Vec<TrainingImage>, load::DataError> {
-    sources.iter().map(load::load_pair).collect()
+fn load_pairs(sources: &[PairSource], rule: LabelRule) -> Result<Vec<TrainingImage>, load::DataError> {
+    sources.iter().map(|s| load::load_pair(s, rule)).collect()
 }
 
 fn run_train(args: TrainArgs) -> anyhow::Result<String> {
@@ -284,12 +321,13 @@ fn run_train(args: TrainArgs) -> anyhow::Result<String> {
     };
     // Settings and output paths are checked before any image is decoded.
     config.check()?;
+    let rule = args.label_rule()?;
     crate::outputs::check_outputs_are_not_inputs(
         &crate::outputs::OutputPaths::new(&args.out),
         &config.inputs,
     )?;
-    let images = load_pairs(&train_sources)?;
-    let val_images = load_pairs(&val_sources)?;
+    let images = load_pairs(&train_sources, rule)?;
+    let val_images = load_pairs(&val_sources, rule)?;
     let bar = (!args.quiet).then(|| {
         ProgressBar::new(args.iterations as u64).with_style(
             ProgressStyle::with_template(
