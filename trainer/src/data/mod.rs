@@ -1,6 +1,8 @@
-//! Training data: [`load`] reads and checks image/mask pairs from files; [`crops`] splits off held-out rows
-//! and samples augmented random crops across all images within the pixel budget (pure, on values).
+//! Training data: [`load`] reads and checks image/mask pairs from files; [`annotated`] reads the annotated
+//! areas of a slide with their QuPath annotations as labels; [`crops`] splits off held-out rows and samples
+//! augmented random crops across all images within the pixel budget (pure, on values).
 
+pub mod annotated;
 pub mod crops;
 pub mod load;
 
