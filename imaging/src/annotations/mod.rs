@@ -6,6 +6,8 @@
 //! - [`raster`]: the centre rule, a window of one level at a time: a level pixel belongs to a polygon when
 //!   its centre, in level-0 coordinates, is inside the polygon (see [`raster`] for the exact edge rule).
 //! - [`labels`]: classes to training labels (foreground, background, unlabelled) for a window.
+//! - [`trace`]: a predicted mask, row by row, back into polygons (one per 8-connected region, with its
+//!   holes); [`write`](mod@write): those polygons as GeoJSON that QuPath's "Import objects" reads.
 //!
 //! Coordinates are level-0 pixels with the origin at the top-left corner of the image (QuPath's
 //! convention); x grows to the right, y down.
@@ -13,9 +15,13 @@
 pub mod geojson;
 pub mod labels;
 pub mod raster;
+pub mod trace;
+pub mod write;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod trace_tests;
 
 /// A point in level-0 pixel coordinates (x, y).
 pub type Point = (f64, f64);
