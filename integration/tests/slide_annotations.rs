@@ -277,3 +277,125 @@ fn a_whole_slide_with_20_annotations_trains_in_bounded_memory() {
     assert!(peak < 1 << 30, "a 100,000 x 100,000 slide trained with a peak of {} MiB", peak >> 20);
     println!("peak {} MiB", peak >> 20);
 }
+
+/// Section 4 of the annotations issue, end to end: a mosaic slide of the conifer image, QuPath annotations
+/// made from its mask over three tiles, training from them, the whole slide predicted to GeoJSON, and that
+/// GeoJSON rasterised back against the slide's true mask.
+#[test]
+fn a_slide_trained_from_annotations_predicts_back_to_qupath_objects() {
+    use imaging::annotations::labels::Labeller;
+    use imaging::annotations::trace::Tracer;
+    use imaging::annotations::{geojson, PixelBox};
+
+    let dir = tempfile::tempdir().unwrap();
+    let (rgb, w, h) = conifer("image.png", Channels::Rgb);
+    let (mask, ..) = conifer("mask.png", Channels::Gray);
+    let side = 512;
+    let tile = tile_from(&rgb, w, h, 3, side);
+    let tile_classes: Vec<u8> = tile_from(&mask, w, h, 1, side).iter().map(|&v| u8::from(v > 127)).collect();
+    let (width, height) = (2048, 1536);
+    let slide = dir.path().join("slide.tif");
+    write_tile_mosaic(&slide, &[MosaicLevel { tile: &tile, side, width, height }]).unwrap();
+
+    // The tile's foreground as polygons along pixel edges, with their holes.
+    let mut tracer = Tracer::new(side);
+    let mut traced = tracer.push_rows(&tile_classes);
+    traced.extend(tracer.finish());
+    let mut features = Vec::new();
+    for (tx, ty) in [(0usize, 0usize), (2, 0), (1, 2)] {
+        let (left, top) = ((tx * side) as f64, (ty * side) as f64);
+        features.push(feature(Some("Stroma"), &[square(left, top, side as f64)]));
+        for region in &traced {
+            let polygon = region.edges((1.0, 1.0));
+            let shift =
+                |ring: &Vec<(f64, f64)>| ring.iter().map(|&(x, y)| (x + left, y + top)).collect::<Vec<_>>();
+            let mut rings = vec![shift(&polygon.outer)];
+            rings.extend(polygon.holes.iter().map(shift));
+            features.push(feature(Some("Tumor"), &rings));
+        }
+    }
+    let annotations = dir.path().join("annotations.geojson");
+    write_geojson(&annotations, features);
+
+    let images = load_annotated(&source(&slide, &annotations), &rule(0), 128).unwrap();
+    assert_eq!(images.len(), 3);
+    let run = dir.path().join("run");
+    let config = trainer::train::TrainConfig {
+        iterations: 600,
+        batch: 4,
+        crop: 128,
+        lr: 1e-3,
+        schedule: trainer::optim::LrSchedule::Constant,
+        seed: 0,
+        augment: trainer::data::crops::AugmentPolicy::None,
+        checkpoint_every: 0,
+        val_every: None,
+        val_fraction: None,
+        out_dir: run.clone(),
+        resume: None,
+        init_from: None,
+        inputs: Vec::new(),
+        kernels: trainer::ops::Kernels::Fast,
+    };
+    struct Silent;
+    impl trainer::train::Progress for Silent {}
+    trainer::train::train(&config, &images, &[], &candle_core::Device::Cpu, &mut Silent).unwrap();
+    let model = dir.path().join("model.onnx");
+    trainer::export::run(&trainer::export::ExportRequest {
+        checkpoint: run.join("checkpoint.safetensors"),
+        output: Some(model.clone()),
+        bioimageio: None,
+        triton: None,
+        package: Default::default(),
+    })
+    .unwrap();
+
+    let predicted_geojson = dir.path().join("predicted.geojson");
+    let predicted_mask = dir.path().join("predicted.png");
+    let request = runner::single::SingleRequest {
+        model,
+        image: slide.clone(),
+        output: predicted_mask.clone(),
+        mask: None,
+        metrics_json: None,
+        probabilities: None,
+        overlay: None,
+        errors: None,
+        geojson: Some(predicted_geojson.clone()),
+        geojson_label: Default::default(),
+        tile: imaging::tiles::DEFAULT_TILE,
+        level: 0,
+    };
+    let options = runner::session::ModelOptions { threads: Some(2), ..Default::default() };
+    runner::single::predict_single(&request, &options, |_| {}).unwrap();
+
+    // The written objects, rasterised by the centre rule over the whole slide.
+    let objects = geojson::parse(&std::fs::read_to_string(&predicted_geojson).unwrap()).unwrap();
+    let classes: Vec<String> = objects.class_names().into_iter().flatten().collect();
+    assert!(!classes.is_empty(), "the objects carry the model's class name");
+    let labeller = Labeller::new(&objects, &classes, Unannotated::Background).unwrap();
+    let mut from_objects = vec![0u8; width * height];
+    labeller.fill(
+        PixelBox { left: 0, top: 0, width: width as u64, height: height as u64 },
+        (1.0, 1.0),
+        &mut from_objects,
+    );
+    let truth: Vec<u8> = (0..height)
+        .flat_map(|y| (0..width).map(move |x| (y, x)))
+        .map(|(y, x)| tile_classes[(y % side) * side + x % side])
+        .collect();
+    let (predicted, ..) = {
+        let mut s = ImageSource::open(&predicted_mask, Channels::Gray).unwrap();
+        (s.read_all().unwrap().iter().map(|&v| u8::from(v > 127)).collect::<Vec<u8>>(), 0)
+    };
+    let iou = |a: &[u8], b: &[u8]| {
+        let both = a.iter().zip(b).filter(|(x, y)| **x == 1 && **y == 1).count() as f64;
+        let either = a.iter().zip(b).filter(|(x, y)| **x == 1 || **y == 1).count() as f64;
+        both / either
+    };
+    let round_trip = iou(&from_objects, &predicted);
+    let against_truth = iou(&from_objects, &truth);
+    println!("objects vs predicted mask IoU {round_trip:.4}, vs the true mask {against_truth:.4}");
+    assert!(round_trip >= 0.99, "the GeoJSON rasterises back to the predicted mask: IoU {round_trip}");
+    assert!(against_truth >= 0.85, "trained from three annotated tiles, the slide's IoU is {against_truth}");
+}

@@ -2,8 +2,8 @@
 //! resolution level, so a slide of any size trains in memory that grows with the annotated area.
 //!
 //! The annotations' boxes (at the level) are grown to at least one crop, padded with some context and
-//! merged where they overlap ([`imaging::regions::merge`]); each merged area is read in one pass over the
-//! slide ([`imaging::regions::read_regions`]) and becomes one [`TrainingImage`] whose labels are the
+//! merged where they overlap ([`imaging::areas::merge`]); each merged area is read in one pass over the
+//! slide ([`imaging::areas::read_areas`]) and becomes one [`TrainingImage`] whose labels are the
 //! annotations rasterised by the centre rule ([`imaging::annotations::labels::Labeller`]): foreground,
 //! background or [`UNLABELLED`].
 
@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 
 use imaging::annotations::labels::{self as annotation_labels, Labeller, Unannotated};
 use imaging::annotations::{geojson, AnnotationError, PixelBox};
+use imaging::areas::{self, Rect};
 use imaging::files;
-use imaging::regions::{self, Rect};
 use imaging::source::{Channels, ImageSource};
 
 use super::{TrainingImage, UNLABELLED};
@@ -121,7 +121,7 @@ pub fn training_areas(boxes: &[PixelBox], min_side: usize, width: usize, height:
             Rect { left, top, width: w, height: h }
         })
         .collect();
-    regions::merge(&grown, CONTEXT_PX, width, height)
+    areas::merge(&grown, CONTEXT_PX, width, height)
 }
 
 /// Reads the annotated areas of one slide as training images, named after the slide and the area.
@@ -185,7 +185,7 @@ pub fn load_annotated(
             limit: MAX_ANNOTATED_PIXELS,
         });
     }
-    let rgb = regions::read_regions(&mut slide, &areas, 64).map_err(|e| slide_error(e.to_string()))?;
+    let rgb = areas::read_areas(&mut slide, &areas, 64).map_err(|e| slide_error(e.to_string()))?;
     let slide_name = name_of(&source.image);
     let annotations_name = name_of(&source.annotations);
     Ok(areas

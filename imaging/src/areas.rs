@@ -1,9 +1,9 @@
-//! Rectangular regions of a large image, read in one pass: what training from a few annotated areas of a
-//! slide needs, in memory that grows with the regions' area and not with the slide's.
+//! Rectangular areas of a large image, read in one pass: what training from a few annotated areas of a
+//! slide needs, in memory that grows with the areas' size and not with the slide's.
 //!
 //! [`merge`] is pure: it pads and clips rectangles and joins those that overlap, so that no pixel is read
-//! or held twice. [`read_regions`] streams the image top to bottom in bands, skips the rows that no region
-//! covers (readers with random access decode nothing there) and copies each region's part of a band.
+//! or held twice. [`read_areas`] streams the image top to bottom in bands, skips the rows that no area
+//! covers (readers with random access decode nothing there) and copies each area's part of a band.
 
 use crate::source::{ImageSource, SourceError};
 
@@ -89,7 +89,7 @@ pub fn merge(rects: &[Rect], pad: usize, width: usize, height: usize) -> Vec<Rec
 /// Reads each of `rects` (inside the image; they may overlap) from `source`, which must be at its first
 /// row: the pixels of each, row-major, with the source's channels. One pass, `band_rows` rows at a time;
 /// rows outside every rectangle are skipped.
-pub fn read_regions(
+pub fn read_areas(
     source: &mut ImageSource,
     rects: &[Rect],
     band_rows: usize,
@@ -97,7 +97,7 @@ pub fn read_regions(
     let (width, height) = (source.width(), source.height());
     let channels = source.channels().count();
     for rect in rects {
-        assert!(rect.right() <= width && rect.bottom() <= height, "region {rect:?} outside {width}x{height}");
+        assert!(rect.right() <= width && rect.bottom() <= height, "area {rect:?} outside {width}x{height}");
     }
     let mut out: Vec<Vec<u8>> = rects.iter().map(|r| Vec::with_capacity(r.area() * channels)).collect();
     let end = rects.iter().map(Rect::bottom).max().unwrap_or(0);
@@ -179,7 +179,7 @@ mod tests {
     }
 
     #[test]
-    fn regions_read_in_one_pass_equal_crops_of_the_whole_image() {
+    fn areas_read_in_one_pass_equal_crops_of_the_whole_image() {
         let (w, h) = (37usize, 61usize);
         let gray: Vec<u8> = (0..w * h).map(|i| (i * 7 % 251) as u8).collect();
         let mut png = Vec::new();
@@ -191,8 +191,8 @@ mod tests {
         let rects = [rect(3, 5, 10, 4), rect(0, 7, 37, 2), rect(30, 40, 7, 21), rect(5, 50, 1, 1)];
         for band in [1, 3, 64] {
             let mut source = ImageSource::from_bytes(&png, "test.png", Channels::Gray).unwrap();
-            let regions = read_regions(&mut source, &rects, band).unwrap();
-            for (r, pixels) in rects.iter().zip(&regions) {
+            let areas = read_areas(&mut source, &rects, band).unwrap();
+            for (r, pixels) in rects.iter().zip(&areas) {
                 let expected: Vec<u8> = (r.top..r.bottom())
                     .flat_map(|y| gray[y * w + r.left..y * w + r.right()].to_vec())
                     .collect();
