@@ -13,6 +13,7 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::folder::{self, FolderObserver, FolderOutputs, ImageJob, Shard};
 use crate::pipeline::{ImageReport, PipelineError};
+use crate::regions::GeoJsonLabel;
 use crate::session::library::ExecutionDevice;
 use crate::session::{Model, ModelOptions};
 use crate::single::{self, Progress, SingleRequest};
@@ -149,6 +150,17 @@ struct PredictArgs {
     /// without a path (OUT/<stem>_errors.png; images without a mask get none).
     #[arg(long, num_args = 0..=1)]
     errors: Option<Option<PathBuf>>,
+    /// Also write the predicted foreground as QuPath objects: a GeoJSON FeatureCollection, one Polygon
+    /// (with its holes) per 8-connected region, in level-0 pixel coordinates (also with --level), for
+    /// QuPath's File > Import objects. With --output-dir, give the flag without a path (OUT/<stem>.geojson).
+    #[arg(long, num_args = 0..=1)]
+    geojson: Option<Option<PathBuf>>,
+    /// The class name of the --geojson objects [default: the model's foreground class name].
+    #[arg(long, requires = "geojson")]
+    geojson_class: Option<String>,
+    /// Write the --geojson objects as detections (lighter in QuPath, for many objects) instead of annotations.
+    #[arg(long, requires = "geojson")]
+    geojson_detections: bool,
     /// Predict only share K of N (numbered from 0), for cluster job arrays: e.g. --shard
     /// $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT. Folder mode: share K of the sorted images. One
     /// --image: share K of the image's rows (whole 512-row chunks), into .ome.zarr outputs that every
@@ -234,6 +246,7 @@ fn example_for(flag: &str) -> &'static str {
     match flag {
         "--probabilities" => "out/probabilities.npy",
         "--overlay" => "out/overlay.png",
+        "--geojson" => "out/regions.geojson",
         _ => "out/errors.png",
     }
 }
@@ -243,8 +256,14 @@ fn folder_name_for(flag: &str) -> &'static str {
     match flag {
         "--probabilities" => "OUT/<stem>_probabilities.npy",
         "--overlay" => "OUT/<stem>_overlay.png",
+        "--geojson" => "OUT/<stem>.geojson",
         _ => "OUT/<stem>_errors.png",
     }
+}
+
+/// How --geojson labels its objects.
+fn geojson_label(args: &PredictArgs) -> GeoJsonLabel {
+    GeoJsonLabel { class: args.geojson_class.clone(), detections: args.geojson_detections }
 }
 
 /// A path given to an optional output flag: required for one image.
@@ -353,6 +372,8 @@ fn run_single(args: PredictArgs, out: &mut Stdout) -> anyhow::Result<ExitCode> {
         probabilities: single_output("--probabilities", &args.probabilities)?,
         overlay: single_output("--overlay", &args.overlay)?,
         errors: single_output("--errors", &args.errors)?,
+        geojson: single_output("--geojson", &args.geojson)?,
+        geojson_label: geojson_label(&args),
         tile: args.tile,
         level: args.level,
     };
@@ -389,6 +410,9 @@ fn run_single(args: PredictArgs, out: &mut Stdout) -> anyhow::Result<ExitCode> {
     }
     if let Some(metrics) = report.metrics() {
         out.line(metrics)?;
+    }
+    if let Some(regions) = report.image.regions {
+        out.line(format_args!("{regions} foreground regions as GeoJSON objects"))?;
     }
     for path in &report.written {
         out.line(format_args!("wrote {}", path.display()))?;
@@ -521,6 +545,7 @@ fn run_folder(args: PredictArgs, out: &mut Stdout) -> anyhow::Result<ExitCode> {
         overlay: folder_flag("--overlay", &args.overlay)?,
         errors: folder_flag("--errors", &args.errors)?,
         metrics: args.mask_dir.is_some(),
+        geojson: folder_flag("--geojson", &args.geojson)?.then(|| geojson_label(&args)),
     };
     if outputs.errors && args.mask_dir.is_none() {
         anyhow::bail!("--errors needs reference masks: add --mask-dir");

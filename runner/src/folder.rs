@@ -17,6 +17,7 @@ use imaging::sink::{ImageFormat, ProbabilityFormat};
 
 use crate::metrics::MetricsTable;
 use crate::pipeline::{self, Destination, Destinations, ImageReport, OpenedImage, PipelineError};
+use crate::regions::{GeoJsonDestination, GeoJsonLabel};
 use crate::session::Model;
 use imaging::source::{is_ome_zarr, FileFormat};
 
@@ -263,6 +264,8 @@ pub struct FolderOutputs {
     pub errors: bool,
     /// `metrics.csv`, when reference masks are given.
     pub metrics: bool,
+    /// `<stem>.geojson`, the foreground as QuPath objects, labelled so.
+    pub geojson: Option<GeoJsonLabel>,
 }
 
 /// The table of scores written beside the masks.
@@ -281,6 +284,9 @@ impl FolderOutputs {
         }
         if self.errors && job.mask.is_some() {
             names.push(("error map", format!("{stem}_errors.png")));
+        }
+        if self.geojson.is_some() {
+            names.push(("GeoJSON", format!("{stem}.geojson")));
         }
         names
     }
@@ -372,7 +378,18 @@ impl FolderOutputs {
         } else {
             None
         };
-        Ok(Destinations { mask, probabilities, overlay, errors })
+        let geojson = match &self.geojson {
+            Some(label) => {
+                let p = path("", "geojson");
+                Some(GeoJsonDestination {
+                    file: files.add("--output-dir", &p)?,
+                    path: p,
+                    label: label.clone(),
+                })
+            }
+            None => None,
+        };
+        Ok(Destinations { mask, probabilities, overlay, errors, geojson })
     }
 }
 
@@ -570,6 +587,7 @@ mod tests {
             dir: "out".into(),
             mask_format: ImageFormat::Png,
             probabilities: true,
+            geojson: None,
             overlay,
             errors,
             metrics,

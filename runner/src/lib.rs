@@ -4,7 +4,7 @@
 //!
 //! Stages: image rows from `imaging::source` -> [`predict`] (the tile plan from `imaging::tiles`, forward
 //! passes on [`session`] workers) -> [`render`] (overlay, error map) and [`metrics`] -> rows to files
-//! through `imaging::sink`. [`pipeline`] runs one image through them; [`single`] and [`folder`] are the two
+//! through `imaging::sink`, and [`regions`] (the foreground as GeoJSON polygons). [`pipeline`] runs one image through them; [`single`] and [`folder`] are the two
 //! ways the CLI runs it (one image, or many into a folder); [`info`] is `runner info`.
 
 pub mod cli;
@@ -13,6 +13,7 @@ pub mod info;
 pub mod metrics;
 pub mod pipeline;
 pub mod predict;
+pub mod regions;
 pub mod render;
 pub mod session;
 pub mod single;

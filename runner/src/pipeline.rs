@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use crate::metrics::{Confusion, Metrics};
 use crate::predict::{self, BandOutput, PredictError, PredictOptions};
+use crate::regions::{GeoJsonDestination, RegionWriter};
 use crate::render::{error_row, OverlayRows};
 use crate::session::Model;
 use imaging::files::FileError;
@@ -81,6 +82,8 @@ pub struct Destinations {
     pub probabilities: Option<Destination<ProbabilityFormat>>,
     pub overlay: Option<Destination<ImageFormat>>,
     pub errors: Option<Destination<ImageFormat>>,
+    /// The foreground as QuPath objects (GeoJSON).
+    pub geojson: Option<GeoJsonDestination>,
 }
 
 /// An image opened for prediction (header read; JPEGs decoded), with its reference mask if any.
@@ -159,6 +162,8 @@ pub struct ImageReport {
     pub tiles: usize,
     pub forward_passes: usize,
     pub metrics: Option<Metrics>,
+    /// Regions written to the GeoJSON output, if any.
+    pub regions: Option<usize>,
 }
 
 /// Predicts `opened` with `model`, writing every destination; `progress` gets the tiles completed.
@@ -193,6 +198,11 @@ pub fn predict_image(
     let mut overlay_sink =
         destinations.overlay.as_ref().map(|d| image_sink(d, PixelKind::Rgb8)).transpose()?;
     let mut errors_sink = destinations.errors.as_ref().map(|d| image_sink(d, PixelKind::Rgb8)).transpose()?;
+    let scale = source.info().levels.get(level).map_or((1.0, 1.0), |l| l.downsample);
+    let mut regions = match &destinations.geojson {
+        Some(d) => Some(RegionWriter::create(d, width, scale, &model.foreground_class)?),
+        None => None,
+    };
     let mut overlay = OverlayRows::new(width);
     let mut confusion = Confusion::default();
     let (mut reference_rows, mut pixels) = (Vec::new(), Vec::new());
@@ -204,6 +214,9 @@ pub fn predict_image(
         }
         if let Some(sink) = overlay_sink.as_mut() {
             sink.write_pixels(overlay.push(band.rgb, band.classes))?;
+        }
+        if let Some(regions) = regions.as_mut() {
+            regions.push(band.classes)?;
         }
         if let Some(mask) = reference.as_mut() {
             reference_rows.clear();
@@ -236,6 +249,7 @@ pub fn predict_image(
     if let Some(sink) = errors_sink {
         sink.finish()?;
     }
+    let regions = regions.map(RegionWriter::finish).transpose()?;
     Ok(ImageReport {
         width,
         height,
@@ -245,5 +259,6 @@ pub fn predict_image(
         tiles: summary.tiles,
         forward_passes: summary.forward_passes,
         metrics: reference.is_some().then(|| confusion.metrics()),
+        regions,
     })
 }

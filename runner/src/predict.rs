@@ -31,6 +31,9 @@ pub enum PredictError {
     Source(#[from] SourceError),
     #[error(transparent)]
     Sink(#[from] SinkError),
+    /// An output written beside the sinks (the GeoJSON regions).
+    #[error(transparent)]
+    File(#[from] imaging::files::FileError),
     #[error("the image reader thread panicked (a bug in the runner); report it")]
     ReaderPanicked,
 }

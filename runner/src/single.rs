@@ -9,6 +9,7 @@ use imaging::sink::{ImageFormat, ProbabilityFormat};
 
 use crate::metrics::Metrics;
 use crate::pipeline::{self, Destination, Destinations, ImageReport, OpenedImage, PipelineError};
+use crate::regions::{GeoJsonDestination, GeoJsonLabel};
 use crate::session::{Model, ModelOptions};
 
 /// What to predict and where each output goes (formats from the paths' extensions).
@@ -22,6 +23,9 @@ pub struct SingleRequest {
     pub probabilities: Option<PathBuf>,
     pub overlay: Option<PathBuf>,
     pub errors: Option<PathBuf>,
+    /// The foreground as QuPath objects (GeoJSON), and how they are labelled.
+    pub geojson: Option<PathBuf>,
+    pub geojson_label: GeoJsonLabel,
     pub tile: usize,
     /// The level of a pyramid to predict (0: full resolution).
     pub level: usize,
@@ -51,6 +55,8 @@ pub enum SingleError {
     Session(#[from] crate::session::error::SessionError),
     #[error("{flag}: {source}")]
     Format { flag: &'static str, source: imaging::sink::SinkError },
+    #[error("--geojson {0}: give a .geojson (or .json) file name, e.g. out/regions.geojson")]
+    GeoJsonName(PathBuf),
 }
 
 fn format_of<F>(
@@ -74,6 +80,12 @@ pub fn predict_single(
         format_of("--probabilities", request.probabilities.as_deref(), ProbabilityFormat::from_path)?;
     let overlay_format = format_of("--overlay", request.overlay.as_deref(), ImageFormat::from_path)?;
     let errors_format = format_of("--errors", request.errors.as_deref(), ImageFormat::from_path)?;
+    if let Some(path) = &request.geojson {
+        let extension = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
+        if extension != "geojson" && extension != "json" {
+            return Err(SingleError::GeoJsonName(path.clone()));
+        }
+    }
 
     let mut inputs: Vec<(&str, &Path)> = vec![("--image", &request.image), ("--model", &request.model)];
     if let Some(mask) = &request.mask {
@@ -106,6 +118,14 @@ pub fn predict_single(
         errors: match (&request.errors, errors_format) {
             (Some(p), Some(f)) => Some(Destination::new(add("--errors", p)?, f)),
             _ => None,
+        },
+        geojson: match &request.geojson {
+            Some(p) => Some(GeoJsonDestination {
+                file: add("--geojson", p)?,
+                path: p.clone(),
+                label: request.geojson_label.clone(),
+            }),
+            None => None,
         },
     };
     let metrics_json = match &request.metrics_json {

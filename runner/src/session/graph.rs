@@ -84,3 +84,20 @@ pub fn tiling(session: &Session, path: &Path) -> Result<Tiling, SessionError> {
         session.metadata().map_err(|e| incompatible(format!("its metadata cannot be read ({e})")))?;
     Tiling::from_metadata(|key| metadata.custom(key)).map_err(|e| incompatible(e.to_string()))
 }
+
+/// The name of the foreground class (class 1) from the model's `classes` metadata
+/// ("background,foreground" as `trainer export` writes it); "foreground" when the model has none.
+pub fn foreground_class(session: &Session) -> String {
+    let classes = session.metadata().ok().and_then(|m| m.custom("classes"));
+    foreground_class_of(classes.as_deref())
+}
+
+/// The second of the comma-separated class names, if any and not empty.
+pub fn foreground_class_of(classes: Option<&str>) -> String {
+    classes
+        .and_then(|c| c.split(',').nth(1))
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+        .unwrap_or("foreground")
+        .to_owned()
+}

@@ -85,6 +85,8 @@ fn session_error(path: &Path, index: usize, error: BuildError) -> SessionError {
 pub struct Model {
     /// How the model must be tiled, as its metadata declares.
     pub tiling: Tiling,
+    /// The name of the foreground class, from the model's `classes` metadata.
+    pub foreground_class: String,
     workers: Vec<Session>,
     /// Worker sessions at most: `threads` on the CPU, one on a GPU.
     max_workers: usize,
@@ -138,8 +140,10 @@ impl Model {
             .map_err(|reason| session_error(path, 0, reason))?;
         let names = graph::validate(&first, path)?;
         let tiling = graph::tiling(&first, path)?;
+        let foreground_class = graph::foreground_class(&first);
         Ok(Model {
             tiling,
+            foreground_class,
             workers: vec![first],
             max_workers,
             worker_threads,
