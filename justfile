@@ -19,6 +19,12 @@ setup:
 check-slides: setup
     bash scripts/checks/check_slides.sh
 
+# The job scripts of scripts/slurm/ on a real one-node Slurm cluster (slurm-wlm and munge from Debian, installed
+# when missing; run as root): a folder and one slide, each over a 4-task array, the slide's finalize job after
+# them (--dependency=afterok), compared byte for byte with single runs; the daemons stopped on exit. CI runs it.
+check-slurm: setup
+    bash scripts/checks/check_slurm.sh
+
 # Train on data/conifer into models/ (3000 iterations of 4 x 128^2 crops, Adam 1e-3 constant, no augmentation:
 # on this image the cosine decay and augmentation both lowered the held-out IoU, see docs/training.md)
 train *ARGS:

@@ -296,7 +296,7 @@ pub fn temporary_path(target: &Path, host: &str, pid: u32) -> PathBuf {
 }
 
 /// The host and process id in a temporary's file name, if `file_name` is a temporary of the file `name`.
-fn temporary_owner<'a>(file_name: &'a str, name: &str) -> Option<(&'a str, u32)> {
+pub fn temporary_owner<'a>(file_name: &'a str, name: &str) -> Option<(&'a str, u32)> {
     let rest = file_name.strip_prefix('.')?.strip_prefix(name)?.strip_prefix(".segmenter-")?;
     let (host, digits) = rest.strip_suffix(".tmp")?.rsplit_once('-')?;
     if host.is_empty() || digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
@@ -306,7 +306,7 @@ fn temporary_owner<'a>(file_name: &'a str, name: &str) -> Option<(&'a str, u32)>
 }
 
 /// Whether a process with this id is running on this host (or may be: when unsure, it counts as running).
-fn process_running(pid: u32) -> bool {
+pub fn process_running(pid: u32) -> bool {
     #[cfg(unix)]
     {
         let Ok(pid) = libc::pid_t::try_from(pid) else { return true };

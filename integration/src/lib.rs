@@ -3,6 +3,8 @@
 //! builds and tests without the trainer; `tests/runner_models.rs` checks that the committed files are what
 //! this code makes today, and `cargo run -p integration --example write_runner_models` rewrites them.
 
+pub mod mosaic;
+
 use candle_core::Device;
 use candle_onnx::onnx::{
     tensor_proto::DataType,

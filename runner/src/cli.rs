@@ -36,6 +36,18 @@ enum Command {
     /// Says what an image is (reader, levels, tiles, compression, colour, microns per pixel) and what
     /// predicting a level would take here (memory; time, measured with --model).
     Info(InfoArgs),
+    /// Finishes OME-Zarr stores predicted in shares (`predict --image SLIDE --output OUT.ome.zarr --shard
+    /// K/N`, one process per share): once every share is done, writes the lower levels and the metadata, so
+    /// that each store is the one a single run writes. While a share is missing it names it and changes
+    /// nothing; a store already finished is left as it is.
+    Finalize(FinalizeArgs),
+}
+
+#[derive(clap::Args)]
+struct FinalizeArgs {
+    /// The stores: the --output, --probabilities and --overlay of the shares.
+    #[arg(required = true)]
+    stores: Vec<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -149,8 +161,10 @@ struct PredictArgs {
     /// Write the --geojson objects as detections (lighter in QuPath, for many objects) instead of annotations.
     #[arg(long, requires = "geojson")]
     geojson_detections: bool,
-    /// Folder mode: predict only share K of N of the sorted images (numbered from 0), for cluster job
-    /// arrays: e.g. --shard $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT.
+    /// Predict only share K of N (numbered from 0), for cluster job arrays: e.g. --shard
+    /// $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT. Folder mode: share K of the sorted images. One
+    /// --image: share K of the image's rows (whole 512-row chunks), into .ome.zarr outputs that every
+    /// share writes at once; then `runner finalize` them (no --mask, --metrics-json or --errors).
     #[arg(long)]
     shard: Option<Shard>,
     /// Folder mode: stop at the first image that fails (default: report it and go on).
@@ -202,6 +216,7 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Predict(args) => run_predict(*args, &mut out),
         Command::Info(args) => run_info(args, &mut out),
+        Command::Finalize(args) => run_finalize(args, &mut out),
     };
     match result {
         Ok(code) => code,
@@ -337,7 +352,6 @@ fn run_single(args: PredictArgs, out: &mut Stdout) -> anyhow::Result<ExitCode> {
             ("--pattern", args.pattern.is_some()),
             ("--mask-dir", args.mask_dir.is_some()),
             ("--mask-format", args.mask_format.is_some()),
-            ("--shard", args.shard.is_some()),
             ("--fail-fast", args.fail_fast),
         ],
         "folder mode (--output-dir)",
@@ -363,6 +377,9 @@ fn run_single(args: PredictArgs, out: &mut Stdout) -> anyhow::Result<ExitCode> {
         tile: args.tile,
         level: args.level,
     };
+    if let Some(shard) = args.shard {
+        return run_share(&args, &request, shard, out);
+    }
     if request.errors.is_some() && request.mask.is_none() {
         anyhow::bail!("--errors needs a reference mask: add --mask");
     }
@@ -399,6 +416,57 @@ fn run_single(args: PredictArgs, out: &mut Stdout) -> anyhow::Result<ExitCode> {
     }
     for path in &report.written {
         out.line(format_args!("wrote {}", path.display()))?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// One image's share: its rows into the OME-Zarr stores.
+fn run_share(
+    args: &PredictArgs,
+    request: &SingleRequest,
+    shard: Shard,
+    out: &mut Stdout,
+) -> anyhow::Result<ExitCode> {
+    let bar = tile_bar(0);
+    if hidden(args.quiet) {
+        bar.set_draw_target(ProgressDrawTarget::hidden());
+    }
+    let report =
+        crate::slide_shard::predict_share(request, shard, &model_options(args), |progress| match progress {
+            Progress::Planned { tiles } => bar.set_length(tiles as u64),
+            Progress::TilesDone { tiles } => bar.inc(tiles as u64),
+        })?;
+    bar.finish_and_clear();
+    let (width, height, rows) = (report.width, report.height, &report.rows);
+    if rows.is_empty() {
+        out.line(format_args!(
+            "share {shard} of {width}x{height}: no rows (more shares than 512-row chunk rows); marked done"
+        ))?;
+    } else {
+        out.line(format_args!(
+            "share {shard} of {width}x{height}: rows {}..{}, {} tiles in {} forward passes, {:.2} s",
+            rows.start, rows.end, report.tiles, report.forward_passes, report.seconds
+        ))?;
+    }
+    for store in &report.stores {
+        out.line(format_args!("wrote share {shard} of {}", store.display()))?;
+    }
+    let stores: Vec<String> = report.stores.iter().map(|s| s.display().to_string()).collect();
+    out.line(format_args!("when every share is done: runner finalize {}", stores.join(" ")))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run_finalize(args: FinalizeArgs, out: &mut Stdout) -> anyhow::Result<ExitCode> {
+    let done = crate::slide_shard::finalize(&args.stores)?;
+    for (store, finalized) in args.stores.iter().zip(done) {
+        match finalized {
+            imaging::sink::ome_zarr_shards::Finalized::Levels(levels) => {
+                out.line(format_args!("finalized {}: {levels} levels", store.display()))?
+            }
+            imaging::sink::ome_zarr_shards::Finalized::AlreadyFinal => {
+                out.line(format_args!("{} is already final; nothing to do", store.display()))?
+            }
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -17,3 +17,4 @@ pub mod regions;
 pub mod render;
 pub mod session;
 pub mod single;
+pub mod slide_shard;

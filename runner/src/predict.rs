@@ -320,6 +320,31 @@ pub fn predict_stream(
     model: &mut Model,
     source: &mut ImageSource,
     options: PredictOptions,
+    progress: impl FnMut(usize),
+    on_band: impl FnMut(&BandOutput<'_>) -> Result<(), PredictError>,
+) -> Result<StreamSummary, PredictError> {
+    let height = source.height();
+    predict_stream_rows(model, source, 0..height, options, progress, on_band)
+}
+
+/// The bands of `plan` whose kept rows meet `rows`.
+pub fn bands_for_rows(plan: &TilePlan, rows: std::ops::Range<usize>) -> &[tiles::Band] {
+    let meets = |b: &tiles::Band| b.keep_y < rows.end && b.keep_y + b.keep_height > rows.start;
+    let first = plan.bands.iter().position(meets).unwrap_or(plan.bands.len());
+    let count = plan.bands[first..].iter().take_while(|b| meets(b)).count();
+    &plan.bands[first..first + count]
+}
+
+/// [`predict_stream`] of only the bands of the whole-image plan whose kept rows meet `rows` (the source
+/// at its first row): the rows above the first band's windows are skipped, not predicted, and `on_band`
+/// gets those bands' kept rows, which cover `rows` and may reach beyond them. The values are those of
+/// the whole image's prediction, since the bands are the whole-image plan's; `tiles` and
+/// `forward_passes` count these bands'.
+pub fn predict_stream_rows(
+    model: &mut Model,
+    source: &mut ImageSource,
+    rows: std::ops::Range<usize>,
+    options: PredictOptions,
     mut progress: impl FnMut(usize),
     mut on_band: impl FnMut(&BandOutput<'_>) -> Result<(), PredictError>,
 ) -> Result<StreamSummary, PredictError> {
@@ -329,15 +354,20 @@ pub fn predict_stream(
     if options.logits && !model.has_logits() {
         return Err(PredictError::NoLogits);
     }
-    let mut workers = model.workers_for(wanted(model, options), plan.passes.len())?;
+    let bands = bands_for_rows(&plan, rows);
+    let passes = bands.first().zip(bands.last()).map_or(0..0, |(a, b)| a.passes.start..b.passes.end);
+    let tile_count: usize = plan.passes[passes.clone()].iter().map(|p| p.tiles.len()).sum();
+    let mut workers = model.workers_for(wanted(model, options), passes.len())?;
     let row_bytes = width * 3;
+    let first_y = bands.first().map_or(0, |b| b.window_y);
+    source.skip_rows(first_y)?;
     let (sender, receiver) = mpsc::sync_channel::<Result<Vec<u8>, SourceError>>(1);
     let plan = &plan;
     std::thread::scope(|scope| {
         let reader = scope.spawn(move || {
             // The rows held start at image row `held_y`; consecutive bands overlap by their halos.
-            let (mut held, mut held_y) = (Vec::<u8>::new(), 0usize);
-            for band in &plan.bands {
+            let (mut held, mut held_y) = (Vec::<u8>::new(), first_y);
+            for band in bands {
                 let end = (band.window_y + band.window_height).min(height);
                 held.drain(..(band.window_y - held_y) * row_bytes);
                 held_y = band.window_y;
@@ -351,7 +381,7 @@ pub fn predict_stream(
         });
         let result: Result<(), PredictError> = (|| {
             let mut out = Stitched::new(0, 0, width, options);
-            for (band, message) in plan.bands.iter().zip(&receiver) {
+            for (band, message) in bands.iter().zip(&receiver) {
                 let rgb = message?;
                 let first_kept = band.keep_y;
                 let rows = (band.keep_y + band.keep_height).min(height).saturating_sub(first_kept);
@@ -384,7 +414,7 @@ pub fn predict_stream(
         result?;
         joined.map_err(|_| PredictError::ReaderPanicked)
     })?;
-    Ok(StreamSummary { height, width, tiles: plan.tile_count(), forward_passes: plan.passes.len() })
+    Ok(StreamSummary { height, width, tiles: tile_count, forward_passes: passes.len() })
 }
 
 /// Fills `input` with the (tiles, 3, h, w) windows of one batch.

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use crate::checkpoint::ValRecord;
+use crate::data::annotated::{self, AnnotationRule};
 use crate::data::crops::AugmentPolicy;
 use crate::data::load::{self, PairSource};
 use crate::data::TrainingImage;
@@ -15,6 +16,8 @@ use crate::optim::LrSchedule;
 use crate::train::{self, DeviceKind, Progress, TrainConfig};
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use imaging::annotations::labels::Unannotated;
+use imaging::labels::{LabelFormat, LabelRule};
 use imaging::report::{self, Stdout};
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -128,9 +131,30 @@ struct TrainArgs {
     #[arg(long, value_name = "IMAGE", required_unless_present = "data", conflicts_with = "data")]
     image: Vec<PathBuf>,
     /// Mask of the same size as its --image: pixels > 127 are foreground (class 1), all others background
-    /// (class 0). It must hold exactly two values, one on each side of 127 (e.g. 0 and 255); use PNG, not JPEG.
-    #[arg(long, value_name = "MASK", required_unless_present = "data", conflicts_with = "data")]
+    /// (class 0). It must hold exactly two values, one on each side of 127 (e.g. 0 and 255), besides
+    /// --ignore-value; use PNG, not JPEG. See --label-format for ilastik's label images.
+    #[arg(long, value_name = "MASK", required_unless_present_any = ["data", "annotations"], conflicts_with = "data")]
     mask: Vec<PathBuf>,
+    /// QuPath annotations of the --image of the same position, in place of --mask: a GeoJSON
+    /// FeatureCollection (File > Export objects as GeoJSON) of Polygon/MultiPolygon features in level-0 pixel
+    /// coordinates. Only the annotated areas are read (at --level), so the image may be a whole slide in any
+    /// format the runner reads. A pixel whose centre lies inside an annotation of a --foreground-class is
+    /// foreground, inside only other annotations background (foreground wins where they overlap), in none
+    /// unlabelled (see --unannotated).
+    #[arg(long, value_name = "FILE.geojson", conflicts_with_all = ["mask", "data"])]
+    annotations: Vec<PathBuf>,
+    /// A class name (`properties.classification.name`, exact) whose annotations are foreground; repeat for
+    /// several. Annotations of every other class, and unclassified ones, are background.
+    #[arg(long, value_name = "NAME", requires = "annotations")]
+    foreground_class: Vec<String>,
+    /// What a pixel in no annotation is: `unlabelled` (the loss skips it) or `background`.
+    #[arg(long, value_enum, default_value_t = UnannotatedArg::Unlabelled, requires = "annotations")]
+    unannotated: UnannotatedArg,
+    /// The resolution level of the --image read with --annotations (0 is full resolution; `runner info`
+    /// lists a slide's levels). Annotation coordinates stay level-0 pixels, as QuPath writes them; predict
+    /// with `runner predict --level` at the same level.
+    #[arg(long, default_value_t = 0, requires = "annotations")]
+    level: usize,
     /// Train on every image of DIR/images/ with the mask of the same file stem in DIR/masks/ (instead of
     /// --image/--mask). Crops are drawn across all images in proportion to their area.
     #[arg(long, value_name = "DIR")]
@@ -142,6 +166,17 @@ struct TrainArgs {
     /// Mask of the --val-image of the same position.
     #[arg(long, value_name = "MASK")]
     val_mask: Vec<PathBuf>,
+    /// Mask pixels equal to V are unlabelled (partial labels): the loss skips them, no crop is drawn where
+    /// too few pixels are labelled, and validation does not score them. Checked before the > 127 rule: with
+    /// V = 128, 128 is unlabelled and every other value above 127 foreground. Applies to every mask,
+    /// validation masks included.
+    #[arg(long, value_name = "V")]
+    ignore_value: Option<u8>,
+    /// How mask values become labels: `binary` (> 127 foreground, the rest background, --ignore-value
+    /// unlabelled) or `ilastik` (ilastik's exported label images: 0 unlabelled, 1 background, 2
+    /// foreground). Applies to every mask, validation masks included.
+    #[arg(long, value_enum, default_value_t = LabelFormatArg::Binary)]
+    label_format: LabelFormatArg,
     /// Hold out the bottom F of each training image's rows for validation (e.g. 0.2): no training crop
     /// touches them.
     #[arg(long, value_name = "F", conflicts_with_all = ["val_image", "val_mask"])]
@@ -208,6 +243,39 @@ struct TrainArgs {
     reference_ops: bool,
 }
 
+/// `--unannotated`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum UnannotatedArg {
+    /// Left out of the loss and of validation scores.
+    Unlabelled,
+    /// Background.
+    Background,
+}
+
+/// `--label-format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LabelFormatArg {
+    /// Above 127 foreground, the rest background (--ignore-value: unlabelled).
+    Binary,
+    /// 0 unlabelled, 1 background, 2 foreground.
+    Ilastik,
+}
+
+impl TrainArgs {
+    /// The mask rule of --label-format and --ignore-value.
+    fn label_rule(&self) -> anyhow::Result<LabelRule> {
+        let format = match self.label_format {
+            LabelFormatArg::Binary => LabelFormat::Binary,
+            LabelFormatArg::Ilastik if self.ignore_value.is_some() => anyhow::bail!(
+                "--ignore-value applies to binary masks; an ilastik label image marks unlabelled pixels \
+                 with 0 already: drop --ignore-value"
+            ),
+            LabelFormatArg::Ilastik => LabelFormat::Ilastik,
+        };
+        Ok(LabelRule { format, ignore: self.ignore_value })
+    }
+}
+
 /// The progress bar: iteration, current and smoothed loss, last validation IoU, iterations per second.
 struct Bar {
     bar: Option<ProgressBar>,
@@ -249,14 +317,16 @@ impl Progress for Bar {
 }
 
 /// Loads every pair, naming the flag and file of the first bad one.
-fn load_pairs(sources: &[PairSource]) -> Result<Vec<TrainingImage>, load::DataError> {
-    sources.iter().map(load::load_pair).collect()
+fn load_pairs(sources: &[PairSource], rule: LabelRule) -> Result<Vec<TrainingImage>, load::DataError> {
+    sources.iter().map(|s| load::load_pair(s, rule)).collect()
 }
 
 fn run_train(args: TrainArgs) -> anyhow::Result<String> {
     let device = train::select_device(args.device)?;
+    let annotated_sources = annotated::AnnotatedSource::from_flags(&args.image, &args.annotations)?;
     let train_sources = match &args.data {
         Some(dir) => PairSource::from_folder(dir)?,
+        None if !annotated_sources.is_empty() => Vec::new(),
         None => PairSource::from_flags(&args.image, &args.mask, "--image", "--mask")?,
     };
     let val_sources = PairSource::from_flags(&args.val_image, &args.val_mask, "--val-image", "--val-mask")?;
@@ -264,6 +334,9 @@ fn run_train(args: TrainArgs) -> anyhow::Result<String> {
         .iter()
         .chain(&val_sources)
         .flat_map(|p| [(p.image_flag.clone(), p.image.clone()), (p.mask_flag.clone(), p.mask.clone())])
+        .chain(annotated_sources.iter().flat_map(|a| {
+            [(a.image_flag.clone(), a.image.clone()), (a.annotations_flag.clone(), a.annotations.clone())]
+        }))
         .collect();
     let config = TrainConfig {
         iterations: args.iterations,
@@ -284,12 +357,24 @@ fn run_train(args: TrainArgs) -> anyhow::Result<String> {
     };
     // Settings and output paths are checked before any image is decoded.
     config.check()?;
+    let rule = args.label_rule()?;
     crate::outputs::check_outputs_are_not_inputs(
         &crate::outputs::OutputPaths::new(&args.out),
         &config.inputs,
     )?;
-    let images = load_pairs(&train_sources)?;
-    let val_images = load_pairs(&val_sources)?;
+    let mut images = load_pairs(&train_sources, rule)?;
+    let annotation_rule = AnnotationRule {
+        foreground_classes: args.foreground_class.clone(),
+        unannotated: match args.unannotated {
+            UnannotatedArg::Unlabelled => Unannotated::Unlabelled,
+            UnannotatedArg::Background => Unannotated::Background,
+        },
+        level: args.level,
+    };
+    for source in &annotated_sources {
+        images.extend(annotated::load_annotated(source, &annotation_rule, args.crop)?);
+    }
+    let val_images = load_pairs(&val_sources, rule)?;
     let bar = (!args.quiet).then(|| {
         ProgressBar::new(args.iterations as u64).with_style(
             ProgressStyle::with_template(

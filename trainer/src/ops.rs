@@ -172,15 +172,39 @@ pub fn upsample_conv2d(
     x.contiguous()?.apply_op3(&w.contiguous()?, &b.contiguous()?, Upsample2xConv2d { padding })
 }
 
-/// Mean cross-entropy of logits (B,C,H,W) against u32 labels (B*H*W) in (b, y, x) order: the same value
-/// and gradient as `candle_nn::loss::cross_entropy` of the logits permuted to (B*H*W, C), computed in
-/// place on the CPU with the fast kernels.
+/// The label of an unlabelled pixel in the label tensors: the loss skips it (PyTorch's `ignore_index`).
+pub use kernels::loss::IGNORE as IGNORE_LABEL;
+
+/// Mean cross-entropy of logits (B,C,H,W) against u32 labels (B*H*W) in (b, y, x) order, over the pixels
+/// whose label is not [`IGNORE_LABEL`] (0, with a zero gradient, when none is labelled): with every pixel
+/// labelled, the same value and gradient as `candle_nn::loss::cross_entropy` of the logits permuted to
+/// (B*H*W, C), computed in place on the CPU with the fast kernels. Elsewhere [`reference_cross_entropy`].
 pub fn segmentation_cross_entropy(logits: &Tensor, labels: &Tensor, kernels: Kernels) -> Result<Tensor> {
-    let (b, c, h, w) = logits.dims4()?;
+    let (b, _, h, w) = logits.dims4()?;
     let fits = cpu_f32(logits) && labels.dtype() == DType::U32 && labels.dims() == [b * h * w];
     if !kernels.fast() || !fits {
-        let flat = logits.permute((0, 2, 3, 1))?.reshape((b * h * w, c))?;
-        return candle_nn::loss::cross_entropy(&flat, labels);
+        return reference_cross_entropy(logits, labels);
     }
     logits.contiguous()?.apply_op2(&labels.contiguous()?, SegmentationCrossEntropy::default())
+}
+
+/// The loss of [`segmentation_cross_entropy`] from candle's own ops, on any device: exactly
+/// `candle_nn::loss::cross_entropy` when every pixel is labelled; otherwise the log-softmax picked at the
+/// labels (an unlabelled pixel picks class 0 and is then multiplied by 0), summed and divided by the count
+/// of labelled pixels.
+pub fn reference_cross_entropy(logits: &Tensor, labels: &Tensor) -> Result<Tensor> {
+    let (b, c, h, w) = logits.dims4()?;
+    let flat = logits.permute((0, 2, 3, 1))?.reshape((b * h * w, c))?;
+    let ignored = labels.eq(IGNORE_LABEL)?;
+    let count = b * h * w - ignored.to_dtype(DType::U32)?.sum_all()?.to_scalar::<u32>()? as usize;
+    if count == b * h * w {
+        return candle_nn::loss::cross_entropy(&flat, labels);
+    }
+    let keep = ignored.where_cond(
+        &labels.zeros_like()?.to_dtype(flat.dtype())?,
+        &labels.ones_like()?.to_dtype(flat.dtype())?,
+    )?;
+    let safe = ignored.where_cond(&labels.zeros_like()?, labels)?;
+    let picked = candle_nn::ops::log_softmax(&flat, 1)?.gather(&safe.unsqueeze(1)?, 1)?.squeeze(1)?;
+    (picked * keep)?.sum_all()?.affine(-1.0 / count.max(1) as f64, 0.0)
 }

@@ -842,3 +842,51 @@ fn an_image_and_mask_of_different_orientations_are_refused() {
     let o = train(&img6, &mask6, &dir.path().join("b"), &quick);
     assert!(o.status.success(), "{}", stderr(&o));
 }
+
+#[test]
+fn trains_from_qupath_annotations_and_refuses_bad_ones_in_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let (img, _mask) = write_pair(dir.path(), 96, 80);
+    let geojson = dir.path().join("annotations.geojson");
+    let square = |l: f64, t: f64, s: f64| {
+        serde_json::json!([[[l, t], [l + s, t], [l + s, t + s], [l, t + s], [l, t]]])
+    };
+    let feature = |class: &str, coordinates: serde_json::Value| {
+        serde_json::json!({"type": "Feature", "geometry": {"type": "Polygon", "coordinates": coordinates},
+            "properties": {"objectType": "annotation", "classification": {"name": class}}})
+    };
+    let write = |features: Vec<serde_json::Value>| {
+        let collection = serde_json::json!({"type": "FeatureCollection", "features": features});
+        std::fs::write(&geojson, serde_json::to_vec(&collection).unwrap()).unwrap();
+    };
+    write(vec![feature("Stroma", square(2.0, 2.0, 75.0)), feature("Tumor", square(30.0, 25.0, 30.0))]);
+    let out = dir.path().join("out");
+    let args = |extra: &[&str]| {
+        let mut args = vec!["train", "--quiet", "--image", img.to_str().unwrap(), "--annotations"];
+        args.push(geojson.to_str().unwrap());
+        args.extend_from_slice(&["--out", out.to_str().unwrap(), "--iterations", "5", "--crop", "32"]);
+        args.extend_from_slice(extra);
+        args.iter().map(|s| s.to_string()).collect::<Vec<_>>()
+    };
+    let run = |extra: &[&str]| {
+        let a = args(extra);
+        trainer(&a.iter().map(String::as_str).collect::<Vec<_>>())
+    };
+    let o = run(&["--foreground-class", "Tumor"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(out.join("checkpoint.safetensors").is_file());
+    // No annotation of the foreground class: the line lists the classes there are.
+    assert_clean_failure(&run(&["--foreground-class", "Tumour"]), &["--annotations", "Tumor", "Stroma"]);
+    // A point outside the image.
+    write(vec![feature("Tumor", square(80.0, 70.0, 30.0))]);
+    assert_clean_failure(&run(&["--foreground-class", "Tumor"]), &["--annotations", "outside"]);
+    // Not a FeatureCollection.
+    std::fs::write(&geojson, b"{\"type\": \"Point\", \"coordinates\": [1, 2]}").unwrap();
+    assert_clean_failure(&run(&["--foreground-class", "Tumor"]), &["--annotations", "FeatureCollection"]);
+    // A ring of two distinct points.
+    write(vec![feature("Tumor", serde_json::json!([[[1.0, 1.0], [5.0, 5.0], [1.0, 1.0]]]))]);
+    assert_clean_failure(&run(&["--foreground-class", "Tumor"]), &["--annotations", "distinct"]);
+    // Coordinates that are not numbers.
+    write(vec![feature("Tumor", serde_json::json!([[["a", 1.0], [5.0, 5.0], [1.0, 9.0], ["a", 1.0]]]))]);
+    assert_clean_failure(&run(&["--foreground-class", "Tumor"]), &["--annotations"]);
+}

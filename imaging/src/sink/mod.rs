@@ -22,6 +22,7 @@
 
 pub mod ome_tiff;
 pub mod ome_zarr;
+pub mod ome_zarr_shards;
 
 use std::fs::File;
 use std::io::{BufWriter, Write};

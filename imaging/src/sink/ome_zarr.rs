@@ -92,6 +92,58 @@ pub fn zattrs(levels: usize, samples: OmeSamples, microns_per_pixel: Option<(f64
     serde_json::to_string_pretty(&attrs).unwrap_or_default() + "\n"
 }
 
+/// The `.zgroup` of a store.
+pub const ZGROUP: &str = "{\n  \"zarr_format\": 2\n}\n";
+
+/// The key (file name) of the chunk in chunk row `chunk_row` and chunk column `cx` of a level with
+/// `channels` channels.
+pub fn chunk_key(channels: usize, chunk_row: usize, cx: usize) -> String {
+    if channels == 1 {
+        format!("{chunk_row}.{cx}")
+    } else {
+        format!("0.{chunk_row}.{cx}")
+    }
+}
+
+/// Compresses the chunks of one chunk row: `band` holds up to [`CHUNK`] rows of `width` pixels as they
+/// are stored in rows (interleaved when RGB); each chunk, padded with 0 to whole chunks (planar when RGB),
+/// goes to `put(cx, compressed)`. `scratch` is reused between calls.
+pub(super) fn encode_chunk_row(
+    samples: OmeSamples,
+    width: usize,
+    band: &[u8],
+    scratch: &mut Vec<u8>,
+    mut put: impl FnMut(usize, &[u8]) -> Result<(), String>,
+) -> Result<(), String> {
+    let channels = samples.channels();
+    let sample = samples.pixel_bytes() / channels;
+    let pixel = sample * channels;
+    let row_bytes = width * pixel;
+    let rows = band.len() / row_bytes;
+    let plane = CHUNK * CHUNK * sample;
+    for (cx, x0) in (0..width).step_by(CHUNK).enumerate() {
+        let used = (width - x0).min(CHUNK);
+        scratch.clear();
+        scratch.resize(channels * plane, 0);
+        for y in 0..rows {
+            let src = &band[y * row_bytes + x0 * pixel..][..used * pixel];
+            if channels == 1 {
+                scratch[y * CHUNK * sample..][..used * sample].copy_from_slice(src);
+            } else {
+                // Planar: channel c of pixel x at c * plane + (y * CHUNK + x) * sample.
+                for (x, px) in src.chunks_exact(pixel).enumerate() {
+                    for (c, s) in px.chunks_exact(sample).enumerate() {
+                        scratch[c * plane + (y * CHUNK + x) * sample..][..sample].copy_from_slice(s);
+                    }
+                }
+            }
+        }
+        let compressed = zstd::bulk::compress(scratch, ZSTD_LEVEL).map_err(|e| e.to_string())?;
+        put(cx, &compressed)?;
+    }
+    Ok(())
+}
+
 /// One level being filled, with the index of its chunk row.
 struct Level {
     fill: LevelRows,
@@ -164,7 +216,7 @@ impl OmeZarrWriter {
             finished: false,
             chunk: Vec::new(),
         };
-        write_file(&writer.dir.join(".zgroup"), b"{\n  \"zarr_format\": 2\n}\n")?;
+        write_file(&writer.dir.join(".zgroup"), ZGROUP.as_bytes())?;
         for (i, level) in writer.levels.iter().enumerate() {
             let folder = writer.dir.join(i.to_string());
             fs::create_dir(&folder).map_err(|e| format!("cannot create {}: {e}", folder.display()))?;
@@ -224,33 +276,11 @@ impl OmeZarrWriter {
     /// the band.
     fn write_chunk_row(&mut self, i: usize, level: &mut Level) -> Result<(), String> {
         let channels = self.samples.channels();
-        let sample = self.samples.pixel_bytes() / channels;
         let Level { fill: LevelRows { width, band, .. }, chunk_row } = level;
-        let pixel = sample * channels;
-        let row_bytes = *width * pixel;
-        let rows = band.len() / row_bytes;
-        let plane = CHUNK * CHUNK * sample;
-        for (cx, x0) in (0..*width).step_by(CHUNK).enumerate() {
-            let used = (*width - x0).min(CHUNK);
-            self.chunk.clear();
-            self.chunk.resize(channels * plane, 0);
-            for y in 0..rows {
-                let src = &band[y * row_bytes + x0 * pixel..][..used * pixel];
-                if channels == 1 {
-                    self.chunk[y * CHUNK * sample..][..used * sample].copy_from_slice(src);
-                } else {
-                    // Planar: channel c of pixel x at c * plane + (y * CHUNK + x) * sample.
-                    for (x, px) in src.chunks_exact(pixel).enumerate() {
-                        for (c, s) in px.chunks_exact(sample).enumerate() {
-                            self.chunk[c * plane + (y * CHUNK + x) * sample..][..sample].copy_from_slice(s);
-                        }
-                    }
-                }
-            }
-            let compressed = zstd::bulk::compress(&self.chunk, ZSTD_LEVEL).map_err(|e| e.to_string())?;
-            let key = if channels == 1 { format!("{chunk_row}.{cx}") } else { format!("0.{chunk_row}.{cx}") };
-            write_file(&self.dir.join(i.to_string()).join(key), &compressed)?;
-        }
+        let folder = self.dir.join(i.to_string());
+        encode_chunk_row(self.samples, *width, band, &mut self.chunk, |cx, compressed| {
+            write_file(&folder.join(chunk_key(channels, *chunk_row, cx)), compressed)
+        })?;
         band.clear();
         *chunk_row += 1;
         Ok(())
@@ -297,7 +327,7 @@ impl Drop for OmeZarrWriter {
 }
 
 /// Writes `bytes` as `path` through a temporary file renamed into place.
-fn write_file(path: &Path, bytes: &[u8]) -> Result<(), String> {
+pub(super) fn write_file(path: &Path, bytes: &[u8]) -> Result<(), String> {
     let temporary = temporary_path(path, host_name(), std::process::id());
     let write = || -> std::io::Result<()> {
         let mut file = fs::File::create(&temporary)?;

@@ -550,6 +550,23 @@ impl ImageSource {
         Ok(rows)
     }
 
+    /// Passes over the next `rows` rows (fewer at the end of the image) without returning them: readers
+    /// with random access (TIFF, OME-Zarr, OpenSlide, decoded JPEGs) just move on; a PNG, read in order,
+    /// decodes them a few at a time.
+    pub fn skip_rows(&mut self, rows: usize) -> Result<usize, SourceError> {
+        let rows = rows.min(self.height - self.next_row);
+        if !matches!(self.reader, Reader::Png(_)) {
+            self.next_row += rows;
+            return Ok(rows);
+        }
+        let (mut left, mut scratch) = (rows, Vec::new());
+        while left > 0 {
+            scratch.clear();
+            left -= self.read_rows(left.min(64), &mut scratch)?;
+        }
+        Ok(rows)
+    }
+
     /// Reads every remaining row.
     pub fn read_all(&mut self) -> Result<Vec<u8>, SourceError> {
         let len = (self.height - self.next_row)

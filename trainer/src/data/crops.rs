@@ -5,8 +5,60 @@ use rand::Rng;
 
 use imaging::tiles::PIXEL_BUDGET;
 
-use super::TrainingImage;
+use super::{TrainingImage, UNLABELLED};
 use crate::model::Normalization;
+
+/// Random positions tried for a crop with enough labelled pixels before the sampler scans for the next one.
+pub const CROP_TRIES: usize = 64;
+
+/// The fewest labelled pixels a `size` x `size` crop needs to be drawn: 1/512 of it (32 of a 128^2 crop),
+/// at least 1. Sparse strokes train: a 128^2 crop crossed by one stroke has hundreds.
+pub fn min_labelled(size: usize) -> u32 {
+    (size * size / 512).max(1) as u32
+}
+
+/// The labels of partial masks are too sparse for the crop size.
+#[derive(Debug, thiserror::Error, PartialEq)]
+#[error(
+    "the labels are too sparse for --crop {size}: no {size}x{size} crop of the training rows of any image holds \
+     {min} labelled pixels (1/512 of a crop); label more pixels (or the pixels of one area more densely), or \
+     lower --crop"
+)]
+pub struct SparseLabels {
+    pub size: usize,
+    pub min: u32,
+}
+
+/// Labelled pixels of one training region as an integral image: the count in any rectangle in O(1).
+#[derive(Debug, Clone, PartialEq)]
+pub struct LabelledCounts {
+    width: usize,
+    /// (rows + 1) x (width + 1): the labelled pixels above and left of each corner.
+    sums: Vec<u32>,
+}
+
+impl LabelledCounts {
+    /// The counts of the first `rows` rows of `width`-wide labels (labelled: not [`UNLABELLED`]).
+    pub fn new(labels: &[u8], width: usize, rows: usize) -> LabelledCounts {
+        let stride = width + 1;
+        let mut sums = vec![0u32; (rows + 1) * stride];
+        for y in 0..rows {
+            let mut row_sum = 0u32;
+            for x in 0..width {
+                row_sum += u32::from(labels[y * width + x] != UNLABELLED);
+                sums[(y + 1) * stride + x + 1] = sums[y * stride + x + 1] + row_sum;
+            }
+        }
+        LabelledCounts { width, sums }
+    }
+
+    /// Labelled pixels in the `size` x `size` square at (top, left).
+    pub fn count(&self, top: usize, left: usize, size: usize) -> u32 {
+        let s = self.width + 1;
+        let at = |y: usize, x: usize| self.sums[y * s + x];
+        (at(top + size, left + size) + at(top, left)) - (at(top, left + size) + at(top + size, left))
+    }
+}
 
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum BudgetError {
@@ -142,29 +194,84 @@ pub struct TrainRegion {
 
 /// Draws crops across several images: an image with probability proportional to its training area (so every
 /// training pixel is about equally likely to be seen, whatever image it is in), then a position uniformly
-/// inside that image's training rows.
+/// inside that image's training rows. With partial labels, crops are drawn where labels are: a position
+/// whose crop holds fewer than [`min_labelled`] labelled pixels is redrawn (at most [`CROP_TRIES`] times,
+/// then the next usable position in raster order is taken), and an image with no usable position is never
+/// chosen.
 #[derive(Debug, Clone)]
 pub struct CropSampler {
     regions: Vec<TrainRegion>,
-    /// Running totals of the regions' areas.
+    /// Running totals of the regions' areas (0 for a region without a usable crop).
     cumulative: Vec<u64>,
+    /// Per region: its labelled-pixel counts where some pixels are unlabelled, `None` where all are labelled.
+    labelled: Vec<Option<LabelledCounts>>,
     size: usize,
     policy: AugmentPolicy,
 }
 
 impl CropSampler {
-    /// `size` must fit every region (see [`fit_crop`]).
+    /// `size` must fit every region (see [`fit_crop`]); every pixel is labelled.
     pub fn new(regions: Vec<TrainRegion>, size: usize, policy: AugmentPolicy) -> CropSampler {
+        let labelled = vec![None; regions.len()];
+        CropSampler::with_labels(regions, labelled, size, policy).expect("dense labels have usable crops")
+    }
+
+    /// A sampler over regions of which some are partially labelled (`labelled[i]` holds the counts of region
+    /// i's rows); refused when no crop of any region holds [`min_labelled`] labelled pixels.
+    pub fn with_labels(
+        regions: Vec<TrainRegion>,
+        labelled: Vec<Option<LabelledCounts>>,
+        size: usize,
+        policy: AugmentPolicy,
+    ) -> Result<CropSampler, SparseLabels> {
         assert!(regions.iter().all(|r| r.width >= size && r.rows >= size), "the crop fits every region");
+        assert_eq!(regions.len(), labelled.len(), "one entry of counts per region");
+        let min = min_labelled(size);
         let mut total = 0u64;
         let cumulative = regions
             .iter()
-            .map(|r| {
-                total += r.width as u64 * r.rows as u64;
+            .zip(&labelled)
+            .map(|(r, counts)| {
+                let usable = counts.as_ref().is_none_or(|c| {
+                    (0..=r.rows - size)
+                        .any(|top| (0..=r.width - size).any(|left| c.count(top, left, size) >= min))
+                });
+                if usable {
+                    total += r.width as u64 * r.rows as u64;
+                }
                 total
             })
             .collect();
-        CropSampler { regions, cumulative, size, policy }
+        if total == 0 {
+            return Err(SparseLabels { size, min });
+        }
+        Ok(CropSampler { regions, cumulative, labelled, size, policy })
+    }
+
+    /// The top-left corner of a crop of region `image` with enough labelled pixels: uniform among the
+    /// positions when all pixels are labelled (one draw each for top and left), redrawn where too few are.
+    fn position(&self, image: usize, rng: &mut impl Rng) -> (usize, usize) {
+        let (region, size) = (self.regions[image], self.size);
+        let mut draw =
+            || (rng.random_range(0..=region.rows - size), rng.random_range(0..=region.width - size));
+        let Some(counts) = &self.labelled[image] else { return draw() };
+        let min = min_labelled(size);
+        let mut at = draw();
+        for _ in 1..CROP_TRIES {
+            if counts.count(at.0, at.1, size) >= min {
+                return at;
+            }
+            at = draw();
+        }
+        // Labels in a small part of the region: the next usable position after the last draw, wrapping
+        // around (one exists: the region was chosen because it has one).
+        let columns = region.width - size + 1;
+        let positions = (region.rows - size + 1) * columns;
+        let start = at.0 * columns + at.1;
+        (0..positions)
+            .map(|i| ((start + i) % positions / columns, (start + i) % columns))
+            .find(|&(top, left)| counts.count(top, left, size) >= min)
+            .expect("a chosen region has a usable crop")
     }
 
     pub fn sample(&self, rng: &mut impl Rng) -> CropSpec {
@@ -175,9 +282,7 @@ impl CropSampler {
             let at = rng.random_range(0..*self.cumulative.last().expect("at least one region"));
             self.cumulative.partition_point(|&c| c <= at)
         };
-        let region = self.regions[image];
-        let top = rng.random_range(0..=region.rows - self.size);
-        let left = rng.random_range(0..=region.width - self.size);
+        let (top, left) = self.position(image, rng);
         let augmentation = Augmentation::random(rng, self.policy);
         CropSpec { image, top, left, size: self.size, augmentation }
     }
@@ -246,6 +351,117 @@ mod tests {
         // Areas 40*74 = 2960 and 80*22 = 1760: the first image gets 2960/4720 = 62.7% of the crops.
         let share = per_image[0] as f64 / 20_000.0;
         assert!((share - 0.627).abs() < 0.02, "share {share}");
+    }
+
+    /// Labelled pixels of a square counted one by one: the reference for the integral image.
+    fn counted(labels: &[u8], width: usize, top: usize, left: usize, size: usize) -> u32 {
+        (top..top + size)
+            .flat_map(|y| (left..left + size).map(move |x| y * width + x))
+            .filter(|&i| labels[i] != UNLABELLED)
+            .count() as u32
+    }
+
+    #[test]
+    fn labelled_counts_equal_counting_pixel_by_pixel() {
+        let (w, rows) = (23, 17);
+        let labels: Vec<u8> =
+            (0..w * 20).map(|i| if (i * 7919) % 13 < 4 { (i % 2) as u8 } else { UNLABELLED }).collect();
+        let counts = LabelledCounts::new(&labels, w, rows);
+        for size in [1, 2, 5, 16] {
+            for top in 0..=rows - size {
+                for left in 0..=w - size {
+                    assert_eq!(counts.count(top, left, size), counted(&labels, w, top, left, size));
+                }
+            }
+        }
+        assert_eq!(min_labelled(128), 32);
+        assert_eq!(min_labelled(8), 1);
+    }
+
+    /// Strokes: one diagonal line of labels on a 300 x 200 region (about 0.5% of the pixels). Every crop has
+    /// enough labels; crops reach the whole stroke; a region of no labels and a too-sparse one are refused.
+    #[test]
+    fn partial_labels_draw_crops_where_labels_are() {
+        let (w, h, size) = (300, 200, 64);
+        let mut labels = vec![UNLABELLED; w * h];
+        for y in 0..h {
+            labels[y * w + y] = (y % 2) as u8;
+        }
+        let region = TrainRegion { width: w, rows: h };
+        let counts = LabelledCounts::new(&labels, w, h);
+        let sampler =
+            CropSampler::with_labels(vec![region], vec![Some(counts.clone())], size, AugmentPolicy::None)
+                .unwrap();
+        let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+        let mut covered = vec![false; h];
+        for _ in 0..2000 {
+            let c = sampler.sample(&mut rng);
+            let n = counted(&labels, w, c.top, c.left, size);
+            assert!(n >= min_labelled(size), "crop {c:?} holds {n} labelled pixels");
+            for y in c.top..c.top + size {
+                if (c.left..c.left + size).contains(&y) {
+                    covered[y] = true;
+                }
+            }
+        }
+        assert!(covered.iter().all(|&c| c), "every labelled pixel is reachable");
+        // A second image with no labels is never chosen; one with dense labels is, by area.
+        let empty = vec![UNLABELLED; w * h];
+        let dense = TrainRegion { width: 100, rows: 100 };
+        let sampler = CropSampler::with_labels(
+            vec![region, region, dense],
+            vec![Some(counts), Some(LabelledCounts::new(&empty, w, h)), None],
+            size,
+            AugmentPolicy::None,
+        )
+        .unwrap();
+        let mut per_image = [0; 3];
+        for _ in 0..4000 {
+            per_image[sampler.sample(&mut rng).image] += 1;
+        }
+        assert_eq!(per_image[1], 0);
+        // Areas 60,000 and 10,000: 1/7 of the crops from the dense image.
+        assert!((per_image[2] as f64 / 4000.0 - 1.0 / 7.0).abs() < 0.02, "{per_image:?}");
+        // 31 labelled pixels in a 128 x 128 region: below 32, refused with the threshold named.
+        let mut sparse = vec![UNLABELLED; 128 * 128];
+        sparse[..31].fill(1);
+        let region = TrainRegion { width: 128, rows: 128 };
+        let err = CropSampler::with_labels(
+            vec![region],
+            vec![Some(LabelledCounts::new(&sparse, 128, 128))],
+            128,
+            AugmentPolicy::None,
+        )
+        .unwrap_err();
+        assert_eq!(err, SparseLabels { size: 128, min: 32 });
+        assert!(err.to_string().contains("no 128x128 crop") && err.to_string().contains("lower --crop"));
+        // 50 labelled pixels in a 128^2 crop train.
+        sparse[..50].fill(0);
+        let counts = LabelledCounts::new(&sparse, 128, 128);
+        assert!(CropSampler::with_labels(vec![region], vec![Some(counts)], 128, AugmentPolicy::None).is_ok());
+    }
+
+    /// A small labelled patch in a large region: random tries mostly miss, and the raster scan after them
+    /// still returns usable crops, spread over the positions that hold enough labels.
+    #[test]
+    fn a_small_labelled_patch_is_found_after_the_tries() {
+        let (w, h, size) = (1000, 1000, 16);
+        let mut labels = vec![UNLABELLED; w * h];
+        for y in 500..510 {
+            labels[y * w + 700..y * w + 710].fill(1);
+        }
+        let counts = LabelledCounts::new(&labels, w, h);
+        let region = TrainRegion { width: w, rows: h };
+        let sampler =
+            CropSampler::with_labels(vec![region], vec![Some(counts)], size, AugmentPolicy::None).unwrap();
+        let mut rng = rand::rngs::StdRng::seed_from_u64(9);
+        let mut tops = std::collections::BTreeSet::new();
+        for _ in 0..200 {
+            let c = sampler.sample(&mut rng);
+            assert!(counted(&labels, w, c.top, c.left, size) >= min_labelled(size), "{c:?}");
+            tops.insert(c.top);
+        }
+        assert!(tops.len() > 5, "crops spread over the usable positions: {tops:?}");
     }
 
     #[test]

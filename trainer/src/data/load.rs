@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use imaging::files::{self, InputFileError};
+use imaging::labels::{LabelFormat, LabelRule};
 use imaging::source::{Channels, ImageSource, Orientation};
 
 use super::TrainingImage;
@@ -55,6 +56,12 @@ pub enum MaskError {
          save the foreground as 255 and the background as 0"
     )]
     OneSided { values: String },
+    #[error(
+        "the mask holds the value {value}, which an ilastik label image (--label-format ilastik) does not: \
+         0 is unlabelled, 1 background, 2 foreground; export the labels from ilastik as they are, or use \
+         --label-format binary for a 0/255 mask"
+    )]
+    NotIlastik { value: u8 },
 }
 
 /// An image file and its mask file, with the flags they came from (for errors).
@@ -203,9 +210,10 @@ pub struct ReadImage {
     pub orientation: Orientation,
 }
 
-/// Loads an image (converted to 8-bit RGB) and its mask (converted to 8-bit gray; pixels > 127 are
-/// foreground) and checks that they fit together. Errors name the flag and file.
-pub fn load_pair(source: &PairSource) -> Result<TrainingImage, DataError> {
+/// Loads an image (converted to 8-bit RGB) and its mask (converted to 8-bit gray, read by `rule`: pixels
+/// above 127 are foreground unless the rule says otherwise) and checks that they fit together. Errors name
+/// the flag and file.
+pub fn load_pair(source: &PairSource, rule: LabelRule) -> Result<TrainingImage, DataError> {
     let (ip, mp) = (&source.image, &source.mask);
     let image = read_image(ip, &source.image_flag, Channels::Rgb)?;
     let mask = read_image(mp, &source.mask_flag, Channels::Gray)?;
@@ -234,7 +242,7 @@ pub fn load_pair(source: &PairSource) -> Result<TrainingImage, DataError> {
     if width < 2 || height < 2 {
         return Err(DataError::TooSmall { what: source.image_flag.clone(), path: ip.clone(), width, height });
     }
-    let labels = labels_from_mask(&gray).map_err(|source_err| DataError::Mask {
+    let labels = labels_from_mask(&gray, rule).map_err(|source_err| DataError::Mask {
         what: source.mask_flag.clone(),
         path: mp.clone(),
         source: source_err,
@@ -242,16 +250,21 @@ pub fn load_pair(source: &PairSource) -> Result<TrainingImage, DataError> {
     Ok(TrainingImage { name: name_of(ip), mask_name: name_of(mp), width, height, rgb, labels })
 }
 
-/// Turns mask bytes into labels (> 127 is foreground), refusing masks with more than two values (JPEG noise)
-/// and masks whose two values fall on one side of 127 (such as 0 and 1: one class, surely a mistake). A mask
-/// of one value is accepted: an image with no foreground is a legitimate negative example (whether a whole
-/// training set holds both classes is checked by training).
-pub fn labels_from_mask(mask: &[u8]) -> Result<Vec<u8>, MaskError> {
+/// Turns mask bytes into labels by `rule` (0, 1, or [`imaging::labels::UNLABELLED`] for the pixels the rule
+/// leaves unlabelled). A binary mask is refused when its labelled values are more than two (JPEG noise) or
+/// fall on one side of 127 (such as 0 and 1: one class, surely a mistake); the ignore value is not counted
+/// among them. An ilastik label image is refused when it holds a value above 2. A mask of one class is
+/// accepted: an image with no foreground is a legitimate negative example (whether a whole training set
+/// holds both classes is checked by training).
+pub fn labels_from_mask(mask: &[u8], rule: LabelRule) -> Result<Vec<u8>, MaskError> {
+    if rule.format == LabelFormat::Ilastik {
+        return rule.classes(mask).map_err(|value| MaskError::NotIlastik { value });
+    }
     let mut seen = [false; 256];
     for &v in mask {
         seen[v as usize] = true;
     }
-    let values: Vec<u8> = (0..=255u8).filter(|&v| seen[v as usize]).collect();
+    let values: Vec<u8> = (0..=255u8).filter(|&v| seen[v as usize] && rule.ignore != Some(v)).collect();
     if values.len() > 2 {
         let shown: Vec<String> = values.iter().take(8).map(u8::to_string).collect();
         let listed = if values.len() > 8 { format!("{}, ...", shown.join(", ")) } else { shown.join(", ") };
@@ -266,12 +279,14 @@ pub fn labels_from_mask(mask: &[u8]) -> Result<Vec<u8>, MaskError> {
             return Err(MaskError::OneSided { values: format!("{a} and {b}") });
         }
     }
-    Ok(imaging::labels::classes_from_gray(mask))
+    Ok(rule.classes(mask).expect("a binary rule has a class for every value"))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use imaging::labels::UNLABELLED;
+
     #[test]
     fn stems_pair_images_with_masks() {
         let p = |s: &str| PathBuf::from(s);
@@ -301,7 +316,24 @@ mod tests {
     }
 
     #[test]
+    fn partial_masks_leave_the_ignore_value_or_ilastik_zero_unlabelled() {
+        let ignore = |v| LabelRule { format: LabelFormat::Binary, ignore: Some(v) };
+        // 128 unlabelled, checked before the > 127 rule; it does not count as a third value.
+        assert_eq!(labels_from_mask(&[0, 128, 255], ignore(128)).unwrap(), vec![0, UNLABELLED, 1]);
+        assert_eq!(labels_from_mask(&[128, 128], ignore(128)).unwrap(), vec![UNLABELLED; 2]);
+        let err = labels_from_mask(&[0, 128, 200, 255], ignore(128)).unwrap_err().to_string();
+        assert!(err.contains("found 3: 0, 200, 255"), "{err}");
+        let err = labels_from_mask(&[0, 1, 128], ignore(128)).unwrap_err().to_string();
+        assert!(err.contains("only 0 and 1"), "{err}");
+        let ilastik = LabelRule { format: LabelFormat::Ilastik, ignore: None };
+        assert_eq!(labels_from_mask(&[0, 1, 2, 2], ilastik).unwrap(), vec![UNLABELLED, 0, 1, 1]);
+        let err = labels_from_mask(&[0, 1, 255], ilastik).unwrap_err().to_string();
+        assert!(err.contains("the value 255") && err.contains("0 is unlabelled, 1 background"), "{err}");
+    }
+
+    #[test]
     fn masks_must_be_two_valued_on_both_sides_of_127_or_one_valued() {
+        let labels_from_mask = |m: &[u8]| labels_from_mask(m, LabelRule::default());
         assert_eq!(labels_from_mask(&[0, 255, 255, 0]).unwrap(), vec![0, 1, 1, 0]);
         assert_eq!(labels_from_mask(&[3, 200]).unwrap(), vec![0, 1]);
         let err = labels_from_mask(&[0, 1, 2, 255]).unwrap_err().to_string();

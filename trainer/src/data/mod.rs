@@ -1,10 +1,18 @@
-//! Training data: [`load`] reads and checks image/mask pairs from files; [`crops`] splits off held-out rows
-//! and samples augmented random crops across all images within the pixel budget (pure, on values).
+//! Training data: [`load`] reads and checks image/mask pairs from files; [`annotated`] reads the annotated
+//! areas of a slide with their QuPath annotations as labels; [`crops`] splits off held-out rows and samples
+//! augmented random crops across all images within the pixel budget (pure, on values).
 
+pub mod annotated;
 pub mod crops;
 pub mod load;
 
-/// One RGB image and its per-pixel labels (0 background, 1 foreground).
+/// The label of a pixel no annotator labelled, in [`TrainingImage::labels`] and, as u32, in the batches'
+/// label tensors: one representation from the mask (or any other label source) to the loss, which skips it
+/// as PyTorch's `ignore_index` does, and to validation, which does not score it. It is
+/// [`imaging::labels::UNLABELLED`], shared with the runner's metrics.
+pub const UNLABELLED: u8 = imaging::labels::UNLABELLED;
+
+/// One RGB image and its per-pixel labels (0 background, 1 foreground, [`UNLABELLED`] neither).
 #[derive(Debug, Clone)]
 pub struct TrainingImage {
     /// How errors and the summary name it: the image's and the mask's file names.
@@ -14,7 +22,7 @@ pub struct TrainingImage {
     pub height: usize,
     /// Interleaved RGB bytes, row-major.
     pub rgb: Vec<u8>,
-    /// One label per pixel, row-major.
+    /// One label per pixel, row-major: 0, 1 or [`UNLABELLED`].
     pub labels: Vec<u8>,
 }
 
@@ -26,6 +34,11 @@ impl TrainingImage {
             hash = (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3);
         }
         hash
+    }
+
+    /// Whether some pixel is unlabelled.
+    pub fn is_partial(&self) -> bool {
+        self.labels.contains(&UNLABELLED)
     }
 
     /// Rows `top..bottom` as an image of their own.

@@ -1,7 +1,8 @@
 //! Mean cross-entropy of per-pixel logits (n, classes, h, w) against labels (n*h*w) in (image, y, x) order,
 //! read in place: no permute/reshape copy, no log-softmax and gather temporaries. One pass computes the
 //! loss and its gradient together; two classes (the network's) run a closed form, 8 pixels at a time with
-//! AVX2.
+//! AVX2. Pixels labelled [`IGNORE`] (unlabelled) add nothing to the loss and get a zero gradient, as with
+//! PyTorch's `ignore_index`; the caller divides by the count of the others.
 
 use rayon::prelude::*;
 
@@ -11,6 +12,9 @@ use crate::ops::cpu::SharedMut;
 
 /// Pixels per parallel chunk.
 const CHUNK: usize = 4096;
+
+/// The label of an unlabelled pixel: [`imaging::labels::UNLABELLED`] as u32.
+pub const IGNORE: u32 = imaging::labels::UNLABELLED as u32;
 
 /// Summed loss of a run of pixels of one image with two classes, whose class-0 and class-1 logits are x0 and
 /// x1, writing d loss / d logit to g0 and g1. In closed form: with z = x_other - x_label the loss is
@@ -28,6 +32,10 @@ fn two_class_run(x0: &[f32], x1: &[f32], labels: &[u32], g0: &mut [f32], g1: &mu
         (done, sum) = unsafe { avx::two_class_run(x0, x1, labels, g0, g1) };
     }
     for i in done..n {
+        if labels[i] == IGNORE {
+            (g0[i], g1[i]) = (0.0, 0.0);
+            continue;
+        }
         let (loss, grad1) = two_class_pixel(x0[i], x1[i], labels[i]);
         (g0[i], g1[i]) = (-grad1, grad1);
         sum += loss as f64;
@@ -82,6 +90,10 @@ fn ln_1p_unit(e: f32) -> f32 {
 fn any_classes_run(x: &[f32], plane: usize, classes: usize, labels: &[u32], grad: &mut [f32]) -> f64 {
     let mut sum = 0f64;
     for (i, &t) in labels.iter().enumerate() {
+        if t == IGNORE {
+            // The gradient is zero already.
+            continue;
+        }
         let max = (0..classes).map(|c| x[c * plane + i]).fold(f32::NEG_INFINITY, f32::max);
         let mut total = 0f32;
         for c in 0..classes {
@@ -97,11 +109,11 @@ fn any_classes_run(x: &[f32], plane: usize, classes: usize, labels: &[u32], grad
     sum
 }
 
-/// The summed loss of every pixel and its gradient (n, classes, h, w): x holds the logits (n, classes, h, w)
-/// with `plane` = h * w, labels the n * h * w classes, each below `classes`. Runs of pixels are summed in a
-/// fixed order, so the result does not depend on the thread count.
+/// The summed loss of every labelled pixel and its gradient (n, classes, h, w): x holds the logits (n,
+/// classes, h, w) with `plane` = h * w, labels the n * h * w classes, each below `classes` or [`IGNORE`].
+/// Runs of pixels are summed in a fixed order, so the result does not depend on the thread count.
 pub fn summed_loss_and_gradient(x: &[f32], labels: &[u32], classes: usize, plane: usize) -> (f64, Vec<f32>) {
-    debug_assert!(labels.iter().all(|&t| (t as usize) < classes));
+    debug_assert!(labels.iter().all(|&t| (t as usize) < classes || t == IGNORE));
     let images = labels.len() / plane.max(1);
     // Runs of at most CHUNK pixels inside one image, in a fixed order: (image, first pixel, end).
     let runs: Vec<(usize, usize, usize)> = (0..images)
@@ -130,6 +142,11 @@ pub fn summed_loss_and_gradient(x: &[f32], labels: &[u32], classes: usize, plane
         .into_iter()
         .sum();
     (total, grad)
+}
+
+/// How many labels are not [`IGNORE`]: what the summed loss is divided by.
+pub fn labelled(labels: &[u32]) -> usize {
+    labels.iter().filter(|&&t| t != IGNORE).count()
 }
 
 /// `summed` times `scale`, in parallel: the gradient of the mean loss from that of the summed loss.
@@ -164,6 +181,9 @@ mod avx {
             let (a, b) = (_mm256_loadu_ps(x0.as_ptr().add(i)), _mm256_loadu_ps(x1.as_ptr().add(i)));
             let label = _mm256_loadu_si256(labels.as_ptr().add(i).cast());
             let is_1 = _mm256_castsi256_ps(_mm256_cmpeq_epi32(label, _mm256_set1_epi32(1)));
+            // All bits set where the pixel is unlabelled: its loss and gradient are cleared below.
+            let ignored =
+                _mm256_castsi256_ps(_mm256_cmpeq_epi32(label, _mm256_set1_epi32(super::IGNORE as i32)));
             // z = x_other - x_label: x1 - x0, sign flipped where the label is 1.
             let z = _mm256_xor_ps(_mm256_sub_ps(b, a), _mm256_and_ps(is_1, sign));
             // exp_neg(|z|)
@@ -181,8 +201,8 @@ mod avx {
             let inv = _mm256_div_ps(one, _mm256_add_ps(one, e));
             let other = _mm256_blendv_ps(_mm256_mul_ps(e, inv), inv, _mm256_cmp_ps(z, zero, _CMP_GE_OQ));
             let grad1 = _mm256_xor_ps(other, _mm256_and_ps(is_1, sign));
-            _mm256_storeu_ps(g1.as_mut_ptr().add(i), grad1);
-            _mm256_storeu_ps(g0.as_mut_ptr().add(i), _mm256_xor_ps(grad1, sign));
+            _mm256_storeu_ps(g1.as_mut_ptr().add(i), _mm256_andnot_ps(ignored, grad1));
+            _mm256_storeu_ps(g0.as_mut_ptr().add(i), _mm256_andnot_ps(ignored, _mm256_xor_ps(grad1, sign)));
             // max(z, 0) + ln_1p_unit(e), NaN where z is NaN
             let s = _mm256_div_ps(e, _mm256_add_ps(set(2.0), e));
             let s2 = _mm256_mul_ps(s, s);
@@ -193,7 +213,7 @@ mod avx {
             let ln = _mm256_mul_ps(_mm256_add_ps(s, s), series);
             let loss = _mm256_add_ps(_mm256_max_ps(z, zero), ln);
             let loss = _mm256_blendv_ps(loss, set(f32::NAN), _mm256_cmp_ps(z, z, _CMP_UNORD_Q));
-            sums = _mm256_add_ps(sums, loss);
+            sums = _mm256_add_ps(sums, _mm256_andnot_ps(ignored, loss));
         }
         let mut lanes = [0f32; 8];
         _mm256_storeu_ps(lanes.as_mut_ptr(), sums);
@@ -235,6 +255,24 @@ mod tests {
             assert!((g1[i] - grad1).abs() <= 1e-6 && g0[i] == -g1[i], "pixel {i}");
         }
         assert!((sum - expected).abs() <= 1e-5 * expected, "{sum} vs {expected}");
+        // Unlabelled pixels, in the AVX2 rows and the tail: no loss, zero gradient, the rest unchanged.
+        let mut partial = labels.clone();
+        for i in [0, 5, 9, n - 2] {
+            partial[i] = IGNORE;
+        }
+        let (mut p0, mut p1) = (vec![1f32; n], vec![1f32; n]);
+        let partial_sum = two_class_run(&x0, &x1, &partial, &mut p0, &mut p1);
+        let mut kept = 0f64;
+        for i in 0..n {
+            if partial[i] == IGNORE {
+                assert_eq!((p0[i].to_bits(), p1[i].to_bits()), (0, 0), "pixel {i}");
+            } else {
+                kept += two_class_pixel(x0[i], x1[i], labels[i]).0 as f64;
+                assert_eq!((p0[i], p1[i]), (g0[i], g1[i]), "pixel {i}");
+            }
+        }
+        assert!((partial_sum - kept).abs() <= 1e-5 * kept, "{partial_sum} vs {kept}");
+        assert_eq!(labelled(&partial), n - 4);
         let mut nan = x0.clone();
         for i in [3, n - 1] {
             nan[i] = f32::NAN;

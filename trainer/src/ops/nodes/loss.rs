@@ -1,14 +1,15 @@
 //! The per-pixel cross-entropy as a candle `CustomOp2`: the forward computes the gradient with the loss
-//! (each pixel's softmax once) and keeps it for the backward, which only scales it.
+//! (each pixel's softmax once) and keeps it for the backward, which only scales it. The mean is over the
+//! labelled pixels (labels other than [`IGNORE`]); with none labelled the loss and its gradient are 0.
 
 use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
 
-use crate::ops::kernels::loss::{scaled, summed_loss_and_gradient};
+use crate::ops::kernels::loss::{labelled, scaled, summed_loss_and_gradient, IGNORE};
 
-/// The op; it keeps the gradient its forward computed for its backward.
+/// The op; it keeps the gradient its forward computed, and the count of labelled pixels, for its backward.
 #[derive(Default)]
 pub struct SegmentationCrossEntropy {
-    grad: std::sync::Mutex<Option<Vec<f32>>>,
+    grad: std::sync::Mutex<Option<(Vec<f32>, usize)>>,
 }
 
 fn logits_and_labels<'a>(
@@ -44,29 +45,30 @@ impl CustomOp2 for SegmentationCrossEntropy {
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let (x, labels, classes, plane) = logits_and_labels(s1, l1, s2, l2)?;
-        if let Some(bad) = labels.iter().find(|&&t| t as usize >= classes) {
+        if let Some(bad) = labels.iter().find(|&&t| t as usize >= classes && t != IGNORE) {
             candle_core::bail!("fast cross-entropy: label {bad} is not below the {classes} classes");
         }
         let (total, grad) = summed_loss_and_gradient(x, labels, classes, plane);
-        *self.grad.lock().map_err(|_| candle_core::Error::Msg("poisoned lock".into()))? = Some(grad);
-        let loss = (total / labels.len().max(1) as f64) as f32;
+        let count = labelled(labels);
+        *self.grad.lock().map_err(|_| candle_core::Error::Msg("poisoned lock".into()))? = Some((grad, count));
+        let loss = (total / count.max(1) as f64) as f32;
         Ok((CpuStorage::F32(vec![loss]), Shape::from(())))
     }
 
-    /// d loss / d logit = (softmax - one-hot) / pixels, times the incoming scalar gradient.
+    /// d loss / d logit = (softmax - one-hot) / labelled pixels, times the incoming scalar gradient (0 for
+    /// an unlabelled pixel).
     fn bwd(
         &self,
         logits: &Tensor,
-        labels: &Tensor,
+        _labels: &Tensor,
         _res: &Tensor,
         grad_res: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        let scale =
-            grad_res.to_dtype(candle_core::DType::F32)?.to_scalar::<f32>()? / labels.elem_count() as f32;
         let stored = self.grad.lock().map_err(|_| candle_core::Error::Msg("poisoned lock".into()))?;
-        let Some(summed) = stored.as_ref() else {
+        let Some((summed, count)) = stored.as_ref() else {
             candle_core::bail!("fast cross-entropy: backward before forward")
         };
+        let scale = grad_res.to_dtype(candle_core::DType::F32)?.to_scalar::<f32>()? / (*count).max(1) as f32;
         Ok((Some(Tensor::from_vec(scaled(summed, scale), logits.shape(), logits.device())?), None))
     }
 }
