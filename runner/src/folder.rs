@@ -263,6 +263,8 @@ pub struct FolderOutputs {
     pub errors: bool,
     /// `metrics.csv`, when reference masks are given.
     pub metrics: bool,
+    /// How the reference masks' values become classes.
+    pub labels: imaging::labels::LabelRule,
 }
 
 /// The table of scores written beside the masks.
@@ -424,6 +426,7 @@ pub fn predict_folder(
     let mut failures = 0usize;
     let open = |job: &ImageJob| {
         OpenedImage::open_level(&job.image, "--image", level, job.mask.as_deref(), "--mask-dir")
+            .map(|o| o.with_labels(outputs.labels))
     };
     std::thread::scope(|scope| {
         // The next image is opened (a JPEG decoded) on its own thread while this one is predicted.
@@ -573,6 +576,7 @@ mod tests {
             overlay,
             errors,
             metrics,
+            labels: Default::default(),
         }
     }
 
