@@ -162,7 +162,9 @@ impl MetricsTable {
         for row in &self.rows {
             let pixels = row.width as u128 * row.height as u128;
             let scores = match &row.metrics {
-                Some(m) => format!("{},{},{},{}", m.labelled_pixels, m.pixel_accuracy, m.foreground_iou, m.dice),
+                Some(m) => {
+                    format!("{},{},{},{}", m.labelled_pixels, m.pixel_accuracy, m.foreground_iou, m.dice)
+                }
                 None => ",,,".to_string(),
             };
             writeln!(out, "{},{},{},{pixels},{scores}", csv_field(&row.image), row.width, row.height)?;

@@ -200,7 +200,10 @@ pub fn reference_cross_entropy(logits: &Tensor, labels: &Tensor) -> Result<Tenso
     if count == b * h * w {
         return candle_nn::loss::cross_entropy(&flat, labels);
     }
-    let keep = ignored.where_cond(&labels.zeros_like()?.to_dtype(flat.dtype())?, &labels.ones_like()?.to_dtype(flat.dtype())?)?;
+    let keep = ignored.where_cond(
+        &labels.zeros_like()?.to_dtype(flat.dtype())?,
+        &labels.ones_like()?.to_dtype(flat.dtype())?,
+    )?;
     let safe = ignored.where_cond(&labels.zeros_like()?, labels)?;
     let picked = candle_nn::ops::log_softmax(&flat, 1)?.gather(&safe.unsqueeze(1)?, 1)?.squeeze(1)?;
     (picked * keep)?.sum_all()?.affine(-1.0 / count.max(1) as f64, 0.0)

@@ -343,9 +343,8 @@ fn run(
         .map(|(image, r)| image.is_partial().then(|| LabelledCounts::new(&image.labels, r.width, r.rows)))
         .collect();
     let sampler = CropSampler::with_labels(regions.clone(), counts, crop, config.augment)?;
-    let scored_labels = |v: &ValImage| {
-        v.image.labels[v.scored_from_row * v.image.width..].iter().any(|&l| l != UNLABELLED)
-    };
+    let scored_labels =
+        |v: &ValImage| v.image.labels[v.scored_from_row * v.image.width..].iter().any(|&l| l != UNLABELLED);
     if !val.is_empty() && !val.iter().any(scored_labels) {
         return Err(TrainError::Config(
             "every validation pixel (the held-out rows of --val-fraction, or the --val-mask images) is \

@@ -12,7 +12,12 @@ use trainer::ops::{self, Kernels, IGNORE_LABEL};
 const KERNELS: [Kernels; 2] = [Kernels::Fast, Kernels::Reference];
 
 /// (loss, d loss / d logits) of logits (n, classes, h, w) against labels.
-fn loss_and_grad(logits: &[f32], shape: (usize, usize, usize, usize), labels: &[u32], k: Kernels) -> (f32, Vec<f32>) {
+fn loss_and_grad(
+    logits: &[f32],
+    shape: (usize, usize, usize, usize),
+    labels: &[u32],
+    k: Kernels,
+) -> (f32, Vec<f32>) {
     let (n, _, h, w) = shape;
     let x = Var::from_tensor(&Tensor::from_vec(logits.to_vec(), shape, &Device::Cpu).unwrap()).unwrap();
     let y = Tensor::from_vec(labels.to_vec(), n * h * w, &Device::Cpu).unwrap();
@@ -80,7 +85,8 @@ struct Reference {
 fn read_reference(path: &Path) -> Reference {
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let v: serde_json::Value = serde_json::from_str(&text).unwrap();
-    let floats = |k: &str| -> Vec<f64> { v[k].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect() };
+    let floats =
+        |k: &str| -> Vec<f64> { v[k].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect() };
     let s: Vec<usize> = v["shape"].as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as usize).collect();
     assert_eq!(v["ignore_index"].as_u64(), Some(IGNORE_LABEL as u64), "the script's ignore_index");
     Reference {
@@ -97,7 +103,11 @@ fn compare(reference: &Reference, source: &str) {
     assert!(ignored > 0 && ignored < reference.labels.len(), "{source}: a partial batch");
     for k in KERNELS {
         let (loss, grad) = loss_and_grad(&reference.logits, reference.shape, &reference.labels, k);
-        assert!((loss as f64 - reference.loss).abs() < 1e-5, "{k:?}: loss {loss}, {source} {}", reference.loss);
+        assert!(
+            (loss as f64 - reference.loss).abs() < 1e-5,
+            "{k:?}: loss {loss}, {source} {}",
+            reference.loss
+        );
         let scale = reference.grad.iter().fold(0f64, |m, g| m.max(g.abs()));
         for (i, (g, r)) in grad.iter().zip(&reference.grad).enumerate() {
             assert!((*g as f64 - r).abs() <= 1e-5 * scale, "{k:?}: gradient {i} is {g}, {source} {r}");
@@ -115,7 +125,8 @@ fn masked_loss_and_gradient_equal_pytorch_ignore_index() {
     compare(&read_reference(&committed), "committed PyTorch reference");
     // PyTorch itself where python3 has it (the venv of $SEGMENTER_TORCH_PYTHON, else python3).
     let python = std::env::var("SEGMENTER_TORCH_PYTHON").unwrap_or_else(|_| "python3".into());
-    let has_torch = Command::new(&python).args(["-c", "import torch"]).output().is_ok_and(|o| o.status.success());
+    let has_torch =
+        Command::new(&python).args(["-c", "import torch"]).output().is_ok_and(|o| o.status.success());
     if !has_torch {
         eprintln!("note: {python} has no torch: compared with the committed reference only");
         return;

@@ -75,8 +75,7 @@ fn s(p: &Path) -> String {
 #[test]
 fn ignore_value_and_ilastik_labels_train_the_same_model_scored_on_labelled_pixels() {
     let dir = tempfile::tempdir().unwrap();
-    let (image, masks) =
-        write_data(dir.path(), &[("binary.png", [128, 0, 255]), ("ilastik.png", [0, 1, 2])]);
+    let (image, masks) = write_data(dir.path(), &[("binary.png", [128, 0, 255]), ("ilastik.png", [0, 1, 2])]);
     let run = |mask: &Path, out: &str, extra: &[&str]| {
         let out = dir.path().join(out);
         let (i, m, o) = (s(&image), s(mask), s(&out));
@@ -105,7 +104,15 @@ fn ignore_value_and_ilastik_labels_train_the_same_model_scored_on_labelled_pixel
     assert_eq!(val, read_val_csv(&ilastik.join("val.csv")));
 
     // Without --ignore-value the mask holds three values: refused, naming them.
-    let o = trainer(&["train", "--image", &s(&image), "--mask", &s(&masks[0]), "--out", &s(&dir.path().join("x"))]);
+    let o = trainer(&[
+        "train",
+        "--image",
+        &s(&image),
+        "--mask",
+        &s(&masks[0]),
+        "--out",
+        &s(&dir.path().join("x")),
+    ]);
     assert_clean_failure(&o, &["found 3: 0, 128, 255"]);
     // The binary mask read as an ilastik label image: 128 and 255 are not ilastik labels.
     let o = trainer(&[
@@ -152,7 +159,10 @@ fn labels_too_sparse_for_the_crop_or_no_labelled_validation_pixel_are_refused() 
     let out = dir.path().join("out");
     let base = ["train", "--quiet", "--image", &s(&image), "--mask", &s(&mask), "--out", &s(&out)];
     let o = trainer(&[&base[..], &["--ignore-value", "128", "--crop", "64", "--batch", "1"]].concat());
-    assert_clean_failure(&o, &["too sparse for --crop 64", "no 64x64 crop", "8 labelled pixels", "lower --crop"]);
+    assert_clean_failure(
+        &o,
+        &["too sparse for --crop 64", "no 64x64 crop", "8 labelled pixels", "lower --crop"],
+    );
     // With 8x8 crops (1 labelled pixel needed) it trains.
     let ok = [&base[..], &["--ignore-value", "128", "--crop", "8", "--iterations", "3"]].concat();
     let o = trainer(&ok);

@@ -233,7 +233,8 @@ impl CropSampler {
             .zip(&labelled)
             .map(|(r, counts)| {
                 let usable = counts.as_ref().is_none_or(|c| {
-                    (0..=r.rows - size).any(|top| (0..=r.width - size).any(|left| c.count(top, left, size) >= min))
+                    (0..=r.rows - size)
+                        .any(|top| (0..=r.width - size).any(|left| c.count(top, left, size) >= min))
                 });
                 if usable {
                     total += r.width as u64 * r.rows as u64;
@@ -251,7 +252,8 @@ impl CropSampler {
     /// positions when all pixels are labelled (one draw each for top and left), redrawn where too few are.
     fn position(&self, image: usize, rng: &mut impl Rng) -> (usize, usize) {
         let (region, size) = (self.regions[image], self.size);
-        let mut draw = || (rng.random_range(0..=region.rows - size), rng.random_range(0..=region.width - size));
+        let mut draw =
+            || (rng.random_range(0..=region.rows - size), rng.random_range(0..=region.width - size));
         let Some(counts) = &self.labelled[image] else { return draw() };
         let min = min_labelled(size);
         let mut at = draw();
@@ -362,7 +364,8 @@ mod tests {
     #[test]
     fn labelled_counts_equal_counting_pixel_by_pixel() {
         let (w, rows) = (23, 17);
-        let labels: Vec<u8> = (0..w * 20).map(|i| if (i * 7919) % 13 < 4 { (i % 2) as u8 } else { UNLABELLED }).collect();
+        let labels: Vec<u8> =
+            (0..w * 20).map(|i| if (i * 7919) % 13 < 4 { (i % 2) as u8 } else { UNLABELLED }).collect();
         let counts = LabelledCounts::new(&labels, w, rows);
         for size in [1, 2, 5, 16] {
             for top in 0..=rows - size {
@@ -387,7 +390,8 @@ mod tests {
         let region = TrainRegion { width: w, rows: h };
         let counts = LabelledCounts::new(&labels, w, h);
         let sampler =
-            CropSampler::with_labels(vec![region], vec![Some(counts.clone())], size, AugmentPolicy::None).unwrap();
+            CropSampler::with_labels(vec![region], vec![Some(counts.clone())], size, AugmentPolicy::None)
+                .unwrap();
         let mut rng = rand::rngs::StdRng::seed_from_u64(3);
         let mut covered = vec![false; h];
         for _ in 0..2000 {
