@@ -321,7 +321,7 @@ fn run_predict(args: PredictArgs, out: &mut Stdout) -> anyhow::Result<ExitCode> 
 /// `--label-format`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum LabelFormatArg {
-    /// > 127 foreground, the rest background (--ignore-value: unlabelled).
+    /// Above 127 foreground, the rest background (--ignore-value: unlabelled).
     Binary,
     /// 0 unlabelled, 1 background, 2 foreground.
     Ilastik,

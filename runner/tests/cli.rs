@@ -408,7 +408,7 @@ fn ome_tiff_outputs_hold_the_plain_outputs_at_level_0_and_the_input_pixel_size()
 fn partial_reference_masks_score_labelled_pixels_only() {
     let ws = Workspace::new();
     let reference = image::open(ws.path("mask.png")).unwrap().into_luma8();
-    let unlabelled = |x: u32, y: u32| (x + 2 * y) % 3 == 0;
+    let unlabelled = |x: u32, y: u32| (x + 2 * y).is_multiple_of(3);
     let coded = |[ignore, background, foreground]: [u8; 3]| {
         image::GrayImage::from_fn(70, 50, |x, y| {
             image::Luma([match (unlabelled(x, y), reference.get_pixel(x, y)[0] > 127) {

@@ -224,7 +224,7 @@ struct TrainArgs {
 /// `--label-format`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 enum LabelFormatArg {
-    /// > 127 foreground, the rest background (--ignore-value: unlabelled).
+    /// Above 127 foreground, the rest background (--ignore-value: unlabelled).
     Binary,
     /// 0 unlabelled, 1 background, 2 foreground.
     Ilastik,

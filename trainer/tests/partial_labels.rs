@@ -16,7 +16,7 @@ fn inside(x: u32, y: u32) -> bool {
 
 /// Whether a pixel is labelled in the stroke mask: every fourth row, and a cross through the disk.
 fn labelled(x: u32, y: u32) -> bool {
-    y % 4 == 0 || x == 32 || x == 33
+    y.is_multiple_of(4) || x == 32 || x == 33
 }
 
 /// The image (a bright disk on a textured background) and, for each (ignore, background, foreground)

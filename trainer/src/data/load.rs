@@ -211,7 +211,7 @@ pub struct ReadImage {
 }
 
 /// Loads an image (converted to 8-bit RGB) and its mask (converted to 8-bit gray, read by `rule`: pixels
-/// > 127 are foreground unless the rule says otherwise) and checks that they fit together. Errors name the
+/// above 127 are foreground unless the rule says otherwise) and checks that they fit together. Errors name the
 /// flag and file.
 pub fn load_pair(source: &PairSource, rule: LabelRule) -> Result<TrainingImage, DataError> {
     let (ip, mp) = (&source.image, &source.mask);
