@@ -91,6 +91,7 @@ def main():
     p.add_argument("--ignore-value", type=int, help="mask pixels of this value are unlabelled")
     p.add_argument("--loss-reference", metavar="OUT.json", help="write the masked-loss reference and stop")
     p.add_argument("--tolerance", type=float, default=1e-3)
+    p.add_argument("--binary", help="the gradients example to run [default: target/release/examples/gradients]")
     a = p.parse_args()
     if a.loss_reference:
         loss_reference(a.loss_reference)
@@ -121,7 +122,8 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         x.tofile(os.path.join(tmp, "x.f32"))
         y.astype("<u4").tofile(os.path.join(tmp, "y.u32"))
-        cmd = [os.path.join(ROOT, "target", "release", "examples", "gradients"), a.checkpoint,
+        binary = a.binary or os.path.join(ROOT, "target", "release", "examples", "gradients")
+        cmd = [binary, a.checkpoint,
                os.path.join(tmp, "x.f32"), os.path.join(tmp, "y.u32"), str(len(origins)), str(size)]
         if a.reference_ops:
             cmd.append("--reference-ops")
