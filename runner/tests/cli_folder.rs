@@ -118,7 +118,7 @@ fn a_folder_with_masks_gives_every_output_and_metrics_csv() {
     );
     let csv = std::fs::read_to_string(f.path("out/metrics.csv")).unwrap();
     let lines: Vec<&str> = csv.lines().collect();
-    assert_eq!(lines[0], "image,width,height,pixels,accuracy,iou,dice");
+    assert_eq!(lines[0], "image,width,height,pixels,labelled_pixels,accuracy,iou,dice");
     assert_eq!(lines.len(), 5, "{csv}");
     assert!(lines[2].starts_with("images/b.tif,40,300,12000,"), "{csv}");
     assert!(
