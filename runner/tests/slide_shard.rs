@@ -100,7 +100,12 @@ fn shares_then_finalize_equal_a_single_run_at_every_level() {
     // Fixed cases first: odd sizes, a share count above the chunk rows, one share; then random ones.
     let mut cases = vec![(1027, 1539, 4, true), (1500, 700, 5, false), (613, 1800, 1, false)];
     for _ in 0..3 {
-        cases.push((rng.range(300, 1500), rng.range(300, 1800), rng.range(1, 6), rng.next() % 2 == 0));
+        cases.push((
+            rng.range(300, 1500),
+            rng.range(300, 1800),
+            rng.range(1, 6),
+            rng.next().is_multiple_of(2),
+        ));
     }
     for (case, &(width, height, count, tiff)) in cases.iter().enumerate() {
         let name = format!("{width}x{height} in {count} shares ({})", if tiff { "TIFF" } else { "PNG" });
