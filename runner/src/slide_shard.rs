@@ -262,8 +262,8 @@ mod tests {
         assert_eq!(inside(0, 100, &(0..512)), 0..100);
         assert_eq!(inside(500, 100, &(0..512)), 0..12);
         assert_eq!(inside(500, 100, &(512..1024)), 12..100);
-        assert_eq!(inside(1100, 100, &(512..1024)), 100..100);
-        assert_eq!(inside(0, 100, &(512..1024)), 0..0);
+        assert!(inside(1100, 100, &(512..1024)).is_empty());
+        assert!(inside(0, 100, &(512..1024)).is_empty());
     }
 
     #[test]

@@ -297,7 +297,6 @@ fn flags_of_the_other_mode_are_refused_and_messages_name_the_right_flag() {
     let single = ["--image", "images/a.png", "--output", "out/a.png"];
     std::fs::create_dir(f.path("out")).unwrap();
     for (extra, flag) in [
-        (&["--shard", "0/2"][..], "--shard"),
         (&["--mask-dir", "masks"][..], "--mask-dir"),
         (&["--mask-format", "tif"][..], "--mask-format"),
         (&["--fail-fast"][..], "--fail-fast"),
@@ -306,6 +305,13 @@ fn flags_of_the_other_mode_are_refused_and_messages_name_the_right_flag() {
         let o = f.predict(&[&single[..], extra].concat());
         assert_refused(&f, &o, &[&format!("{flag} is for folder mode (--output-dir)")]);
     }
+    // --shard with one image splits its rows, into OME-Zarr stores only.
+    let o = f.predict(&[&single[..], &["--shard", "0/2"]].concat());
+    assert_refused(
+        &f,
+        &o,
+        &["--output out/a.png: one image in shares (--shard K/N) writes only OME-Zarr stores"],
+    );
     let folder = ["--input-dir", "images", "--output-dir", "out"];
     for (extra, flag) in
         [(&["--metrics-json", "m.json"][..], "--metrics-json"), (&["--mask", "masks/a.png"][..], "--mask")]
