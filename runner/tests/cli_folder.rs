@@ -134,7 +134,8 @@ fn a_folder_with_masks_gives_every_output_and_metrics_csv() {
         &imaging::labels::classes_from_gray(reference.as_raw()),
     );
     let fields: Vec<&str> = lines[2].split(',').collect();
-    assert_eq!(fields[5].parse::<f64>().unwrap(), m.foreground_iou, "{csv}");
+    assert_eq!(fields[4], "12000", "every pixel of a binary mask is labelled: {csv}");
+    assert_eq!(fields[6].parse::<f64>().unwrap(), m.foreground_iou, "{csv}");
     assert!(stdout.contains("4 images, 3 with a reference mask: mean foreground IoU"), "{stdout}");
     assert!(stdout.contains("pooled foreground IoU"), "{stdout}");
     assert!(stdout.contains("d.png: 20x20 no reference mask"), "{stdout}");
