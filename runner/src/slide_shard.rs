@@ -91,6 +91,12 @@ fn stores(request: &SingleRequest) -> Result<Vec<(&'static str, PathBuf, OmeSamp
     if request.errors.is_some() {
         return Err(SlideShardError::Refused { flag: "--errors", why: "the error map needs --mask" });
     }
+    if request.geojson.is_some() {
+        return Err(SlideShardError::Refused {
+            flag: "--geojson",
+            why: "its objects need the whole image; ask for them in a run without --shard",
+        });
+    }
     let mut stores =
         vec![("--output", request.output.clone(), OmeSamples::U8 { channels: 1, rule: Reduction::Mask })];
     stores.extend(request.probabilities.clone().map(|p| ("--probabilities", p, OmeSamples::F32)));

@@ -72,8 +72,11 @@ fn request(dir: &Path, image: &Path, prefix: &str) -> SingleRequest {
         probabilities: Some(dir.join(format!("{prefix}probabilities.ome.zarr"))),
         overlay: Some(dir.join(format!("{prefix}overlay.ome.zarr"))),
         errors: None,
+        geojson: None,
+        geojson_label: Default::default(),
         tile: 128,
         level: 0,
+        mask_rule: Default::default(),
     }
 }
 
