@@ -32,8 +32,8 @@ pub fn gray_from_classes(classes: &[u8]) -> Vec<u8> {
 /// How the values of a mask file become classes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum LabelFormat {
-    /// Above 127 is foreground, the rest background; with `Some(V)`, pixels equal to V are unlabelled (checked
-    /// first).
+    /// Above 127 is foreground, the rest background; with an ignore value V, pixels equal to V are
+    /// unlabelled (checked first).
     #[default]
     Binary,
     /// ilastik's exported label images: 0 unlabelled, 1 background, 2 foreground; any other value is an

@@ -365,6 +365,7 @@ fn a_slide_trained_from_annotations_predicts_back_to_qupath_objects() {
         geojson_label: Default::default(),
         tile: imaging::tiles::DEFAULT_TILE,
         level: 0,
+        mask_rule: Default::default(),
     };
     let options = runner::session::ModelOptions { threads: Some(2), ..Default::default() };
     runner::single::predict_single(&request, &options, |_| {}).unwrap();

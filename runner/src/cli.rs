@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use imaging::labels::{LabelFormat, LabelRule};
 use imaging::report::{self, Stdout};
 use imaging::sink::ImageFormat;
 use imaging::tiles;
@@ -127,9 +128,19 @@ struct PredictArgs {
     #[arg(long, value_enum)]
     mask_format: Option<MaskFormat>,
     /// A reference mask of the one --image (pixel > 127 is foreground): prints pixel accuracy, foreground
-    /// IoU and Dice.
+    /// IoU and Dice, over the labelled pixels (see --ignore-value, --label-format).
     #[arg(long)]
     mask: Option<PathBuf>,
+    /// Reference mask pixels equal to V are unlabelled: not scored, and counted as such (labelled_pixels
+    /// in --metrics-json and metrics.csv). Checked before the > 127 rule: with V = 128, 128 is unlabelled
+    /// and every other value above 127 foreground.
+    #[arg(long, value_name = "V")]
+    ignore_value: Option<u8>,
+    /// How reference mask values become labels: `binary` (> 127 foreground, the rest background,
+    /// --ignore-value unlabelled) or `ilastik` (ilastik's exported label images: 0 unlabelled, 1 background,
+    /// 2 foreground).
+    #[arg(long, value_enum, default_value_t = LabelFormatArg::Binary)]
+    label_format: LabelFormatArg,
     /// Folder mode: folder of reference masks, matched to images by file stem; writes OUT/metrics.csv and
     /// prints the mean and pooled IoU. Images without a mask are predicted anyway.
     #[arg(long)]
@@ -341,6 +352,28 @@ fn run_predict(args: PredictArgs, out: &mut Stdout) -> anyhow::Result<ExitCode> 
     }
 }
 
+/// `--label-format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum LabelFormatArg {
+    /// Above 127 foreground, the rest background (--ignore-value: unlabelled).
+    Binary,
+    /// 0 unlabelled, 1 background, 2 foreground.
+    Ilastik,
+}
+
+/// The reference masks' rule of --label-format and --ignore-value.
+fn label_rule(args: &PredictArgs) -> anyhow::Result<LabelRule> {
+    let format = match args.label_format {
+        LabelFormatArg::Binary => LabelFormat::Binary,
+        LabelFormatArg::Ilastik if args.ignore_value.is_some() => anyhow::bail!(
+            "--ignore-value applies to binary masks; an ilastik label image marks unlabelled pixels with 0 \
+             already: drop --ignore-value"
+        ),
+        LabelFormatArg::Ilastik => LabelFormat::Ilastik,
+    };
+    Ok(LabelRule { format, ignore: args.ignore_value })
+}
+
 fn model_options(args: &PredictArgs) -> ModelOptions {
     ModelOptions { device: args.device, threads: args.threads, ort_lib: args.ort_lib.clone() }
 }
@@ -376,6 +409,7 @@ fn run_single(args: PredictArgs, out: &mut Stdout) -> anyhow::Result<ExitCode> {
         geojson_label: geojson_label(&args),
         tile: args.tile,
         level: args.level,
+        mask_rule: label_rule(&args)?,
     };
     if let Some(shard) = args.shard {
         return run_share(&args, &request, shard, out);
@@ -546,6 +580,7 @@ fn run_folder(args: PredictArgs, out: &mut Stdout) -> anyhow::Result<ExitCode> {
         errors: folder_flag("--errors", &args.errors)?,
         metrics: args.mask_dir.is_some(),
         geojson: folder_flag("--geojson", &args.geojson)?.then(|| geojson_label(&args)),
+        mask_rule: label_rule(&args)?,
     };
     if outputs.errors && args.mask_dir.is_none() {
         anyhow::bail!("--errors needs reference masks: add --mask-dir");

@@ -266,6 +266,8 @@ pub struct FolderOutputs {
     pub metrics: bool,
     /// `<stem>.geojson`, the foreground as QuPath objects, labelled so.
     pub geojson: Option<GeoJsonLabel>,
+    /// How the reference masks' values become classes.
+    pub mask_rule: imaging::labels::LabelRule,
 }
 
 /// The table of scores written beside the masks.
@@ -441,6 +443,7 @@ pub fn predict_folder(
     let mut failures = 0usize;
     let open = |job: &ImageJob| {
         OpenedImage::open_level(&job.image, "--image", level, job.mask.as_deref(), "--mask-dir")
+            .map(|o| o.with_mask_rule(outputs.mask_rule))
     };
     std::thread::scope(|scope| {
         // The next image is opened (a JPEG decoded) on its own thread while this one is predicted.
@@ -591,6 +594,7 @@ mod tests {
             overlay,
             errors,
             metrics,
+            mask_rule: Default::default(),
         }
     }
 

@@ -3,12 +3,17 @@
 use std::fmt;
 use std::io::Write;
 
+use imaging::labels::UNLABELLED;
 use serde::Serialize;
 
-/// Confusion counts and the scores derived from them. Serialises to the `--metrics-json` file.
+/// Confusion counts and the scores derived from them, over the labelled pixels of the reference (partial
+/// labels leave others unlabelled). Serialises to the `--metrics-json` file.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct Metrics {
+    /// Pixels compared: labelled and unlabelled.
     pub pixels: u64,
+    /// Pixels scored: those the reference labels (all of them for a binary mask without --ignore-value).
+    pub labelled_pixels: u64,
     pub true_positive: u64,
     pub false_positive: u64,
     pub false_negative: u64,
@@ -26,20 +31,27 @@ pub struct Metrics {
 pub struct Confusion {
     /// Index: predicted * 2 + reference (0 background, 1 foreground).
     counts: [u64; 4],
+    /// Reference pixels that are [`UNLABELLED`]: not scored.
+    unlabelled: u64,
 }
 
 impl Confusion {
-    /// Adds class masks (0 background, anything else foreground) of equal length.
+    /// Adds class masks (0 background, [`UNLABELLED`] not scored, anything else foreground) of equal length.
     pub fn add(&mut self, predicted: &[u8], reference: &[u8]) {
         assert_eq!(predicted.len(), reference.len(), "masks of different sizes");
         for (&p, &r) in predicted.iter().zip(reference) {
-            self.counts[usize::from(p > 0) * 2 + usize::from(r > 0)] += 1;
+            if r == UNLABELLED {
+                self.unlabelled += 1;
+            } else {
+                self.counts[usize::from(p > 0) * 2 + usize::from(r > 0)] += 1;
+            }
         }
     }
 
     pub fn metrics(&self) -> Metrics {
         let [tn, fn_, fp, tp] = self.counts;
-        Metrics::from_counts(tp, fp, fn_, tn)
+        let scored = Metrics::from_counts(tp, fp, fn_, tn);
+        Metrics { pixels: scored.pixels + self.unlabelled, ..scored }
     }
 }
 
@@ -51,12 +63,13 @@ impl Metrics {
         confusion.metrics()
     }
 
-    /// The scores of confusion counts.
+    /// The scores of confusion counts (every pixel labelled).
     pub fn from_counts(tp: u64, fp: u64, fn_: u64, tn: u64) -> Metrics {
         let pixels = tp + fp + fn_ + tn;
         let ratio = |num: u64, den: u64| if den == 0 { 1.0 } else { num as f64 / den as f64 };
         Metrics {
             pixels,
+            labelled_pixels: pixels,
             true_positive: tp,
             false_positive: fp,
             false_negative: fn_,
@@ -76,9 +89,14 @@ impl fmt::Display for Metrics {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "pixel accuracy {:.4}, foreground IoU {:.4}, Dice {:.4} ({} pixels)",
-            self.pixel_accuracy, self.foreground_iou, self.dice, self.pixels
-        )
+            "pixel accuracy {:.4}, foreground IoU {:.4}, Dice {:.4} ",
+            self.pixel_accuracy, self.foreground_iou, self.dice
+        )?;
+        if self.labelled_pixels == self.pixels {
+            write!(f, "({} pixels)", self.pixels)
+        } else {
+            write!(f, "(over the {} labelled pixels of {})", self.labelled_pixels, self.pixels)
+        }
     }
 }
 
@@ -137,15 +155,17 @@ impl MetricsTable {
         self.rows.push(MetricsRow { image: image.into(), width, height, metrics });
     }
 
-    /// Writes `image,width,height,pixels,accuracy,iou,dice`, one row per image; the score cells of an image
-    /// without a mask are empty.
+    /// Writes `image,width,height,pixels,labelled_pixels,accuracy,iou,dice`, one row per image (the scores
+    /// are over the labelled pixels); the cells of an image without a mask after `pixels` are empty.
     pub fn write_csv(&self, mut out: impl Write) -> std::io::Result<()> {
-        writeln!(out, "image,width,height,pixels,accuracy,iou,dice")?;
+        writeln!(out, "image,width,height,pixels,labelled_pixels,accuracy,iou,dice")?;
         for row in &self.rows {
             let pixels = row.width as u128 * row.height as u128;
             let scores = match &row.metrics {
-                Some(m) => format!("{},{},{}", m.pixel_accuracy, m.foreground_iou, m.dice),
-                None => ",,".to_string(),
+                Some(m) => {
+                    format!("{},{},{},{}", m.labelled_pixels, m.pixel_accuracy, m.foreground_iou, m.dice)
+                }
+                None => ",,,".to_string(),
             };
             writeln!(out, "{},{},{},{pixels},{scores}", csv_field(&row.image), row.width, row.height)?;
         }
@@ -187,6 +207,20 @@ mod tests {
         assert!((m.dice - 4.0 / 6.0).abs() < 1e-12);
     }
 
+    /// Unlabelled reference pixels are counted, not scored: the scores are those of the labelled ones.
+    #[test]
+    fn unlabelled_pixels_are_not_scored() {
+        let predicted = [1, 1, 1, 0, 0, 0, 0, 0, 1, 0, 1];
+        let reference = [1, 1, 0, 1, 0, 0, 0, 0, UNLABELLED, UNLABELLED, UNLABELLED];
+        let m = Metrics::compare(&predicted, &reference);
+        let dense = Metrics::compare(&predicted[..8], &reference[..8]);
+        assert_eq!((m.pixels, m.labelled_pixels), (11, 8));
+        assert_eq!(Metrics { pixels: 8, ..m }, dense);
+        assert!(m.to_string().ends_with("(over the 8 labelled pixels of 11)"), "{m}");
+        let v: serde_json::Value = serde_json::from_str(&m.to_json()).unwrap();
+        assert_eq!((v["labelled_pixels"].as_u64(), v["pixels"].as_u64()), (Some(8), Some(11)));
+    }
+
     #[test]
     fn empty_foreground_on_both_sides_is_perfect() {
         let m = Metrics::compare(&[0, 0], &[0, 0]);
@@ -219,10 +253,10 @@ mod tests {
         table.write_csv(&mut csv).unwrap();
         let csv = String::from_utf8(csv).unwrap();
         let lines: Vec<&str> = csv.lines().collect();
-        assert_eq!(lines[0], "image,width,height,pixels,accuracy,iou,dice");
-        assert_eq!(lines[1], format!("a,4,2,8,0.75,0.5,{}", 4.0 / 6.0));
-        assert_eq!(lines[2], "\"no, mask \"\"here\"\"\",3,5,15,,,");
-        assert_eq!(lines[3], "b,3,2,6,1,1,1");
+        assert_eq!(lines[0], "image,width,height,pixels,labelled_pixels,accuracy,iou,dice");
+        assert_eq!(lines[1], format!("a,4,2,8,8,0.75,0.5,{}", 4.0 / 6.0));
+        assert_eq!(lines[2], "\"no, mask \"\"here\"\"\",3,5,15,,,,");
+        assert_eq!(lines[3], "b,3,2,6,6,1,1,1");
         assert_eq!(lines.len(), 4);
 
         let summary = table.summary();

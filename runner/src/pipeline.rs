@@ -10,7 +10,7 @@ use crate::regions::{GeoJsonDestination, RegionWriter};
 use crate::render::{error_row, OverlayRows};
 use crate::session::Model;
 use imaging::files::FileError;
-use imaging::labels::{classes_from_gray, gray_from_classes};
+use imaging::labels::{gray_from_classes, LabelRule, UNLABELLED};
 use imaging::sink::{ImageFormat, PixelKind, ProbabilityFormat, RowSink, SinkError, SinkOptions};
 use imaging::source::{Channels, ImageSource, SourceError};
 use imaging::tiles::TilingError;
@@ -20,6 +20,12 @@ use imaging::whole::IoError;
 pub enum PipelineError {
     #[error(transparent)]
     Predict(#[from] PredictError),
+    #[error(
+        "the reference mask holds the value {0}, which an ilastik label image (--label-format ilastik) does \
+         not: 0 is unlabelled, 1 background, 2 foreground; pass the label image as ilastik exports it, or \
+         --label-format binary for a 0/255 mask"
+    )]
+    MaskValue(u8),
     #[error(transparent)]
     Io(#[from] IoError),
     #[error(transparent)]
@@ -91,6 +97,8 @@ pub struct Destinations {
 pub struct OpenedImage {
     pub image: ImageSource,
     pub mask: Option<ImageSource>,
+    /// How the mask's values become classes (unlabelled pixels are not scored).
+    pub mask_rule: LabelRule,
 }
 
 impl OpenedImage {
@@ -136,7 +144,12 @@ impl OpenedImage {
             }
             None => None,
         };
-        Ok(OpenedImage { image: source, mask })
+        Ok(OpenedImage { image: source, mask, mask_rule: LabelRule::default() })
+    }
+
+    /// The same, with the mask read by `rule` (`--label-format`, `--ignore-value`).
+    pub fn with_mask_rule(self, rule: LabelRule) -> OpenedImage {
+        OpenedImage { mask_rule: rule, ..self }
     }
 
     /// Refuses, before any work, outputs whose format cannot hold this image (JPEG above 65,535 px).
@@ -174,7 +187,7 @@ pub fn predict_image(
     tile: usize,
     progress: impl FnMut(usize),
 ) -> Result<ImageReport, PipelineError> {
-    let OpenedImage { image: mut source, mask: mut reference } = opened;
+    let OpenedImage { image: mut source, mask: mut reference, mask_rule } = opened;
     if destinations.errors.is_some() && reference.is_none() {
         return Err(PipelineError::ErrorsWithoutMask);
     }
@@ -205,6 +218,7 @@ pub fn predict_image(
     };
     let mut overlay = OverlayRows::new(width);
     let mut confusion = Confusion::default();
+    let mut bad_value = None;
     let (mut reference_rows, mut pixels) = (Vec::new(), Vec::new());
     let options = PredictOptions { tile, probabilities: probability_sink.is_some(), logits: false };
     let summary = predict::predict_stream(model, &mut source, options, progress, |band: &BandOutput<'_>| {
@@ -221,7 +235,12 @@ pub fn predict_image(
         if let Some(mask) = reference.as_mut() {
             reference_rows.clear();
             mask.read_rows(band.rows, &mut reference_rows)?;
-            let reference_classes = classes_from_gray(&reference_rows);
+            // A value the rule has no class for ends the image after this pass (the error is the
+            // pipeline's, not the prediction's); its pixels are not scored meanwhile.
+            let reference_classes = mask_rule.classes(&reference_rows).unwrap_or_else(|value| {
+                bad_value.get_or_insert(value);
+                vec![UNLABELLED; reference_rows.len()]
+            });
             confusion.add(band.classes, &reference_classes);
             if let Some(sink) = errors_sink.as_mut() {
                 pixels.resize(band.rgb.len(), 0);
@@ -238,6 +257,9 @@ pub fn predict_image(
         }
         Ok(())
     })?;
+    if let Some(value) = bad_value {
+        return Err(PipelineError::MaskValue(value));
+    }
     mask_sink.finish()?;
     if let Some(sink) = probability_sink {
         sink.finish()?;

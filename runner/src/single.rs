@@ -29,6 +29,8 @@ pub struct SingleRequest {
     pub tile: usize,
     /// The level of a pyramid to predict (0: full resolution).
     pub level: usize,
+    /// How the --mask's values become classes.
+    pub mask_rule: imaging::labels::LabelRule,
 }
 
 /// What a single-image prediction did.
@@ -93,7 +95,8 @@ pub fn predict_single(
     }
     let mut files = OutputSet::new(&inputs).map_err(PipelineError::from)?;
     let opened =
-        OpenedImage::open_level(&request.image, "--image", request.level, request.mask.as_deref(), "--mask")?;
+        OpenedImage::open_level(&request.image, "--image", request.level, request.mask.as_deref(), "--mask")?
+            .with_mask_rule(request.mask_rule);
     let mut finals = vec![(request.output.as_path(), mask_format)];
     finals.extend(request.overlay.as_deref().zip(overlay_format));
     finals.extend(request.errors.as_deref().zip(errors_format));

@@ -401,3 +401,60 @@ fn ome_tiff_outputs_hold_the_plain_outputs_at_level_0_and_the_input_pixel_size()
     assert!(tiff_floats(&ws.path("p.ome.tif")) == plain, "probabilities: level 0 differs from the .npy");
     assert_eq!(ImageSource::levels(&ws.path("p.ome.tif")).unwrap().len(), 2);
 }
+
+/// Partial reference masks: --ignore-value and --label-format ilastik score the labelled pixels only, the
+/// counts equal those computed here from the written mask, and both codings give the same metrics.
+#[test]
+fn partial_reference_masks_score_labelled_pixels_only() {
+    let ws = Workspace::new();
+    let reference = image::open(ws.path("mask.png")).unwrap().into_luma8();
+    let unlabelled = |x: u32, y: u32| (x + 2 * y).is_multiple_of(3);
+    let coded = |[ignore, background, foreground]: [u8; 3]| {
+        image::GrayImage::from_fn(70, 50, |x, y| {
+            image::Luma([match (unlabelled(x, y), reference.get_pixel(x, y)[0] > 127) {
+                (true, _) => ignore,
+                (false, false) => background,
+                (false, true) => foreground,
+            }])
+        })
+    };
+    coded([128, 0, 255]).save(ws.path("partial.png")).unwrap();
+    coded([0, 1, 2]).save(ws.path("ilastik.png")).unwrap();
+    let run = |mask: &str, json: &str, flags: &[&str]| {
+        let base = ["--output", "pred.png", "--mask", mask, "--metrics-json", json];
+        let out = ws.predict(&[&base[..], flags].concat());
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let text = std::fs::read_to_string(ws.path(json)).unwrap();
+        (serde_json::from_str::<serde_json::Value>(&text).unwrap(), stdout)
+    };
+    let (partial, stdout) = run("partial.png", "partial.json", &["--ignore-value", "128"]);
+    let (ilastik, _) = run("ilastik.png", "ilastik.json", &["--label-format", "ilastik"]);
+    assert_eq!(partial, ilastik);
+    let predicted = image::open(ws.path("pred.png")).unwrap().into_luma8();
+    let mut counts = [0u64; 4]; // tn, fn, fp, tp
+    let mut labelled = 0;
+    for (x, y, p) in predicted.enumerate_pixels() {
+        if !unlabelled(x, y) {
+            labelled += 1;
+            counts[usize::from(p[0] > 127) * 2 + usize::from(reference.get_pixel(x, y)[0] > 127)] += 1;
+        }
+    }
+    assert!(labelled > 2000 && labelled < 2500, "{labelled}");
+    assert_eq!(partial["pixels"], 3500);
+    assert_eq!(partial["labelled_pixels"], labelled);
+    let keys = ["true_negative", "false_negative", "false_positive", "true_positive"];
+    for (key, count) in keys.iter().zip(counts) {
+        assert_eq!(partial[key], count, "{key}");
+    }
+    assert!(stdout.contains(&format!("over the {labelled} labelled pixels of 3500")), "{stdout}");
+    // The 0/128/255 mask as ilastik labels: 128 and 255 are not ilastik values.
+    let out = ws.predict(&["--output", "pred2.png", "--mask", "partial.png", "--label-format", "ilastik"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("0 is unlabelled, 1 background, 2 foreground"),
+        "{stderr}"
+    );
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+    assert!(!ws.path("pred2.png").exists());
+}

@@ -118,7 +118,7 @@ fn a_folder_with_masks_gives_every_output_and_metrics_csv() {
     );
     let csv = std::fs::read_to_string(f.path("out/metrics.csv")).unwrap();
     let lines: Vec<&str> = csv.lines().collect();
-    assert_eq!(lines[0], "image,width,height,pixels,accuracy,iou,dice");
+    assert_eq!(lines[0], "image,width,height,pixels,labelled_pixels,accuracy,iou,dice");
     assert_eq!(lines.len(), 5, "{csv}");
     assert!(lines[2].starts_with("images/b.tif,40,300,12000,"), "{csv}");
     assert!(
@@ -134,7 +134,8 @@ fn a_folder_with_masks_gives_every_output_and_metrics_csv() {
         &imaging::labels::classes_from_gray(reference.as_raw()),
     );
     let fields: Vec<&str> = lines[2].split(',').collect();
-    assert_eq!(fields[5].parse::<f64>().unwrap(), m.foreground_iou, "{csv}");
+    assert_eq!(fields[4], "12000", "every pixel of a binary mask is labelled: {csv}");
+    assert_eq!(fields[6].parse::<f64>().unwrap(), m.foreground_iou, "{csv}");
     assert!(stdout.contains("4 images, 3 with a reference mask: mean foreground IoU"), "{stdout}");
     assert!(stdout.contains("pooled foreground IoU"), "{stdout}");
     assert!(stdout.contains("d.png: 20x20 no reference mask"), "{stdout}");
@@ -297,7 +298,6 @@ fn flags_of_the_other_mode_are_refused_and_messages_name_the_right_flag() {
     let single = ["--image", "images/a.png", "--output", "out/a.png"];
     std::fs::create_dir(f.path("out")).unwrap();
     for (extra, flag) in [
-        (&["--shard", "0/2"][..], "--shard"),
         (&["--mask-dir", "masks"][..], "--mask-dir"),
         (&["--mask-format", "tif"][..], "--mask-format"),
         (&["--fail-fast"][..], "--fail-fast"),
@@ -306,6 +306,13 @@ fn flags_of_the_other_mode_are_refused_and_messages_name_the_right_flag() {
         let o = f.predict(&[&single[..], extra].concat());
         assert_refused(&f, &o, &[&format!("{flag} is for folder mode (--output-dir)")]);
     }
+    // --shard with one image splits its rows, into OME-Zarr stores only.
+    let o = f.predict(&[&single[..], &["--shard", "0/2"]].concat());
+    assert_refused(
+        &f,
+        &o,
+        &["--output out/a.png: one image in shares (--shard K/N) writes only OME-Zarr stores"],
+    );
     let folder = ["--input-dir", "images", "--output-dir", "out"];
     for (extra, flag) in
         [(&["--metrics-json", "m.json"][..], "--metrics-json"), (&["--mask", "masks/a.png"][..], "--mask")]

@@ -5,9 +5,13 @@ iterations, on the rows of IMAGE above the bottom --val-fraction, then scored on
 (foreground IoU, Dice, pixel accuracy) from one whole-image pass, as the trainer's --val-fraction does (the
 held-out rows see up to 8 training rows above them through the receptive field).
 
+With --ignore-value V (partial labels, e.g. from scripts/research/make_strokes.py) the mask's pixels equal to
+V are unlabelled: the loss is cross_entropy(..., ignore_index=255) and the held-out scores count labelled
+pixels only.
+
 Not part of CI: needs torch, numpy and pillow. Prints one JSON line.
 Usage: python3 scripts/research/pytorch_baseline.py IMAGE MASK [--val-fraction 0.2] [--iterations 3000]
-       [--seed 0]
+       [--seed 0] [--ignore-value V]
 """
 import argparse
 import json
@@ -32,12 +36,16 @@ def main():
     p.add_argument("--crop", type=int, default=128)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--ignore-value", type=int, help="mask pixels of this value are unlabelled")
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
     rng = np.random.default_rng(a.seed)
     rgb = np.asarray(Image.open(a.image).convert("RGB"), dtype=np.float32) / 255.0
-    labels = (np.asarray(Image.open(a.mask).convert("L")) > 127).astype(np.int64)
+    gray = np.asarray(Image.open(a.mask).convert("L"))
+    labels = (gray > 127).astype(np.int64)
+    if a.ignore_value is not None:
+        labels[gray == a.ignore_value] = 255
     h, w = labels.shape
     held = math.ceil(a.val_fraction * h)
     held += held % 2
@@ -56,7 +64,7 @@ def main():
         x = torch.stack([x_all[:, t:t + a.crop, l:l + a.crop] for t, l in zip(tops, lefts)])
         y = torch.stack([y_all[t:t + a.crop, l:l + a.crop] for t, l in zip(tops, lefts)])
         opt.zero_grad(set_to_none=True)
-        loss = nn.functional.cross_entropy(net(x), y)
+        loss = nn.functional.cross_entropy(net(x), y, ignore_index=255)
         loss.backward()
         opt.step()
     seconds = time.time() - t0
@@ -66,6 +74,8 @@ def main():
         x[0, :, :h, :w] = x_all
         pred = (net(x)[0, 1] > net(x)[0, 0])[:h, :w].numpy()[start:]
     ref = labels[start:] == 1
+    scored = labels[start:] != 255
+    pred, ref = pred[scored], ref[scored]
     tp, fp, fn = (pred & ref).sum(), (pred & ~ref).sum(), (~pred & ref).sum()
     print(json.dumps({
         "image": a.image, "held_out_rows": [int(start), int(h)], "seed": a.seed, "iterations": a.iterations,

@@ -8,9 +8,20 @@ scripts/research/pytorch_step.py, cuts four fixed 128^2 crops from IMAGE and MAS
 This is how the max-pool gradient bug was found: candle 0.11's max-pool backward gives ties/4 of a window's
 gradient to each maximum, so conv1's and conv2's gradients were off by factors of 1 to 4 per channel.
 
+With --ignore-value V the mask's pixels equal to V are unlabelled (checked before the > 127 rule, as the
+trainer's --ignore-value): the trainer's labels carry 255 there and PyTorch gets ignore_index=255.
+
+--loss-reference OUT.json writes the masked loss alone on a small fixed batch of logits (2 x 2 x 6 x 10,
+seeded, about a third unlabelled): logits, labels, PyTorch's cross_entropy(..., ignore_index=255) and its
+gradient with respect to the logits. trainer/tests/masked_loss.rs compares the trainer's loss with the
+committed file (trainer/tests/data/masked_loss_torch.json), and runs this to compare with PyTorch itself
+where python3 has torch.
+
 Not part of CI: needs torch, numpy and pillow, and a release build (`cargo build --release -p trainer
 --example gradients`).
 Usage: python3 scripts/research/pytorch_gradients.py CHECKPOINT IMAGE MASK [--reference-ops]
+       [--ignore-value V]
+       python3 scripts/research/pytorch_gradients.py --loss-reference OUT.json
 """
 import argparse
 import json
@@ -30,6 +41,31 @@ from pytorch_step import SegNet
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))  # scripts/research/ -> the repository
 PARAMETERS = [f"conv{i}.{kind}" for i in range(1, 5) for kind in ("weight", "bias")]
+IGNORE_INDEX = 255  # the trainer's label of an unlabelled pixel (imaging::labels::UNLABELLED)
+
+
+def loss_reference(path):
+    """The masked loss of a small seeded batch and its gradient, as JSON (see the docstring)."""
+    gen = torch.Generator().manual_seed(23)
+    shape = (2, 2, 6, 10)
+    logits = (torch.randn(shape, generator=gen) * 3).float()
+    labels = torch.randint(0, 2, (shape[0], shape[2], shape[3]), generator=gen)
+    labels[torch.rand(labels.shape, generator=gen) < 0.35] = IGNORE_INDEX
+    x = logits.clone().requires_grad_(True)
+    loss = nn.functional.cross_entropy(x, labels, ignore_index=IGNORE_INDEX)
+    loss.backward()
+    out = {
+        "shape": list(shape),
+        "ignore_index": IGNORE_INDEX,
+        "logits": [float(v) for v in logits.flatten()],
+        "labels": [int(v) for v in labels.flatten()],
+        "loss": loss.item(),
+        "grad": [float(v) for v in x.grad.flatten()],
+        "torch": torch.__version__,
+    }
+    with open(path, "w") as f:
+        json.dump(out, f)
+        f.write("\n")
 
 
 def read_safetensors(path):
@@ -48,12 +84,20 @@ def read_safetensors(path):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("checkpoint")
-    p.add_argument("image")
-    p.add_argument("mask")
+    p.add_argument("checkpoint", nargs="?")
+    p.add_argument("image", nargs="?")
+    p.add_argument("mask", nargs="?")
     p.add_argument("--reference-ops", action="store_true", help="the trainer with candle's own ops")
+    p.add_argument("--ignore-value", type=int, help="mask pixels of this value are unlabelled")
+    p.add_argument("--loss-reference", metavar="OUT.json", help="write the masked-loss reference and stop")
     p.add_argument("--tolerance", type=float, default=1e-3)
+    p.add_argument("--binary", help="the gradients example to run [default: target/release/examples/gradients]")
     a = p.parse_args()
+    if a.loss_reference:
+        loss_reference(a.loss_reference)
+        return 0
+    if not (a.checkpoint and a.image and a.mask):
+        p.error("CHECKPOINT IMAGE MASK are needed (or --loss-reference OUT.json)")
 
     tensors = read_safetensors(a.checkpoint)
     net = SegNet()
@@ -64,7 +108,10 @@ def main():
     net.std.copy_(tensors["normalization.std"].view(1, 3, 1, 1))
 
     rgb = np.asarray(Image.open(a.image).convert("RGB"), dtype=np.float32) / 255.0
-    labels = (np.asarray(Image.open(a.mask).convert("L")) > 127).astype(np.int64)
+    gray = np.asarray(Image.open(a.mask).convert("L"))
+    labels = (gray > 127).astype(np.int64)
+    if a.ignore_value is not None:
+        labels[gray == a.ignore_value] = IGNORE_INDEX
     h, w = labels.shape
     size = 128
     # Four crops spread over the image: corners and centre.
@@ -75,13 +122,14 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         x.tofile(os.path.join(tmp, "x.f32"))
         y.astype("<u4").tofile(os.path.join(tmp, "y.u32"))
-        cmd = [os.path.join(ROOT, "target", "release", "examples", "gradients"), a.checkpoint,
+        binary = a.binary or os.path.join(ROOT, "target", "release", "examples", "gradients")
+        cmd = [binary, a.checkpoint,
                os.path.join(tmp, "x.f32"), os.path.join(tmp, "y.u32"), str(len(origins)), str(size)]
         if a.reference_ops:
             cmd.append("--reference-ops")
         ours = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
 
-    loss = nn.functional.cross_entropy(net(torch.from_numpy(x)), torch.from_numpy(y))
+    loss = nn.functional.cross_entropy(net(torch.from_numpy(x)), torch.from_numpy(y), ignore_index=IGNORE_INDEX)
     loss.backward()
     print(f"loss: ours {ours['loss']:.6f}, torch {loss.item():.6f}")
     print(f"{'parameter':<14} {'|grad| ours':>12} {'|grad| torch':>12} {'rel. diff':>10}")

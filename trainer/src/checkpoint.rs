@@ -58,6 +58,9 @@ pub struct ValRecord {
     /// Background pixels predicted foreground, over all background pixels (0 when there are none): the
     /// score of negative validation images.
     pub false_positive_rate: f64,
+    /// Validation pixels scored: those labelled in the validation masks (partial labels leave others
+    /// unlabelled); `None` in a record from before it was kept.
+    pub labelled: Option<u64>,
 }
 
 impl ValRecord {
@@ -286,11 +289,14 @@ impl Checkpoint {
             .history
             .validation
             .iter()
-            .flat_map(|r| [r.iteration as f64, r.loss, r.iou, r.dice, r.accuracy, r.false_positive_rate])
+            .flat_map(|r| {
+                let labelled = r.labelled.map_or(f64::NAN, |n| n as f64);
+                [r.iteration as f64, r.loss, r.iou, r.dice, r.accuracy, r.false_positive_rate, labelled]
+            })
             .collect();
         tensors.push((
             VAL_HISTORY.to_string(),
-            Tensor::from_vec(val, (self.history.validation.len(), 6), &dev)?,
+            Tensor::from_vec(val, (self.history.validation.len(), 7), &dev)?,
         ));
         tensors.sort_by(|a, b| a.0.cmp(&b.0));
         let mut metadata = self.summary.to_metadata();
@@ -377,11 +383,13 @@ fn read_history(tensors: &HashMap<String, Tensor>, iterations: usize) -> Result<
             .and_then(|t| t.to_vec2())
             .map_err(|e| format!("tensor `{VAL_HISTORY}`: {e}"))?;
         for row in rows {
-            let (iteration, loss, iou, dice, accuracy, false_positive_rate) = match row[..] {
-                [i, l, iou, d, a, f] => (i, l, iou, d, a, f),
-                [i, l, iou, d, a] => (i, l, iou, d, a, f64::NAN),
-                _ => return Err(format!("tensor `{VAL_HISTORY}` must have 5 or 6 columns")),
+            let (iteration, loss, iou, dice, accuracy, false_positive_rate, labelled) = match row[..] {
+                [i, l, iou, d, a, f, n] => (i, l, iou, d, a, f, n),
+                [i, l, iou, d, a, f] => (i, l, iou, d, a, f, f64::NAN),
+                [i, l, iou, d, a] => (i, l, iou, d, a, f64::NAN, f64::NAN),
+                _ => return Err(format!("tensor `{VAL_HISTORY}` must have 5 to 7 columns")),
             };
+            let labelled = (labelled >= 0.0 && labelled.fract() == 0.0).then_some(labelled as u64);
             if !(iteration >= 1.0 && iteration <= iterations as f64 && iteration.fract() == 0.0) {
                 return Err(format!("tensor `{VAL_HISTORY}` names iteration {iteration} of {iterations}"));
             }
@@ -392,6 +400,7 @@ fn read_history(tensors: &HashMap<String, Tensor>, iterations: usize) -> Result<
                 dice,
                 accuracy,
                 false_positive_rate,
+                labelled,
             });
         }
     }
@@ -431,6 +440,7 @@ mod tests {
                 dice: 0.8,
                 accuracy: 0.9,
                 false_positive_rate: 0.05,
+                labelled: Some(1234),
             }],
         };
         let ck = Checkpoint { net, summary: summary(), adam: None, history: history.clone() };

@@ -183,20 +183,22 @@ pub fn loss_csv(losses: &[(usize, f32)]) -> String {
     s
 }
 
-/// `iteration,loss,iou,dice,accuracy,false_positive_rate` with one row per validation; an undefined value
-/// (the IoU and Dice of validation masks without foreground) is an empty cell.
+/// `iteration,loss,iou,dice,accuracy,false_positive_rate,labelled_pixels` with one row per validation
+/// (the scores are over the labelled pixels, which `labelled_pixels` counts); an undefined value (the IoU
+/// and Dice of validation masks without foreground) is an empty cell.
 pub fn val_csv(records: &[ValRecord]) -> String {
     let cell = |v: f64| if v.is_nan() { String::new() } else { v.to_string() };
-    let mut s = String::from("iteration,loss,iou,dice,accuracy,false_positive_rate\n");
+    let mut s = String::from("iteration,loss,iou,dice,accuracy,false_positive_rate,labelled_pixels\n");
     for r in records {
         s.push_str(&format!(
-            "{},{},{},{},{},{}\n",
+            "{},{},{},{},{},{},{}\n",
             r.iteration,
             r.loss,
             cell(r.iou),
             cell(r.dice),
             r.accuracy,
-            cell(r.false_positive_rate)
+            cell(r.false_positive_rate),
+            r.labelled.map_or(String::new(), |n| n.to_string())
         ));
     }
     s
@@ -221,9 +223,10 @@ pub fn read_val_csv(path: &Path) -> Vec<ValRecord> {
         .skip(1)
         .filter_map(|line| {
             let f: Vec<&str> = line.split(',').map(str::trim).collect();
-            let (i, loss, iou, dice, acc, fpr) = match f[..] {
-                [i, loss, iou, dice, acc, fpr] => (i, loss, iou, dice, acc, fpr),
-                [i, loss, iou, dice, acc] => (i, loss, iou, dice, acc, ""),
+            let (i, loss, iou, dice, acc, fpr, labelled) = match f[..] {
+                [i, loss, iou, dice, acc, fpr, n] => (i, loss, iou, dice, acc, fpr, n),
+                [i, loss, iou, dice, acc, fpr] => (i, loss, iou, dice, acc, fpr, ""),
+                [i, loss, iou, dice, acc] => (i, loss, iou, dice, acc, "", ""),
                 _ => return None,
             };
             let value = |text: &str| if text.is_empty() { Some(f64::NAN) } else { text.parse().ok() };
@@ -234,6 +237,7 @@ pub fn read_val_csv(path: &Path) -> Vec<ValRecord> {
                 dice: value(dice)?,
                 accuracy: acc.parse().ok()?,
                 false_positive_rate: value(fpr)?,
+                labelled: if labelled.is_empty() { None } else { Some(labelled.parse().ok()?) },
             })
         })
         .collect()
@@ -258,15 +262,16 @@ mod tests {
             dice: 0.9,
             accuracy: 0.95,
             false_positive_rate: 0.01,
+            labelled: Some(70),
         }];
         let path = dir.path().join("val.csv");
         std::fs::write(&path, val_csv(&records)).unwrap();
         assert!(val_csv(&records)
-            .starts_with("iteration,loss,iou,dice,accuracy,false_positive_rate\n50,0.3,0.8,0.9,0.95,0.01\n"));
+            .starts_with("iteration,loss,iou,dice,accuracy,false_positive_rate,labelled_pixels\n50,0.3,0.8,0.9,0.95,0.01,70\n"));
         assert_eq!(read_val_csv(&path), records);
         // Undefined IoU and Dice (no foreground to score) are empty cells, read back as NaN.
         let negative = ValRecord { iou: f64::NAN, dice: f64::NAN, ..records[0] };
-        assert!(val_csv(&[negative]).ends_with("\n50,0.3,,,0.95,0.01\n"), "{}", val_csv(&[negative]));
+        assert!(val_csv(&[negative]).ends_with("\n50,0.3,,,0.95,0.01,70\n"), "{}", val_csv(&[negative]));
         std::fs::write(&path, val_csv(&[negative])).unwrap();
         let read = read_val_csv(&path);
         assert!(read[0].iou.is_nan() && read[0].dice.is_nan() && read[0].false_positive_rate == 0.01);

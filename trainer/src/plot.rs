@@ -213,6 +213,7 @@ mod tests {
                 dice: 0.9,
                 accuracy: 0.9,
                 false_positive_rate: 0.01,
+                labelled: None,
             })
             .collect();
         let img = image::load_from_memory(&training_plot_png(&losses, &val).unwrap()).unwrap().to_rgb8();

@@ -9,8 +9,8 @@ use candle_core::{Device, Tensor};
 use rand::SeedableRng;
 
 use crate::checkpoint::{Checkpoint, CheckpointError, History, TrainingSummary, ValRecord};
-use crate::data::crops::{self, BudgetError, CropSampler, TrainRegion};
-use crate::data::TrainingImage;
+use crate::data::crops::{self, BudgetError, CropSampler, LabelledCounts, SparseLabels, TrainRegion};
+use crate::data::{TrainingImage, UNLABELLED};
 use crate::model::SegNet;
 use crate::ops::Kernels;
 use crate::optim::{Adam, LrSchedule};
@@ -22,6 +22,8 @@ use crate::validate::{self, ValImage};
 pub enum TrainError {
     #[error(transparent)]
     Budget(#[from] BudgetError),
+    #[error(transparent)]
+    Sparse(#[from] SparseLabels),
     #[error(transparent)]
     Checkpoint(#[from] CheckpointError),
     #[error(transparent)]
@@ -334,7 +336,23 @@ fn run(
             config.crop
         ));
     }
-    let sampler = CropSampler::new(regions.clone(), crop, config.augment);
+    // Partial labels: crops are drawn where labels are, counted over the training rows only.
+    let counts = images
+        .iter()
+        .zip(&regions)
+        .map(|(image, r)| image.is_partial().then(|| LabelledCounts::new(&image.labels, r.width, r.rows)))
+        .collect();
+    let sampler = CropSampler::with_labels(regions.clone(), counts, crop, config.augment)?;
+    let scored_labels =
+        |v: &ValImage| v.image.labels[v.scored_from_row * v.image.width..].iter().any(|&l| l != UNLABELLED);
+    if !val.is_empty() && !val.iter().any(scored_labels) {
+        return Err(TrainError::Config(
+            "every validation pixel (the held-out rows of --val-fraction, or the --val-mask images) is \
+             unlabelled: there is nothing to score; label some validation pixels (or all: validation \
+             scores best against dense labels)"
+                .into(),
+        ));
+    }
     let step_pixels = config.batch * crop * crop;
     let val_every = (!val.is_empty()).then(|| {
         config

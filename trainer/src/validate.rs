@@ -10,7 +10,7 @@ use candle_core::{Device, Tensor};
 use imaging::tiles::{self, HALO, PIXEL_BUDGET};
 
 use crate::checkpoint::ValRecord;
-use crate::data::TrainingImage;
+use crate::data::{TrainingImage, UNLABELLED};
 use crate::model::SegNet;
 
 /// Largest window side: 256 x 256 is the whole pixel budget.
@@ -62,7 +62,7 @@ pub fn tiled_logits(
     Ok(())
 }
 
-/// Counts over validation pixels, added up across images.
+/// Counts over the labelled validation pixels, added up across images (unlabelled pixels are not scored).
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Scores {
     pub true_positive: u64,
@@ -71,11 +71,17 @@ pub struct Scores {
     pub true_negative: u64,
     /// Sum of the pixels' cross-entropy.
     pub loss_sum: f64,
+    /// Pixels skipped as unlabelled.
+    pub unlabelled: u64,
 }
 
 impl Scores {
-    /// Adds one pixel with its logits and true label.
+    /// Adds one pixel with its logits and true label; an [`UNLABELLED`] pixel is only counted as such.
     pub fn add(&mut self, background: f32, foreground: f32, label: u8) {
+        if label == UNLABELLED {
+            self.unlabelled += 1;
+            return;
+        }
         let (l0, l1) = (background as f64, foreground as f64);
         let top = l0.max(l1);
         let log_sum = top + ((l0 - top).exp() + (l1 - top).exp()).ln();
@@ -89,6 +95,7 @@ impl Scores {
         }
     }
 
+    /// The labelled pixels scored.
     pub fn pixels(&self) -> u64 {
         self.true_positive + self.false_positive + self.false_negative + self.true_negative
     }
@@ -108,6 +115,7 @@ impl Scores {
             dice: defined(ratio(2 * tp, 2 * tp + fp + fn_)),
             accuracy: ratio(tp + tn, self.pixels()),
             false_positive_rate: if fp + tn == 0 { 0.0 } else { fp as f64 / (fp + tn) as f64 },
+            labelled: Some(self.pixels()),
         }
     }
 }
@@ -226,6 +234,14 @@ mod tests {
         assert_eq!((r.false_positive_rate, r.accuracy), (0.25, 0.75));
         assert_eq!(r.score(), 0.75);
         assert!(r.score_text().starts_with("specificity 0.7500"), "{}", r.score_text());
+        // Unlabelled pixels change nothing but their own count, however wrong the prediction.
+        let mut partial = s;
+        for _ in 0..3 {
+            partial.add(-5.0, 5.0, UNLABELLED);
+        }
+        assert_eq!(partial.unlabelled, 3);
+        let (p, full) = (partial.record(9), s.record(9));
+        assert_eq!((p.iou, p.loss, p.accuracy, p.labelled), (full.iou, full.loss, full.accuracy, Some(8)));
     }
 
     #[test]

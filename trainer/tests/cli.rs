@@ -553,7 +553,7 @@ fn validation_logs_val_csv_and_keeps_the_best_model() {
     assert!(val.iter().all(|r| (0.0..=1.0).contains(&r.iou) && r.dice >= r.iou && r.loss > 0.0));
     assert!(std::fs::read_to_string(out.join("val.csv"))
         .unwrap()
-        .starts_with("iteration,loss,iou,dice,accuracy,false_positive_rate\n"));
+        .starts_with("iteration,loss,iou,dice,accuracy,false_positive_rate,labelled_pixels\n"));
     // best.safetensors is the argmax of val.csv (the first of equal ones), with its iteration and IoU.
     let best_row = val.iter().fold(val[0], |b, r| if r.iou > b.iou { *r } else { b });
     let best = Checkpoint::load(&out.join("best.safetensors"), &candle_core::Device::Cpu).unwrap();

@@ -21,6 +21,7 @@ fn checkpoint(run: u64, iterations: usize) -> Checkpoint {
             dice: 0.6,
             accuracy: 0.7,
             false_positive_rate: 0.02,
+            labelled: Some(100),
         })
         .collect();
     let summary = TrainingSummary { iterations, final_loss: losses[iterations - 1], ..Default::default() };

@@ -398,10 +398,8 @@ mod tests {
             let c = sampler.sample(&mut rng);
             let n = counted(&labels, w, c.top, c.left, size);
             assert!(n >= min_labelled(size), "crop {c:?} holds {n} labelled pixels");
-            for y in c.top..c.top + size {
-                if (c.left..c.left + size).contains(&y) {
-                    covered[y] = true;
-                }
+            for (y, seen) in covered.iter_mut().enumerate().skip(c.top).take(size) {
+                *seen |= (c.left..c.left + size).contains(&y);
             }
         }
         assert!(covered.iter().all(|&c| c), "every labelled pixel is reachable");
