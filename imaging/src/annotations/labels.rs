@@ -13,9 +13,9 @@ use super::{Annotation, AnnotationError, Annotations, PixelBox};
 pub const BACKGROUND: u8 = 0;
 /// Label of a foreground pixel.
 pub const FOREGROUND: u8 = 1;
-/// Label of a pixel no annotation covers, when those are unlabelled (the trainer maps it to its own
-/// ignore value).
-pub const UNLABELLED: u8 = 2;
+/// Label of a pixel no annotation covers, when those are unlabelled: the one unlabelled class of
+/// [`crate::labels`], which the trainer's loss and scores skip.
+pub use crate::labels::UNLABELLED;
 
 /// What a pixel outside every annotation is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -5,17 +5,17 @@
 //! merged where they overlap ([`imaging::areas::merge`]); each merged area is read in one pass over the
 //! slide ([`imaging::areas::read_areas`]) and becomes one [`TrainingImage`] whose labels are the
 //! annotations rasterised by the centre rule ([`imaging::annotations::labels::Labeller`]): foreground,
-//! background or [`UNLABELLED`].
+//! background or [`super::UNLABELLED`].
 
 use std::path::{Path, PathBuf};
 
-use imaging::annotations::labels::{self as annotation_labels, Labeller, Unannotated};
+use imaging::annotations::labels::{Labeller, Unannotated};
 use imaging::annotations::{geojson, AnnotationError, PixelBox};
 use imaging::areas::{self, Rect};
 use imaging::files;
 use imaging::source::{Channels, ImageSource};
 
-use super::{TrainingImage, UNLABELLED};
+use super::TrainingImage;
 
 /// The most level pixels the annotated areas of all slides may hold together (4 bytes each in memory: RGB
 /// and a label), so that training stays within about a gigabyte.
@@ -199,12 +199,8 @@ pub fn load_annotated(
                 height: area.height as u64,
             };
             let mut labels = vec![0u8; area.area()];
+            // Unannotated pixels come as imaging's UNLABELLED, the trainer's own.
             labeller.fill(window, scale, &mut labels);
-            for label in &mut labels {
-                if *label == annotation_labels::UNLABELLED {
-                    *label = UNLABELLED;
-                }
-            }
             TrainingImage {
                 name: format!(
                     "{slide_name} level {} area {}x{} at ({}, {})",
