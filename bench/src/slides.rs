@@ -15,12 +15,19 @@ use crate::table::Table;
 
 /// What the section needs.
 pub struct SlidesOptions<'a> {
+    /// The runner binary measured.
     pub runner: &'a Path,
+    /// The model it predicts with.
     pub model: &'a Path,
+    /// Where the outputs go (each removed after its run).
     pub scratch: &'a Path,
+    /// Where the slides are kept between bench runs.
     pub cache: &'a Path,
+    /// `runner --threads`.
     pub threads: usize,
+    /// Rounds of the four runs.
     pub rounds: usize,
+    /// Side of the square slides.
     pub side: usize,
 }
 
