@@ -67,6 +67,9 @@ fn cached_slide(cache: &Path, side: usize, codec: &str) -> Result<(PathBuf, Opti
     Ok((path, Some(seconds)))
 }
 
+/// One figure of a run: wall seconds, CPU seconds or peak GB.
+type Measure = fn(&RunMeasure) -> f64;
+
 fn remove(path: &Path) {
     let _ = if path.is_dir() { std::fs::remove_dir_all(path) } else { std::fs::remove_file(path) };
 }
@@ -96,12 +99,11 @@ pub fn section(o: &SlidesOptions<'_>) -> Result<Vec<Table>> {
         }
     }
     let load_after = crate::load_average();
-    let stats = |i: usize, f: fn(&RunMeasure) -> f64| Stats::of(&runs[i].iter().map(f).collect::<Vec<_>>());
-    let ratio = |a: usize, b: usize, f: fn(&RunMeasure) -> f64| {
+    let stats = |i: usize, f: Measure| Stats::of(&runs[i].iter().map(f).collect::<Vec<_>>());
+    let ratio = |a: usize, b: usize, f: Measure| {
         Stats::of(&runs[a].iter().zip(&runs[b]).map(|(x, y)| f(x) / f(y)).collect::<Vec<_>>())
     };
-    let (wall, cpu, rss): (fn(&RunMeasure) -> f64, fn(&RunMeasure) -> f64, fn(&RunMeasure) -> f64) =
-        (|m| m.wall, |m| m.cpu, |m| m.rss / 1e9);
+    let (wall, cpu, rss): (Measure, Measure, Measure) = (|m| m.wall, |m| m.cpu, |m| m.rss / 1e9);
     let size_gb = |p: &Path| std::fs::metadata(p).map(|m| m.len() as f64 / 1e9).unwrap_or(f64::NAN);
     let common = format!(
         "{} rounds of the four runs in turn (Deflate -> .tif, JPEG -> .tif, Deflate -> .ome.tif, Deflate -> \
