@@ -178,3 +178,23 @@ pub fn section(o: &SlidesOptions<'_>) -> Result<Vec<Table>> {
     b.note(common);
     Ok(vec![a, b])
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cached_slide_is_reused_and_named_after_its_size_codec_and_script() {
+        let cache = std::env::temp_dir().join(format!("segmenter-bench-cache-test-{}", std::process::id()));
+        std::fs::create_dir_all(&cache).unwrap();
+        let tag = generator_tag();
+        assert_eq!(tag.len(), 8);
+        let kept = cache.join(format!("slide-64x64-jpeg-{tag}.tif"));
+        std::fs::write(&kept, b"kept").unwrap();
+        // Found in the cache: not written again (no Python is run), not touched.
+        let (path, written) = cached_slide(&cache, 64, "jpeg").unwrap();
+        assert_eq!((path, written), (kept.clone(), None));
+        assert_eq!(std::fs::read(&kept).unwrap(), b"kept");
+        std::fs::remove_dir_all(&cache).unwrap();
+    }
+}
