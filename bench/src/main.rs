@@ -7,6 +7,7 @@
 mod memory;
 mod predict;
 mod sgemm;
+mod slides;
 mod stats;
 mod stream;
 mod table;
@@ -63,6 +64,16 @@ struct Cli {
     /// Stream section: width of the height sweep (heights 1024, 4096 and 16384).
     #[arg(long, default_value_t = 2048)]
     sweep_width: usize,
+    /// Slides section: side of the square slide (JPEG YCbCr 4:2:0 and Deflate BigTIFFs).
+    #[arg(long, default_value_t = 14000)]
+    slide_side: usize,
+    /// Slides section: where the generated slides are kept between runs [default: $TMPDIR/segmenter-bench-cache].
+    #[arg(long)]
+    cache: Option<PathBuf>,
+    /// Memory, stream and slides sections: run this runner binary instead of building the workspace's (e.g. a
+    /// copy of an earlier build, for before/after figures).
+    #[arg(long)]
+    runner: Option<PathBuf>,
     /// Skip the PyTorch comparison even when torch is installed.
     #[arg(long)]
     no_pytorch: bool,
@@ -76,6 +87,9 @@ enum Section {
     Memory,
     /// Prediction at scale (long: a 512-megapixel BigTIFF, a height sweep, a folder of images).
     Stream,
+    /// Slides (long: a 196-megapixel slide, JPEG against Deflate tiles, into OME-TIFF and OME-Zarr against a
+    /// striped TIFF).
+    Slides,
 }
 
 /// Threads for every engine: RAYON_NUM_THREADS if set (candle's rule), else every core we may run on.
@@ -103,7 +117,8 @@ fn cpu_model() -> String {
     format!("{model}, {cores} cores available")
 }
 
-fn load_average() -> String {
+/// The 1, 5 and 15 minute load averages, as /proc/loadavg gives them.
+pub(crate) fn load_average() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
         .unwrap_or_default()
@@ -402,9 +417,18 @@ fn predict_section(run: &BenchRun, bytes: &[u8]) -> Result<Vec<Table>> {
     Ok(vec![t, b, e, d])
 }
 
+/// `--runner`, else the workspace's runner, built if stale.
+fn runner_binary(cli: &Cli) -> Result<PathBuf> {
+    match &cli.runner {
+        Some(path) if path.is_file() => Ok(path.clone()),
+        Some(path) => anyhow::bail!("--runner {}: no such file; give a runner binary", path.display()),
+        None => memory::runner_binary(),
+    }
+}
+
 fn memory_section(run: &BenchRun, bytes: &[u8]) -> Result<Table> {
     let side = run.cli.memory_side;
-    let runner = memory::runner_binary()?;
+    let runner = runner_binary(&run.cli)?;
     let model = run.scratch.join("model.onnx");
     std::fs::write(&model, bytes)?;
     let image = run.scratch.join(format!("image{side}.png"));
@@ -445,6 +469,7 @@ fn main() -> Result<()> {
         if !cli.quick {
             sections.push(Section::Memory);
             sections.push(Section::Stream);
+            sections.push(Section::Slides);
         }
     }
     let scratch = std::env::temp_dir().join(format!("segmenter-bench-{}", std::process::id()));
@@ -475,7 +500,7 @@ fn main() -> Result<()> {
             emit(memory_section(&run, &bytes)?);
         }
         if sections.contains(&Section::Stream) {
-            let runner = memory::runner_binary()?;
+            let runner = runner_binary(&run.cli)?;
             let model = run.scratch.join("model.onnx");
             std::fs::write(&model, &bytes)?;
             let options = stream::StreamOptions {
@@ -491,6 +516,25 @@ fn main() -> Result<()> {
                 sweep_heights: &[1024, 4096, 16384],
             };
             for t in stream::section(&options)? {
+                emit(t);
+            }
+        }
+        if sections.contains(&Section::Slides) {
+            let runner = runner_binary(&run.cli)?;
+            let model = run.scratch.join("model.onnx");
+            std::fs::write(&model, &bytes)?;
+            let cache =
+                run.cli.cache.clone().unwrap_or_else(|| std::env::temp_dir().join("segmenter-bench-cache"));
+            let options = slides::SlidesOptions {
+                runner: &runner,
+                model: &model,
+                scratch: &run.scratch,
+                cache: &cache,
+                threads: run.threads,
+                rounds: run.reps.clamp(1, 3),
+                side: run.cli.slide_side,
+            };
+            for t in slides::section(&options)? {
                 emit(t);
             }
         }

@@ -43,12 +43,19 @@ pub fn write_png(path: &Path, rgb: &[u8], side: usize) -> Result<()> {
 /// Environment variable that turns the bench executable into the measuring parent (see [`measure_child`]).
 pub const MEASURE_ENV: &str = "SEGMENTER_BENCH_MEASURE_RSS";
 
-/// One run of `runner predict`: (peak resident bytes, wall seconds).
-///
-/// Linux folds the parent's peak RSS into a child's ru_maxrss when the child is spawned by vfork/posix_spawn
-/// (the exec'd child inherits the shared mm's high-water mark), so a large bench process would inflate the
-/// number. The runner is therefore started by a freshly exec'd, small copy of this executable
-/// ([`measure_child`]), whose own high-water mark is a few MB.
+/// One measured run of `runner predict`.
+#[derive(Debug, Clone, Copy)]
+pub struct RunMeasure {
+    /// Peak resident bytes of the runner process.
+    pub rss: f64,
+    /// Wall seconds, start to exit.
+    pub wall: f64,
+    /// CPU seconds of the runner process (user + system, every thread): the work done, where the wall time
+    /// also counts waiting for a core on a loaded machine.
+    pub cpu: f64,
+}
+
+/// One run of `runner predict`: (peak resident bytes, wall seconds). See [`predict_measured`].
 pub fn predict_peak_rss(
     runner: &Path,
     model: &Path,
@@ -57,6 +64,24 @@ pub fn predict_peak_rss(
     threads: usize,
     extra: &[&str],
 ) -> Result<(f64, f64)> {
+    let m = predict_measured(runner, model, image, output, threads, extra)?;
+    Ok((m.rss, m.wall))
+}
+
+/// One run of `runner predict`, measured.
+///
+/// Linux folds the parent's peak RSS into a child's ru_maxrss when the child is spawned by vfork/posix_spawn
+/// (the exec'd child inherits the shared mm's high-water mark), so a large bench process would inflate the
+/// number. The runner is therefore started by a freshly exec'd, small copy of this executable
+/// ([`measure_child`]), whose own high-water mark is a few MB.
+pub fn predict_measured(
+    runner: &Path,
+    model: &Path,
+    image: &Path,
+    output: &Path,
+    threads: usize,
+    extra: &[&str],
+) -> Result<RunMeasure> {
     let start = Instant::now();
     let out = Command::new(std::env::current_exe()?)
         .env(MEASURE_ENV, "1")
@@ -78,16 +103,18 @@ pub fn predict_peak_rss(
         bail!("runner predict failed: {}", String::from_utf8_lossy(&out.stderr).trim());
     }
     let stdout = String::from_utf8_lossy(&out.stdout);
-    let kib: f64 = stdout
-        .lines()
-        .find_map(|l| l.strip_prefix("maxrss_kib "))
-        .and_then(|v| v.trim().parse().ok())
-        .context("the measuring process printed no maxrss_kib")?;
-    Ok((kib * 1024.0, seconds))
+    let value = |key: &str| -> Result<f64> {
+        stdout
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|v| v.trim().parse().ok())
+            .with_context(|| format!("the measuring process printed no {key}"))
+    };
+    Ok(RunMeasure { rss: value("maxrss_kib ")? * 1024.0, wall: seconds, cpu: value("cpu_s ")? })
 }
 
-/// The measuring parent: runs `args` (program first), waits with wait4 and prints `maxrss_kib N`; exits with
-/// the child's status.
+/// The measuring parent: runs `args` (program first), waits with wait4 and prints `maxrss_kib N` and
+/// `cpu_s S` (the child's user + system time); exits with the child's status.
 pub fn measure_child(args: &[String]) -> Result<i32> {
     let (program, rest) = args.split_first().context("no command to measure")?;
     let child = Command::new(program)
@@ -105,5 +132,7 @@ pub fn measure_child(args: &[String]) -> Result<i32> {
     }
     // ru_maxrss is in KiB on Linux.
     println!("maxrss_kib {}", usage.ru_maxrss);
+    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 * 1e-6;
+    println!("cpu_s {}", tv(usage.ru_utime) + tv(usage.ru_stime));
     Ok(if libc::WIFEXITED(status) { libc::WEXITSTATUS(status) } else { 1 })
 }

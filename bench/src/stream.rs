@@ -14,34 +14,46 @@ use crate::predict;
 use crate::stats::{self, Stats};
 use crate::table::Table;
 
-/// A Python with tifffile: `.venv` at the repository root, created and filled from PyPI when missing.
+/// A Python with tifffile and imagecodecs (JPEG tiles): `.venv` at the repository root, created and filled
+/// from PyPI when missing.
 fn tifffile_python() -> Result<PathBuf> {
     let root = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.."));
     let python = root.join(".venv/bin/python");
-    let has =
-        |p: &Path| Command::new(p).args(["-c", "import tifffile, numpy"]).status().is_ok_and(|s| s.success());
+    let has = |p: &Path| {
+        Command::new(p)
+            .args(["-c", "import tifffile, numpy, imagecodecs"])
+            .status()
+            .is_ok_and(|s| s.success())
+    };
     if has(&python) {
         return Ok(python);
     }
-    eprintln!("bench: installing tifffile and numpy into .venv (PyPI) to write the BigTIFF test image");
+    eprintln!("bench: installing tifffile, imagecodecs and numpy into .venv (PyPI) to write the BigTIFF test images");
     let venv = Command::new("python3").args(["-m", "venv"]).arg(root.join(".venv")).status()?;
-    let pip =
-        Command::new(root.join(".venv/bin/pip")).args(["install", "-q", "tifffile", "numpy"]).status()?;
+    let pip = Command::new(root.join(".venv/bin/pip"))
+        .args(["install", "-q", "tifffile", "imagecodecs", "numpy"])
+        .status()?;
     if !venv.success() || !pip.success() || !has(&python) {
         bail!(
-            "cannot install tifffile into .venv; install it (pip install tifffile numpy) or pass --big-tiff"
+            "cannot install tifffile into .venv; install it (pip install tifffile imagecodecs numpy) or pass --big-tiff"
         );
     }
     Ok(python)
 }
 
-/// Writes the `width` x `height` RGB BigTIFF (tiled 512, Deflate) with bench/make_big_tiff.py.
-fn make_big_tiff(path: &Path, width: usize, height: usize) -> Result<f64> {
+/// Writes the `width` x `height` RGB BigTIFF (tiled 512; `codec` "deflate", or "jpeg": YCbCr 4:2:0) with
+/// bench/make_big_tiff.py; returns the seconds it took.
+pub fn make_big_tiff(path: &Path, width: usize, height: usize, codec: &str) -> Result<f64> {
     let python = tifffile_python()?;
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/make_big_tiff.py");
     let start = Instant::now();
-    let status =
-        Command::new(python).arg(script).arg(path).arg(width.to_string()).arg(height.to_string()).status()?;
+    let status = Command::new(python)
+        .arg(script)
+        .arg(path)
+        .arg(width.to_string())
+        .arg(height.to_string())
+        .arg(codec)
+        .status()?;
     if !status.success() {
         bail!("make_big_tiff.py failed");
     }
@@ -94,7 +106,7 @@ pub fn section(o: &StreamOptions<'_>) -> Result<Vec<Table>> {
     let big = match o.big_tiff {
         Some(path) => path.to_path_buf(),
         None => {
-            let s = make_big_tiff(&generated, w, h)?;
+            let s = make_big_tiff(&generated, w, h, "deflate")?;
             t.note(format!("the {w}x{h} BigTIFF was written by tifffile from a tile generator in {s:.0} s"));
             generated.clone()
         }

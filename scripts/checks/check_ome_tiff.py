@@ -11,8 +11,13 @@ that is not ours:
 - `--reduction mask|mean`: every level equals the 2x2 reduction of the level above computed here with numpy
   (mean: 8-bit rounded half up, float32 summed in float32; mask: foreground when at least half of the pixels
   of the block are; edge blocks use the pixels that exist).
+- `--physical-size X Y`: the OME-XML's PhysicalSizeX/Y are X and Y micrometres (unit absent or µm).
+- `--levels WxH,WxH,...`: the level sizes are exactly these (sizes worked out by the caller, not by the rule
+  above).
+- `--require-schema`: fail, instead of skipping the schema validation, when ome-types (with lxml) is missing.
 
-Usage: check_ome_tiff.py FILE [--reference REF.png|REF.npy] [--reduction mask|mean]
+Usage: check_ome_tiff.py FILE [--reference REF.png|REF.npy] [--reduction mask|mean] [--physical-size X Y]
+       [--levels WxH,...] [--require-schema]
        (needs `pip install tifffile numpy`; pillow for a PNG reference, ome-types for the schema)
 Exits 1 when a check fails.
 """
@@ -59,7 +64,17 @@ def expected_sizes(width, height):
     return sizes
 
 
-def check_xml(xml, width, height, channels, dtype):
+def check_physical_size(attrs, want):
+    """Errors unless PhysicalSizeX/Y are `want` (x, y) in micrometres."""
+    errors = []
+    for axis, value in zip("XY", want):
+        got, unit = attrs.get(f"PhysicalSize{axis}"), attrs.get(f"PhysicalSize{axis}Unit", "µm")
+        if got is None or unit != "µm" or not np.isclose(float(got), value, rtol=1e-9, atol=0):
+            errors.append(f"OME-XML PhysicalSize{axis}={got!r} {unit}, expected {value} µm")
+    return errors
+
+
+def check_xml(xml, width, height, channels, dtype, physical_size=None, require_schema=False):
     errors = []
     root = ET.fromstring(xml)
     pixels = root.find(f"{OME_NS}Image/{OME_NS}Pixels")
@@ -74,9 +89,13 @@ def check_xml(xml, width, height, channels, dtype):
             errors.append(f"OME-XML Pixels {key}={attrs.get(key)!r}, expected {value!r}")
     physical = {k: v for k, v in attrs.items() if k.startswith("PhysicalSize")}
     print(f"OME-XML: {', '.join(f'{k}={attrs[k]}' for k in want)}; {physical or 'no PhysicalSize'}")
+    if physical_size is not None:
+        errors += check_physical_size(attrs, physical_size)
     try:
         from ome_types import validate_xml
     except ImportError:
+        if require_schema:
+            return errors + ["ome-types is not installed: cannot validate the OME-XML against the schema"]
         print("ome-types not installed: skipping the schema validation")
         return errors
     try:
@@ -100,6 +119,9 @@ def main():
     parser.add_argument("file")
     parser.add_argument("--reference")
     parser.add_argument("--reduction", choices=["mask", "mean"])
+    parser.add_argument("--physical-size", nargs=2, type=float, metavar=("X", "Y"))
+    parser.add_argument("--levels", help="the level sizes, WxH,WxH,...")
+    parser.add_argument("--require-schema", action="store_true")
     args = parser.parse_args()
     errors = []
     with tifffile.TiffFile(args.file) as tif:
@@ -119,6 +141,12 @@ def main():
         sizes = [(l.shape[1], l.shape[0]) for l in levels]
         if sizes != expected_sizes(width, height):
             errors.append(f"level sizes {sizes}, expected {expected_sizes(width, height)}")
+        if args.levels:
+            given = [tuple(int(v) for v in size.split("x")) for size in args.levels.split(",")]
+            if sizes != given:
+                errors.append(f"level sizes {sizes}, expected {given} (--levels)")
+        if len(first.subifds or []) != len(levels) - 1:
+            errors.append(f"{len(first.subifds or [])} SubIFDs in the first page for {len(levels)} levels")
         for i, level in enumerate(levels):
             page = level.keyframe
             if (page.tilewidth, page.tilelength) != (TILE, TILE):
@@ -130,7 +158,8 @@ def main():
         name = lambda v: getattr(v, "name", v)  # noqa: E731 (tifffile gives enums, or ints when unknown)
         print(f"tiles {first.tilewidth}x{first.tilelength}, compression {name(first.compression)}, "
               f"predictor {name(first.predictor)}, SubIFDs {len(first.subifds or [])}")
-        errors += check_xml(tif.ome_metadata, width, height, channels, series.dtype)
+        errors += check_xml(tif.ome_metadata, width, height, channels, series.dtype, args.physical_size,
+                            args.require_schema)
         arrays = [level.asarray() for level in levels]
     if args.reference:
         reference = read_reference(args.reference)

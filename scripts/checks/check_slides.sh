@@ -6,7 +6,10 @@
 # fixtures (small.svs, boxes_0.dcm) and the OME-Zarr fixtures, each predicted by `runner predict` and by
 # python onnxruntime on the pixels tifffile / openslide-python / zarr-python decode (argmax agreement 1.0 for
 # lossless codecs, >= 0.999 for lossy ones); then OME-TIFF outputs checked by check_ome_tiff.py and read back
-# through OpenSlide.
+# through OpenSlide. Then scripts/checks/check_slide_outputs.py: a 3003x2501 OME-TIFF with a pixel size
+# predicted into plain, OME-TIFF and OME-Zarr outputs (mask, probabilities, overlay, error map), read back
+# with tifffile (check_ome_tiff.py: levels, tiles, OME-XML against the schema with ome-types, pixel size),
+# OpenSlide, zarr-python (check_ome_zarr.py) and ome-zarr-models. Both scripts run; it fails if either does.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 venv=.venv-slides
@@ -34,4 +37,7 @@ runner="${CARGO_TARGET_DIR:-target}/release/runner"
 
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-"$venv/bin/python" scripts/checks/check_slides.py "$runner" models/model.onnx "$tmp"
+status=0
+"$venv/bin/python" scripts/checks/check_slides.py "$runner" models/model.onnx "$tmp/readers" || status=1
+"$venv/bin/python" scripts/checks/check_slide_outputs.py "$runner" models/model.onnx "$tmp/outputs" || status=1
+exit $status

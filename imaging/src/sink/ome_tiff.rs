@@ -267,7 +267,12 @@ impl OmeTiffWriter {
     pub fn spawn(self) -> Result<OmeTiffThread, String> {
         let row_bytes = self.levels[0].fill.width * self.samples.pixel_bytes();
         let samples = self.samples;
-        let (sender, receiver) = mpsc::sync_channel::<Vec<u8>>(2);
+        let message_len = (MESSAGE_BYTES / row_bytes).max(1) * row_bytes;
+        // The writer takes its rows in bursts (a row of tiles is compressed, and reduced into the levels
+        // below, when its last row arrives): room for a whole row of tiles more lets prediction go on
+        // meanwhile instead of waiting for the burst, at the cost of one row of tiles of level 0.
+        let capacity = (TILE * row_bytes).div_ceil(message_len) + 1;
+        let (sender, receiver) = mpsc::sync_channel::<Vec<u8>>(capacity);
         let thread = std::thread::Builder::new()
             .name("ome-tiff-writer".into())
             .spawn(move || {
@@ -282,7 +287,7 @@ impl OmeTiffWriter {
             rows: Some(sender),
             thread: Some(thread),
             pending: Vec::new(),
-            message_len: (MESSAGE_BYTES / row_bytes).max(1) * row_bytes,
+            message_len,
             samples,
         })
     }
