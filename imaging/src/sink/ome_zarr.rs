@@ -1,12 +1,20 @@
-//! An OME-Zarr (NGFF 0.4, Zarr v2) multiscale image written as rows stream in, in bounded memory.
+//! An OME-Zarr multiscale image written as rows stream in, in bounded memory: NGFF 0.4 on Zarr v2 (the
+//! default, the version most readers take today) or NGFF 0.5 on Zarr v3 ([`NgffVersion`]).
 //!
-//! The store is a directory: `.zgroup`, `.zattrs` (the `multiscales` metadata, written last) and one array
-//! per level, `0`, `1`, ..., the levels of [`crate::pyramid::level_sizes`] (2x reductions, as in the
+//! The store is a directory: the group's metadata (0.4: `.zgroup`, and `.zattrs` holding `multiscales`;
+//! 0.5: `zarr.json` holding `attributes.ome` = `{version: "0.5", multiscales}`), written last, and one
+//! array per level, `0`, `1`, ..., the levels of [`crate::pyramid::level_sizes`] (2x reductions, as in the
 //! OME-TIFF, down to the first level whose longer side is at most 1024). Each array is chunked 512 x 512
-//! (RGB: `c,y,x` with a channel chunk of 3), zstd-compressed, fill value 0, dtype `|u1` (mask, overlay,
-//! error map) or `<f4` (probabilities). Every level keeps only the rows of the chunk row it is filling;
-//! when that chunk row is complete its chunks are written, each through a temporary file renamed into
-//! place.
+//! (RGB: `c,y,x` with a channel chunk of 3), zstd-compressed (level 3), fill value 0, of uint8 (mask,
+//! overlay, error map) or float32 (probabilities, little endian). Zarr v2 arrays have a `.zarray` and chunk
+//! files `Y.X` (`C.Y.X`); Zarr v3 arrays a `zarr.json` (regular chunk grid, the `default` chunk key encoding
+//! with separator `/`, codecs `bytes` then `zstd`, `dimension_names` the axes) and chunk files `c/Y/X`.
+//! Every level keeps only the rows of the chunk row it is filling; when that chunk row is complete its
+//! chunks are written, each through a temporary file renamed into place.
+//!
+//! The format is one layer: [`NgffVersion`] gives the group's files, an array's metadata and a chunk's key;
+//! [`StoreLayout`] what a store holds (axes, level sizes, NGFF metadata), so that the same writer serves
+//! the outputs and the labels written into an input image ([`super::zarr_labels`]).
 //!
 //! The whole store is written under a temporary directory beside the target
 //! ([`crate::files::temporary_path`]) and put in place by [`OmeZarrWriter::finish`]: a new store is renamed
@@ -17,6 +25,8 @@
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+
+use serde_json::{json, Map, Value};
 
 use super::ome_tiff::{push_level_row, LevelRows, OmeSamples};
 use crate::files::{host_name, temporary_path};
@@ -33,63 +43,288 @@ pub fn is_ome_zarr_path(path: &Path) -> bool {
     name.ends_with(".ome.zarr")
 }
 
-/// The `.zarray` of one level of `width` x `height`.
-pub fn zarray(width: usize, height: usize, samples: OmeSamples) -> String {
-    let (shape, chunks) = match samples.channels() {
-        1 => (format!("[{height}, {width}]"), format!("[{CHUNK}, {CHUNK}]")),
-        c => (format!("[{c}, {height}, {width}]"), format!("[{c}, {CHUNK}, {CHUNK}]")),
-    };
-    let dtype = match samples {
-        OmeSamples::U8 { .. } => "|u1",
-        OmeSamples::F32 => "<f4",
-    };
-    format!(
-        "{{\n  \"zarr_format\": 2,\n  \"shape\": {shape},\n  \"chunks\": {chunks},\n  \"dtype\": \"{dtype}\",\n  \
-         \"compressor\": {{\"id\": \"zstd\", \"level\": {ZSTD_LEVEL}}},\n  \"fill_value\": 0,\n  \"order\": \
-         \"C\",\n  \"filters\": null,\n  \"dimension_separator\": \".\"\n}}\n"
-    )
+/// The NGFF version of a store written, which fixes its Zarr version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum NgffVersion {
+    /// NGFF 0.4 on Zarr v2: `.zgroup`, `.zattrs`, `.zarray`, chunk keys joined by `.`; the version is in each
+    /// `multiscales` entry and in `image-label`.
+    #[default]
+    V04,
+    /// NGFF 0.5 on Zarr v3: `zarr.json` for the group (NGFF metadata under `attributes.ome`, the version
+    /// there) and for each array; chunk keys `c/...` joined by `/`.
+    V05,
 }
 
-/// The `.zattrs` of a store with `levels` levels: NGFF 0.4 `multiscales`, axes `y,x` (gray) or `c,y,x`
-/// (RGB), each level's scale the microns per pixel times 2^level when known, else 2^level.
-pub fn zattrs(levels: usize, samples: OmeSamples, microns_per_pixel: Option<(f64, f64)>) -> String {
+impl NgffVersion {
+    /// The version named `text` ("0.4" or "0.5"), if it is one this writer writes.
+    pub fn parse(text: &str) -> Option<NgffVersion> {
+        match text {
+            "0.4" => Some(NgffVersion::V04),
+            "0.5" => Some(NgffVersion::V05),
+            _ => None,
+        }
+    }
+
+    /// The version's name, "0.4" or "0.5".
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NgffVersion::V04 => "0.4",
+            NgffVersion::V05 => "0.5",
+        }
+    }
+
+    /// The NGFF version written into a store of Zarr format `zarr_format` (2 or 3).
+    pub fn of_zarr_format(zarr_format: u8) -> Option<NgffVersion> {
+        match zarr_format {
+            2 => Some(NgffVersion::V04),
+            3 => Some(NgffVersion::V05),
+            _ => None,
+        }
+    }
+
+    /// The Zarr format of the version: 2 or 3.
+    pub fn zarr_format(self) -> u8 {
+        match self {
+            NgffVersion::V04 => 2,
+            NgffVersion::V05 => 3,
+        }
+    }
+
+    /// The metadata files (name, content) of a group holding the NGFF metadata `ome` (`multiscales`,
+    /// `image-label`, `labels`: given without a version, which this adds where the version puts it) and
+    /// the other attributes `other` (kept as they are, e.g. an existing group's).
+    pub fn group_files(self, mut ome: Map<String, Value>, other: Map<String, Value>) -> Vec<(&'static str, String)> {
+        let pretty = |v: &Value| serde_json::to_string_pretty(v).unwrap_or_default() + "\n";
+        match self {
+            NgffVersion::V04 => {
+                if let Some(Value::Array(entries)) = ome.get_mut("multiscales") {
+                    for entry in entries.iter_mut().filter_map(Value::as_object_mut) {
+                        entry.insert("version".into(), json!("0.4"));
+                    }
+                }
+                if let Some(Value::Object(label)) = ome.get_mut("image-label") {
+                    label.insert("version".into(), json!("0.4"));
+                }
+                let mut attrs = other;
+                attrs.extend(ome);
+                vec![(".zgroup", pretty(&json!({"zarr_format": 2}))), (".zattrs", pretty(&Value::Object(attrs)))]
+            }
+            NgffVersion::V05 => {
+                let mut namespaced = Map::new();
+                namespaced.insert("version".into(), json!("0.5"));
+                namespaced.extend(ome);
+                let mut attributes = other;
+                attributes.insert("ome".into(), Value::Object(namespaced));
+                let group = json!({"zarr_format": 3, "node_type": "group", "attributes": attributes});
+                vec![("zarr.json", pretty(&group))]
+            }
+        }
+    }
+
+    /// The metadata file (name, content) of an array of `shape` in chunks of `chunks`, of uint8 or (when
+    /// `float`) float32 samples, its axes named `names` (Zarr v3's `dimension_names`; v2 has no place for
+    /// them).
+    pub fn array_file(self, shape: &[usize], chunks: &[usize], float: bool, names: &[String]) -> (&'static str, String) {
+        let list = |v: &[usize]| v.iter().map(usize::to_string).collect::<Vec<_>>().join(", ");
+        match self {
+            NgffVersion::V04 => {
+                let dtype = if float { "<f4" } else { "|u1" };
+                let text = format!(
+                    "{{\n  \"zarr_format\": 2,\n  \"shape\": [{}],\n  \"chunks\": [{}],\n  \"dtype\": \"{dtype}\",\n  \
+                     \"compressor\": {{\"id\": \"zstd\", \"level\": {ZSTD_LEVEL}}},\n  \"fill_value\": 0,\n  \"order\": \
+                     \"C\",\n  \"filters\": null,\n  \"dimension_separator\": \".\"\n}}\n",
+                    list(shape),
+                    list(chunks)
+                );
+                (".zarray", text)
+            }
+            NgffVersion::V05 => {
+                // The `bytes` codec needs an endianness only for samples of more than one byte.
+                let bytes = if float {
+                    json!({"name": "bytes", "configuration": {"endian": "little"}})
+                } else {
+                    json!({"name": "bytes"})
+                };
+                let array = json!({
+                    "zarr_format": 3,
+                    "node_type": "array",
+                    "shape": shape,
+                    "data_type": if float { "float32" } else { "uint8" },
+                    "chunk_grid": {"name": "regular", "configuration": {"chunk_shape": chunks}},
+                    "chunk_key_encoding": {"name": "default", "configuration": {"separator": "/"}},
+                    "fill_value": 0,
+                    "codecs": [bytes, {"name": "zstd", "configuration": {"level": ZSTD_LEVEL, "checksum": false}}],
+                    "attributes": {},
+                    "dimension_names": names,
+                });
+                ("zarr.json", serde_json::to_string_pretty(&array).unwrap_or_default() + "\n")
+            }
+        }
+    }
+
+    /// The key (a path relative to the array) of the chunk at grid `indices`.
+    pub fn chunk_key(self, indices: &[usize]) -> String {
+        let joined = |sep: &str| indices.iter().map(usize::to_string).collect::<Vec<_>>().join(sep);
+        match self {
+            NgffVersion::V04 => joined("."),
+            NgffVersion::V05 => format!("c/{}", joined("/")),
+        }
+    }
+}
+
+/// Where the axes of a store's arrays are: their names in array order, and which are y, x and the
+/// channels; every other axis has size 1.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArrayAxes {
+    /// The axis names, in array order.
+    pub names: Vec<String>,
+    /// The index of the y axis.
+    pub y: usize,
+    /// The index of the x axis.
+    pub x: usize,
+    /// The index of the channel axis, if the samples have more than one channel.
+    pub c: Option<usize>,
+}
+
+impl ArrayAxes {
+    /// The axes of an output: `y,x` (one channel) or `c,y,x`.
+    pub fn output(channels: usize) -> ArrayAxes {
+        let names = |n: &[&str]| n.iter().map(|s| s.to_string()).collect();
+        if channels == 1 {
+            ArrayAxes { names: names(&["y", "x"]), y: 0, x: 1, c: None }
+        } else {
+            ArrayAxes { names: names(&["c", "y", "x"]), y: 1, x: 2, c: Some(0) }
+        }
+    }
+
+    /// The shape of a level of `width` x `height` with `channels` samples a pixel.
+    pub fn shape(&self, width: usize, height: usize, channels: usize) -> Vec<usize> {
+        self.sized(height, width, channels)
+    }
+
+    /// The shape of a chunk.
+    pub fn chunk_shape(&self, channels: usize) -> Vec<usize> {
+        self.sized(CHUNK, CHUNK, channels)
+    }
+
+    /// The grid indices of chunk (`row`, `col`) of the y and x axes (0 on every other axis).
+    pub fn chunk_indices(&self, row: usize, col: usize) -> Vec<usize> {
+        self.sized(row, col, 0).iter().enumerate().map(|(i, &v)| if i == self.y || i == self.x { v } else { 0 }).collect()
+    }
+
+    fn sized(&self, y: usize, x: usize, channels: usize) -> Vec<usize> {
+        (0..self.names.len())
+            .map(|i| match i {
+                i if i == self.y => y,
+                i if i == self.x => x,
+                i if Some(i) == self.c => channels,
+                _ => 1,
+            })
+            .collect()
+    }
+
+    /// Whether a chunk in C order over this layout is channel planes of rows of pixels (the only layout the
+    /// writer fills): the channel axis, if any, before y, and y before x.
+    fn planar(&self) -> bool {
+        self.y < self.x && self.c.is_none_or(|c| c < self.y)
+    }
+}
+
+/// What a store holds besides its pixels.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoreLayout {
+    /// The NGFF (and so Zarr) version.
+    pub version: NgffVersion,
+    /// The axes of every level's array.
+    pub axes: ArrayAxes,
+    /// (width, height) of each level, full resolution first; each level after the first is the one above
+    /// reduced by 2, its sizes rounded up or down.
+    pub levels: Vec<(usize, usize)>,
+    /// The group's NGFF metadata (`multiscales`, `image-label`), without a version
+    /// ([`NgffVersion::group_files`] adds it).
+    pub ome: Map<String, Value>,
+    /// Whether 8-bit mask pixels (0 or 255) are stored as label values (0 or 1: a pixel of at least 128 is
+    /// 1), as an NGFF label image wants integers naming classes.
+    pub label_values: bool,
+}
+
+impl StoreLayout {
+    /// The layout of an output of `width` x `height`: the levels of [`pyramid::level_sizes`], axes `y,x` or
+    /// `c,y,x`, and [`multiscales`] metadata.
+    pub fn output(
+        version: NgffVersion,
+        width: usize,
+        height: usize,
+        samples: OmeSamples,
+        microns_per_pixel: Option<(f64, f64)>,
+    ) -> StoreLayout {
+        let levels = pyramid::level_sizes(width, height);
+        let mut ome = Map::new();
+        ome.insert("multiscales".into(), json!([multiscales(levels.len(), samples, microns_per_pixel)]));
+        StoreLayout {
+            version,
+            axes: ArrayAxes::output(samples.channels()),
+            levels,
+            ome,
+            label_values: false,
+        }
+    }
+}
+
+/// The `.zarray` of one level of `width` x `height` of an NGFF 0.4 output.
+pub fn zarray(width: usize, height: usize, samples: OmeSamples) -> String {
+    let channels = samples.channels();
+    let axes = ArrayAxes::output(channels);
+    let float = matches!(samples, OmeSamples::F32);
+    NgffVersion::V04
+        .array_file(&axes.shape(width, height, channels), &axes.chunk_shape(channels), float, &axes.names)
+        .1
+}
+
+/// The `multiscales` entry (without its version) of an output with `levels` levels: axes `y,x` (gray) or
+/// `c,y,x` (RGB), each level's scale the microns per pixel times 2^level when known, else 2^level.
+pub fn multiscales(levels: usize, samples: OmeSamples, microns_per_pixel: Option<(f64, f64)>) -> Value {
     let known = microns_per_pixel.filter(|&(x, y)| x > 0.0 && y > 0.0 && x.is_finite() && y.is_finite());
     let space = |name: &str| match known {
-        Some(_) => serde_json::json!({"name": name, "type": "space", "unit": "micrometer"}),
-        None => serde_json::json!({"name": name, "type": "space"}),
+        Some(_) => json!({"name": name, "type": "space", "unit": "micrometer"}),
+        None => json!({"name": name, "type": "space"}),
     };
     let rgb = samples.channels() > 1;
     let mut axes = Vec::new();
     if rgb {
-        axes.push(serde_json::json!({"name": "c", "type": "channel"}));
+        axes.push(json!({"name": "c", "type": "channel"}));
     }
     axes.push(space("y"));
     axes.push(space("x"));
     let (mx, my) = known.unwrap_or((1.0, 1.0));
-    let datasets: Vec<serde_json::Value> = (0..levels)
+    let datasets: Vec<Value> = (0..levels)
         .map(|level| {
             let factor = f64::from(1u32 << level.min(31));
             let mut scale = vec![my * factor, mx * factor];
             if rgb {
                 scale.insert(0, 1.0);
             }
-            serde_json::json!({
+            json!({
                 "path": level.to_string(),
                 "coordinateTransformations": [{"type": "scale", "scale": scale}],
             })
         })
         .collect();
-    let attrs = serde_json::json!({
-        "multiscales": [{
-            "version": "0.4",
-            "name": "image",
-            "axes": axes,
-            "datasets": datasets,
-            "type": "2x2 reduction (mean; mask: foreground from half of the block)",
-            "metadata": {"writer": format!("imaging {}", env!("CARGO_PKG_VERSION"))},
-        }]
-    });
-    serde_json::to_string_pretty(&attrs).unwrap_or_default() + "\n"
+    json!({
+        "name": "image",
+        "axes": axes,
+        "datasets": datasets,
+        "type": "2x2 reduction (mean; mask: foreground from half of the block)",
+        "metadata": {"writer": format!("imaging {}", env!("CARGO_PKG_VERSION"))},
+    })
+}
+
+/// The `.zattrs` of an NGFF 0.4 output with `levels` levels ([`multiscales`]).
+pub fn zattrs(levels: usize, samples: OmeSamples, microns_per_pixel: Option<(f64, f64)>) -> String {
+    let mut ome = Map::new();
+    ome.insert("multiscales".into(), json!([multiscales(levels, samples, microns_per_pixel)]));
+    let files = NgffVersion::V04.group_files(ome, Map::new());
+    files.into_iter().find(|(name, _)| *name == ".zattrs").map(|(_, text)| text).unwrap_or_default()
 }
 
 /// One level being filled, with the index of its chunk row.
@@ -114,7 +349,10 @@ pub struct OmeZarrWriter {
     /// Whether an earlier store is at `target` (to be swapped out at the end).
     replaces: bool,
     samples: OmeSamples,
-    microns_per_pixel: Option<(f64, f64)>,
+    version: NgffVersion,
+    axes: ArrayAxes,
+    ome: Map<String, Value>,
+    label_values: bool,
     levels: Vec<Level>,
     finished: bool,
     /// Scratch buffer: a chunk.
@@ -122,8 +360,7 @@ pub struct OmeZarrWriter {
 }
 
 impl OmeZarrWriter {
-    /// Starts a store for a `width` x `height` image at `target`: refuses a path that holds anything but an
-    /// OME-Zarr store, then creates the temporary directory with `.zgroup` and every level's `.zarray`.
+    /// Starts an NGFF 0.4 store for a `width` x `height` image at `target` ([`OmeZarrWriter::create_with`]).
     pub fn create(
         target: &Path,
         width: usize,
@@ -131,8 +368,20 @@ impl OmeZarrWriter {
         samples: OmeSamples,
         microns_per_pixel: Option<(f64, f64)>,
     ) -> Result<OmeZarrWriter, String> {
+        let layout = StoreLayout::output(NgffVersion::V04, width, height, samples, microns_per_pixel);
+        OmeZarrWriter::create_with(target, samples, layout)
+    }
+
+    /// Starts a store of `layout` at `target`: refuses a path that holds anything but an OME-Zarr store,
+    /// then creates the temporary directory with every level's array metadata.
+    pub fn create_with(target: &Path, samples: OmeSamples, layout: StoreLayout) -> Result<OmeZarrWriter, String> {
+        let StoreLayout { version, axes, levels, ome, label_values } = layout;
+        let (width, height) = levels.first().copied().unwrap_or((0, 0));
         if width == 0 || height == 0 {
             return Err(format!("an OME-Zarr image cannot be {width}x{height}"));
+        }
+        if !axes.planar() || axes.y.max(axes.x) >= axes.names.len() {
+            return Err(format!("cannot write an array of axes {} (a bug in the writer's caller)", axes.names.join(",")));
         }
         let replaces = match fs::symlink_metadata(target) {
             Err(_) => false,
@@ -150,28 +399,31 @@ impl OmeZarrWriter {
             fs::remove_dir_all(&dir).map_err(|e| format!("cannot remove {}: {e}", dir.display()))?;
         }
         fs::create_dir(&dir).map_err(|e| format!("{e}; check that its folder exists and is writable"))?;
-        let levels: Vec<Level> = pyramid::level_sizes(width, height)
-            .into_iter()
-            .map(|(width, height)| Level { fill: LevelRows::new(width, height), chunk_row: 0 })
-            .collect();
         let writer = OmeZarrWriter {
             target: target.to_path_buf(),
             dir,
             replaces,
             samples,
-            microns_per_pixel,
-            levels,
+            version,
+            axes,
+            ome,
+            label_values,
+            levels: levels
+                .iter()
+                .map(|&(width, height)| Level { fill: LevelRows::new(width, height), chunk_row: 0 })
+                .collect(),
             finished: false,
             chunk: Vec::new(),
         };
-        write_file(&writer.dir.join(".zgroup"), b"{\n  \"zarr_format\": 2\n}\n")?;
-        for (i, level) in writer.levels.iter().enumerate() {
+        let channels = samples.channels();
+        let float = matches!(samples, OmeSamples::F32);
+        for (i, &(width, height)) in levels.iter().enumerate() {
             let folder = writer.dir.join(i.to_string());
             fs::create_dir(&folder).map_err(|e| format!("cannot create {}: {e}", folder.display()))?;
-            write_file(
-                &folder.join(".zarray"),
-                zarray(level.fill.width, level.fill.height, samples).as_bytes(),
-            )?;
+            let shape = writer.axes.shape(width, height, channels);
+            let chunks = writer.axes.chunk_shape(channels);
+            let (name, text) = version.array_file(&shape, &chunks, float, &writer.axes.names);
+            write_file(&folder.join(name), text.as_bytes())?;
         }
         Ok(writer)
     }
@@ -247,24 +499,34 @@ impl OmeZarrWriter {
                     }
                 }
             }
+            if self.label_values {
+                for v in &mut self.chunk {
+                    *v = u8::from(*v >= 128);
+                }
+            }
             let compressed = zstd::bulk::compress(&self.chunk, ZSTD_LEVEL).map_err(|e| e.to_string())?;
-            let key = if channels == 1 { format!("{chunk_row}.{cx}") } else { format!("0.{chunk_row}.{cx}") };
-            write_file(&self.dir.join(i.to_string()).join(key), &compressed)?;
+            let key = self.version.chunk_key(&self.axes.chunk_indices(*chunk_row, cx));
+            let path = self.dir.join(i.to_string()).join(key);
+            if let Some(parent) = path.parent().filter(|_| self.version == NgffVersion::V05) {
+                fs::create_dir_all(parent).map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
+            }
+            write_file(&path, &compressed)?;
         }
         band.clear();
         *chunk_row += 1;
         Ok(())
     }
 
-    /// Writes `.zattrs` (every row must have been written) and puts the store in place.
+    /// Writes the group's metadata (every row must have been written) and puts the store in place.
     pub fn finish(mut self) -> Result<(), String> {
         if let Some(LevelRows { rows, height, .. }) =
             self.levels.iter().map(|l| &l.fill).find(|l| l.rows != l.height)
         {
             return Err(format!("only {rows} of {height} rows were written"));
         }
-        let attrs = zattrs(self.levels.len(), self.samples, self.microns_per_pixel);
-        write_file(&self.dir.join(".zattrs"), attrs.as_bytes())?;
+        for (name, text) in self.version.group_files(self.ome.clone(), Map::new()) {
+            write_file(&self.dir.join(name), text.as_bytes())?;
+        }
         if self.replaces {
             let old = temporary_path(&self.target, &format!("{}-old", host_name()), std::process::id());
             if old.exists() {
@@ -297,7 +559,7 @@ impl Drop for OmeZarrWriter {
 }
 
 /// Writes `bytes` as `path` through a temporary file renamed into place.
-fn write_file(path: &Path, bytes: &[u8]) -> Result<(), String> {
+pub(super) fn write_file(path: &Path, bytes: &[u8]) -> Result<(), String> {
     let temporary = temporary_path(path, host_name(), std::process::id());
     let write = || -> std::io::Result<()> {
         let mut file = fs::File::create(&temporary)?;
