@@ -372,7 +372,7 @@ impl FolderOutputs {
         } else {
             None
         };
-        Ok(Destinations { mask, probabilities, overlay, errors })
+        Ok(Destinations { mask, probabilities, overlay, errors, ngff: Default::default(), labels: None })
     }
 }
 

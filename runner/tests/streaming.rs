@@ -89,6 +89,8 @@ fn streamed(
         probabilities: Some(Destination::new(dir.join("s_prob.npy"), ProbabilityFormat::Npy)),
         overlay: Some(Destination::new(dir.join("s_overlay.png"), ImageFormat::Png)),
         errors: Some(Destination::new(dir.join("s_errors.png"), ImageFormat::Png)),
+        ngff: Default::default(),
+        labels: None,
     };
     let opened = OpenedImage::open(image, "--image", Some(mask), "--mask").unwrap();
     predict_image(model, opened, &destinations, tile, |_| {}).unwrap();

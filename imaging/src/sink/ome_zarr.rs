@@ -231,7 +231,7 @@ impl ArrayAxes {
 }
 
 /// What a store holds besides its pixels.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoreLayout {
     /// The NGFF (and so Zarr) version.
     pub version: NgffVersion,

@@ -1,0 +1,364 @@
+//! `runner predict --labels NAME`: the predicted mask written into the input OME-Zarr image as the NGFF
+//! label image `labels/NAME`, so that viewers (napari-ome-zarr, QuPath) lay it over the image.
+//!
+//! - The label is a multiscale image in the input's own Zarr version (v2: NGFF 0.4, v3: NGFF 0.5) with
+//!   `image-label` metadata: label value 0 (background, transparent) and 1 (foreground, cyan), their
+//!   `properties` (`class`), and `source.image` = `../../`. Its arrays are uint8 (0 or 1) with the image's
+//!   axes, every axis but y and x of size 1 (the spec: each dimension the image's, or 1).
+//! - Label level j is image level `first + j`, `first` being the level predicted: its datasets carry the
+//!   image level's own `coordinateTransformations` (and the image's multiscale-wide ones), so a viewer
+//!   places each label level over the image level it matches. Label level j+1 is label level j reduced by
+//!   2 with the mask rule of the OME-TIFF and OME-Zarr outputs ([`crate::pyramid::Reduction::Mask`]: a 2x2
+//!   block is foreground when at least half of its pixels are), with the image level's sizes: where the
+//!   image rounded the half up, the reduction is taken as it is; where it rounded down, the reduction's
+//!   last column or row is dropped. An image level that is neither (not a 2x reduction of the one above)
+//!   ends the label's levels: what would follow cannot be written exactly ([`LabelsPlan::note`] says so).
+//! - The NGFF spec asks a label to have as many levels as its image; with `first` > 0, or levels cut short
+//!   as above, it has fewer, and a validator (ome-zarr-models) refuses the image for it:
+//!   [`LabelsPlan::note`] says that too.
+//! - Written atomically: the label is built in a temporary folder inside `labels/` and renamed to
+//!   `labels/NAME` (an earlier `labels/NAME` image is replaced, as any output is); then the `labels`
+//!   group's listing (`labels/.zattrs`, or `labels/zarr.json`) is rewritten through a temporary with `NAME`
+//!   added and every label it listed kept. Nothing else in the store is touched (`labels/.zgroup` is
+//!   written only when `labels/` is new).
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use serde_json::{json, Map, Value};
+
+use super::ome_tiff::OmeSamples;
+use super::ome_zarr::{write_file, ArrayAxes, NgffVersion, OmeZarrWriter, StoreLayout};
+use crate::pyramid::Reduction;
+use crate::source::{is_ome_zarr, multiscales_metadata, ImageSource};
+
+/// Refuses a label name that is not one plain folder name: empty, with a path separator, `..`, or
+/// starting with `.` (the writers' temporaries start with `.`).
+pub fn check_name(name: &str) -> Result<(), String> {
+    if name.is_empty() || name.starts_with('.') || name.contains(['/', '\\', '\0']) {
+        return Err(format!(
+            "{name:?} is not a label name: give one folder name for labels/NAME, without '/' or '\\' and \
+             not starting with '.' (e.g. --labels segmenter)"
+        ));
+    }
+    Ok(())
+}
+
+/// Whether `below` is `above` halved, rounded up or down.
+fn halves(above: usize, below: usize) -> bool {
+    below == above / 2 || below == above.div_ceil(2)
+}
+
+/// The sizes (width, height) of the label's levels: the image's levels `image` from `first` on, as long as
+/// each is a 2x reduction of the one above (sizes rounded up or down); and the index of the image level
+/// that ended them, if one did.
+pub fn label_levels(image: &[(usize, usize)], first: usize) -> (Vec<(usize, usize)>, Option<usize>) {
+    let mut levels: Vec<(usize, usize)> = image.get(first).copied().into_iter().collect();
+    for (i, &(w, h)) in image.iter().enumerate().skip(first + 1) {
+        let &(aw, ah) = levels.last().expect("one level");
+        if !(halves(aw, w) && halves(ah, h)) {
+            return (levels, Some(i));
+        }
+        levels.push((w, h));
+    }
+    (levels, None)
+}
+
+/// The `image-label` metadata (without its version): 0 transparent, 1 cyan.
+pub fn image_label() -> Value {
+    json!({
+        "colors": [
+            {"label-value": 0, "rgba": [0, 0, 0, 0]},
+            {"label-value": 1, "rgba": [0, 255, 255, 255]},
+        ],
+        "properties": [
+            {"label-value": 0, "class": "background"},
+            {"label-value": 1, "class": "foreground", "writer": format!("segmenter runner {}", env!("CARGO_PKG_VERSION"))},
+        ],
+        "source": {"image": "../../"},
+    })
+}
+
+/// The `labels` list of a labels group whose list was `existing`, with `name` added (at the end) unless it
+/// is there; every entry listed before is kept, in its order.
+pub fn labels_list(existing: Option<&Value>, name: &str) -> Vec<Value> {
+    let mut list: Vec<Value> = existing.and_then(Value::as_array).cloned().unwrap_or_default();
+    if !list.iter().any(|v| v.as_str() == Some(name)) {
+        list.push(json!(name));
+    }
+    list
+}
+
+/// The names of the axes of a `multiscales` entry (objects with a `name`, or NGFF 0.3's strings).
+fn axis_names(multiscale: &Value) -> Option<Vec<String>> {
+    multiscale["axes"]
+        .as_array()?
+        .iter()
+        .map(|a| a.as_str().or_else(|| a["name"].as_str()).map(str::to_string))
+        .collect()
+}
+
+/// The `multiscales` entry of the label (without a version): the image's axes, and for label level j the
+/// path `j` and the image level `first + j`'s transforms.
+fn label_multiscales(image: &Value, name: &str, first: usize, levels: usize) -> Value {
+    let datasets: Vec<Value> = (0..levels)
+        .map(|j| {
+            let mut dataset = json!({"path": j.to_string()});
+            let transforms = &image["datasets"][first + j]["coordinateTransformations"];
+            if !transforms.is_null() {
+                dataset["coordinateTransformations"] = transforms.clone();
+            }
+            dataset
+        })
+        .collect();
+    let mut entry = json!({
+        "name": name,
+        "axes": image["axes"].clone(),
+        "datasets": datasets,
+        "type": "2x2 reduction (mask: foreground from half of the block)",
+        "metadata": {"writer": format!("imaging {}", env!("CARGO_PKG_VERSION")), "image level": first},
+    });
+    if !image["coordinateTransformations"].is_null() {
+        entry["coordinateTransformations"] = image["coordinateTransformations"].clone();
+    }
+    entry
+}
+
+/// The file of a group's metadata in `version`: `.zattrs` (Zarr v2) or `zarr.json` (v3).
+fn group_file(version: NgffVersion) -> &'static str {
+    match version {
+        NgffVersion::V04 => ".zattrs",
+        NgffVersion::V05 => "zarr.json",
+    }
+}
+
+/// Reads a JSON object from `path`: `None` when there is no file.
+fn read_object(path: &Path) -> Result<Option<Map<String, Value>>, String> {
+    match fs::read(path) {
+        Ok(bytes) => match serde_json::from_slice(&bytes) {
+            Ok(Value::Object(map)) => Ok(Some(map)),
+            _ => Err(format!("{} is not a JSON object; repair or remove it", path.display())),
+        },
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(format!("cannot read {}: {e}", path.display())),
+    }
+}
+
+/// Where and how a label is written, checked before any work.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LabelsPlan {
+    /// The image's store.
+    pub image: PathBuf,
+    /// The label's name (its folder in `labels/`).
+    pub name: String,
+    /// The label store's layout (version, axes, levels, metadata).
+    pub layout: StoreLayout,
+    /// The image level predicted: label level 0.
+    pub first: usize,
+    /// How many levels the image has.
+    pub image_levels: usize,
+    /// The image level that ended the label's levels (not a 2x reduction), if one did.
+    pub stopped_at: Option<usize>,
+}
+
+impl LabelsPlan {
+    /// Plans the label `name` of the prediction of level `first` of the OME-Zarr image `image`: refuses a
+    /// bad name, an image that is not an OME-Zarr image, one whose x axis comes before y, a `labels`
+    /// group whose metadata is not a JSON object, and a `labels/NAME` that is not an OME-Zarr image.
+    pub fn new(image: &Path, name: &str, first: usize) -> Result<LabelsPlan, String> {
+        check_name(name)?;
+        let not_zarr = || {
+            format!(
+                "{} is not an OME-Zarr image; --labels writes the mask into an OME-Zarr --image (write an \
+                 output NAME.ome.zarr instead)",
+                image.display()
+            )
+        };
+        let (format, multiscale) = multiscales_metadata(image).map_err(|_| not_zarr())?;
+        let version = NgffVersion::of_zarr_format(format).ok_or_else(not_zarr)?;
+        let sizes: Vec<(usize, usize)> = ImageSource::levels(image)
+            .map_err(|e| e.to_string())?
+            .iter()
+            .map(|l| (l.width, l.height))
+            .collect();
+        if first >= sizes.len() {
+            return Err(format!("{} has no level {first}", image.display()));
+        }
+        let names = axis_names(&multiscale).ok_or_else(not_zarr)?;
+        let find = |n: &str| names.iter().position(|a| a == n);
+        let (Some(y), Some(x)) = (find("y"), find("x")) else {
+            return Err(format!("{} has no axes named y and x", image.display()));
+        };
+        if x < y {
+            return Err(format!(
+                "{} stores x before y (axes {}); labels are written for images stored y before x",
+                image.display(),
+                names.join(",")
+            ));
+        }
+        let (levels, stopped_at) = label_levels(&sizes, first);
+        let mut ome = Map::new();
+        ome.insert("multiscales".into(), json!([label_multiscales(&multiscale, name, first, levels.len())]));
+        ome.insert("image-label".into(), image_label());
+        let plan = LabelsPlan {
+            image: image.to_path_buf(),
+            name: name.to_string(),
+            layout: StoreLayout {
+                version,
+                axes: ArrayAxes { names, y, x, c: None },
+                levels,
+                ome,
+                label_values: true,
+            },
+            first,
+            image_levels: sizes.len(),
+            stopped_at,
+        };
+        let group = plan.group();
+        match fs::symlink_metadata(&group) {
+            Ok(m) if !m.is_dir() => {
+                return Err(format!("{} is not a folder; a labels group cannot be written there", group.display()))
+            }
+            Ok(_) => {
+                read_object(&group.join(group_file(version)))?;
+            }
+            Err(_) => {}
+        }
+        let target = plan.target();
+        if fs::symlink_metadata(&target).is_ok() && !(target.is_dir() && is_ome_zarr(&target)) {
+            return Err(format!(
+                "{} exists and is not an OME-Zarr image; refusing to replace it (choose another --labels name)",
+                target.display()
+            ));
+        }
+        Ok(plan)
+    }
+
+    /// The `labels` group of the image.
+    pub fn group(&self) -> PathBuf {
+        self.image.join("labels")
+    }
+
+    /// Where the label ends: `labels/NAME` in the image.
+    pub fn target(&self) -> PathBuf {
+        self.group().join(&self.name)
+    }
+
+    /// What the label leaves out of the image's levels, if anything (a line for the user).
+    pub fn note(&self) -> Option<String> {
+        let written = self.layout.levels.len();
+        if written == self.image_levels {
+            return None;
+        }
+        let last = self.first + written - 1;
+        let mut why = Vec::new();
+        if self.first > 0 {
+            why.push(format!("level {} was predicted, and the levels above it are not labelled", self.first));
+        }
+        if let Some(stop) = self.stopped_at {
+            why.push(format!(
+                "image level {stop} is not a 2x reduction of level {}, so it and the levels below are not \
+                 labelled",
+                stop - 1
+            ));
+        }
+        Some(format!(
+            "labels/{} has {written} of the image's {} levels (image levels {}..={last}): {}; the NGFF spec \
+             asks a label for all of them, so validators (ome-zarr-models) refuse the image, while napari \
+             still overlays it (predict --level 0 for a complete label)",
+            self.name,
+            self.image_levels,
+            self.first,
+            why.join("; ")
+        ))
+    }
+
+    /// Starts writing the label: creates `labels/` if it is missing (removed again if the label is not
+    /// finished) and the label's temporary store inside it.
+    pub fn start(&self) -> Result<LabelsWriter, String> {
+        let group = self.group();
+        let created = !group.exists();
+        if created {
+            fs::create_dir(&group).map_err(|e| format!("cannot create {}: {e}", group.display()))?;
+        }
+        let samples = OmeSamples::U8 { channels: 1, rule: Reduction::Mask };
+        let mut labels = LabelsWriter { writer: None, plan: self.clone(), created, done: false };
+        labels.writer = Some(OmeZarrWriter::create_with(&self.target(), samples, self.layout.clone())?);
+        Ok(labels)
+    }
+}
+
+/// A label being written; see the module docs.
+pub struct LabelsWriter {
+    writer: Option<OmeZarrWriter>,
+    plan: LabelsPlan,
+    /// Whether `labels/` was created for this label.
+    created: bool,
+    done: bool,
+}
+
+impl LabelsWriter {
+    /// Writes whole rows of the mask (0 or 255; stored as 0 or 1).
+    pub fn write_mask(&mut self, rows: &[u8]) -> Result<(), String> {
+        self.writer.as_mut().ok_or("the label was finished (a bug in the runner)")?.write_pixels(rows)
+    }
+
+    /// Puts the label in place (every row must have been written), then lists it in the `labels` group.
+    pub fn finish(mut self) -> Result<(), String> {
+        let writer = self.writer.take().ok_or("the label was finished (a bug in the runner)")?;
+        writer.finish()?;
+        self.done = true;
+        let version = self.plan.layout.version;
+        let group = self.plan.group();
+        let listing = group.join(group_file(version));
+        let mut attrs = read_object(&listing)?.unwrap_or_default();
+        let mut ome = match version {
+            NgffVersion::V04 => Map::new(),
+            NgffVersion::V05 => match attrs.get_mut("attributes").and_then(|a| a.as_object_mut()) {
+                Some(attributes) => {
+                    let mut ome = match attributes.remove("ome") {
+                        Some(Value::Object(ome)) => ome,
+                        _ => Map::new(),
+                    };
+                    ome.remove("version");
+                    ome
+                }
+                None => Map::new(),
+            },
+        };
+        let other = match version {
+            NgffVersion::V04 => {
+                let list = labels_list(attrs.get("labels"), &self.plan.name);
+                attrs.remove("labels");
+                ome.insert("labels".into(), Value::Array(list));
+                attrs
+            }
+            NgffVersion::V05 => {
+                let list = labels_list(ome.get("labels"), &self.plan.name);
+                ome.insert("labels".into(), Value::Array(list));
+                match attrs.remove("attributes") {
+                    Some(Value::Object(attributes)) => attributes,
+                    _ => Map::new(),
+                }
+            }
+        };
+        for (name, text) in version.group_files(ome, other) {
+            // An existing `.zgroup` is left as it is.
+            if name == ".zgroup" && group.join(name).exists() {
+                continue;
+            }
+            write_file(&group.join(name), text.as_bytes())?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for LabelsWriter {
+    /// An unfinished label removes its temporary store, and `labels/` when it was created for it.
+    fn drop(&mut self) {
+        drop(self.writer.take());
+        if !self.done && self.created {
+            let _ = fs::remove_dir(self.plan.group());
+        }
+    }
+}
