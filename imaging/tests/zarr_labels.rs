@@ -133,7 +133,10 @@ fn a_v3_store_reads_back_as_the_v2_store_and_has_the_keys_the_specs_require() {
         for level in 0..levels.len() {
             let v2 = ImageSource::open_level(&stores[0], level, out).unwrap().read_all().unwrap();
             let mut v3 = ImageSource::open_level(&stores[1], level, out).unwrap();
-            assert_eq!(v3.microns_per_pixel(), Some((0.5 * f64::from(1 << level), 0.5 * f64::from(1 << level))));
+            assert_eq!(
+                v3.microns_per_pixel(),
+                Some((0.5 * f64::from(1 << level), 0.5 * f64::from(1 << level)))
+            );
             assert!(v3.read_all().unwrap() == v2, "{channels} channels, level {level}");
         }
         // Zarr v3 and NGFF 0.5: the group's zarr.json and no v2 files.
@@ -146,7 +149,8 @@ fn a_v3_store_reads_back_as_the_v2_store_and_has_the_keys_the_specs_require() {
         assert_eq!(ome["version"], "0.5");
         let m = &ome["multiscales"][0];
         assert!(m.get("version").is_none(), "0.5 keeps the version in `ome` only");
-        let names: Vec<&str> = m["axes"].as_array().unwrap().iter().map(|a| a["name"].as_str().unwrap()).collect();
+        let names: Vec<&str> =
+            m["axes"].as_array().unwrap().iter().map(|a| a["name"].as_str().unwrap()).collect();
         assert_eq!(names, if channels == 1 { vec!["y", "x"] } else { vec!["c", "y", "x"] });
         for (level, dataset) in m["datasets"].as_array().unwrap().iter().enumerate() {
             assert_eq!(dataset["path"], level.to_string());
@@ -154,9 +158,13 @@ fn a_v3_store_reads_back_as_the_v2_store_and_has_the_keys_the_specs_require() {
             assert_eq!(array["zarr_format"], 3);
             assert_eq!(array["node_type"], "array");
             assert_eq!(array["data_type"], "uint8");
-            assert_eq!(array["dimension_names"], m["axes"].as_array().unwrap().iter().map(|a| a["name"].clone()).collect::<Value>());
+            assert_eq!(
+                array["dimension_names"],
+                m["axes"].as_array().unwrap().iter().map(|a| a["name"].clone()).collect::<Value>()
+            );
             assert_eq!(array["chunk_grid"]["name"], "regular");
-            let chunk = if channels == 1 { serde_json::json!([512, 512]) } else { serde_json::json!([3, 512, 512]) };
+            let chunk =
+                if channels == 1 { serde_json::json!([512, 512]) } else { serde_json::json!([3, 512, 512]) };
             assert_eq!(array["chunk_grid"]["configuration"]["chunk_shape"], chunk);
             assert_eq!(array["chunk_key_encoding"]["name"], "default");
             assert_eq!(array["chunk_key_encoding"]["configuration"]["separator"], "/");
@@ -229,11 +237,18 @@ fn labels_go_into_v2_and_v3_fixtures_with_the_image_levels_and_nothing_else_chan
             let attrs = json(&label.join(".zattrs"));
             (attrs.clone(), attrs)
         };
-        let image_ms = if v3 { json(&image.join("zarr.json"))["attributes"]["ome"]["multiscales"][0].clone() } else { json(&image.join(".zattrs"))["multiscales"][0].clone() };
+        let image_ms = if v3 {
+            json(&image.join("zarr.json"))["attributes"]["ome"]["multiscales"][0].clone()
+        } else {
+            json(&image.join(".zattrs"))["multiscales"][0].clone()
+        };
         let m = &ome["multiscales"][0];
         assert_eq!(m["axes"], image_ms["axes"]);
         for level in 0..levels {
-            assert_eq!(m["datasets"][level]["coordinateTransformations"], image_ms["datasets"][level]["coordinateTransformations"]);
+            assert_eq!(
+                m["datasets"][level]["coordinateTransformations"],
+                image_ms["datasets"][level]["coordinateTransformations"]
+            );
             let array = label.join(level.to_string());
             let meta = if v3 { json(&array.join("zarr.json")) } else { json(&array.join(".zarray")) };
             // c,y,x with one channel.
@@ -264,8 +279,10 @@ fn labels_go_into_v2_and_v3_fixtures_with_the_image_levels_and_nothing_else_chan
                 assert!(after.get(file) == Some(bytes), "{name}: {file} changed");
             }
         }
-        let added: Vec<&String> =
-            after.keys().filter(|f| !before.contains_key(*f) && !f.starts_with("labels/segmenter/")).collect();
+        let added: Vec<&String> = after
+            .keys()
+            .filter(|f| !before.contains_key(*f) && !f.starts_with("labels/segmenter/"))
+            .collect();
         assert!(added.is_empty(), "{name}: files added outside the label: {added:?}");
         let leftovers = after.keys().filter(|f| f.ends_with(".tmp")).count();
         assert_eq!(leftovers, 0, "{name}: a temporary was left");
@@ -321,8 +338,14 @@ fn label_levels_follow_images_rounding_down_and_stop_at_a_level_that_is_not_a_ha
     let label = image.join("labels/from1");
     let ms = json(&label.join("zarr.json"))["attributes"]["ome"]["multiscales"][0].clone();
     let image_ms = json(&image.join("zarr.json"))["attributes"]["ome"]["multiscales"][0].clone();
-    assert_eq!(ms["datasets"][0]["coordinateTransformations"], image_ms["datasets"][1]["coordinateTransformations"]);
-    assert_eq!(ms["datasets"][1]["coordinateTransformations"], image_ms["datasets"][2]["coordinateTransformations"]);
+    assert_eq!(
+        ms["datasets"][0]["coordinateTransformations"],
+        image_ms["datasets"][1]["coordinateTransformations"]
+    );
+    assert_eq!(
+        ms["datasets"][1]["coordinateTransformations"],
+        image_ms["datasets"][2]["coordinateTransformations"]
+    );
     for (level, want) in expected_levels(&mask, &plan.layout.levels).iter().enumerate() {
         assert!(read_level(&label, level) == *want, "from level 1: label level {level}");
     }

@@ -97,7 +97,9 @@ pub fn predict_single(
     finals.extend(request.errors.as_deref().zip(errors_format));
     opened.check_outputs(&finals)?;
     let labels = match &request.labels {
-        Some(name) => Some(LabelsPlan::new(&request.image, name, request.level).map_err(SingleError::Labels)?),
+        Some(name) => {
+            Some(LabelsPlan::new(&request.image, name, request.level).map_err(SingleError::Labels)?)
+        }
         None => None,
     };
     let mut add = |flag: &str, path: &Path| {

@@ -93,7 +93,11 @@ impl NgffVersion {
     /// The metadata files (name, content) of a group holding the NGFF metadata `ome` (`multiscales`,
     /// `image-label`, `labels`: given without a version, which this adds where the version puts it) and
     /// the other attributes `other` (kept as they are, e.g. an existing group's).
-    pub fn group_files(self, mut ome: Map<String, Value>, other: Map<String, Value>) -> Vec<(&'static str, String)> {
+    pub fn group_files(
+        self,
+        mut ome: Map<String, Value>,
+        other: Map<String, Value>,
+    ) -> Vec<(&'static str, String)> {
         let pretty = |v: &Value| serde_json::to_string_pretty(v).unwrap_or_default() + "\n";
         match self {
             NgffVersion::V04 => {
@@ -107,7 +111,10 @@ impl NgffVersion {
                 }
                 let mut attrs = other;
                 attrs.extend(ome);
-                vec![(".zgroup", pretty(&json!({"zarr_format": 2}))), (".zattrs", pretty(&Value::Object(attrs)))]
+                vec![
+                    (".zgroup", pretty(&json!({"zarr_format": 2}))),
+                    (".zattrs", pretty(&Value::Object(attrs))),
+                ]
             }
             NgffVersion::V05 => {
                 let mut namespaced = Map::new();
@@ -124,7 +131,13 @@ impl NgffVersion {
     /// The metadata file (name, content) of an array of `shape` in chunks of `chunks`, of uint8 or (when
     /// `float`) float32 samples, its axes named `names` (Zarr v3's `dimension_names`; v2 has no place for
     /// them).
-    pub fn array_file(self, shape: &[usize], chunks: &[usize], float: bool, names: &[String]) -> (&'static str, String) {
+    pub fn array_file(
+        self,
+        shape: &[usize],
+        chunks: &[usize],
+        float: bool,
+        names: &[String],
+    ) -> (&'static str, String) {
         let list = |v: &[usize]| v.iter().map(usize::to_string).collect::<Vec<_>>().join(", ");
         match self {
             NgffVersion::V04 => {
@@ -209,7 +222,11 @@ impl ArrayAxes {
 
     /// The grid indices of chunk (`row`, `col`) of the y and x axes (0 on every other axis).
     pub fn chunk_indices(&self, row: usize, col: usize) -> Vec<usize> {
-        self.sized(row, col, 0).iter().enumerate().map(|(i, &v)| if i == self.y || i == self.x { v } else { 0 }).collect()
+        self.sized(row, col, 0)
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| if i == self.y || i == self.x { v } else { 0 })
+            .collect()
     }
 
     fn sized(&self, y: usize, x: usize, channels: usize) -> Vec<usize> {
@@ -261,13 +278,7 @@ impl StoreLayout {
         let levels = pyramid::level_sizes(width, height);
         let mut ome = Map::new();
         ome.insert("multiscales".into(), json!([multiscales(levels.len(), samples, microns_per_pixel)]));
-        StoreLayout {
-            version,
-            axes: ArrayAxes::output(samples.channels()),
-            levels,
-            ome,
-            label_values: false,
-        }
+        StoreLayout { version, axes: ArrayAxes::output(samples.channels()), levels, ome, label_values: false }
     }
 }
 
@@ -374,14 +385,21 @@ impl OmeZarrWriter {
 
     /// Starts a store of `layout` at `target`: refuses a path that holds anything but an OME-Zarr store,
     /// then creates the temporary directory with every level's array metadata.
-    pub fn create_with(target: &Path, samples: OmeSamples, layout: StoreLayout) -> Result<OmeZarrWriter, String> {
+    pub fn create_with(
+        target: &Path,
+        samples: OmeSamples,
+        layout: StoreLayout,
+    ) -> Result<OmeZarrWriter, String> {
         let StoreLayout { version, axes, levels, ome, label_values } = layout;
         let (width, height) = levels.first().copied().unwrap_or((0, 0));
         if width == 0 || height == 0 {
             return Err(format!("an OME-Zarr image cannot be {width}x{height}"));
         }
         if !axes.planar() || axes.y.max(axes.x) >= axes.names.len() {
-            return Err(format!("cannot write an array of axes {} (a bug in the writer's caller)", axes.names.join(",")));
+            return Err(format!(
+                "cannot write an array of axes {} (a bug in the writer's caller)",
+                axes.names.join(",")
+            ));
         }
         let replaces = match fs::symlink_metadata(target) {
             Err(_) => false,
@@ -674,6 +692,17 @@ mod tests {
                     OmeSamples::U8 { channels, rule },
                     100,
                 );
+                let samples = OmeSamples::U8 { channels, rule };
+                let layout =
+                    StoreLayout::output(NgffVersion::V05, width, height, samples, Some((0.25, 0.25)));
+                let mut writer = OmeZarrWriter::create_with(
+                    &keep.join(format!("s{channels}-0.5.ome.zarr")),
+                    samples,
+                    layout,
+                )
+                .unwrap();
+                writer.write_pixels(&pixels).unwrap();
+                writer.finish().unwrap();
                 let color =
                     if channels == 1 { image::ExtendedColorType::L8 } else { image::ExtendedColorType::Rgb8 };
                 image::save_buffer(
@@ -713,6 +742,11 @@ mod tests {
             let mut writer =
                 OmeZarrWriter::create(&keep.join("p.ome.zarr"), width, height, OmeSamples::F32, None)
                     .unwrap();
+            writer.write_values(&values).unwrap();
+            writer.finish().unwrap();
+            let layout = StoreLayout::output(NgffVersion::V05, width, height, OmeSamples::F32, None);
+            let mut writer =
+                OmeZarrWriter::create_with(&keep.join("p-0.5.ome.zarr"), OmeSamples::F32, layout).unwrap();
             writer.write_values(&values).unwrap();
             writer.finish().unwrap();
             let mut npy = super::super::npy_header(height, width);

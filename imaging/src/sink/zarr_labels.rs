@@ -14,7 +14,7 @@
 //!   last column or row is dropped. An image level that is neither (not a 2x reduction of the one above)
 //!   ends the label's levels: what would follow cannot be written exactly ([`LabelsPlan::note`] says so).
 //! - The NGFF spec asks a label to have as many levels as its image; with `first` > 0, or levels cut short
-//!   as above, it has fewer, and a validator (ome-zarr-models) refuses the image for it:
+//!   as above, it has fewer, and a validator (ome-zarr-models, for NGFF 0.5) refuses the image for it:
 //!   [`LabelsPlan::note`] says that too.
 //! - Written atomically: the label is built in a temporary folder inside `labels/` and renamed to
 //!   `labels/NAME` (an earlier `labels/NAME` image is replaced, as any output is); then the `labels`
@@ -217,7 +217,10 @@ impl LabelsPlan {
         let group = plan.group();
         match fs::symlink_metadata(&group) {
             Ok(m) if !m.is_dir() => {
-                return Err(format!("{} is not a folder; a labels group cannot be written there", group.display()))
+                return Err(format!(
+                    "{} is not a folder; a labels group cannot be written there",
+                    group.display()
+                ))
             }
             Ok(_) => {
                 read_object(&group.join(group_file(version)))?;
@@ -264,8 +267,8 @@ impl LabelsPlan {
         }
         Some(format!(
             "labels/{} has {written} of the image's {} levels (image levels {}..={last}): {}; the NGFF spec \
-             asks a label for all of them, so validators (ome-zarr-models) refuse the image, while napari \
-             still overlays it (predict --level 0 for a complete label)",
+             asks a label for all of them, so validators (ome-zarr-models for NGFF 0.5) refuse the image, \
+             while napari still overlays it (predict --level 0 for a complete label)",
             self.name,
             self.image_levels,
             self.first,
