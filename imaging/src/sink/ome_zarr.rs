@@ -813,4 +813,41 @@ mod tests {
         assert!(folder.join("notes.txt").exists());
         assert!(is_ome_zarr_path(Path::new("a/B.OME.ZARR")) && !is_ome_zarr_path(Path::new("b.zarr")));
     }
+
+    #[test]
+    fn the_format_layer_gives_each_version_its_files_and_keys() {
+        assert_eq!(NgffVersion::parse("0.5"), Some(NgffVersion::V05));
+        assert_eq!(NgffVersion::parse("0.6"), None);
+        assert_eq!(NgffVersion::of_zarr_format(3), Some(NgffVersion::V05));
+        assert_eq!(NgffVersion::V04.chunk_key(&[0, 2, 3]), "0.2.3");
+        assert_eq!(NgffVersion::V05.chunk_key(&[0, 2, 3]), "c/0/2/3");
+        let axes = ArrayAxes::output(3);
+        assert_eq!(axes.chunk_indices(4, 5), [0, 4, 5]);
+        assert_eq!(axes.shape(7, 9, 3), [3, 9, 7]);
+        // A label's axes t,c,z,y,x: every axis but y and x of size 1.
+        let names = ["t", "c", "z", "y", "x"].map(String::from).to_vec();
+        let label = ArrayAxes { names, y: 3, x: 4, c: None };
+        assert_eq!(label.shape(97, 75, 1), [1, 1, 1, 75, 97]);
+        assert_eq!(label.chunk_shape(1), [1, 1, 1, CHUNK, CHUNK]);
+        assert_eq!(label.chunk_indices(1, 2), [0, 0, 0, 1, 2]);
+        let mut ome = Map::new();
+        ome.insert("multiscales".into(), json!([{"name": "a"}]));
+        ome.insert("image-label".into(), json!({}));
+        let v2 = NgffVersion::V04.group_files(ome.clone(), Map::new());
+        let attrs: Value = serde_json::from_str(&v2[1].1).unwrap();
+        assert_eq!((v2[0].0, v2[1].0), (".zgroup", ".zattrs"));
+        assert_eq!(attrs["multiscales"][0]["version"], "0.4");
+        assert_eq!(attrs["image-label"]["version"], "0.4");
+        let v3 = NgffVersion::V05.group_files(ome, Map::new());
+        let group: Value = serde_json::from_str(&v3[0].1).unwrap();
+        assert_eq!(v3.len(), 1);
+        assert_eq!(group["attributes"]["ome"]["version"], "0.5");
+        assert!(group["attributes"]["ome"]["multiscales"][0].get("version").is_none());
+        let (name, text) = NgffVersion::V05.array_file(&[3, 9, 7], &[3, 512, 512], false, &axes.names);
+        let array: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(name, "zarr.json");
+        assert_eq!(array["codecs"][0], json!({"name": "bytes"}));
+        assert_eq!(array["codecs"][1]["configuration"], json!({"level": 3, "checksum": false}));
+        assert_eq!(array["dimension_names"], json!(["c", "y", "x"]));
+    }
 }

@@ -365,3 +365,55 @@ impl Drop for LabelsWriter {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_one_plain_folder_name() {
+        for good in ["segmenter", "cells v2", "a.b", "é"] {
+            assert!(check_name(good).is_ok(), "{good}");
+        }
+        for bad in ["", ".", "..", ".hidden", "a/b", "/abs", "a\\b", "nul\0"] {
+            assert!(check_name(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn label_levels_take_halvings_rounded_either_way_and_stop_at_anything_else() {
+        // Rounded up (97 -> 49), down (49 -> 24), and up again (75 -> 38 -> 19).
+        let image = [(97, 75), (49, 38), (24, 19), (12, 9)];
+        assert_eq!(label_levels(&image, 0), (image.to_vec(), None));
+        assert_eq!(label_levels(&image, 2), (vec![(24, 19), (12, 9)], None));
+        assert_eq!(label_levels(&image, 3), (vec![(12, 9)], None));
+        // A 4x step, a level of the same size, a level larger than the one above: each ends the label.
+        assert_eq!(label_levels(&[(100, 80), (50, 40), (12, 10)], 0), (vec![(100, 80), (50, 40)], Some(2)));
+        assert_eq!(label_levels(&[(100, 80), (100, 80)], 0), (vec![(100, 80)], Some(1)));
+        assert_eq!(label_levels(&[(100, 80), (51, 40)], 0), (vec![(100, 80)], Some(1)));
+        // One axis halved, the other not: not a 2x reduction.
+        assert_eq!(label_levels(&[(100, 80), (50, 80)], 0), (vec![(100, 80)], Some(1)));
+        // A side of 1 stays 1.
+        assert_eq!(label_levels(&[(3, 1), (2, 1), (1, 1)], 0), (vec![(3, 1), (2, 1), (1, 1)], None));
+    }
+
+    #[test]
+    fn the_list_keeps_every_label_and_adds_the_name_once() {
+        let existing = json!(["a", "b/0"]);
+        assert_eq!(labels_list(Some(&existing), "c"), vec![json!("a"), json!("b/0"), json!("c")]);
+        assert_eq!(labels_list(Some(&existing), "a"), vec![json!("a"), json!("b/0")]);
+        assert_eq!(labels_list(None, "c"), vec![json!("c")]);
+        assert_eq!(labels_list(Some(&json!("not a list")), "c"), vec![json!("c")]);
+    }
+
+    #[test]
+    fn the_label_metadata_has_colours_for_both_classes_and_the_source() {
+        let meta = image_label();
+        let values: Vec<i64> =
+            meta["colors"].as_array().unwrap().iter().map(|c| c["label-value"].as_i64().unwrap()).collect();
+        assert_eq!(values, [0, 1]);
+        assert_eq!(meta["colors"][0]["rgba"], json!([0, 0, 0, 0]));
+        assert_eq!(meta["source"]["image"], "../../");
+        assert_eq!(meta["properties"][1]["class"], "foreground");
+    }
+}
