@@ -172,12 +172,12 @@ struct PredictArgs {
     #[arg(long, default_value_t = 0)]
     level: usize,
     /// The NGFF version of the .ome.zarr outputs: 0.4 (Zarr v2, the version most readers take today) or
-    /// 0.5 (Zarr v3).
+    /// 0.5 (Zarr v3) [default: 0.4].
     #[arg(long, value_enum)]
     ngff: Option<NgffArg>,
     /// When --image is an OME-Zarr image (NGFF 0.4 or 0.5): also write the mask into it as the label image
     /// labels/NAME (values 0 and 1, with colours), in the image's own Zarr version, with the image's levels
-    /// from --level on, so that napari-ome-zarr and QuPath show it over the image. Nothing else in the
+    /// from --level on, so that viewers (napari-ome-zarr) lay it over the image. Nothing else in the
     /// image is touched but the labels list, which keeps the labels already there; an earlier labels/NAME
     /// is replaced.
     #[arg(long, value_name = "NAME")]
