@@ -104,7 +104,7 @@ fn write_store(path: &Path, samples: OmeSamples, layout: StoreLayout, pixels: &[
 /// Writes `mask` as the label `name` of level `level` of `image`; returns the plan.
 fn write_label(image: &Path, name: &str, level: usize, mask: &[u8]) -> LabelsPlan {
     let plan = LabelsPlan::new(image, name, level).unwrap();
-    let width = plan.layout.levels[0].0;
+    let width = plan.layout.levels[level].0;
     let mut writer = plan.start().unwrap();
     for rows in mask.chunks(29 * width) {
         writer.write_mask(rows).unwrap();
@@ -328,26 +328,122 @@ fn label_levels_follow_images_rounding_down_and_stop_at_a_level_that_is_not_a_ha
             assert!(read_level(&label, level) == *want, "{name}: label level {level}");
         }
     }
-    // From level 1 of the "mixed" image: two label levels, image levels 1 and 2, and a note saying so.
-    let image = dir.path().join("mixed.ome.zarr");
-    let mask = mask(551, 651);
-    let plan = write_label(&image, "from1", 1, &mask);
-    assert_eq!(plan.layout.levels, vec![(551, 651), (275, 325)]);
-    let note = plan.note().unwrap();
-    assert!(note.contains("2 of the image's 3 levels") && note.contains("level 1 was predicted"), "{note}");
-    let label = image.join("labels/from1");
-    let ms = json(&label.join("zarr.json"))["attributes"]["ome"]["multiscales"][0].clone();
-    let image_ms = json(&image.join("zarr.json"))["attributes"]["ome"]["multiscales"][0].clone();
-    assert_eq!(
-        ms["datasets"][0]["coordinateTransformations"],
-        image_ms["datasets"][1]["coordinateTransformations"]
-    );
-    assert_eq!(
-        ms["datasets"][1]["coordinateTransformations"],
-        image_ms["datasets"][2]["coordinateTransformations"]
-    );
-    for (level, want) in expected_levels(&mask, &plan.layout.levels).iter().enumerate() {
-        assert!(read_level(&label, level) == *want, "from level 1: label level {level}");
+}
+
+/// The `scale` of dataset `level` of `multiscale` on the y and x axes (the last two).
+fn scales(multiscale: &Value, level: usize) -> (f64, f64) {
+    let scale = multiscale["datasets"][level]["coordinateTransformations"][0]["scale"].as_array().unwrap();
+    let n = scale.len();
+    (scale[n - 2].as_f64().unwrap(), scale[n - 1].as_f64().unwrap())
+}
+
+/// The predicted level `predicted` (`pw` x `ph`, 0/1) upsampled by nearest neighbour to `w` x `h` with
+/// the scales of the two levels: each pixel takes the predicted pixel whose area (in physical units,
+/// from 0) holds its centre, found by walking the predicted pixels; past the last one, the last one.
+fn upsampled(
+    predicted: &[u8],
+    (pw, ph): (usize, usize),
+    (w, h): (usize, usize),
+    (fine_y, fine_x): (f64, f64),
+    (coarse_y, coarse_x): (f64, f64),
+) -> Vec<u8> {
+    let holder = |i: usize, fine: f64, coarse: f64, m: usize| {
+        let centre = (i as f64 + 0.5) * fine;
+        let mut k = 0;
+        while k + 1 < m && (k + 1) as f64 * coarse <= centre {
+            k += 1;
+        }
+        k
+    };
+    let mut out = Vec::with_capacity(w * h);
+    for y in 0..h {
+        let py = holder(y, fine_y, coarse_y, ph);
+        for x in 0..w {
+            out.push(predicted[py * pw + holder(x, fine_x, coarse_x, pw)]);
+        }
+    }
+    out
+}
+
+/// The `multiscales` entry of an OME-Zarr group.
+fn multiscale(group: &Path) -> Value {
+    if group.join("zarr.json").exists() {
+        json(&group.join("zarr.json"))["attributes"]["ome"]["multiscales"][0].clone()
+    } else {
+        json(&group.join(".zattrs"))["multiscales"][0].clone()
+    }
+}
+
+#[test]
+fn labels_predicted_at_a_coarser_level_have_every_image_level_the_finer_ones_upsampled() {
+    let dir = tempfile::tempdir().unwrap();
+    // A v3 image of three levels rounded up then down, its scales those of 2x levels.
+    let mixed = dir.path().join("mixed.ome.zarr");
+    let samples = OmeSamples::U8 { channels: 1, rule: Reduction::Mask };
+    let sizes = vec![(1101, 1301), (551, 651), (275, 325)];
+    let mut layout = StoreLayout::output(NgffVersion::V05, 1101, 1301, samples, Some((0.25, 0.25)));
+    layout.levels = sizes.clone();
+    layout.ome["multiscales"][0]["datasets"] = serde_json::json!((0..3)
+        .map(|i| {
+            let scale = 0.25 * f64::from(1 << i);
+            serde_json::json!({"path": i.to_string(), "coordinateTransformations": [{"type": "scale", "scale": [scale, scale]}]})
+        })
+        .collect::<Vec<_>>());
+    write_store(&mixed, samples, layout, &vec![0; 1101 * 1301]);
+    let keep = std::env::var_os("IMAGING_KEEP_OME_ZARR").map(PathBuf::from);
+    let mut cases = Vec::new();
+    for (name, levels) in [("v04_cyx_u8.ome.zarr", 3), ("v05_cyx_u16_sharded.ome.zarr", 2)] {
+        for first in 1..levels {
+            let image = dir.path().join(format!("{first}-{name}"));
+            copy_dir(&fixture(name), &image);
+            cases.push((image, first));
+        }
+    }
+    cases.push((mixed.clone(), 1));
+    cases.push((mixed, 2));
+    for (image, first) in cases {
+        let what = format!("{} from level {first}", image.display());
+        let sizes: Vec<(usize, usize)> =
+            ImageSource::levels(&image).unwrap().iter().map(|l| (l.width, l.height)).collect();
+        let (pw, ph) = sizes[first];
+        let mask = mask(pw, ph);
+        let name = format!("from{first}");
+        let plan = write_label(&image, &name, first, &mask);
+        assert_eq!(plan.note(), None, "{what}");
+        let label = image.join("labels").join(&name);
+        let label_sizes: Vec<(usize, usize)> =
+            ImageSource::levels(&label).unwrap().iter().map(|l| (l.width, l.height)).collect();
+        assert_eq!(label_sizes, sizes, "{what}: the label has the image's levels and shapes");
+        let image_ms = multiscale(&image);
+        let label_ms = multiscale(&label);
+        assert_eq!(label_ms["datasets"].as_array().unwrap().len(), sizes.len());
+        for level in 0..sizes.len() {
+            assert_eq!(
+                label_ms["datasets"][level]["coordinateTransformations"],
+                image_ms["datasets"][level]["coordinateTransformations"],
+                "{what}: level {level}"
+            );
+        }
+        let predicted: Vec<u8> = mask.iter().map(|&v| u8::from(v >= 128)).collect();
+        assert!(read_level(&label, first) == predicted, "{what}: the predicted level");
+        assert!(predicted.contains(&0) && predicted.contains(&1));
+        for level in 0..first {
+            let want = upsampled(
+                &predicted,
+                (pw, ph),
+                sizes[level],
+                scales(&image_ms, level),
+                scales(&image_ms, first),
+            );
+            assert!(read_level(&label, level) == want, "{what}: upsampled level {level}");
+        }
+        for (j, want) in expected_levels(&mask, &sizes[first..]).iter().enumerate() {
+            assert!(read_level(&label, first + j) == *want, "{what}: reduced level {}", first + j);
+        }
+        if let Some(keep) = &keep {
+            // For scripts/checks/check_ome_zarr.py IMAGE --labels fromN.
+            copy_dir(&image, &keep.join(image.file_name().unwrap()));
+        }
     }
 }
 

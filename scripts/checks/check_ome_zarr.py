@@ -23,10 +23,12 @@ An IMAGE with --labels NAME:
   integer samples, as many levels as the image);
 - the labels group lists NAME; the label's `image-label` has colours for 0 and 1 and source "../../";
 - ome-zarr-py's Reader, started at the image, finds the label node labels/NAME;
-- the label has as many levels as the image (the spec's MUST; a label predicted at --level > 0 fails);
-- each label level has the image level's shape with every axis but y and x of size 1, values 0 or 1, the
-  image level's coordinateTransformations, and equals the label level above reduced by the mask rule and
-  cut to its shape.
+- the label has as many levels as the image (the spec's MUST);
+- each label level has the image level's shape with every axis but y and x of size 1, values 0 or 1, and
+  the image level's coordinateTransformations; below the predicted level (`metadata["predicted level"]`,
+  --level) each equals the label level above reduced by the mask rule and cut to its shape; above it each
+  equals the predicted level upsampled by nearest neighbour: pixel i takes the predicted pixel
+  floor((i + 0.5) * scale_i / scale_predicted), clamped to the predicted level (computed in numpy).
 
 Needs zarr >= 3, numpy, ome-zarr-models, ome-zarr (and pillow for a PNG reference). Exits 1 when a check
 fails, 2 on a usage error.
@@ -213,12 +215,13 @@ def check_labels(store, name):
             f"labels/{name} has {len(label_ms['datasets'])} levels, the image {len(image_ms['datasets'])}: the "
             "NGFF spec asks for as many (predicted at --level > 0, or image levels that are not 2x reductions)"
         )
-    first = label_ms.get("metadata", {}).get("image level", 0)
-    previous = None
+    first = label_ms.get("metadata", {}).get("predicted level", 0)
+    y, x = axes.index("y"), axes.index("x")
+    planes = []
     for j, d in enumerate(label_ms["datasets"]):
-        image_d = image_ms["datasets"][first + j]
+        image_d = image_ms["datasets"][j]
         if d.get("coordinateTransformations") != image_d.get("coordinateTransformations"):
-            fail(f"label level {j} transforms differ from image level {first + j}'s")
+            fail(f"label level {j} transforms differ from image level {j}'s")
         want = tuple(s if a in ("y", "x") else 1 for a, s in zip(axes, image[image_d["path"]].shape))
         array = label[d["path"]]
         if array.shape != want or array.dtype != np.uint8:
@@ -226,14 +229,34 @@ def check_labels(store, name):
         data = array[...]
         if not np.isin(data, [0, 1]).all():
             fail(f"label level {j} holds values other than 0 and 1")
-        plane = data.reshape(data.shape[axes.index("y")], data.shape[axes.index("x")])
-        if previous is not None:
-            h, w = plane.shape
-            reduced = reduce_mask(previous)[:h, :w].astype(np.uint8)
+        planes.append(data.reshape(data.shape[y], data.shape[x]))
+
+    def scale(j, axis):
+        for t in label_ms["datasets"][j].get("coordinateTransformations", []):
+            if t.get("type") == "scale":
+                return t["scale"][axis]
+        return None
+
+    predicted = planes[first]
+    for j, plane in enumerate(planes):
+        h, w = plane.shape
+        if j < first:
+            ph, pw = predicted.shape
+            ry = scale(j, y) / scale(first, y) if scale(j, y) and scale(first, y) else ph / h
+            rx = scale(j, x) / scale(first, x) if scale(j, x) and scale(first, x) else pw / w
+            rows = np.clip(np.floor((np.arange(h) + 0.5) * ry).astype(int), 0, ph - 1)
+            cols = np.clip(np.floor((np.arange(w) + 0.5) * rx).astype(int), 0, pw - 1)
+            if not np.array_equal(predicted[rows][:, cols], plane):
+                fail(f"label level {j} is not the predicted level {first} upsampled by nearest neighbour")
+            how = f"level {first} upsampled"
+        elif j > first:
+            reduced = reduce_mask(planes[j - 1])[:h, :w].astype(np.uint8)
             if reduced.shape != plane.shape or not np.array_equal(reduced, plane):
                 fail(f"label level {j} is not level {j - 1} reduced by the mask rule and cut to its shape")
-        previous = plane
-        print(f"label level {j}: shape {array.shape} (image level {first + j}), {int(plane.sum())} foreground")
+            how = f"level {j - 1} reduced"
+        else:
+            how = "predicted"
+        print(f"label level {j}: shape {plane.shape} ({how}), {int(plane.sum())} foreground")
     print(f"OK: {store}: labels/{name}, NGFF {version}, {len(label_ms['datasets'])} levels")
 
 

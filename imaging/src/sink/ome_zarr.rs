@@ -263,6 +263,10 @@ pub struct StoreLayout {
     /// Whether 8-bit mask pixels (0 or 255) are stored as label values (0 or 1: a pixel of at least 128 is
     /// 1), as an NGFF label image wants integers naming classes.
     pub label_values: bool,
+    /// The first level of the cascade: rows given to [`OmeZarrWriter::write_pixels`] go to this level and
+    /// are reduced into the levels below it; the levels above it are written row by row by the caller
+    /// ([`OmeZarrWriter::write_level_row`]), e.g. a label predicted at a coarser level, upsampled.
+    pub cascade_from: usize,
 }
 
 impl StoreLayout {
@@ -278,7 +282,8 @@ impl StoreLayout {
         let levels = pyramid::level_sizes(width, height);
         let mut ome = Map::new();
         ome.insert("multiscales".into(), json!([multiscales(levels.len(), samples, microns_per_pixel)]));
-        StoreLayout { version, axes: ArrayAxes::output(samples.channels()), levels, ome, label_values: false }
+        let axes = ArrayAxes::output(samples.channels());
+        StoreLayout { version, axes, levels, ome, label_values: false, cascade_from: 0 }
     }
 }
 
@@ -364,6 +369,8 @@ pub struct OmeZarrWriter {
     axes: ArrayAxes,
     ome: Map<String, Value>,
     label_values: bool,
+    /// See [`StoreLayout::cascade_from`].
+    cascade_from: usize,
     levels: Vec<Level>,
     finished: bool,
     /// Scratch buffer: a chunk.
@@ -390,10 +397,16 @@ impl OmeZarrWriter {
         samples: OmeSamples,
         layout: StoreLayout,
     ) -> Result<OmeZarrWriter, String> {
-        let StoreLayout { version, axes, levels, ome, label_values } = layout;
+        let StoreLayout { version, axes, levels, ome, label_values, cascade_from } = layout;
         let (width, height) = levels.first().copied().unwrap_or((0, 0));
         if width == 0 || height == 0 {
             return Err(format!("an OME-Zarr image cannot be {width}x{height}"));
+        }
+        if cascade_from >= levels.len() {
+            return Err(format!(
+                "a cascade from level {cascade_from} of {} levels (a bug in the writer's caller)",
+                levels.len()
+            ));
         }
         if !axes.planar() || axes.y.max(axes.x) >= axes.names.len() {
             return Err(format!(
@@ -426,6 +439,7 @@ impl OmeZarrWriter {
             axes,
             ome,
             label_values,
+            cascade_from,
             levels: levels
                 .iter()
                 .map(|&(width, height)| Level { fill: LevelRows::new(width, height), chunk_row: 0 })
@@ -451,12 +465,13 @@ impl OmeZarrWriter {
         self.levels.iter().map(|l| (l.fill.width, l.fill.height)).collect()
     }
 
-    /// Writes whole rows of 8-bit pixels (interleaved when RGB).
+    /// Writes whole rows of 8-bit pixels (interleaved when RGB) of the cascade's first level
+    /// ([`StoreLayout::cascade_from`]).
     pub fn write_pixels(&mut self, rows: &[u8]) -> Result<(), String> {
         if matches!(self.samples, OmeSamples::F32) {
             return Err("8-bit rows sent to a float output (a bug in the runner)".into());
         }
-        let row_bytes = self.levels[0].fill.width * self.samples.pixel_bytes();
+        let row_bytes = self.levels[self.cascade_from].fill.width * self.samples.pixel_bytes();
         if !rows.len().is_multiple_of(row_bytes) {
             return Err("a partial row (a bug in the runner)".into());
         }
@@ -471,7 +486,7 @@ impl OmeZarrWriter {
         if !matches!(self.samples, OmeSamples::F32) {
             return Err("float rows sent to an 8-bit output (a bug in the runner)".into());
         }
-        let width = self.levels[0].fill.width;
+        let width = self.levels[self.cascade_from].fill.width;
         if !rows.len().is_multiple_of(width) {
             return Err("a partial row (a bug in the runner)".into());
         }
@@ -481,11 +496,30 @@ impl OmeZarrWriter {
         Ok(())
     }
 
-    /// Adds one row to level 0, and the rows it completes to the levels below.
+    /// Writes the next row of 8-bit pixels of level `level`, one above the cascade's first level
+    /// ([`StoreLayout::cascade_from`]); it goes to that level only.
+    pub fn write_level_row(&mut self, level: usize, row: &[u8]) -> Result<(), String> {
+        if matches!(self.samples, OmeSamples::F32) || level >= self.cascade_from {
+            return Err(format!("a row sent to level {level} directly (a bug in the writer's caller)"));
+        }
+        if row.len() != self.levels[level].fill.width * self.samples.pixel_bytes() {
+            return Err("a partial row (a bug in the writer's caller)".into());
+        }
+        let mut levels = std::mem::take(&mut self.levels);
+        let pushed = push_level_row(&mut levels[level..=level], self.samples, CHUNK, row.to_vec(), |_, l| {
+            self.write_chunk_row(level, l)
+        });
+        self.levels = levels;
+        pushed
+    }
+
+    /// Adds one row to the cascade's first level, and the rows it completes to the levels below.
     fn push_row(&mut self, row: Vec<u8>) -> Result<(), String> {
         let mut levels = std::mem::take(&mut self.levels);
-        let pushed =
-            push_level_row(&mut levels, self.samples, CHUNK, row, |i, level| self.write_chunk_row(i, level));
+        let first = self.cascade_from;
+        let pushed = push_level_row(&mut levels[first..], self.samples, CHUNK, row, |i, level| {
+            self.write_chunk_row(first + i, level)
+        });
         self.levels = levels;
         pushed
     }

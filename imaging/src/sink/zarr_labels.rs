@@ -5,17 +5,21 @@
 //!   `image-label` metadata: label value 0 (background, transparent) and 1 (foreground, cyan), their
 //!   `properties` (`class`), and `source.image` = `../../`. Its arrays are uint8 (0 or 1) with the image's
 //!   axes, every axis but y and x of size 1 (the spec: each dimension the image's, or 1).
-//! - Label level j is image level `first + j`, `first` being the level predicted: its datasets carry the
-//!   image level's own `coordinateTransformations` (and the image's multiscale-wide ones), so a viewer
-//!   places each label level over the image level it matches. Label level j+1 is label level j reduced by
-//!   2 with the mask rule of the OME-TIFF and OME-Zarr outputs ([`crate::pyramid::Reduction::Mask`]: a 2x2
-//!   block is foreground when at least half of its pixels are), with the image level's sizes: where the
-//!   image rounded the half up, the reduction is taken as it is; where it rounded down, the reduction's
-//!   last column or row is dropped. An image level that is neither (not a 2x reduction of the one above)
-//!   ends the label's levels: what would follow cannot be written exactly ([`LabelsPlan::note`] says so).
-//! - The NGFF spec asks a label to have as many levels as its image; with `first` > 0, or levels cut short
-//!   as above, it has fewer, and a validator (ome-zarr-models, for NGFF 0.5) refuses the image for it:
-//!   [`LabelsPlan::note`] says that too.
+//! - Label level j is image level j, with its sizes; its datasets carry the image level's own
+//!   `coordinateTransformations` (and the image's multiscale-wide ones), so a viewer places each label
+//!   level over the image level it matches. The level predicted, `first` (`--level`), is the prediction.
+//! - The levels above it (finer, when `first` > 0) are the prediction upsampled by nearest neighbour, as
+//!   the NGFF spec asks a label for as many levels as its image: each pixel takes the predicted pixel whose
+//!   area holds its centre ([`NearestMap`], from the levels' scales), which handles sizes rounded up or
+//!   down. Their rows are made from each predicted row as it arrives and written straight to their levels
+//!   ([`OmeZarrWriter::write_level_row`]), so no full-resolution mask is held.
+//! - The levels below it are the level above reduced by 2 with the mask rule of the OME-TIFF and OME-Zarr
+//!   outputs ([`crate::pyramid::Reduction::Mask`]: a 2x2 block is foreground when at least half of its
+//!   pixels are), with the image level's sizes: where the image rounded the half up, the reduction is
+//!   taken as it is; where it rounded down, the reduction's last column or row is dropped. An image level
+//!   that is neither (not a 2x reduction of the one above) ends the label's levels: what would follow
+//!   cannot be written exactly, and a label with fewer levels than its image is refused by validators
+//!   (ome-zarr-models, for NGFF 0.5); [`LabelsPlan::note`] says so.
 //! - Written atomically: the label is built in a temporary folder inside `labels/` and renamed to
 //!   `labels/NAME` (an earlier `labels/NAME` image is replaced, as any output is); then the `labels`
 //!   group's listing (`labels/.zattrs`, or `labels/zarr.json`) is rewritten through a temporary with `NAME`
@@ -64,6 +68,62 @@ pub fn label_levels(image: &[(usize, usize)], first: usize) -> (Vec<(usize, usiz
     (levels, None)
 }
 
+/// The scale of axis `axis` in a dataset's `coordinateTransformations`, if it has a usable one.
+fn axis_scale(dataset: &Value, axis: usize) -> Option<f64> {
+    let transforms = dataset["coordinateTransformations"].as_array()?;
+    let scale = transforms.iter().find(|t| t["type"] == "scale")?;
+    scale["scale"][axis].as_f64().filter(|s| s.is_finite() && *s > 0.0)
+}
+
+/// For each of the `n` pixels along an axis of a finer level, the pixel of the `m` pixels of the predicted
+/// level whose area holds its centre: pixel i spans [i, i+1) x `ratio` predicted pixels (the finer level's
+/// scale over the predicted level's), so its centre is in predicted pixel floor((i + 0.5) x `ratio`),
+/// clamped to the predicted level (a size rounded up puts the last centres past it).
+pub fn nearest_indices(n: usize, m: usize, ratio: f64) -> Vec<usize> {
+    let last = m.saturating_sub(1);
+    (0..n).map(|i| (((i as f64 + 0.5) * ratio).floor().max(0.0) as usize).min(last)).collect()
+}
+
+/// Where the pixels of a label level above the predicted one come from: for each of its columns and rows,
+/// the predicted column and row whose area holds its centre ([`nearest_indices`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NearestMap {
+    /// The predicted column of each column.
+    pub cols: Vec<usize>,
+    /// The predicted row of each row.
+    pub rows: Vec<usize>,
+}
+
+impl NearestMap {
+    /// The map of level `level` (sizes `sizes[level]`) onto the predicted level `first` of an image of
+    /// `multiscale` (its datasets' scales on axes `y` and `x`). The ratio of two levels' scales gives the
+    /// ratio of their pixels; where a level has no usable scale, the ratio of the sizes does. Levels'
+    /// translations are left out on purpose: images whose levels are block reductions either have none or
+    /// shift each level by half a pixel less half a full-resolution pixel (to centre it on its block), and
+    /// in both the block that holds a pixel's centre follows from the scales alone.
+    pub fn new(
+        multiscale: &Value,
+        sizes: &[(usize, usize)],
+        level: usize,
+        first: usize,
+        (y, x): (usize, usize),
+    ) -> NearestMap {
+        let datasets = &multiscale["datasets"];
+        let ratio = |axis: usize, n: usize, m: usize| match (
+            axis_scale(&datasets[level], axis),
+            axis_scale(&datasets[first], axis),
+        ) {
+            (Some(fine), Some(coarse)) => fine / coarse,
+            _ => m as f64 / n as f64,
+        };
+        let ((w, h), (pw, ph)) = (sizes[level], sizes[first]);
+        NearestMap {
+            cols: nearest_indices(w, pw, ratio(x, w, pw)),
+            rows: nearest_indices(h, ph, ratio(y, h, ph)),
+        }
+    }
+}
+
 /// The `image-label` metadata (without its version): 0 transparent, 1 cyan.
 pub fn image_label() -> Value {
     json!({
@@ -99,12 +159,12 @@ fn axis_names(multiscale: &Value) -> Option<Vec<String>> {
 }
 
 /// The `multiscales` entry of the label (without a version): the image's axes, and for label level j the
-/// path `j` and the image level `first + j`'s transforms.
+/// path `j` and the image level j's transforms.
 fn label_multiscales(image: &Value, name: &str, first: usize, levels: usize) -> Value {
     let datasets: Vec<Value> = (0..levels)
         .map(|j| {
             let mut dataset = json!({"path": j.to_string()});
-            let transforms = &image["datasets"][first + j]["coordinateTransformations"];
+            let transforms = &image["datasets"][j]["coordinateTransformations"];
             if !transforms.is_null() {
                 dataset["coordinateTransformations"] = transforms.clone();
             }
@@ -115,8 +175,8 @@ fn label_multiscales(image: &Value, name: &str, first: usize, levels: usize) -> 
         "name": name,
         "axes": image["axes"].clone(),
         "datasets": datasets,
-        "type": "2x2 reduction (mask: foreground from half of the block)",
-        "metadata": {"writer": format!("imaging {}", env!("CARGO_PKG_VERSION")), "image level": first},
+        "type": "predicted level; nearest neighbour above it, 2x2 reduction below (mask: foreground from half of the block)",
+        "metadata": {"writer": format!("imaging {}", env!("CARGO_PKG_VERSION")), "predicted level": first},
     });
     if !image["coordinateTransformations"].is_null() {
         entry["coordinateTransformations"] = image["coordinateTransformations"].clone();
@@ -153,8 +213,11 @@ pub struct LabelsPlan {
     pub name: String,
     /// The label store's layout (version, axes, levels, metadata).
     pub layout: StoreLayout,
-    /// The image level predicted: label level 0.
+    /// The image level predicted (label level `first`; the label's levels above it are the prediction
+    /// upsampled, those below it reduced).
     pub first: usize,
+    /// For each label level above `first`, where its pixels come from in the prediction.
+    pub finer: Vec<NearestMap>,
     /// How many levels the image has.
     pub image_levels: usize,
     /// The image level that ended the label's levels (not a 2x reduction), if one did.
@@ -196,7 +259,10 @@ impl LabelsPlan {
                 names.join(",")
             ));
         }
-        let (levels, stopped_at) = label_levels(&sizes, first);
+        let (reduced, stopped_at) = label_levels(&sizes, first);
+        let finer = (0..first).map(|j| NearestMap::new(&multiscale, &sizes, j, first, (y, x))).collect();
+        let mut levels = sizes[..first].to_vec();
+        levels.extend(reduced);
         let mut ome = Map::new();
         ome.insert("multiscales".into(), json!([label_multiscales(&multiscale, name, first, levels.len())]));
         ome.insert("image-label".into(), image_label());
@@ -209,8 +275,10 @@ impl LabelsPlan {
                 levels,
                 ome,
                 label_values: true,
+                cascade_from: first,
             },
             first,
+            finer,
             image_levels: sizes.len(),
             stopped_at,
         };
@@ -249,30 +317,14 @@ impl LabelsPlan {
 
     /// What the label leaves out of the image's levels, if anything (a line for the user).
     pub fn note(&self) -> Option<String> {
-        let written = self.layout.levels.len();
-        if written == self.image_levels {
-            return None;
-        }
-        let last = self.first + written - 1;
-        let mut why = Vec::new();
-        if self.first > 0 {
-            why.push(format!("level {} was predicted, and the levels above it are not labelled", self.first));
-        }
-        if let Some(stop) = self.stopped_at {
-            why.push(format!(
-                "image level {stop} is not a 2x reduction of level {}, so it and the levels below are not \
-                 labelled",
-                stop - 1
-            ));
-        }
+        let stop = self.stopped_at?;
         Some(format!(
-            "labels/{} has {written} of the image's {} levels (image levels {}..={last}): {}; the NGFF spec \
-             asks a label for all of them, so validators (ome-zarr-models for NGFF 0.5) refuse the image, \
-             while napari still overlays it (predict --level 0 for a complete label)",
+            "labels/{} has {stop} of the image's {} levels: image level {stop} is not a 2x reduction of level \
+             {}, so it and the levels below are not labelled; the NGFF spec asks a label for all of them, so \
+             validators (ome-zarr-models for NGFF 0.5) refuse the image, while napari still overlays it",
             self.name,
             self.image_levels,
-            self.first,
-            why.join("; ")
+            stop - 1
         ))
     }
 
@@ -285,7 +337,16 @@ impl LabelsPlan {
             fs::create_dir(&group).map_err(|e| format!("cannot create {}: {e}", group.display()))?;
         }
         let samples = OmeSamples::U8 { channels: 1, rule: Reduction::Mask };
-        let mut labels = LabelsWriter { writer: None, plan: self.clone(), created, done: false };
+        let finer = self.finer.iter().map(|map| (map.clone(), 0)).collect();
+        let mut labels = LabelsWriter {
+            writer: None,
+            plan: self.clone(),
+            created,
+            done: false,
+            finer,
+            predicted: 0,
+            row: Vec::new(),
+        };
         labels.writer = Some(OmeZarrWriter::create_with(&self.target(), samples, self.layout.clone())?);
         Ok(labels)
     }
@@ -298,12 +359,36 @@ pub struct LabelsWriter {
     /// Whether `labels/` was created for this label.
     created: bool,
     done: bool,
+    /// For each label level above the predicted one, its map and the next row to write.
+    finer: Vec<(NearestMap, usize)>,
+    /// How many predicted rows were written.
+    predicted: usize,
+    /// Scratch buffer: an upsampled row.
+    row: Vec<u8>,
 }
 
 impl LabelsWriter {
-    /// Writes whole rows of the mask (0 or 255; stored as 0 or 1).
+    /// Writes whole rows of the mask (0 or 255; stored as 0 or 1) of the predicted level, and the rows of
+    /// the levels above it whose centres fall in them.
     pub fn write_mask(&mut self, rows: &[u8]) -> Result<(), String> {
-        self.writer.as_mut().ok_or("the label was finished (a bug in the runner)")?.write_pixels(rows)
+        let writer = self.writer.as_mut().ok_or("the label was finished (a bug in the runner)")?;
+        let width = self.plan.layout.levels[self.plan.first].0;
+        if !rows.len().is_multiple_of(width) {
+            return Err("a partial row (a bug in the runner)".into());
+        }
+        for predicted in rows.chunks_exact(width) {
+            for (level, (map, next)) in self.finer.iter_mut().enumerate() {
+                while map.rows.get(*next).is_some_and(|&k| k <= self.predicted) {
+                    self.row.clear();
+                    self.row.extend(map.cols.iter().map(|&c| predicted[c]));
+                    writer.write_level_row(level, &self.row)?;
+                    *next += 1;
+                }
+            }
+            writer.write_pixels(predicted)?;
+            self.predicted += 1;
+        }
+        Ok(())
     }
 
     /// Puts the label in place (every row must have been written), then lists it in the `labels` group.
@@ -395,6 +480,26 @@ mod tests {
         assert_eq!(label_levels(&[(100, 80), (50, 80)], 0), (vec![(100, 80)], Some(1)));
         // A side of 1 stays 1.
         assert_eq!(label_levels(&[(3, 1), (2, 1), (1, 1)], 0), (vec![(3, 1), (2, 1), (1, 1)], None));
+    }
+
+    #[test]
+    fn nearest_indices_take_the_pixel_holding_each_centre_and_clamp_at_the_end() {
+        // 2x: pixels 0,1 -> 0, 2,3 -> 1; a size rounded up (5 over 3) keeps the last.
+        assert_eq!(nearest_indices(5, 3, 0.5), [0, 0, 1, 1, 2]);
+        // A size rounded down (97 over 24 at 4x): the last centre (96.5 / 4 = 24.1) is past it: clamped.
+        let cols = nearest_indices(97, 24, 0.25);
+        assert_eq!((cols[0], cols[3], cols[4], cols[95], cols[96]), (0, 0, 1, 23, 23));
+        // The ratio from the sizes where there are no scales.
+        let multiscale = json!({"datasets": [{"path": "0"}, {"path": "1"}]});
+        let map = NearestMap::new(&multiscale, &[(4, 6), (2, 3)], 0, 1, (0, 1));
+        assert_eq!(map, NearestMap { cols: vec![0, 0, 1, 1], rows: vec![0, 0, 1, 1, 2, 2] });
+        // Scales (y 3x, x 2x) win over sizes.
+        let multiscale = json!({"datasets": [
+            {"coordinateTransformations": [{"type": "scale", "scale": [1.0, 1.0]}]},
+            {"coordinateTransformations": [{"type": "scale", "scale": [3.0, 2.0]}]},
+        ]});
+        let map = NearestMap::new(&multiscale, &[(4, 6), (2, 3)], 0, 1, (0, 1));
+        assert_eq!(map, NearestMap { cols: vec![0, 0, 1, 1], rows: vec![0, 0, 0, 1, 1, 1] });
     }
 
     #[test]
