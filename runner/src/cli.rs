@@ -176,8 +176,9 @@ struct PredictArgs {
     #[arg(long, value_enum)]
     ngff: Option<NgffArg>,
     /// When --image is an OME-Zarr image (NGFF 0.4 or 0.5): also write the mask into it as the label image
-    /// labels/NAME (values 0 and 1, with colours), in the image's own Zarr version, with the image's levels
-    /// from --level on, so that viewers (napari-ome-zarr) lay it over the image. Nothing else in the
+    /// labels/NAME (values 0 and 1, with colours), in the image's own Zarr version, with every level of the
+    /// image (those above --level the prediction upsampled by nearest neighbour, those below it reduced), so
+    /// that viewers (napari-ome-zarr) lay it over the image. Nothing else in the
     /// image is touched but the labels list, which keeps the labels already there; an earlier labels/NAME
     /// is replaced.
     #[arg(long, value_name = "NAME")]

@@ -169,3 +169,40 @@ fn ngff_05_outputs_and_labels_written_into_v2_and_v3_inputs() {
     one_line_error(&out, &["--labels is for one image"]);
     assert!(!dir.path().join("m.png").exists());
 }
+
+#[test]
+fn labels_predicted_at_a_coarser_level_have_every_image_level() {
+    let names = ["v04_cyx_u8.ome.zarr", "v05_cyx_u16_sharded.ome.zarr"];
+    for (name, level) in [(names[0], 1), (names[0], 2), (names[1], 1)] {
+        let dir = workspace("in", &[name]);
+        let image = format!("in/{name}");
+        let level_arg = level.to_string();
+        let args = ["--image", &image, "--output", "m.png", "--level", &level_arg, "--labels", "seg"];
+        let out = predict(dir.path(), &args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{stderr}");
+        assert!(!stderr.contains("note"), "no note: the label is complete: {stderr}");
+        let image = dir.path().join(&image);
+        let label = image.join("labels/seg");
+        let sizes = |p: &Path| -> Vec<(usize, usize)> {
+            ImageSource::levels(p).unwrap().iter().map(|l| (l.width, l.height)).collect()
+        };
+        let image_sizes = sizes(&image);
+        assert_eq!(sizes(&label), image_sizes, "{name} --level {level}: the image's levels and shapes");
+        // Level N is the mask; level 0 takes, for each pixel, the mask pixel holding its centre (these
+        // fixtures' levels are 2x apart in scale: 2^N full-resolution pixels a predicted pixel).
+        let mask: Vec<u8> =
+            read_gray(&dir.path().join("m.png")).iter().map(|&v| u8::from(v == 255)).collect();
+        let read = |l: usize| ImageSource::open_level(&label, l, Channels::Gray).unwrap().read_all().unwrap();
+        assert!(read(level) == mask, "{name} --level {level}: level {level} is the prediction");
+        let ((w, h), (pw, ph)) = (image_sizes[0], image_sizes[level]);
+        let step = 1usize << level;
+        let mut want = Vec::new();
+        for y in 0..h {
+            for x in 0..w {
+                want.push(mask[(y / step).min(ph - 1) * pw + (x / step).min(pw - 1)]);
+            }
+        }
+        assert!(read(0) == want, "{name} --level {level}: level 0 upsampled");
+    }
+}
