@@ -427,14 +427,9 @@ fn labels_predicted_at_a_coarser_level_have_every_image_level_the_finer_ones_ups
         let predicted: Vec<u8> = mask.iter().map(|&v| u8::from(v >= 128)).collect();
         assert!(read_level(&label, first) == predicted, "{what}: the predicted level");
         assert!(predicted.contains(&0) && predicted.contains(&1));
-        for level in 0..first {
-            let want = upsampled(
-                &predicted,
-                (pw, ph),
-                sizes[level],
-                scales(&image_ms, level),
-                scales(&image_ms, first),
-            );
+        for (level, &size) in sizes[..first].iter().enumerate() {
+            let want =
+                upsampled(&predicted, (pw, ph), size, scales(&image_ms, level), scales(&image_ms, first));
             assert!(read_level(&label, level) == want, "{what}: upsampled level {level}");
         }
         for (j, want) in expected_levels(&mask, &sizes[first..]).iter().enumerate() {
