@@ -366,6 +366,8 @@ fn a_slide_trained_from_annotations_predicts_back_to_qupath_objects() {
         tile: imaging::tiles::DEFAULT_TILE,
         level: 0,
         mask_rule: Default::default(),
+        ngff: Default::default(),
+        labels: None,
     };
     let options = runner::session::ModelOptions { threads: Some(2), ..Default::default() };
     runner::single::predict_single(&request, &options, |_| {}).unwrap();

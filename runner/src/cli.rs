@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 use imaging::labels::{LabelFormat, LabelRule};
 use imaging::report::{self, Stdout};
+use imaging::sink::ome_zarr::{is_ome_zarr_path, NgffVersion};
 use imaging::sink::ImageFormat;
 use imaging::tiles;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -97,6 +98,26 @@ impl MaskFormat {
     }
 }
 
+/// An NGFF version of the OME-Zarr outputs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum NgffArg {
+    /// NGFF 0.4, Zarr v2.
+    #[value(name = "0.4")]
+    V04,
+    /// NGFF 0.5, Zarr v3.
+    #[value(name = "0.5")]
+    V05,
+}
+
+impl NgffArg {
+    fn version(self) -> NgffVersion {
+        match self {
+            NgffArg::V04 => NgffVersion::V04,
+            NgffArg::V05 => NgffVersion::V05,
+        }
+    }
+}
+
 #[derive(clap::Args)]
 struct PredictArgs {
     /// The exported model (`trainer export`).
@@ -116,7 +137,8 @@ struct PredictArgs {
     /// Folder mode, with --input-dir: only the file names matching this glob, e.g. "*.tif".
     #[arg(long)]
     pattern: Option<String>,
-    /// Where to write the predicted mask of the one --image (foreground white): .png, .tif/.tiff or .jpg.
+    /// Where to write the predicted mask of the one --image (foreground white): .png, .tif/.tiff, .jpg, a
+    /// pyramidal .ome.tif, or an OME-Zarr .ome.zarr (see --ngff).
     #[arg(long)]
     output: Option<PathBuf>,
     /// Folder mode: the folder for the outputs of many images: <stem>.<mask-format>, and with the flags
@@ -186,6 +208,18 @@ struct PredictArgs {
     /// --mask-dir) is read at its own level 0 and must have that size.
     #[arg(long, default_value_t = 0)]
     level: usize,
+    /// The NGFF version of the .ome.zarr outputs: 0.4 (Zarr v2, the version most readers take today) or
+    /// 0.5 (Zarr v3) [default: 0.4].
+    #[arg(long, value_enum)]
+    ngff: Option<NgffArg>,
+    /// When --image is an OME-Zarr image (NGFF 0.4 or 0.5): also write the mask into it as the label image
+    /// labels/NAME (values 0 and 1, with colours), in the image's own Zarr version, with every level of the
+    /// image (those above --level the prediction upsampled by nearest neighbour, those below it reduced), so
+    /// that viewers (napari-ome-zarr) lay it over the image. Nothing else in the
+    /// image is touched but the labels list, which keeps the labels already there; an earlier labels/NAME
+    /// is replaced.
+    #[arg(long, value_name = "NAME")]
+    labels: Option<String>,
     /// Largest square tile side in pixels, halo included (even, 18 to 256 for this network's budget).
     #[arg(long, default_value_t = tiles::DEFAULT_TILE)]
     tile: usize,
@@ -410,9 +444,22 @@ fn run_single(args: PredictArgs, out: &mut Stdout) -> anyhow::Result<ExitCode> {
         tile: args.tile,
         level: args.level,
         mask_rule: label_rule(&args)?,
+        ngff: args.ngff.map(NgffArg::version).unwrap_or_default(),
+        labels: args.labels.clone(),
     };
     if let Some(shard) = args.shard {
         return run_share(&args, &request, shard, out);
+    }
+    if let Some(ngff) = args.ngff {
+        let outputs = [Some(&request.output), request.probabilities.as_ref(), request.overlay.as_ref()];
+        let outputs = outputs.into_iter().chain([request.errors.as_ref()]).flatten();
+        if !outputs.into_iter().any(|p| is_ome_zarr_path(p)) {
+            anyhow::bail!(
+                "--ngff {} sets the version of .ome.zarr outputs, and none is given: name an output \
+                 NAME.ome.zarr (e.g. --output mask.ome.zarr)",
+                ngff.version().as_str()
+            );
+        }
     }
     if request.errors.is_some() && request.mask.is_none() {
         anyhow::bail!("--errors needs a reference mask: add --mask");
@@ -450,6 +497,9 @@ fn run_single(args: PredictArgs, out: &mut Stdout) -> anyhow::Result<ExitCode> {
     }
     for path in &report.written {
         out.line(format_args!("wrote {}", path.display()))?;
+    }
+    if let Some(note) = &report.labels_note {
+        eprintln!("note: {note}");
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -564,6 +614,8 @@ fn run_folder(args: PredictArgs, out: &mut Stdout) -> anyhow::Result<ExitCode> {
             ("--output", args.output.is_some()),
             ("--mask", args.mask.is_some()),
             ("--metrics-json", args.metrics_json.is_some()),
+            ("--ngff", args.ngff.is_some()),
+            ("--labels", args.labels.is_some()),
         ],
         "one image (--image with --output)",
         "to folder mode (--output-dir)",

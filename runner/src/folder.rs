@@ -391,7 +391,15 @@ impl FolderOutputs {
             }
             None => None,
         };
-        Ok(Destinations { mask, probabilities, overlay, errors, geojson })
+        Ok(Destinations {
+            mask,
+            probabilities,
+            overlay,
+            errors,
+            geojson,
+            ngff: Default::default(),
+            labels: None,
+        })
     }
 }
 

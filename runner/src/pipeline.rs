@@ -11,6 +11,8 @@ use crate::render::{error_row, OverlayRows};
 use crate::session::Model;
 use imaging::files::FileError;
 use imaging::labels::{gray_from_classes, LabelRule, UNLABELLED};
+use imaging::sink::ome_zarr::NgffVersion;
+use imaging::sink::zarr_labels::LabelsPlan;
 use imaging::sink::{ImageFormat, PixelKind, ProbabilityFormat, RowSink, SinkError, SinkOptions};
 use imaging::source::{Channels, ImageSource, SourceError};
 use imaging::tiles::TilingError;
@@ -90,6 +92,10 @@ pub struct Destinations {
     pub errors: Option<Destination<ImageFormat>>,
     /// The foreground as QuPath objects (GeoJSON).
     pub geojson: Option<GeoJsonDestination>,
+    /// The NGFF version of the OME-Zarr outputs.
+    pub ngff: NgffVersion,
+    /// The mask also written into the input OME-Zarr image as a label (`--labels`).
+    pub labels: Option<LabelsPlan>,
 }
 
 /// An image opened for prediction (header read; JPEGs decoded), with its reference mask if any.
@@ -199,6 +205,7 @@ pub fn predict_image(
         force_bigtiff: false,
         orientation: source.orientation(),
         microns_per_pixel: source.microns_per_pixel(),
+        ngff: destinations.ngff,
     };
     let image_sink = |d: &Destination<ImageFormat>, kind| {
         RowSink::image_with(&d.file, d.format, kind, width, height, options)
@@ -216,13 +223,22 @@ pub fn predict_image(
         Some(d) => Some(RegionWriter::create(d, width, scale, &model.foreground_class)?),
         None => None,
     };
+    let labels_error = |plan: &LabelsPlan, reason: String| SinkError::Write { path: plan.target(), reason };
+    let mut labels = match &destinations.labels {
+        Some(plan) => Some(plan.start().map_err(|reason| labels_error(plan, reason))?),
+        None => None,
+    };
     let mut overlay = OverlayRows::new(width);
     let mut confusion = Confusion::default();
     let mut bad_value = None;
     let (mut reference_rows, mut pixels) = (Vec::new(), Vec::new());
     let options = PredictOptions { tile, probabilities: probability_sink.is_some(), logits: false };
     let summary = predict::predict_stream(model, &mut source, options, progress, |band: &BandOutput<'_>| {
-        mask_sink.write_pixels(&gray_from_classes(band.classes))?;
+        let gray = gray_from_classes(band.classes);
+        mask_sink.write_pixels(&gray)?;
+        if let (Some(writer), Some(plan)) = (labels.as_mut(), &destinations.labels) {
+            writer.write_mask(&gray).map_err(|reason| labels_error(plan, reason))?;
+        }
         if let (Some(sink), Some(values)) = (probability_sink.as_mut(), band.probabilities) {
             sink.write_values(values)?;
         }
@@ -272,6 +288,9 @@ pub fn predict_image(
         sink.finish()?;
     }
     let regions = regions.map(RegionWriter::finish).transpose()?;
+    if let (Some(writer), Some(plan)) = (labels, &destinations.labels) {
+        writer.finish().map_err(|reason| labels_error(plan, reason))?;
+    }
     Ok(ImageReport {
         width,
         height,

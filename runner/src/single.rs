@@ -5,6 +5,8 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use imaging::files::OutputSet;
+use imaging::sink::ome_zarr::NgffVersion;
+use imaging::sink::zarr_labels::LabelsPlan;
 use imaging::sink::{ImageFormat, ProbabilityFormat};
 
 use crate::metrics::Metrics;
@@ -31,6 +33,10 @@ pub struct SingleRequest {
     pub level: usize,
     /// How the --mask's values become classes.
     pub mask_rule: imaging::labels::LabelRule,
+    /// The NGFF version of the OME-Zarr outputs.
+    pub ngff: NgffVersion,
+    /// `--labels NAME`: also write the mask into the OME-Zarr input as `labels/NAME`.
+    pub labels: Option<String>,
 }
 
 /// What a single-image prediction did.
@@ -38,8 +44,10 @@ pub struct SingleRequest {
 pub struct SingleReport {
     pub image: ImageReport,
     pub seconds: f64,
-    /// The outputs written, as given, in the order of the request's fields.
+    /// The outputs written, as given, in the order of the request's fields (the label last).
     pub written: Vec<PathBuf>,
+    /// What the label (`--labels`) leaves out of the image's levels, if anything.
+    pub labels_note: Option<String>,
 }
 
 impl SingleReport {
@@ -59,6 +67,8 @@ pub enum SingleError {
     Format { flag: &'static str, source: imaging::sink::SinkError },
     #[error("--geojson {0}: give a .geojson (or .json) file name, e.g. out/regions.geojson")]
     GeoJsonName(PathBuf),
+    #[error("--labels: {0}")]
+    Labels(String),
 }
 
 fn format_of<F>(
@@ -101,6 +111,12 @@ pub fn predict_single(
     finals.extend(request.overlay.as_deref().zip(overlay_format));
     finals.extend(request.errors.as_deref().zip(errors_format));
     opened.check_outputs(&finals)?;
+    let labels = match &request.labels {
+        Some(name) => {
+            Some(LabelsPlan::new(&request.image, name, request.level).map_err(SingleError::Labels)?)
+        }
+        None => None,
+    };
     let mut add = |flag: &str, path: &Path| {
         if imaging::sink::ome_zarr::is_ome_zarr_path(path) {
             files.add_store(flag, path).map_err(PipelineError::from)
@@ -130,6 +146,8 @@ pub fn predict_single(
             }),
             None => None,
         },
+        ngff: request.ngff,
+        labels: labels.clone(),
     };
     let metrics_json = match &request.metrics_json {
         Some(path) => Some(add("--metrics-json", path)?),
@@ -156,8 +174,10 @@ pub fn predict_single(
             })
         })?;
     }
-    let written = files.commit().map_err(PipelineError::from)?;
-    Ok(SingleReport { image: report, seconds, written })
+    let mut written = files.commit().map_err(PipelineError::from)?;
+    written.extend(labels.as_ref().map(LabelsPlan::target));
+    let labels_note = labels.as_ref().and_then(LabelsPlan::note);
+    Ok(SingleReport { image: report, seconds, written, labels_note })
 }
 
 /// What a prediction tells as it goes.

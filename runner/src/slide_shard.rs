@@ -91,6 +91,18 @@ fn stores(request: &SingleRequest) -> Result<Vec<(&'static str, PathBuf, OmeSamp
     if request.errors.is_some() {
         return Err(SlideShardError::Refused { flag: "--errors", why: "the error map needs --mask" });
     }
+    if request.ngff != imaging::sink::ome_zarr::NgffVersion::V04 {
+        return Err(SlideShardError::Refused {
+            flag: "--ngff",
+            why: "shares write NGFF 0.4 stores (Zarr v2); drop --ngff 0.5",
+        });
+    }
+    if request.labels.is_some() {
+        return Err(SlideShardError::Refused {
+            flag: "--labels",
+            why: "a label image is written whole; add --labels to a run without --shard",
+        });
+    }
     if request.geojson.is_some() {
         return Err(SlideShardError::Refused {
             flag: "--geojson",

@@ -77,6 +77,8 @@ fn request(dir: &Path, image: &Path, prefix: &str) -> SingleRequest {
         tile: 128,
         level: 0,
         mask_rule: Default::default(),
+        ngff: Default::default(),
+        labels: None,
     }
 }
 

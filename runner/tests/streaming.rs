@@ -90,6 +90,8 @@ fn streamed(
         overlay: Some(Destination::new(dir.join("s_overlay.png"), ImageFormat::Png)),
         errors: Some(Destination::new(dir.join("s_errors.png"), ImageFormat::Png)),
         geojson: None,
+        ngff: Default::default(),
+        labels: None,
     };
     let opened = OpenedImage::open(image, "--image", Some(mask), "--mask").unwrap();
     predict_image(model, opened, &destinations, tile, |_| {}).unwrap();

@@ -16,13 +16,14 @@
 //! A path ending in `.ome.tif` / `.ome.tiff` is a tiled, pyramidal OME-TIFF ([`ome_tiff`]): full resolution
 //! and its 2x reductions ([`crate::pyramid`]) as SubIFDs, written as the rows stream in.
 //!
-//! A path ending in `.ome.zarr` is an OME-Zarr store (a directory, NGFF 0.4, [`ome_zarr`]) with the same
-//! levels; the sink is given the final path (see [`crate::files::OutputSet::add_store`]) and the writer puts
+//! A path ending in `.ome.zarr` is an OME-Zarr store (a directory, NGFF 0.4 or, with
+//! [`SinkOptions::ngff`], 0.5; [`ome_zarr`]) with the same levels; the sink is given the final path (see [`crate::files::OutputSet::add_store`]) and the writer puts
 //! the store in place itself when it finishes.
 
 pub mod ome_tiff;
 pub mod ome_zarr;
 pub mod ome_zarr_shards;
+pub mod zarr_labels;
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -34,7 +35,7 @@ use tiff::encoder::{TiffEncoder, TiffKind};
 
 use crate::pyramid::Reduction;
 use ome_tiff::{OmeSamples, OmeTiffThread, OmeTiffWriter};
-use ome_zarr::OmeZarrWriter;
+use ome_zarr::{NgffVersion, OmeZarrWriter, StoreLayout};
 
 pub use crate::exif::Orientation;
 use tiff::tags::{CompressionMethod, Tag};
@@ -161,6 +162,8 @@ pub struct SinkOptions {
     pub orientation: Orientation,
     /// Microns per pixel in x and y (the input's), written into an OME-TIFF's OME-XML; `None`: unknown.
     pub microns_per_pixel: Option<(f64, f64)>,
+    /// The NGFF version of an OME-Zarr output (0.4 on Zarr v2 by default, or 0.5 on Zarr v3).
+    pub ngff: NgffVersion,
 }
 
 /// What one pixel of an output is.
@@ -416,7 +419,7 @@ impl RowSink {
         height: usize,
         options: SinkOptions,
     ) -> Result<RowSink, SinkError> {
-        let SinkOptions { force_bigtiff, orientation, microns_per_pixel } = options;
+        let SinkOptions { force_bigtiff, orientation, microns_per_pixel, ngff } = options;
         format.check_size(path, width, height)?;
         let write_error = |reason: String| SinkError::Write { path: path.to_path_buf(), reason };
         let row_len = width * pixel.bytes();
@@ -425,7 +428,8 @@ impl RowSink {
                 PixelKind::Gray8 => OmeSamples::U8 { channels: 1, rule: Reduction::Mask },
                 PixelKind::Rgb8 => OmeSamples::U8 { channels: 3, rule: Reduction::Mean },
             };
-            let writer = OmeZarrWriter::create(path, width, height, samples, microns_per_pixel);
+            let layout = StoreLayout::output(ngff, width, height, samples, microns_per_pixel);
+            let writer = OmeZarrWriter::create_with(path, samples, layout);
             return Ok(RowSink {
                 path: path.to_path_buf(),
                 encoder: Encoder::OmeZarr(Box::new(writer.map_err(write_error)?)),
@@ -527,10 +531,11 @@ impl RowSink {
         height: usize,
         options: SinkOptions,
     ) -> Result<RowSink, SinkError> {
-        let SinkOptions { force_bigtiff, orientation, microns_per_pixel } = options;
+        let SinkOptions { force_bigtiff, orientation, microns_per_pixel, ngff } = options;
         let write_error = |reason: String| SinkError::Write { path: path.to_path_buf(), reason };
         if format == ProbabilityFormat::OmeZarr {
-            let writer = OmeZarrWriter::create(path, width, height, OmeSamples::F32, microns_per_pixel);
+            let layout = StoreLayout::output(ngff, width, height, OmeSamples::F32, microns_per_pixel);
+            let writer = OmeZarrWriter::create_with(path, OmeSamples::F32, layout);
             return Ok(RowSink {
                 path: path.to_path_buf(),
                 encoder: Encoder::OmeZarr(Box::new(writer.map_err(write_error)?)),

@@ -340,9 +340,14 @@ impl ShareWriter {
     fn flush(&mut self) -> Result<(), ShareError> {
         let (channels, chunk_row) = (self.plan.samples.channels(), self.chunk_row);
         let folder = self.store.join("0");
-        encode_chunk_row(self.plan.samples, self.plan.width, &self.band, &mut self.scratch, |cx, bytes| {
-            write_file(&folder.join(chunk_key(channels, chunk_row, cx)), bytes)
-        })
+        encode_chunk_row(
+            self.plan.samples,
+            self.plan.width,
+            &self.band,
+            false,
+            &mut self.scratch,
+            |cx, bytes| write_file(&folder.join(chunk_key(channels, chunk_row, cx)), bytes),
+        )
         .map_err(io(&self.store))?;
         self.band.clear();
         self.chunk_row += 1;
@@ -506,7 +511,7 @@ pub fn finalize(store: &Path) -> Result<Finalized, ShareError> {
                 let Level { fill: LevelRows { width, band, .. }, chunk_row } = level;
                 if i > 0 {
                     let folder = store.join(i.to_string());
-                    encode_chunk_row(samples, *width, band, &mut scratch, |cx, bytes| {
+                    encode_chunk_row(samples, *width, band, false, &mut scratch, |cx, bytes| {
                         write_file(&folder.join(chunk_key(channels, *chunk_row, cx)), bytes)
                     })?;
                 }

@@ -36,7 +36,7 @@ use std::io::{BufRead, BufReader, Cursor, Read, Seek, SeekFrom};
 use std::path::Path;
 
 pub use self::jpeg::jpeg_is_complete;
-pub use self::zarr::is_ome_zarr;
+pub use self::zarr::{is_ome_zarr, multiscales_metadata};
 pub use crate::exif::Orientation;
 
 /// The widest image read (a band of 256 rows of it is 200 MB as RGB bytes).

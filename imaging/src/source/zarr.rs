@@ -46,6 +46,11 @@ fn unsupported(name: &str, what: String) -> SourceError {
     }
 }
 
+/// The Zarr format (2 or 3) and the first `multiscales` entry of the OME-Zarr image at `dir`, as stored.
+pub fn multiscales_metadata(dir: &Path) -> Result<(u8, Value), SourceError> {
+    read_multiscales(dir, &dir.display().to_string())
+}
+
 /// The zarr version and the first multiscales entry of the image at `dir`.
 fn read_multiscales(dir: &Path, name: &str) -> Result<(u8, Value), SourceError> {
     let read_json = |file: &str| -> Result<Option<Value>, SourceError> {
