@@ -26,11 +26,16 @@ and the checks are:
   (d) zarr-python, through check_ome_zarr.py (NGFF metadata, shapes, chunks, level 0 against the plain
       output), then ome-zarr-models validates the store as an NGFF 0.4 image, the scale transforms are the
       pixel size (y 0.5, x 0.25 µm, unit micrometer) times 2^level, and every level read by zarr-python
-      equals the OME-TIFF's level read by tifffile.
+      equals the OME-TIFF's level read by tifffile;
+  (e) the same outputs as NGFF 0.5 (--ngff 0.5, Zarr v3) through check_ome_zarr.py and ome-zarr-models, each
+      level equal to the NGFF 0.4 store's; and --labels NAME written into copies of OME-Zarr inputs (0.4 at
+      levels 0 and 1, 0.5 at level 0), checked by check_ome_zarr.py --labels (ome-zarr-models validates the
+      image and its labels, ome-zarr-py's Reader finds the label node, every label level as the rule says).
 
 Usage: check_slide_outputs.py RUNNER MODEL OUTDIR. Exits 1 when a check fails.
 """
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -86,8 +91,8 @@ def write_inputs(outdir):
     return image, mask
 
 
-def run_runner(runner, model, image, mask, outputs):
-    cmd = [runner, "predict", "--model", model, "--image", str(image), "--mask", str(mask), "--quiet"]
+def run_runner(runner, model, image, mask, outputs, extra=()):
+    cmd = [runner, "predict", "--model", model, "--image", str(image), "--mask", str(mask), "--quiet", *extra]
     for flag, path in zip(("--output", "--probabilities", "--overlay", "--errors"), outputs):
         cmd += [flag, str(path)]
     result = subprocess.run(cmd, capture_output=True, text=True)
@@ -229,6 +234,36 @@ def check_zarr(report, outdir):
         )
 
 
+def check_ngff05_and_labels(report, runner, model, image, mask, outdir):
+    """(e): the same outputs as NGFF 0.5 (Zarr v3), and the mask written as an NGFF label image into copies of
+    OME-Zarr inputs (0.4 and 0.5, at level 0 and, where the image has one, level 1)."""
+    names = [f"{stem}.v05.ome.zarr" for stem in OUTPUTS]
+    run_runner(runner, model, image, mask, [outdir / n for n in names], ["--ngff", "0.5"])
+    for (stem, (plain, _)), name in zip(OUTPUTS.items(), names):
+        report.script([CHECKS / "check_ome_zarr.py", outdir / name, outdir / plain],
+                      f"NGFF 0.5: check_ome_zarr.py {name} {plain} (zarr-python, ome-zarr-models 0.5)")
+        v04 = zarr.open_group(str(outdir / f"{stem}.ome.zarr"), mode="r")
+        v05 = zarr.open_group(str(outdir / name), mode="r")
+        paths = [d["path"] for d in dict(v04.attrs)["multiscales"][0]["datasets"]]
+        same = all(np.array_equal(v04[p][...], v05[p][...]) for p in paths)
+        report.line(same, f"{name}: every level equals {stem}.ome.zarr's (NGFF 0.4)")
+    fixtures = ROOT / "imaging" / "tests" / "data" / "zarr"
+    for fixture, levels in (("v04_cyx_u8.ome.zarr", (0, 1)), ("v05_tczyx_u8_rgba.ome.zarr", (0,))):
+        for level in levels:
+            copy = outdir / f"labelled_l{level}_{fixture}"
+            shutil.rmtree(copy, ignore_errors=True)
+            shutil.copytree(fixtures / fixture, copy)
+            cmd = [runner, "predict", "--model", model, "--image", str(copy), "--level", str(level),
+                   "--output", str(outdir / f"labelled_l{level}_{fixture}.png"), "--labels", "segmenter", "--quiet"]
+            result = subprocess.run(cmd, capture_output=True, text=True)
+            if result.returncode != 0:
+                report.line(False, f"runner predict --labels segmenter --level {level} into {fixture}", result.stderr)
+                continue
+            report.script([CHECKS / "check_ome_zarr.py", copy, "--labels", "segmenter"],
+                          f"--labels at level {level} into a copy of {fixture}: check_ome_zarr.py (ome-zarr-models, "
+                          "ome-zarr-py's Reader finds the label, levels)")
+
+
 def main(argv):
     if len(argv) != 3:
         sys.exit(__doc__)
@@ -246,6 +281,7 @@ def main(argv):
     check_tifffile(report, outdir)
     check_openslide(report, outdir)
     check_zarr(report, outdir)
+    check_ngff05_and_labels(report, runner, model, image, mask, outdir)
     if report.failed:
         print(f"check-slides outputs: {report.failed} check(s) failed")
         return 1
