@@ -53,13 +53,17 @@ fn rule(level: usize) -> AnnotationRule {
     AnnotationRule { foreground_classes: vec!["Tumor".into()], unannotated: Unannotated::Unlabelled, level }
 }
 
+/// The level pixel at the top-left of a loaded area: its name ends in "WxH at (L, T)".
+fn origin(image: &TrainingImage) -> (usize, usize) {
+    let at = image.name.rsplit_once(" at (").expect("the area's position").1.trim_end_matches(')');
+    let (l, t) = at.split_once(", ").expect("L, T");
+    (l.parse().unwrap(), t.parse().unwrap())
+}
+
 /// The area of `images` holding level pixel (x, y), and the position inside it.
 fn locate(images: &[TrainingImage], x: usize, y: usize) -> Option<(&TrainingImage, usize, usize)> {
     images.iter().find_map(|image| {
-        // The name ends in "WxH at (L, T)".
-        let at = image.name.rsplit_once(" at (")?.1.trim_end_matches(')');
-        let (l, t) = at.split_once(", ")?;
-        let (l, t): (usize, usize) = (l.parse().ok()?, t.parse().ok()?);
+        let (l, t) = origin(image);
         (x >= l && y >= t && x < l + image.width && y < t + image.height).then(|| (image, x - l, y - t))
     })
 }
@@ -106,9 +110,7 @@ fn annotated_areas_are_read_at_their_level_with_labels_by_the_centre_rule() {
     // Every pixel read is the slide's.
     for image in &images {
         for (y, x) in [(0, 0), (image.height - 1, image.width - 1), (image.height / 2, image.width / 3)] {
-            let at = image.name.rsplit_once(" at (").unwrap().1.trim_end_matches(')');
-            let (l, t) = at.split_once(", ").unwrap();
-            let (l, t): (usize, usize) = (l.parse().unwrap(), t.parse().unwrap());
+            let (l, t) = origin(image);
             assert_eq!(
                 &image.rgb[(y * image.width + x) * 3..][..3],
                 levels[0].pixel(l + x, t + y),
@@ -136,9 +138,7 @@ fn annotated_areas_are_read_at_their_level_with_labels_by_the_centre_rule() {
     // Level 1: pixel x covers level-0 x in [2x, 2x + 2), its centre is 2x + 1.
     let images = load_annotated(&source(&slide, &geojson), &rule(1), 32).unwrap();
     for image in &images {
-        let at = image.name.rsplit_once(" at (").unwrap().1.trim_end_matches(')');
-        let (l, t) = at.split_once(", ").unwrap();
-        let (l, t): (usize, usize) = (l.parse().unwrap(), t.parse().unwrap());
+        let (l, t) = origin(image);
         assert_eq!(&image.rgb[..3], levels[1].pixel(l, t), "{}", image.name);
     }
     assert_eq!(label_at(&images, 50, 50), Some(0));

@@ -7,7 +7,7 @@
 //! annotations rasterised by the centre rule ([`imaging::annotations::labels::Labeller`]): foreground,
 //! background or [`super::UNLABELLED`].
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use imaging::annotations::labels::{Labeller, Unannotated};
 use imaging::annotations::{geojson, AnnotationError, PixelBox};
@@ -15,6 +15,7 @@ use imaging::areas::{self, Rect};
 use imaging::files;
 use imaging::source::{Channels, ImageSource};
 
+use super::load::name_of;
 use super::TrainingImage;
 
 /// The most level pixels the annotated areas of all slides may hold together (4 bytes each in memory: RGB
@@ -214,10 +215,6 @@ pub fn load_annotated(
             }
         })
         .collect())
-}
-
-fn name_of(path: &Path) -> String {
-    path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
 }
 
 #[cfg(test)]

@@ -169,7 +169,8 @@ pub fn match_by_stem(images: &[PathBuf], masks: &[PathBuf]) -> Result<Vec<(PathB
     Ok(pairs)
 }
 
-fn name_of(path: &Path) -> String {
+/// The file name of `path`, for messages and summaries.
+pub(crate) fn name_of(path: &Path) -> String {
     path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
 }
 
