@@ -113,7 +113,10 @@ pub fn predict_single(
     opened.check_outputs(&finals)?;
     let labels = match &request.labels {
         Some(name) => {
-            Some(LabelsPlan::new(&request.image, name, request.level).map_err(SingleError::Labels)?)
+            let mut plan =
+                LabelsPlan::new(&request.image, name, request.level).map_err(SingleError::Labels)?;
+            plan.register(&mut files, "--labels").map_err(PipelineError::from)?;
+            Some(plan)
         }
         None => None,
     };

@@ -22,7 +22,6 @@ use crate::predict::{self, BandOutput, PredictError, PredictOptions};
 use crate::render::OverlayRows;
 use crate::session::{Model, ModelOptions};
 use crate::single::{Progress, SingleRequest};
-use imaging::sink::SinkError;
 
 /// Why a share or a finalize did not happen.
 #[derive(Debug, thiserror::Error)]
@@ -230,10 +229,8 @@ pub fn predict_share(
                     Ok(())
                 })();
                 written.map_err(|e| {
-                    let sentinel =
-                        PredictError::Sink(SinkError::Write { path: PathBuf::new(), reason: e.to_string() });
                     write_error = Some(e);
-                    sentinel
+                    PredictError::ConsumerStopped
                 })
             },
         );
