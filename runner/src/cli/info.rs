@@ -6,8 +6,8 @@ use std::process::ExitCode;
 use imaging::report::Stdout;
 use imaging::tiles;
 
+use super::openslide_lib::use_openslide_lib;
 use super::resolve::check_tile;
-use super::use_openslide_lib;
 use crate::session::library::ExecutionDevice;
 use crate::session::ModelOptions;
 

@@ -1,17 +1,18 @@
 //! The `runner` command line: the flags of each command ([`predict`], [`info`], [`finalize`]; their doc
 //! comments are the `--help`), one step that resolves `predict`'s flags into a request ([`resolve`], every
-//! rule about which flags go together; [`request`], what it makes), the runs of its three modes and the lines they print ([`modes`]),
-//! and the progress bars ([`progress`]). Everything else is library code the tests call.
+//! rule about which flags go together; [`request`], what it makes), the runs of its three modes and the
+//! lines they print ([`modes`]), the progress bars ([`progress`]) and `--openslide-lib` ([`openslide_lib`]).
+//! Everything else is library code the tests call.
 
 mod finalize;
 mod info;
 mod modes;
+mod openslide_lib;
 mod predict;
 mod progress;
 mod request;
 mod resolve;
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -19,6 +20,7 @@ use imaging::report::{self, Stdout};
 
 use self::finalize::FinalizeArgs;
 use self::info::InfoArgs;
+use self::openslide_lib::use_openslide_lib;
 use self::predict::PredictArgs;
 use self::request::Mode;
 
@@ -75,17 +77,6 @@ pub fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-/// Makes `--openslide-lib` the library of this process; a library given but missing or not loadable is
-/// an error at once, not a silent fallback to the native readers.
-fn use_openslide_lib(path: &Option<PathBuf>) -> anyhow::Result<()> {
-    use imaging::source::openslide;
-    if let Some(path) = path {
-        openslide::set_library(Some(path.clone()));
-        openslide::library().map_err(|e| anyhow::anyhow!("{e}; {}", openslide::HOW_TO_GET))?;
-    }
-    Ok(())
 }
 
 fn run_predict(args: PredictArgs, out: &mut Stdout) -> anyhow::Result<ExitCode> {
