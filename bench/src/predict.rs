@@ -155,11 +155,11 @@ fn pass(
 fn fill_window(dst: &mut [f32], rgb: &[u8], height: usize, width: usize, window: Rect) {
     let (h, w) = (window.height, window.width);
     let plane = h * w;
-    let inside = width.saturating_sub(window.x).min(w);
+    let inside = width.saturating_sub(window.left).min(w);
     dst.fill(0.0);
-    for r in 0..h.min(height.saturating_sub(window.y)) {
-        let y = window.y + r;
-        let src = &rgb[(y * width + window.x) * 3..(y * width + window.x + inside) * 3];
+    for r in 0..h.min(height.saturating_sub(window.top)) {
+        let y = window.top + r;
+        let src = &rgb[(y * width + window.left) * 3..(y * width + window.left + inside) * 3];
         for (col, px) in src.chunks_exact(3).enumerate() {
             for c in 0..3 {
                 dst[c * plane + r * w + col] = px[c] as f32 / 255.0;
@@ -205,7 +205,7 @@ pub fn session_breakdown(
 ) -> Result<Vec<SessionRow>> {
     let plan = tiles::plan(side, side, tiles::DEFAULT_TILE, tiles::HALO, tiles::PIXEL_BUDGET)?;
     let tiled_inputs = fill_plan(&plan, rgb);
-    let whole = Rect { y: 0, x: 0, height: side, width: side };
+    let whole = Rect { top: 0, left: 0, height: side, width: side };
     let mut untiled_input = vec![0f32; 3 * side * side];
     fill_window(&mut untiled_input, rgb, side, side, whole);
     let mut rows = vec![];
@@ -261,9 +261,9 @@ pub fn copy_and_stitch(rgb: &[u8], side: usize, reps: usize) -> Result<(Stats, S
             for (i, t) in b.tiles.iter().enumerate() {
                 let (l0, l1) =
                     (&logits[2 * i * hw..(2 * i + 1) * hw], &logits[(2 * i + 1) * hw..(2 * i + 2) * hw]);
-                for y in t.keep.y..t.keep.y + t.keep.height {
-                    let row = (y - t.window.y) * b.width - t.window.x;
-                    for x in t.keep.x..t.keep.x + t.keep.width {
+                for y in t.keep.top..t.keep.top + t.keep.height {
+                    let row = (y - t.window.top) * b.width - t.window.left;
+                    for x in t.keep.left..t.keep.left + t.keep.width {
                         classes[y * side + x] = u8::from(l1[row + x] > l0[row + x]);
                     }
                 }
@@ -369,7 +369,7 @@ pub fn parallel_tiles(
 ) -> Result<SessionRow> {
     let plan = tiles::plan(side, side, tiles::DEFAULT_TILE, tiles::HALO, tiles::PIXEL_BUDGET)?;
     let tiled_inputs = fill_plan(&plan, rgb);
-    let whole = Rect { y: 0, x: 0, height: side, width: side };
+    let whole = Rect { top: 0, left: 0, height: side, width: side };
     let mut untiled_input = vec![0f32; 3 * side * side];
     fill_window(&mut untiled_input, rgb, side, side, whole);
     let reference = SessionConfig::runner(workers);

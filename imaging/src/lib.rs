@@ -4,6 +4,7 @@
 //! - [`tiles`]: the exact tile plan (halo, pixel budget, even origins), a pure function of sizes.
 //! - [`source`]: image files read as rows, top to bottom, in bounded memory; [`sink`]: rows written to image
 //!   and array files.
+//! - [`rect`]: the one rectangle of pixels (tiles, areas, annotation boxes).
 //! - [`areas`]: rectangular areas of a large image read in one pass (training from annotated areas).
 //! - [`pyramid`]: the levels of pyramidal outputs and the 2x2 reductions between them.
 //! - [`labels`]: the mask convention (what a mask's pixel values mean); [`whole`]: whole images in and out.
@@ -19,6 +20,7 @@ pub mod exif;
 pub mod files;
 pub mod labels;
 pub mod pyramid;
+pub mod rect;
 pub mod report;
 pub mod sink;
 pub mod source;

@@ -123,20 +123,8 @@ impl Tiling {
     }
 }
 
-/// A rectangle in pixel coordinates of the even-padded image.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Rect {
-    pub y: usize,
-    pub x: usize,
-    pub height: usize,
-    pub width: usize,
-}
-
-impl Rect {
-    pub fn area(&self) -> usize {
-        self.height * self.width
-    }
-}
+/// Windows and kept centres are rectangles in pixel coordinates of the even-padded image.
+pub use crate::rect::Rect;
 
 /// One window fed to the network and the part of its output that is kept.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -271,8 +259,8 @@ pub fn plan(
         let mut groups: Vec<((usize, usize), Vec<Tile>)> = Vec::new();
         for &(wx, ww, kx, kw) in &cols {
             let tile = Tile {
-                window: Rect { y: wy, x: wx, height: wh, width: ww },
-                keep: Rect { y: ky, x: kx, height: kh, width: kw },
+                window: Rect { top: wy, left: wx, height: wh, width: ww },
+                keep: Rect { top: ky, left: kx, height: kh, width: kw },
             };
             match groups.iter_mut().find(|(size, _)| *size == (wh, ww)) {
                 Some((_, tiles)) => tiles.push(tile),
@@ -318,32 +306,32 @@ mod tests {
             for t in &pass.tiles {
                 let (w, k) = (t.window, t.keep);
                 assert_eq!((w.height, w.width), (pass.height, pass.width), "one window size per pass");
-                assert!(w.y % 2 == 0 && w.x % 2 == 0, "odd origin {w:?}");
+                assert!(w.top % 2 == 0 && w.left % 2 == 0, "odd origin {w:?}");
                 assert!(w.height % 2 == 0 && w.width % 2 == 0, "odd window {w:?}");
                 assert!(w.height <= tile && w.width <= tile);
                 assert!(
-                    w.y + w.height <= p.padded_height && w.x + w.width <= p.padded_width,
+                    w.top + w.height <= p.padded_height && w.left + w.width <= p.padded_width,
                     "{w:?} outside"
                 );
                 assert!(k.height > 0 && k.width > 0);
                 // The kept centre is inside the window, at least a halo from every window side that is not
                 // the image edge.
-                assert!(k.y >= w.y && k.x >= w.x);
-                assert!(k.y + k.height <= w.y + w.height && k.x + k.width <= w.x + w.width);
-                if w.y > 0 {
-                    assert!(k.y - w.y >= HALO);
+                assert!(k.top >= w.top && k.left >= w.left);
+                assert!(k.top + k.height <= w.top + w.height && k.left + k.width <= w.left + w.width);
+                if w.top > 0 {
+                    assert!(k.top - w.top >= HALO);
                 }
-                if w.x > 0 {
-                    assert!(k.x - w.x >= HALO);
+                if w.left > 0 {
+                    assert!(k.left - w.left >= HALO);
                 }
-                if w.y + w.height < p.padded_height {
-                    assert!(w.y + w.height - (k.y + k.height) >= HALO);
+                if w.top + w.height < p.padded_height {
+                    assert!(w.top + w.height - (k.top + k.height) >= HALO);
                 }
-                if w.x + w.width < p.padded_width {
-                    assert!(w.x + w.width - (k.x + k.width) >= HALO);
+                if w.left + w.width < p.padded_width {
+                    assert!(w.left + w.width - (k.left + k.width) >= HALO);
                 }
-                for y in k.y..k.y + k.height {
-                    for x in k.x..k.x + k.width {
+                for y in k.top..k.top + k.height {
+                    for x in k.left..k.left + k.width {
                         cover[y * p.padded_width + x] += 1;
                     }
                 }
@@ -358,8 +346,8 @@ mod tests {
             assert!(band.window_y <= band.keep_y && band.window_height <= tile);
             for pass in &p.passes[band.passes.clone()] {
                 for t in &pass.tiles {
-                    assert_eq!((t.window.y, t.window.height), (band.window_y, band.window_height));
-                    assert_eq!((t.keep.y, t.keep.height), (band.keep_y, band.keep_height));
+                    assert_eq!((t.window.top, t.window.height), (band.window_y, band.window_height));
+                    assert_eq!((t.keep.top, t.keep.height), (band.keep_y, band.keep_height));
                 }
             }
             (next_keep, next_pass) = (band.keep_y + band.keep_height, band.passes.end);
@@ -396,7 +384,7 @@ mod tests {
             let p = checked(h, w, 256);
             assert_eq!(p.tile_count(), 1);
             let t = p.passes[0].tiles[0];
-            assert_eq!(t.window, Rect { y: 0, x: 0, height: h + h % 2, width: w + w % 2 });
+            assert_eq!(t.window, Rect { top: 0, left: 0, height: h + h % 2, width: w + w % 2 });
             assert_eq!(t.keep, t.window);
         }
     }
@@ -409,10 +397,13 @@ mod tests {
         assert_eq!(
             windows,
             [
-                (Rect { y: 0, x: 0, height: 256, width: 256 }, Rect { y: 0, x: 0, height: 248, width: 256 }),
                 (
-                    Rect { y: 240, x: 0, height: 60, width: 256 },
-                    Rect { y: 248, x: 0, height: 52, width: 256 }
+                    Rect { top: 0, left: 0, height: 256, width: 256 },
+                    Rect { top: 0, left: 0, height: 248, width: 256 }
+                ),
+                (
+                    Rect { top: 240, left: 0, height: 60, width: 256 },
+                    Rect { top: 248, left: 0, height: 52, width: 256 }
                 ),
             ]
         );

@@ -283,9 +283,10 @@ fn a_whole_slide_with_20_annotations_trains_in_bounded_memory() {
 /// GeoJSON rasterised back against the slide's true mask.
 #[test]
 fn a_slide_trained_from_annotations_predicts_back_to_qupath_objects() {
+    use imaging::annotations::geojson;
     use imaging::annotations::labels::Labeller;
     use imaging::annotations::trace::Tracer;
-    use imaging::annotations::{geojson, PixelBox};
+    use imaging::rect::Rect;
 
     let dir = tempfile::tempdir().unwrap();
     let (rgb, w, h) = conifer("image.png", Channels::Rgb);
@@ -378,11 +379,7 @@ fn a_slide_trained_from_annotations_predicts_back_to_qupath_objects() {
     assert!(!classes.is_empty(), "the objects carry the model's class name");
     let labeller = Labeller::new(&objects, &classes, Unannotated::Background).unwrap();
     let mut from_objects = vec![0u8; width * height];
-    labeller.fill(
-        PixelBox { left: 0, top: 0, width: width as u64, height: height as u64 },
-        (1.0, 1.0),
-        &mut from_objects,
-    );
+    labeller.fill(Rect { left: 0, top: 0, width, height }, (1.0, 1.0), &mut from_objects);
     let truth: Vec<u8> = (0..height)
         .flat_map(|y| (0..width).map(move |x| (y, x)))
         .map(|(y, x)| tile_classes[(y % side) * side + x % side])

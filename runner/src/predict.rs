@@ -25,7 +25,7 @@ pub enum PredictError {
     NoLogits,
     #[error("a prediction thread panicked (a bug in the runner); rerun with --threads 1 and report it")]
     WorkerPanicked,
-    #[error("the model's {output} are not finite ({value}) in the tile at x {x}, y {y} ({width}x{height} window); the model is broken (NaN weights, or a zero std in its normalisation): export it again from a good checkpoint", x = window.x, y = window.y, width = window.width, height = window.height)]
+    #[error("the model's {output} are not finite ({value}) in the tile at x {x}, y {y} ({width}x{height} window); the model is broken (NaN weights, or a zero std in its normalisation): export it again from a good checkpoint", x = window.left, y = window.top, width = window.width, height = window.height)]
     NonFinite { output: &'static str, value: f32, window: Rect },
     #[error(transparent)]
     Source(#[from] SourceError),
@@ -97,7 +97,7 @@ pub fn predict_untiled(
     options: PredictOptions,
 ) -> Result<Prediction, PredictError> {
     let (padded_height, padded_width) = (height + height % 2, width + width % 2);
-    let whole = Rect { y: 0, x: 0, height: padded_height, width: padded_width };
+    let whole = Rect { top: 0, left: 0, height: padded_height, width: padded_width };
     let plan = TilePlan {
         height,
         width,
@@ -455,10 +455,10 @@ fn stitch_batch(
             }
         }
         // Kept rows and columns inside the real (unpadded) image, and inside the rows `out` holds.
-        debug_assert!(keep.y >= out.first_row);
-        for y in keep.y..(keep.y + keep.height).min(height).min(out.first_row + out.rows) {
-            for x in keep.x..(keep.x + keep.width).min(width) {
-                let local = (y - win.y) * w + (x - win.x);
+        debug_assert!(keep.top >= out.first_row);
+        for y in keep.top..(keep.top + keep.height).min(height).min(out.first_row + out.rows) {
+            for x in keep.left..(keep.left + keep.width).min(width) {
+                let local = (y - win.top) * w + (x - win.left);
                 let dst = (y - out.first_row) * width + x;
                 let foreground = match (l0, l1, p0, p1) {
                     (Some(a), Some(b), _, _) => b[local] > a[local],
@@ -500,9 +500,9 @@ fn fill_window(
 ) {
     let (h, w) = (window.height, window.width);
     let plane = h * w;
-    let inside = width.saturating_sub(window.x).min(w);
+    let inside = width.saturating_sub(window.left).min(w);
     for r in 0..h {
-        let y = window.y + r;
+        let y = window.top + r;
         let row = r * w;
         if y >= height {
             for c in 0..3 {
@@ -511,7 +511,7 @@ fn fill_window(
             continue;
         }
         let src_row = (y - view.first_row) * width;
-        let src = &view.rgb[(src_row + window.x) * 3..(src_row + window.x + inside) * 3];
+        let src = &view.rgb[(src_row + window.left) * 3..(src_row + window.left + inside) * 3];
         for (col, px) in src.chunks_exact(3).enumerate() {
             dst[row + col] = unit[px[0] as usize];
             dst[plane + row + col] = unit[px[1] as usize];
@@ -537,7 +537,7 @@ mod tests {
             RowsView { rgb: &rgb, first_row: 0 },
             3,
             3,
-            Rect { y: 0, x: 0, height: 4, width: 4 },
+            Rect { top: 0, left: 0, height: 4, width: 4 },
             &unit_table(),
         );
         let at = |c: usize, y: usize, x: usize| dst[c * 16 + y * 4 + x] * 255.0;
@@ -553,7 +553,7 @@ mod tests {
             RowsView { rgb: &rgb, first_row: 0 },
             3,
             3,
-            Rect { y: 2, x: 2, height: 2, width: 2 },
+            Rect { top: 2, left: 2, height: 2, width: 2 },
             &unit_table(),
         );
         assert_eq!(

@@ -80,12 +80,12 @@ fn a_too_small_halo_is_detected() {
     let halo = 2;
     let tiles = [
         Tile {
-            window: Rect { y: 0, x: 0, height: 32 + halo, width: 64 },
-            keep: Rect { y: 0, x: 0, height: 32, width: 64 },
+            window: Rect { top: 0, left: 0, height: 32 + halo, width: 64 },
+            keep: Rect { top: 0, left: 0, height: 32, width: 64 },
         },
         Tile {
-            window: Rect { y: 32 - halo, x: 0, height: 32 + halo, width: 64 },
-            keep: Rect { y: 32, x: 0, height: 32, width: 64 },
+            window: Rect { top: 32 - halo, left: 0, height: 32 + halo, width: 64 },
+            keep: Rect { top: 32, left: 0, height: 32, width: 64 },
         },
     ];
     let plan = TilePlan {

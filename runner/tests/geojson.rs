@@ -8,8 +8,8 @@ use std::process::{Command, Output};
 
 use imaging::annotations::geojson::parse;
 use imaging::annotations::raster::rasterise;
-use imaging::annotations::PixelBox;
 use imaging::labels::classes_from_gray;
+use imaging::rect::Rect;
 use imaging::sink::{ImageFormat, PixelKind, RowSink};
 use imaging::source::{Channels, ImageSource};
 
@@ -46,7 +46,7 @@ fn read_back(path: &Path, w: usize, h: usize, scale: (f64, f64), class: &str) ->
     }
     annotations.check_within((w as f64 * scale.0) as u64, (h as f64 * scale.1) as u64).unwrap();
     let polygons: Vec<_> = annotations.items.iter().flat_map(|a| a.polygons.iter()).collect();
-    let window = PixelBox { left: 0, top: 0, width: w as u64, height: h as u64 };
+    let window = Rect { left: 0, top: 0, width: w, height: h };
     (rasterise(polygons, window, scale), annotations.items.len())
 }
 

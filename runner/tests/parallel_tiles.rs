@@ -42,7 +42,7 @@ fn a_failing_pass_is_an_error_not_a_hang() {
         .map(|i| {
             let height = if i == 9 { 5 } else { 4 };
             let y = (i * 4).min(64 - height);
-            let window = Rect { y, x: 0, height, width: 64 };
+            let window = Rect { top: y, left: 0, height, width: 64 };
             Pass { height, width: 64, tiles: vec![Tile { window, keep: window }] }
         })
         .collect();

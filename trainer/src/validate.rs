@@ -38,9 +38,9 @@ pub fn tiled_logits(
         let plane = h * w;
         let mut input = vec![0f32; count * 3 * plane];
         for (b, t) in pass.tiles.iter().map(|t| t.window).enumerate() {
-            for row in 0..h.min(ih.saturating_sub(t.y)) {
-                for col in 0..w.min(iw.saturating_sub(t.x)) {
-                    let src = ((t.y + row) * iw + t.x + col) * 3;
+            for row in 0..h.min(ih.saturating_sub(t.top)) {
+                for col in 0..w.min(iw.saturating_sub(t.left)) {
+                    let src = ((t.top + row) * iw + t.left + col) * 3;
                     for ch in 0..3 {
                         input[(b * 3 + ch) * plane + row * w + col] = image.rgb[src + ch] as f32 / 255.0;
                     }
@@ -51,9 +51,9 @@ pub fn tiled_logits(
         let logits: Vec<f32> = net.forward(&x)?.flatten_all()?.to_vec1()?;
         for (b, tile) in pass.tiles.iter().enumerate() {
             let (t, k) = (tile.window, tile.keep);
-            for y in k.y..(k.y + k.height).min(ih) {
-                for x in k.x..(k.x + k.width).min(iw) {
-                    let at = (y - t.y) * w + (x - t.x);
+            for y in k.top..(k.top + k.height).min(ih) {
+                for x in k.left..(k.left + k.width).min(iw) {
+                    let at = (y - t.top) * w + (x - t.left);
                     visit(y, x, logits[b * 2 * plane + at], logits[(b * 2 + 1) * plane + at]);
                 }
             }

@@ -7,7 +7,8 @@
 //! A pixel in no annotation is unlabelled, or background when [`Unannotated::Background`] is chosen.
 
 use super::raster::{paint, Scratch};
-use super::{Annotation, AnnotationError, Annotations, PixelBox};
+use super::{Annotation, AnnotationError, Annotations};
+use crate::rect::Rect;
 
 /// Label of a background pixel.
 pub const BACKGROUND: u8 = 0;
@@ -69,14 +70,14 @@ impl Labeller {
 
     /// Fills `out` (`window.width * window.height` labels, row by row) with the labels of `window` at a
     /// level of pixel size `scale` (level-0 pixels per level pixel, e.g. the level's downsample).
-    pub fn fill(&self, window: PixelBox, scale: (f64, f64), out: &mut [u8]) {
-        assert_eq!(out.len() as u64, window.width * window.height, "label buffer of the window's size");
+    pub fn fill(&self, window: Rect, scale: (f64, f64), out: &mut [u8]) {
+        assert_eq!(out.len(), window.area(), "label buffer of the window's size");
         out.fill(match self.unannotated {
             Unannotated::Unlabelled => UNLABELLED,
             Unannotated::Background => BACKGROUND,
         });
         let mut scratch = Scratch::default();
-        let (right, bottom) = (window.left + window.width, window.top + window.height);
+        let (right, bottom) = (window.right() as u64, window.bottom() as u64);
         for (annotations, value) in [(&self.background, BACKGROUND), (&self.foreground, FOREGROUND)] {
             for a in annotations {
                 // The box first: a slide may hold thousands of annotations, few of them in one crop.
@@ -94,7 +95,7 @@ impl Labeller {
     /// The annotated areas at a level of `level_width` x `level_height` pixels and pixel size `scale`: the
     /// box of every annotation that holds a pixel centre (foreground ones first), for drawing crops where
     /// labels are.
-    pub fn boxes(&self, scale: (f64, f64), level_width: u64, level_height: u64) -> Vec<PixelBox> {
+    pub fn boxes(&self, scale: (f64, f64), level_width: u64, level_height: u64) -> Vec<Rect> {
         self.foreground
             .iter()
             .chain(&self.background)

@@ -12,6 +12,8 @@
 //! Coordinates are level-0 pixels with the origin at the top-left corner of the image (QuPath's
 //! convention); x grows to the right, y down.
 
+use crate::rect::Rect;
+
 pub mod geojson;
 pub mod labels;
 pub mod raster;
@@ -93,24 +95,16 @@ impl Bounds {
     /// The level pixels whose centres may fall inside the box, at a level whose pixel is `scale` level-0
     /// pixels wide and high (`(2.0, 2.0)` at a level downsampled by 2), clipped to a level of
     /// `level_width` x `level_height`; `None` when no pixel centre is inside.
-    pub fn pixels(&self, scale: (f64, f64), level_width: u64, level_height: u64) -> Option<PixelBox> {
+    pub fn pixels(&self, scale: (f64, f64), level_width: u64, level_height: u64) -> Option<Rect> {
         let (x0, x1) = raster::centre_range(self.min_x, self.max_x, scale.0, level_width)?;
         let (y0, y1) = raster::centre_range(self.min_y, self.max_y, scale.1, level_height)?;
-        Some(PixelBox { left: x0, top: y0, width: x1 - x0, height: y1 - y0 })
+        Some(Rect {
+            left: x0 as usize,
+            top: y0 as usize,
+            width: (x1 - x0) as usize,
+            height: (y1 - y0) as usize,
+        })
     }
-}
-
-/// A rectangle of pixels of one level: columns `left..left + width`, rows `top..top + height`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PixelBox {
-    /// First column.
-    pub left: u64,
-    /// First row.
-    pub top: u64,
-    /// Columns.
-    pub width: u64,
-    /// Rows.
-    pub height: u64,
 }
 
 /// One feature of the file that has an area: its class and its polygons (one for a Polygon, several for

@@ -17,7 +17,8 @@
 //! Cost: the edges of a polygon whose box meets the window are kept once per window; then each row takes
 //! O(edges) plus sorting its crossings.
 
-use super::{Bounds, PixelBox, Polygon};
+use super::{Bounds, Polygon};
+use crate::rect::Rect;
 
 /// The level-0 coordinate of the centre of level pixel `i` along an axis of scale `s`.
 pub fn centre(i: u64, s: f64) -> f64 {
@@ -82,23 +83,16 @@ fn ring_edges(ring: &[(f64, f64)], y_min: f64, y_max: f64, out: &mut Vec<Edge>) 
 }
 
 /// The pixel ranges (window columns) of one row inside a ring: crossings paired left to right.
-fn ring_spans(
-    edges: &[Edge],
-    y: f64,
-    window: PixelBox,
-    sx: f64,
-    xs: &mut Vec<f64>,
-    out: &mut Vec<(u64, u64)>,
-) {
+fn ring_spans(edges: &[Edge], y: f64, window: Rect, sx: f64, xs: &mut Vec<f64>, out: &mut Vec<(u64, u64)>) {
     xs.clear();
     xs.extend(edges.iter().filter_map(|e| e.crossing(y)));
     xs.sort_unstable_by(f64::total_cmp);
-    let right = window.left + window.width;
+    let (left, right) = (window.left as u64, window.right() as u64);
     for pair in xs.chunks_exact(2) {
-        let a = first_at_or_after(pair[0], sx, right).max(window.left);
-        let b = first_at_or_after(pair[1], sx, right).max(window.left);
+        let a = first_at_or_after(pair[0], sx, right).max(left);
+        let b = first_at_or_after(pair[1], sx, right).max(left);
         if a < b {
-            out.push((a - window.left, b - window.left));
+            out.push((a - left, b - left));
         }
     }
 }
@@ -119,17 +113,18 @@ pub struct Scratch {
 /// Runs of one row are disjoint and in order.
 pub fn spans(
     polygon: &Polygon,
-    window: PixelBox,
+    window: Rect,
     scale: (f64, f64),
     scratch: &mut Scratch,
     mut f: impl FnMut(u64, u64, u64),
 ) {
     let (sx, sy) = scale;
     let b: Bounds = polygon.bounds();
-    let Some((r0, r1)) = centre_range(b.min_y, b.max_y, sy, window.top + window.height) else { return };
-    let Some((c0, c1)) = centre_range(b.min_x, b.max_x, sx, window.left + window.width) else { return };
-    let (r0, r1) = (r0.max(window.top), r1);
-    if r0 >= r1 || c1 <= window.left || c0 >= c1 {
+    let (top, left) = (window.top as u64, window.left as u64);
+    let Some((r0, r1)) = centre_range(b.min_y, b.max_y, sy, window.bottom() as u64) else { return };
+    let Some((c0, c1)) = centre_range(b.min_x, b.max_x, sx, window.right() as u64) else { return };
+    let (r0, r1) = (r0.max(top), r1);
+    if r0 >= r1 || c1 <= left || c0 >= c1 {
         return;
     }
     let (y_min, y_max) = (centre(r0, sy), centre(r1 - 1, sy));
@@ -149,7 +144,7 @@ pub fn spans(
         for edges in &scratch.holes {
             ring_spans(edges, y, window, sx, &mut scratch.xs, &mut scratch.cut);
         }
-        let wrow = row - window.top;
+        let wrow = row - top;
         if scratch.cut.is_empty() {
             for &(a, b) in &scratch.inside {
                 f(wrow, a, b);
@@ -194,13 +189,13 @@ fn subtract(keep: &[(u64, u64)], cut: &mut [(u64, u64)], out: &mut Vec<(u64, u64
 /// `window` inside `polygon`.
 pub fn paint(
     polygon: &Polygon,
-    window: PixelBox,
+    window: Rect,
     scale: (f64, f64),
     scratch: &mut Scratch,
     out: &mut [u8],
     value: u8,
 ) {
-    let w = window.width as usize;
+    let w = window.width;
     spans(polygon, window, scale, scratch, |row, a, b| {
         let start = row as usize * w;
         out[start + a as usize..start + b as usize].fill(value);
@@ -210,10 +205,10 @@ pub fn paint(
 /// The window's pixels inside any of `polygons` (1) or not (0), row by row.
 pub fn rasterise<'a>(
     polygons: impl IntoIterator<Item = &'a Polygon>,
-    window: PixelBox,
+    window: Rect,
     scale: (f64, f64),
 ) -> Vec<u8> {
-    let mut out = vec![0u8; (window.width * window.height) as usize];
+    let mut out = vec![0u8; window.area()];
     let mut scratch = Scratch::default();
     for p in polygons {
         paint(p, window, scale, &mut scratch, &mut out, 1);

@@ -21,8 +21,8 @@ fn square(x0: f64, y0: f64, x1: f64, y1: f64) -> Ring {
     vec![(x0, y0), (x1, y0), (x1, y1), (x0, y1), (x0, y0)]
 }
 
-fn window(width: u64, height: u64) -> PixelBox {
-    PixelBox { left: 0, top: 0, width, height }
+fn window(width: u64, height: u64) -> Rect {
+    Rect { left: 0, top: 0, width: width as usize, height: height as usize }
 }
 
 /// Winding number of a ring around a point, by signed crossings of the upward/downward edges: a
@@ -42,7 +42,7 @@ fn winding(ring: &[Point], (px, py): Point) -> i32 {
     w
 }
 
-fn reference(polygons: &[Polygon], window: PixelBox, scale: (f64, f64)) -> Vec<u8> {
+fn reference(polygons: &[Polygon], window: Rect, scale: (f64, f64)) -> Vec<u8> {
     let mut out = Vec::new();
     for y in window.top..window.top + window.height {
         for x in window.left..window.left + window.width {
@@ -154,13 +154,14 @@ fn windows_equal_the_whole_image_and_the_reference() {
     for _ in 0..40 {
         let left = rng.next() % w;
         let top = rng.next() % h;
+        let (width, height) = (1 + rng.next() % (w - left), 1 + rng.next() % (h - top));
         let win =
-            PixelBox { left, top, width: 1 + rng.next() % (w - left), height: 1 + rng.next() % (h - top) };
+            Rect { left: left as usize, top: top as usize, width: width as usize, height: height as usize };
         let part = rasterise(&polygons, win, (1.0, 1.0));
         for r in 0..win.height {
             for c in 0..win.width {
-                let whole_at = whole[((win.top + r) * w + win.left + c) as usize];
-                assert_eq!(part[(r * win.width + c) as usize], whole_at, "window {win:?} at {r},{c}");
+                let whole_at = whole[(win.top + r) * w as usize + win.left + c];
+                assert_eq!(part[r * win.width + c], whole_at, "window {win:?} at {r},{c}");
             }
         }
     }
@@ -180,7 +181,7 @@ fn levels_scale_the_centres() {
     for scale in [(2.0, 2.0), (4.0, 4.0), (3.0, 2.5), (1.5, 1.5)] {
         let win = window((120.0 / scale.0) as u64, (90.0 / scale.1) as u64);
         assert_eq!(rasterise(&polygons, win, scale), reference(&polygons, win, scale), "scale {scale:?}");
-        let part = PixelBox { left: 3, top: 5, width: win.width - 7, height: win.height - 9 };
+        let part = Rect { left: 3, top: 5, width: win.width - 7, height: win.height - 9 };
         assert_eq!(rasterise(&polygons, part, scale), reference(&polygons, part, scale), "scale {scale:?}");
     }
 }
@@ -303,7 +304,7 @@ fn labels_foreground_wins_and_unannotated_follows_the_flag() {
     assert_eq!(out, expected);
     // A window of it.
     let mut part = vec![9u8; 3 * 2];
-    labeller.fill(PixelBox { left: 2, top: 2, width: 3, height: 2 }, (1.0, 1.0), &mut part);
+    labeller.fill(Rect { left: 2, top: 2, width: 3, height: 2 }, (1.0, 1.0), &mut part);
     assert_eq!(part, [b, f, f, b, f, f]);
     let labeller = Labeller::new(&a, &["Tumor".to_owned()], Unannotated::Background).unwrap();
     labeller.fill(window(8, 6), (1.0, 1.0), &mut out);
@@ -312,12 +313,12 @@ fn labels_foreground_wins_and_unannotated_follows_the_flag() {
     assert_eq!(
         labeller.boxes((1.0, 1.0), 8, 6),
         [
-            PixelBox { left: 3, top: 2, width: 2, height: 2 },
-            PixelBox { left: 1, top: 1, width: 6, height: 4 },
-            PixelBox { left: 6, top: 0, width: 2, height: 2 }
+            Rect { left: 3, top: 2, width: 2, height: 2 },
+            Rect { left: 1, top: 1, width: 6, height: 4 },
+            Rect { left: 6, top: 0, width: 2, height: 2 }
         ]
     );
-    assert_eq!(labeller.boxes((2.0, 2.0), 4, 3)[0], PixelBox { left: 1, top: 1, width: 1, height: 1 });
+    assert_eq!(labeller.boxes((2.0, 2.0), 4, 3)[0], Rect { left: 1, top: 1, width: 1, height: 1 });
     let e = Labeller::new(&a, &["Tumour".to_owned()], Unannotated::Unlabelled).unwrap_err().to_string();
     assert_eq!(e, "no annotation has a foreground class (\"Tumour\"); the file's classes are unclassified, \"Stroma\", \"Tumor\"; pass --foreground-class with one of them");
 }
@@ -353,13 +354,13 @@ fn labels_of_many_annotations_equal_one_rasterisation_per_class() {
     };
     let (fg, bg) = (polygons("Tumor"), polygons("Stroma"));
     for _ in 0..20 {
-        let win = PixelBox {
-            left: rng.next() % 150,
-            top: rng.next() % 100,
-            width: 1 + rng.next() % 50,
-            height: 1 + rng.next() % 50,
+        let win = Rect {
+            left: (rng.next() % 150) as usize,
+            top: (rng.next() % 100) as usize,
+            width: (1 + rng.next() % 50) as usize,
+            height: (1 + rng.next() % 50) as usize,
         };
-        let mut out = vec![0u8; (win.width * win.height) as usize];
+        let mut out = vec![0u8; win.area()];
         labeller.fill(win, scale, &mut out);
         let (f, b) = (rasterise(&fg, win, scale), rasterise(&bg, win, scale));
         let expected: Vec<u8> = f

@@ -6,7 +6,7 @@ use super::raster::rasterise;
 use super::tests::Lcg;
 use super::trace::{TracedRegion, Tracer};
 use super::write::{FeatureStyle, FeatureWriter};
-use super::PixelBox;
+use crate::rect::Rect;
 
 /// Traces `mask` pushed in bands of the given heights (cycled), checking the memory bound as it goes.
 fn trace(mask: &[u8], w: usize, bands: &[usize]) -> Vec<TracedRegion> {
@@ -76,7 +76,7 @@ fn enclosed_background(mask: &[u8], w: usize) -> usize {
 fn check(mask: &[u8], w: usize, bands: &[usize]) -> Vec<TracedRegion> {
     let h = mask.len() / w;
     let regions = trace(mask, w, bands);
-    let whole = PixelBox { left: 0, top: 0, width: w as u64, height: h as u64 };
+    let whole = Rect { left: 0, top: 0, width: w, height: h };
     let (label, count) = components(mask, w, 1, true);
     assert_eq!(regions.len(), count, "one region per 8-connected component");
     assert_eq!(regions.iter().map(|r| r.holes.len()).sum::<usize>(), enclosed_background(mask, w), "holes");
@@ -252,10 +252,10 @@ fn written_geojson_reads_back_as_the_mask_at_level_0() {
     assert_eq!(annotations.items.len(), regions.len());
     annotations.check_within(4 * w as u64, 4 * h as u64).unwrap();
     let polygons: Vec<_> = annotations.items.iter().flat_map(|a| a.polygons.iter()).collect();
-    let level = PixelBox { left: 0, top: 0, width: w as u64, height: h as u64 };
+    let level = Rect { left: 0, top: 0, width: w, height: h };
     assert_eq!(rasterise(polygons.iter().copied(), level, scale), mask);
     // At level 0 the same polygons cover 4x4 pixels per mask pixel, but for the cut corners.
-    let full = PixelBox { left: 0, top: 0, width: 4 * w as u64, height: 4 * h as u64 };
+    let full = Rect { left: 0, top: 0, width: 4 * w, height: 4 * h };
     let big = rasterise(polygons.iter().copied(), full, (1.0, 1.0));
     let upsampled: Vec<u8> =
         (0..16 * w * h).map(|p| mask[(p / (4 * w) / 4) * w + (p % (4 * w)) / 4]).collect();

@@ -10,7 +10,7 @@
 use std::path::PathBuf;
 
 use imaging::annotations::labels::{Labeller, Unannotated};
-use imaging::annotations::{geojson, AnnotationError, PixelBox};
+use imaging::annotations::{geojson, AnnotationError};
 use imaging::areas::{self, Rect};
 use imaging::files;
 use imaging::source::{Channels, ImageSource};
@@ -66,16 +66,10 @@ pub enum AnnotatedError {
 
 /// The areas to read at a level of `width` x `height`: each annotation box grown to at least `min_side`
 /// (centred on it, clipped to the level), padded by [`CONTEXT_PX`], merged where they overlap. Pure.
-pub fn training_areas(boxes: &[PixelBox], min_side: usize, width: usize, height: usize) -> Vec<Rect> {
+pub fn training_areas(boxes: &[Rect], min_side: usize, width: usize, height: usize) -> Vec<Rect> {
     let grown: Vec<Rect> = boxes
         .iter()
-        .map(|b| {
-            let r = Rect {
-                left: b.left as usize,
-                top: b.top as usize,
-                width: b.width as usize,
-                height: b.height as usize,
-            };
+        .map(|r| {
             let grow = |start: usize, len: usize, limit: usize| {
                 let len2 = len.max(min_side).min(limit);
                 let start2 = start.saturating_sub((len2 - len.min(len2)) / 2).min(limit - len2);
@@ -157,15 +151,9 @@ pub fn load_annotated(
         .iter()
         .zip(rgb)
         .map(|(area, rgb)| {
-            let window = PixelBox {
-                left: area.left as u64,
-                top: area.top as u64,
-                width: area.width as u64,
-                height: area.height as u64,
-            };
             let mut labels = vec![0u8; area.area()];
             // Unannotated pixels come as imaging's UNLABELLED, the trainer's own.
-            labeller.fill(window, scale, &mut labels);
+            labeller.fill(*area, scale, &mut labels);
             TrainingImage {
                 name: format!(
                     "{slide_name} level {} area {}x{} at ({}, {})",
@@ -185,8 +173,8 @@ pub fn load_annotated(
 mod tests {
     use super::*;
 
-    fn pixel_box(left: u64, top: u64, width: u64, height: u64) -> PixelBox {
-        PixelBox { left, top, width, height }
+    fn pixel_box(left: usize, top: usize, width: usize, height: usize) -> Rect {
+        Rect { left, top, width, height }
     }
 
     #[test]
