@@ -321,8 +321,8 @@ fn predict_section(run: &BenchRun, bytes: &[u8]) -> Result<Vec<Table>> {
         &["pass", "s median (min-max)", "MP/s", "GFLOP/s", "of sgemm peak"],
     );
     for (name, s) in [
-        ("(a) untiled, one ONNX Runtime pass (runner::predict::predict_untiled)", &untiled),
-        ("(b) tiled within the budget (runner::predict::predict)", &tiled),
+        ("(a) untiled, one ONNX Runtime pass (runner::predict::untiled)", &untiled),
+        ("(b) tiled within the budget (runner::predict::tiled)", &tiled),
     ] {
         let s = Stats::of(s);
         let g = flop / s.median / 1e9;

@@ -58,10 +58,10 @@ pub fn runner_untiled_and_tiled(
     let (mut untiled, mut tiled, mut cpu_ratio) = (vec![], vec![], vec![]);
     for i in 0..=reps {
         let (start, cpu) = (Instant::now(), stats::cpu_seconds());
-        let a = predict::predict_untiled(model, rgb, side, side, options)?;
+        let a = predict::untiled(model, rgb, side, side, options)?;
         let (ta, ca) = (start.elapsed().as_secs_f64(), stats::cpu_seconds() - cpu);
         let (start, cpu) = (Instant::now(), stats::cpu_seconds());
-        let b = predict::predict(model, rgb, side, side, options, |_| {})?;
+        let b = predict::tiled(model, rgb, side, side, options, |_| {})?;
         let (tb, cb) = (start.elapsed().as_secs_f64(), stats::cpu_seconds() - cpu);
         if i == 0 {
             // Warm-up, and the exactness the ratio relies on.

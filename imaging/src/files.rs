@@ -222,7 +222,7 @@ fn input_identity(flag: &str, path: &Path) -> Result<Identity, FileError> {
     };
     let metadata = fs::metadata(path).map_err(unreadable)?;
     // An OME-Zarr image is a folder (read by `source`, which checks its metadata).
-    let zarr = metadata.is_dir() && crate::source::is_ome_zarr(path);
+    let zarr = metadata.is_dir() && crate::source::looks_like_ome_zarr_store(path);
     if !metadata.is_file() && !zarr {
         return Err(FileError::InputNotFile {
             flag: flag.to_string(),
@@ -476,7 +476,7 @@ impl OutputSet {
             return Err(FileError::NoFileName { flag, path, example: "out/mask.ome.zarr" });
         };
         let folder = folder_of(&target);
-        if fs::metadata(&target).is_ok() && !crate::source::is_ome_zarr(&target) {
+        if fs::metadata(&target).is_ok() && !crate::source::looks_like_ome_zarr_store(&target) {
             let (flag, path) = err_path();
             return Err(FileError::Unwritable {
                 flag,
@@ -829,7 +829,7 @@ mod tests {
         writer.write_pixels(&[255, 255, 255, 255]).unwrap();
         writer.finish().unwrap();
         set.commit().unwrap();
-        assert!(crate::source::is_ome_zarr(&store), "the commit swaps the new store in");
+        assert!(crate::source::looks_like_ome_zarr_store(&store), "the commit swaps the new store in");
         let mut source = crate::source::ImageSource::open(&store, crate::source::Channels::Gray).unwrap();
         assert_eq!(source.read_all().unwrap(), [255; 4]);
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1, "the earlier store removed");

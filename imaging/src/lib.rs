@@ -7,7 +7,7 @@
 //! - [`rect`]: the one rectangle of pixels (tiles, areas, annotation boxes).
 //! - [`areas`]: rectangular areas of a large image read in one pass (training from annotated areas).
 //! - [`pyramid`]: the levels of pyramidal outputs and the 2x2 reductions between them.
-//! - [`labels`]: the mask convention (what a mask's pixel values mean); [`whole`]: whole images in and out.
+//! - [`masks`]: the mask convention (what a mask's pixel values mean); [`whole`]: whole images in and out.
 //! - [`exif`]: the EXIF orientation, read from inputs and written into outputs.
 //! - [`files`]: every output written atomically, through links, never over an input.
 //! - [`report`]: every error on one line, panics of decoders caught as errors.
@@ -18,7 +18,7 @@ pub mod annotations;
 pub mod areas;
 pub mod exif;
 pub mod files;
-pub mod labels;
+pub mod masks;
 pub mod pyramid;
 pub mod rect;
 pub mod report;

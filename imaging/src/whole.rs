@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use image::RgbImage;
 
 use crate::files::{self, FileError};
-use crate::labels::{classes_from_gray, gray_from_classes};
+use crate::masks::{classes_from_gray, gray_from_classes};
 use crate::sink::{ImageFormat, PixelKind, ProbabilityFormat, RowSink, SinkError};
 use crate::source::{Channels, ImageSource, SourceError};
 

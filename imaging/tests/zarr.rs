@@ -6,7 +6,9 @@
 
 use std::path::{Path, PathBuf};
 
-use imaging::source::{is_ome_zarr, Channels, FileFormat, ImageSource, PyramidKind, SourceError};
+use imaging::source::{
+    looks_like_ome_zarr_store, Channels, FileFormat, ImageSource, PyramidKind, SourceError,
+};
 
 fn data(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/zarr").join(name)
@@ -35,7 +37,7 @@ fn read_all(path: &Path, level: usize, channels: Channels) -> Result<(Vec<u8>, u
 #[test]
 fn every_fixture_equals_its_reference() {
     for name in FIXTURES {
-        assert!(is_ome_zarr(&zarr(name)), "{name}");
+        assert!(looks_like_ome_zarr_store(&zarr(name)), "{name}");
         let (expected, w, h) = reference(name);
         let (pixels, width, height) = read_all(&zarr(name), 0, Channels::Rgb).unwrap();
         assert_eq!((width, height), (w, h), "{name}");
@@ -175,7 +177,7 @@ fn bad_stores_are_one_line_errors() {
     read_all(&zarr("missing"), 1, Channels::Rgb).unwrap();
 
     // Not an image: a Zarr group without multiscales, a plain folder.
-    assert!(!is_ome_zarr(&data("plain_group.zarr")));
+    assert!(!looks_like_ome_zarr_store(&data("plain_group.zarr")));
     let message = one_line_error(ImageSource::open(&data("plain_group.zarr"), Channels::Rgb));
     assert!(
         message.contains("is not a readable OME-Zarr image (a folder without OME-Zarr multiscales"),
@@ -184,7 +186,7 @@ fn bad_stores_are_one_line_errors() {
     let message = one_line_error(ImageSource::probe(&data("plain_group.zarr")));
     assert!(message.contains("without OME-Zarr multiscales"), "{message}");
     let empty = tempfile::tempdir().unwrap();
-    assert!(!is_ome_zarr(empty.path()));
+    assert!(!looks_like_ome_zarr_store(empty.path()));
     one_line_error(ImageSource::open(empty.path(), Channels::Rgb));
 }
 

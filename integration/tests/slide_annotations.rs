@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use imaging::annotations::labels::Unannotated;
+use imaging::annotations::classes::Unannotated;
 use imaging::source::{Channels, ImageSource};
 use integration::mosaic::{halve_tile, tile_from, write_tile_mosaic, MosaicLevel};
 use trainer::data::annotated::{load_annotated, AnnotatedSource, AnnotationRule};
@@ -283,8 +283,8 @@ fn a_whole_slide_with_20_annotations_trains_in_bounded_memory() {
 /// GeoJSON rasterised back against the slide's true mask.
 #[test]
 fn a_slide_trained_from_annotations_predicts_back_to_qupath_objects() {
+    use imaging::annotations::classes::Labeller;
     use imaging::annotations::geojson;
-    use imaging::annotations::labels::Labeller;
     use imaging::annotations::trace::Tracer;
     use imaging::rect::Rect;
 
@@ -371,7 +371,7 @@ fn a_slide_trained_from_annotations_predicts_back_to_qupath_objects() {
         labels: None,
     };
     let options = runner::session::ModelOptions { threads: Some(2), ..Default::default() };
-    runner::single::predict_single(&request, &options, |_| {}).unwrap();
+    runner::single::run(&request, &options, |_| {}).unwrap();
 
     // The written objects, rasterised by the centre rule over the whole slide.
     let objects = geojson::parse(&std::fs::read_to_string(&predicted_geojson).unwrap()).unwrap();

@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::time::Instant;
 
-use runner::predict::{predict, predict_untiled, PredictOptions};
+use runner::predict::{self, PredictOptions};
 use runner::session::{Model, ModelOptions};
 
 fn median_seconds(runs: usize, mut f: impl FnMut()) -> f64 {
@@ -32,18 +32,18 @@ fn main() {
         let rgb: Vec<u8> = (0..side * side * 3).map(|i| (i * 7919 % 251) as u8).collect();
         let mp = (side * side) as f64 / 1e6;
         // Warm-up: the first run of a shape allocates.
-        predict(&mut model, &rgb, side, side, PredictOptions::default(), |_| {}).unwrap();
+        predict::tiled(&mut model, &rgb, side, side, PredictOptions::default(), |_| {}).unwrap();
         for tile in [256, 128] {
             let opts = PredictOptions { tile, ..PredictOptions::default() };
             let s = median_seconds(3, || {
-                predict(&mut model, &rgb, side, side, opts, |_| {}).unwrap();
+                predict::tiled(&mut model, &rgb, side, side, opts, |_| {}).unwrap();
             });
             println!("tiled {side}x{side}, tile {tile}: {s:.3} s, {:.2} megapixels/s", mp / s);
         }
         if side <= 1024 {
-            predict_untiled(&mut model, &rgb, side, side, PredictOptions::default()).unwrap();
+            predict::untiled(&mut model, &rgb, side, side, PredictOptions::default()).unwrap();
             let s = median_seconds(3, || {
-                predict_untiled(&mut model, &rgb, side, side, PredictOptions::default()).unwrap();
+                predict::untiled(&mut model, &rgb, side, side, PredictOptions::default()).unwrap();
             });
             println!("untiled {side}x{side} (one pass, over budget): {s:.3} s, {:.2} megapixels/s", mp / s);
         }

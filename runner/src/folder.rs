@@ -20,7 +20,7 @@ use crate::outputs::{self, FolderNames, OutputRequest, PlannedOutput};
 use crate::pipeline::{self, Destinations, ImageReport, OpenedImage, PipelineError};
 use crate::regions::GeoJsonLabel;
 use crate::session::Model;
-use imaging::source::{is_ome_zarr, FileFormat};
+use imaging::source::{looks_like_ome_zarr_store, FileFormat};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FolderError {
@@ -107,7 +107,7 @@ pub fn find_images(
         let path = entry.path();
         let listed = match fs::metadata(&path) {
             Ok(m) if m.is_file() => is_image(&path),
-            Ok(m) if m.is_dir() => is_ome_zarr(&path),
+            Ok(m) if m.is_dir() => looks_like_ome_zarr_store(&path),
             _ => false,
         };
         if listed {
@@ -254,7 +254,7 @@ pub struct FolderOutputs {
     /// `<stem>.geojson`, the foreground as QuPath objects, labelled so.
     pub geojson: Option<GeoJsonLabel>,
     /// How the reference masks' values become classes.
-    pub mask_rule: imaging::labels::LabelRule,
+    pub mask_rule: imaging::masks::LabelRule,
 }
 
 /// The table of scores written beside the masks.
@@ -387,7 +387,7 @@ pub struct FolderReport {
 /// `fail_fast`); each image's outputs are put in place together when it succeeds. `metrics.csv` is written
 /// at the end when `outputs.metrics` is set. Every image is predicted at pyramid level `level` (0: full
 /// resolution); an image without that level fails with a line listing its levels.
-pub fn predict_folder(
+pub fn run(
     model: &mut Model,
     jobs: &[ImageJob],
     outputs: &FolderOutputs,
@@ -413,7 +413,7 @@ pub fn predict_folder(
                 _ => Err(PipelineError::ReaderPanicked),
             };
             next = jobs.get(index + 1).map(|job| scope.spawn(move || open(job)));
-            let result = predict_job(model, job, opened, outputs, tile, index, jobs.len(), observer);
+            let result = run_job(model, job, opened, outputs, tile, index, jobs.len(), observer);
             observer.image_finished(job, &result);
             match result {
                 Ok(report) => {
@@ -446,7 +446,7 @@ pub fn predict_folder(
 
 /// One image of folder mode: its outputs checked, predicted, and put in place together.
 #[allow(clippy::too_many_arguments)]
-fn predict_job(
+fn run_job(
     model: &mut Model,
     job: &ImageJob,
     opened: Result<OpenedImage, PipelineError>,
@@ -473,7 +473,7 @@ fn predict_job(
     opened.check_outputs(&[(planned[0].path.as_path(), destinations.mask.format)])?;
     let plan = model.tiling.plan(opened.image.height(), opened.image.width(), tile)?;
     observer.image_started(index, count, job, plan.tile_count());
-    let report = pipeline::predict_image(model, opened, &destinations, tile, |n| observer.tiles_done(n))?;
+    let report = pipeline::run_image(model, opened, &destinations, tile, |n| observer.tiles_done(n))?;
     files.commit()?;
     Ok(report)
 }

@@ -163,7 +163,7 @@ pub fn measure(
     for _ in 0..2 {
         let mut source = ImageSource::from_bytes(&png, "synthetic", Channels::Rgb)?;
         let started = Instant::now();
-        predict::predict_stream(&mut model, &mut source, options, |_| {}, |_| Ok(()))?;
+        predict::streamed(&mut model, &mut source, options, |_| {}, |_| Ok(()))?;
         rate = (PROBE_SIDE * PROBE_SIDE) as f64 / 1e6 / started.elapsed().as_secs_f64().max(1e-9);
     }
     let used = before.zip(resident_bytes()).map(|(b, a)| a.saturating_sub(b));

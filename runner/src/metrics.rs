@@ -3,7 +3,7 @@
 use std::fmt;
 use std::io::Write;
 
-use imaging::labels::UNLABELLED;
+use imaging::masks::UNLABELLED;
 use serde::Serialize;
 
 /// Confusion counts and the scores derived from them, over the labelled pixels of the reference (partial

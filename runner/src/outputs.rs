@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use imaging::pyramid::Reduction;
 use imaging::sink::ome_tiff::OmeSamples;
-use imaging::sink::ome_zarr::{is_ome_zarr_path, NgffVersion};
+use imaging::sink::ome_zarr::{has_ome_zarr_name, NgffVersion};
 use imaging::sink::zarr_labels::LabelsPlan;
 use imaging::sink::{ImageFormat, ProbabilityFormat, SinkError};
 
@@ -172,7 +172,7 @@ pub fn plan(request: OutputRequest<'_>) -> Result<Vec<PlannedOutput>, PlanError>
             ];
             for (kind, flag, path, samples) in stores {
                 let Some(path) = path else { continue };
-                if !is_ome_zarr_path(path) {
+                if !has_ome_zarr_name(path) {
                     return Err(PlanError::NotStore { flag, path: path.to_path_buf() });
                 }
                 planned.push(output(kind, flag, path, OutputFormat::Store(samples)));

@@ -10,7 +10,7 @@ use crate::regions::{GeoJsonDestination, RegionWriter};
 use crate::render::{error_row, OverlayRows};
 use crate::session::Model;
 use imaging::files::FileError;
-use imaging::labels::{gray_from_classes, LabelRule, UNLABELLED};
+use imaging::masks::{gray_from_classes, LabelRule, UNLABELLED};
 use imaging::sink::ome_zarr::NgffVersion;
 use imaging::sink::zarr_labels::LabelsPlan;
 use imaging::sink::{ImageFormat, PixelKind, ProbabilityFormat, RowSink, SinkError, SinkOptions};
@@ -184,7 +184,7 @@ pub struct ImageReport {
 }
 
 /// Predicts `opened` with `model`, writing every destination; `progress` gets the tiles completed.
-pub fn predict_image(
+pub fn run_image(
     model: &mut Model,
     opened: OpenedImage,
     destinations: &Destinations,
@@ -228,7 +228,7 @@ pub fn predict_image(
     let mut bad_value = None;
     let (mut reference_rows, mut pixels) = (Vec::new(), Vec::new());
     let options = PredictOptions { tile, probabilities: probability_sink.is_some(), logits: false };
-    let summary = predict::predict_stream(model, &mut source, options, progress, |band: &BandOutput<'_>| {
+    let summary = predict::streamed(model, &mut source, options, progress, |band: &BandOutput<'_>| {
         let gray = gray_from_classes(band.classes);
         mask_sink.write_pixels(&gray)?;
         if let (Some(writer), Some(plan)) = (labels.as_mut(), &destinations.labels) {

@@ -75,7 +75,7 @@ pub struct Prediction {
 
 /// Predicts an RGB image (`rgb`: height x width x 3 bytes) by tiles within the pixel budget. `progress` is
 /// called after each forward pass with the number of tiles it completed.
-pub fn predict(
+pub fn tiled(
     model: &mut Model,
     rgb: &[u8],
     height: usize,
@@ -89,7 +89,7 @@ pub fn predict(
 
 /// The untiled reference: one forward pass over the whole image padded to even size with zeros at the
 /// bottom and right. It ignores the pixel budget, so it is only for checking the tiling on small images.
-pub fn predict_untiled(
+pub fn untiled(
     model: &mut Model,
     rgb: &[u8],
     height: usize,
@@ -317,9 +317,9 @@ pub struct StreamSummary {
 /// Predicts the image read from `source` (opened with [`Channels::Rgb`]) band by band: a reader thread
 /// decodes the next band's rows while the worker sessions predict this one, and `on_band` receives each
 /// band's kept rows, top to bottom. Memory depends on the image width and the tile size, not its height.
-/// The bands are the whole-image plan's rows of windows, so the result equals [`predict`] on the same
+/// The bands are the whole-image plan's rows of windows, so the result equals [`tiled`] on the same
 /// image, byte for byte.
-pub fn predict_stream(
+pub fn streamed(
     model: &mut Model,
     source: &mut ImageSource,
     options: PredictOptions,
@@ -327,7 +327,7 @@ pub fn predict_stream(
     on_band: impl FnMut(&BandOutput<'_>) -> Result<(), PredictError>,
 ) -> Result<StreamSummary, PredictError> {
     let height = source.height();
-    predict_stream_rows(model, source, 0..height, options, progress, on_band)
+    streamed_rows(model, source, 0..height, options, progress, on_band)
 }
 
 /// The bands of `plan` whose kept rows meet `rows`.
@@ -338,12 +338,12 @@ pub fn bands_for_rows(plan: &TilePlan, rows: std::ops::Range<usize>) -> &[tiles:
     &plan.bands[first..first + count]
 }
 
-/// [`predict_stream`] of only the bands of the whole-image plan whose kept rows meet `rows` (the source
+/// [`streamed`] of only the bands of the whole-image plan whose kept rows meet `rows` (the source
 /// at its first row): the rows above the first band's windows are skipped, not predicted, and `on_band`
 /// gets those bands' kept rows, which cover `rows` and may reach beyond them. The values are those of
 /// the whole image's prediction, since the bands are the whole-image plan's; `tiles` and
 /// `forward_passes` count these bands'.
-pub fn predict_stream_rows(
+pub fn streamed_rows(
     model: &mut Model,
     source: &mut ImageSource,
     rows: std::ops::Range<usize>,
@@ -351,7 +351,7 @@ pub fn predict_stream_rows(
     mut progress: impl FnMut(usize),
     mut on_band: impl FnMut(&BandOutput<'_>) -> Result<(), PredictError>,
 ) -> Result<StreamSummary, PredictError> {
-    assert_eq!(source.channels(), Channels::Rgb, "predict_stream reads RGB");
+    assert_eq!(source.channels(), Channels::Rgb, "streamed reads RGB");
     let (height, width) = (source.height(), source.width());
     let plan = model.tiling.plan(height, width, options.tile)?;
     if options.logits && !model.has_logits() {

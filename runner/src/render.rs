@@ -49,13 +49,13 @@ pub fn overlay_row(rgb: &[u8], above: Option<&[u8]>, classes: &[u8], below: Opti
 }
 
 /// One error-map row from the image row, the predicted and the reference classes; an unlabelled reference
-/// pixel ([`imaging::labels::UNLABELLED`]) is neither right nor wrong and is shown dimmed, as a true
+/// pixel ([`imaging::masks::UNLABELLED`]) is neither right nor wrong and is shown dimmed, as a true
 /// negative is.
 pub fn error_row(rgb: &[u8], predicted: &[u8], reference: &[u8], out: &mut [u8]) {
     for (x, (&p, &r)) in predicted.iter().zip(reference).enumerate() {
         let (px, dst) = (&rgb[3 * x..3 * x + 3], &mut out[3 * x..3 * x + 3]);
         let dimmed = [px[0], px[1], px[2]].map(|v| ((v as u16 * DIM) >> 8) as u8);
-        if r == imaging::labels::UNLABELLED {
+        if r == imaging::masks::UNLABELLED {
             dst.copy_from_slice(&dimmed);
             continue;
         }

@@ -33,7 +33,7 @@ pub struct SingleRequest {
     /// The level of a pyramid to predict (0: full resolution).
     pub level: usize,
     /// How the --mask's values become classes.
-    pub mask_rule: imaging::labels::LabelRule,
+    pub mask_rule: imaging::masks::LabelRule,
     /// The NGFF version of the OME-Zarr outputs.
     pub ngff: NgffVersion,
     /// `--labels NAME`: also write the mask into the OME-Zarr input as `labels/NAME`.
@@ -87,7 +87,7 @@ impl SingleRequest {
 /// Checks every input and output of `request` (formats, paths, sizes), loads the model, predicts the image
 /// band by band into temporaries and puts every output in place together; `progress` gets the tile count
 /// once the plan is made, then the tiles completed.
-pub fn predict_single(
+pub fn run(
     request: &SingleRequest,
     model_options: &ModelOptions,
     mut progress: impl FnMut(Progress),
@@ -121,7 +121,7 @@ pub fn predict_single(
     };
     let destinations =
         outputs::destinations(&planned, &request.geojson_label, request.ngff, labels.clone(), |o| {
-            let file = if imaging::sink::ome_zarr::is_ome_zarr_path(&o.path) {
+            let file = if imaging::sink::ome_zarr::has_ome_zarr_name(&o.path) {
                 files.add_store(o.flag, &o.path)
             } else {
                 files.add(o.flag, &o.path)
@@ -140,7 +140,7 @@ pub fn predict_single(
         .map_err(PipelineError::from)?;
     progress(Progress::Planned { tiles: plan.tile_count() });
     let started = Instant::now();
-    let report = pipeline::predict_image(&mut model, opened, &destinations, request.tile, |tiles| {
+    let report = pipeline::run_image(&mut model, opened, &destinations, request.tile, |tiles| {
         progress(Progress::TilesDone { tiles })
     })?;
     let seconds = started.elapsed().as_secs_f64();

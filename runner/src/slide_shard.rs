@@ -8,7 +8,7 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use imaging::labels::gray_from_classes;
+use imaging::masks::gray_from_classes;
 use imaging::sink::ome_tiff::OmeSamples;
 use imaging::sink::ome_zarr_shards::{
     self, check_finalize, share_rows, Finalized, ShareError, SharePlan, ShareWriter, NGFF_VERSION,
@@ -104,10 +104,10 @@ fn inside(y: usize, count: usize, keep: &Range<usize>) -> Range<usize> {
 
 /// Predicts share `shard` of the one image of `request` into its OME-Zarr stores: every input and output
 /// checked and every store's plan written or checked before any work; `progress` as for
-/// [`crate::single::predict_single`]. A share writes the mask, probabilities and overlay; the command line
+/// [`crate::single::run`]. A share writes the mask, probabilities and overlay; the command line
 /// refuses the rest of a request with --shard (`--mask`, `--metrics-json`, `--errors`, `--geojson`,
 /// `--labels`, `--ngff 0.5`).
-pub fn predict_share(
+pub fn run(
     request: &SingleRequest,
     shard: Shard,
     model_options: &ModelOptions,
@@ -164,7 +164,7 @@ pub fn predict_share(
         let mut probabilities = request.probabilities.as_ref().and_then(|_| writers_iter.next());
         let mut overlay_writer = request.overlay.as_ref().and_then(|_| writers_iter.next());
         let mut write_error = None;
-        let summary = predict::predict_stream_rows(
+        let summary = predict::streamed_rows(
             &mut model,
             &mut source,
             predicted,

@@ -130,8 +130,8 @@ fn a_folder_with_masks_gives_every_output_and_metrics_csv() {
     assert_eq!(mask.dimensions(), (40, 300));
     let reference = image::open(f.path("masks/b.png")).unwrap().into_luma8();
     let m = runner::metrics::Metrics::compare(
-        &imaging::labels::classes_from_gray(mask.as_raw()),
-        &imaging::labels::classes_from_gray(reference.as_raw()),
+        &imaging::masks::classes_from_gray(mask.as_raw()),
+        &imaging::masks::classes_from_gray(reference.as_raw()),
     );
     let fields: Vec<&str> = lines[2].split(',').collect();
     assert_eq!(fields[4], "12000", "every pixel of a binary mask is labelled: {csv}");

@@ -4,7 +4,7 @@
 mod common;
 
 use common::Rng;
-use runner::predict::{predict, predict_untiled, PredictOptions};
+use runner::predict::{self, PredictOptions};
 
 fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len());
@@ -39,8 +39,8 @@ fn tiled_prediction_equals_the_untiled_pass() {
     for (height, width, tile) in fixed.into_iter().chain(random) {
         let rgb = rng.image(height, width);
         let options = PredictOptions { tile, probabilities: true, logits: true };
-        let tiled = predict(&mut model, &rgb, height, width, options, |_| {}).unwrap();
-        let untiled = predict_untiled(&mut model, &rgb, height, width, options).unwrap();
+        let tiled = predict::tiled(&mut model, &rgb, height, width, options, |_| {}).unwrap();
+        let untiled = predict::untiled(&mut model, &rgb, height, width, options).unwrap();
         let diff = max_abs_diff(tiled.logits.as_ref().unwrap(), untiled.logits.as_ref().unwrap());
         assert!(diff <= 1e-4, "{height}x{width} tile {tile}: logits differ by {diff}");
         worst = worst.max(diff);
@@ -98,7 +98,7 @@ fn a_too_small_halo_is_detected() {
     };
     let options = PredictOptions { tile: 64, probabilities: false, logits: true };
     let broken = run_plan(&mut model, &rgb, &plan, options, |_| {}).unwrap();
-    let untiled = predict_untiled(&mut model, &rgb, 64, 64, options).unwrap();
+    let untiled = predict::untiled(&mut model, &rgb, 64, 64, options).unwrap();
     let diff = max_abs_diff(broken.logits.as_ref().unwrap(), untiled.logits.as_ref().unwrap());
     assert!(diff > 1e-3, "a 2-px halo should change the seam, diff {diff}");
 }

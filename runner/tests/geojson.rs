@@ -8,7 +8,7 @@ use std::process::{Command, Output};
 
 use imaging::annotations::geojson::parse;
 use imaging::annotations::raster::rasterise;
-use imaging::labels::classes_from_gray;
+use imaging::masks::classes_from_gray;
 use imaging::rect::Rect;
 use imaging::sink::{ImageFormat, PixelKind, RowSink};
 use imaging::source::{Channels, ImageSource};

@@ -8,7 +8,7 @@ use std::io::Cursor;
 
 use image::{DynamicImage, RgbImage};
 use imaging::source::{Channels, ImageSource, WHOLE_IMAGE_LIMIT};
-use runner::predict::{predict, PredictError, PredictOptions};
+use runner::predict::{self, PredictError, PredictOptions};
 
 fn encoded(format: image::ImageFormat, width: u32, height: u32) -> Vec<u8> {
     let rgb = common::Rng::new(3).image(height as usize, width as usize);
@@ -110,7 +110,7 @@ fn a_model_with_non_finite_outputs_is_an_error_naming_the_tile() {
     // Every weight NaN: the logits are NaN everywhere, which argmax would turn into an all-background mask.
     let mut session = common::session(&common::model("nan_weights"), 2);
     let rgb = common::Rng::new(1).image(300, 40);
-    let err = predict(&mut session, &rgb, 300, 40, PredictOptions::default(), |_| {}).unwrap_err();
+    let err = predict::tiled(&mut session, &rgb, 300, 40, PredictOptions::default(), |_| {}).unwrap_err();
     assert!(matches!(err, PredictError::NonFinite { .. }), "{err:?}");
     let text = err.to_string();
     assert!(text.contains("not finite (NaN)") && text.contains("in the tile at x 0, y "), "{text}");

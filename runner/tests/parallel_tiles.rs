@@ -5,7 +5,7 @@ mod common;
 
 use common::Rng;
 use imaging::tiles::{Pass, Rect, Tile, TilePlan};
-use runner::predict::{predict, run_plan, PredictError, PredictOptions};
+use runner::predict::{self, run_plan, PredictError, PredictOptions};
 use runner::session::error::SessionError;
 
 #[test]
@@ -19,7 +19,7 @@ fn the_result_is_bit_identical_for_any_thread_count() {
     for threads in [1, 2, 3] {
         let mut model = common::session(&bytes, threads);
         let mut tiles = 0;
-        let prediction = predict(&mut model, &rgb, height, width, options, |n| tiles += n).unwrap();
+        let prediction = predict::tiled(&mut model, &rgb, height, width, options, |n| tiles += n).unwrap();
         assert_eq!(tiles, prediction.tiles, "{threads} threads: progress must count every tile");
         assert!(prediction.forward_passes > 3);
         results.push(prediction);

@@ -12,8 +12,8 @@ use std::process::{Command, Output};
 use imaging::source::{Channels, ImageSource};
 use runner::folder::Shard;
 use runner::session::ModelOptions;
-use runner::single::{predict_single, SingleRequest};
-use runner::slide_shard::{finalize, predict_share};
+use runner::single::{self, SingleRequest};
+use runner::slide_shard::{self, finalize};
 
 /// Every file under `root`, by path relative to it, with its bytes.
 fn tree(root: &Path) -> BTreeMap<String, Vec<u8>> {
@@ -91,7 +91,7 @@ fn stores(request: &SingleRequest) -> Vec<PathBuf> {
 }
 
 fn run_share(request: &SingleRequest, index: usize, count: usize) {
-    predict_share(request, Shard { index, count }, &options(), |_| {})
+    slide_shard::run(request, Shard { index, count }, &options(), |_| {})
         .unwrap_or_else(|e| panic!("share {index}/{count}: {e}"));
 }
 
@@ -119,7 +119,7 @@ fn shares_then_finalize_equal_a_single_run_at_every_level() {
         // row across it.
         let tile = if case == 0 { 72 } else { 128 };
         let single = SingleRequest { tile, ..request(dir.path(), &image, "single_") };
-        predict_single(&single, &options(), |_| {}).unwrap();
+        single::run(&single, &options(), |_| {}).unwrap();
         let sharded = SingleRequest { tile, ..request(dir.path(), &image, "") };
         // Shares run in any order.
         let mut order: Vec<usize> = (0..count).collect();
@@ -169,7 +169,7 @@ fn a_killed_share_rerun_rewrites_only_its_own_chunks() {
     let (width, height, count) = (1100, 1600, 3);
     let (dir, image) = workspace(width, height, 7, true);
     let single = request(dir.path(), &image, "single_");
-    predict_single(&single, &options(), |_| {}).unwrap();
+    single::run(&single, &options(), |_| {}).unwrap();
     let sharded = request(dir.path(), &image, "");
     for k in 0..count {
         run_share(&sharded, k, count);
@@ -236,7 +236,7 @@ fn finalize_with_a_share_missing_names_it_and_changes_nothing() {
     let other = dir.path().join("other.ome.zarr");
     let partial =
         SingleRequest { output: other.clone(), probabilities: None, overlay: None, ..sharded.clone() };
-    predict_share(&partial, Shard { index: 0, count: 2 }, &options(), |_| {}).unwrap();
+    slide_shard::run(&partial, Shard { index: 0, count: 2 }, &options(), |_| {}).unwrap();
     let before = tree(&stores[0]);
     let err = finalize(&[stores[0].clone(), other.clone()]).unwrap_err().to_string();
     assert!(err.contains("other.ome.zarr: share 1/2 is not done"), "{err}");

@@ -11,8 +11,8 @@ use image::{DynamicImage, ImageBuffer, Luma, Rgb, Rgba};
 use imaging::sink::{ImageFormat, PixelKind, ProbabilityFormat, RowSink};
 use imaging::source::{Channels, ImageSource};
 use imaging::whole;
-use runner::pipeline::{predict_image, Destination, Destinations, OpenedImage};
-use runner::predict::{predict, PredictOptions};
+use runner::pipeline::{self, Destination, Destinations, OpenedImage};
+use runner::predict::{self, PredictOptions};
 use runner::render::OverlayRows;
 use runner::session::Model;
 
@@ -94,7 +94,7 @@ fn streamed(
         labels: None,
     };
     let opened = OpenedImage::open(image, "--image", Some(mask), "--mask").unwrap();
-    predict_image(model, opened, &destinations, tile, |_| {}).unwrap();
+    pipeline::run_image(model, opened, &destinations, tile, |_| {}).unwrap();
     [
         read(&destinations.mask.file),
         read(&dir.join("s_prob.npy")),
@@ -132,7 +132,7 @@ fn streamed_outputs_equal_the_in_memory_ones_byte_for_byte() {
         // The in-memory reference: whole image decoded, predicted, written in one go.
         let decoded = whole::load_rgb(&image_path).unwrap();
         let options = PredictOptions { tile, probabilities: true, logits: false };
-        let whole = predict(&mut model, decoded.as_raw(), height, width, options, |_| {}).unwrap();
+        let whole = predict::tiled(&mut model, decoded.as_raw(), height, width, options, |_| {}).unwrap();
         let ext = ["png", "tif"][case % 2];
         let reference_mask = dir.path().join(format!("m_mask.{ext}"));
         whole::write_mask(&reference_mask, &whole.classes, width, height).unwrap();
@@ -163,7 +163,7 @@ fn streamed_outputs_equal_the_in_memory_ones_byte_for_byte() {
         assert_eq!(decode(&errors_png), error_pixels, "{what}: error map");
         // And the mask file holds the prediction.
         let gray = ImageSource::from_bytes(&mask, "mask", Channels::Gray).unwrap().read_all().unwrap();
-        assert_eq!(imaging::labels::classes_from_gray(&gray), whole.classes, "{what}");
+        assert_eq!(imaging::masks::classes_from_gray(&gray), whole.classes, "{what}");
         cases += 1;
     }
     assert_eq!(cases, 14);

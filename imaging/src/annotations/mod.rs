@@ -5,7 +5,7 @@
 //!   refusing what cannot be drawn with one line each.
 //! - [`raster`]: the centre rule, a window of one level at a time: a level pixel belongs to a polygon when
 //!   its centre, in level-0 coordinates, is inside the polygon (see [`raster`] for the exact edge rule).
-//! - [`labels`]: classes to training labels (foreground, background, unlabelled) for a window.
+//! - [`classes`]: classes to training labels (foreground, background, unlabelled) for a window.
 //! - [`trace`]: a predicted mask, row by row, back into polygons (one per 8-connected region, with its
 //!   holes); [`write`](mod@write): those polygons as GeoJSON that QuPath's "Import objects" reads.
 //!
@@ -14,8 +14,8 @@
 
 use crate::rect::Rect;
 
+pub mod classes;
 pub mod geojson;
-pub mod labels;
 pub mod raster;
 pub mod trace;
 pub mod write;

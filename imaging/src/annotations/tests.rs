@@ -1,7 +1,7 @@
 //! Tests of parsing, the centre rule and labels, against hand values and an independent point test.
 
+use super::classes::{Labeller, Unannotated, BACKGROUND, FOREGROUND, UNLABELLED};
 use super::geojson::parse;
-use super::labels::{Labeller, Unannotated, BACKGROUND, FOREGROUND, UNLABELLED};
 use super::raster::rasterise;
 use super::*;
 

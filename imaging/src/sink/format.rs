@@ -4,7 +4,7 @@ use std::path::Path;
 
 use super::error::SinkError;
 use super::jpeg::JPEG_MAX_SIDE;
-use super::ome_zarr::is_ome_zarr_path;
+use super::ome_zarr::has_ome_zarr_name;
 
 /// Image formats of the mask, overlay and error map, chosen by the final path's extension.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,7 +23,7 @@ impl ImageFormat {
         if is_ome_tiff(path) {
             return Ok(ImageFormat::OmeTiff);
         }
-        if is_ome_zarr_path(path) {
+        if has_ome_zarr_name(path) {
             return Ok(ImageFormat::OmeZarr);
         }
         match extension(path).as_deref() {
@@ -73,7 +73,7 @@ impl ProbabilityFormat {
         if is_ome_tiff(path) {
             return Ok(ProbabilityFormat::OmeTiff);
         }
-        if is_ome_zarr_path(path) {
+        if has_ome_zarr_name(path) {
             return Ok(ProbabilityFormat::OmeZarr);
         }
         match extension(path).as_deref() {

@@ -41,7 +41,7 @@ pub const CHUNK: usize = 512;
 const ZSTD_LEVEL: i32 = 3;
 
 /// Whether the file name ends in `.ome.zarr` (any case).
-pub fn is_ome_zarr_path(path: &Path) -> bool {
+pub fn has_ome_zarr_name(path: &Path) -> bool {
     let name = path.file_name().and_then(|n| n.to_str()).map(str::to_ascii_lowercase).unwrap_or_default();
     name.ends_with(".ome.zarr")
 }
@@ -480,7 +480,7 @@ impl OmeZarrWriter {
         let replaces = match fs::symlink_metadata(target) {
             Err(_) => false,
             Ok(_) if handed => false,
-            Ok(m) if m.is_dir() && crate::source::is_ome_zarr(target) => true,
+            Ok(m) if m.is_dir() && crate::source::looks_like_ome_zarr_store(target) => true,
             Ok(m) if m.is_dir() => {
                 return Err("a folder that is not an OME-Zarr store is there; refusing to replace it".into())
             }
@@ -905,7 +905,7 @@ mod tests {
         assert!(err.contains("not an OME-Zarr store"), "{err}");
         assert_eq!(fs::read(&file).unwrap(), b"x");
         assert!(folder.join("notes.txt").exists());
-        assert!(is_ome_zarr_path(Path::new("a/B.OME.ZARR")) && !is_ome_zarr_path(Path::new("b.zarr")));
+        assert!(has_ome_zarr_name(Path::new("a/B.OME.ZARR")) && !has_ome_zarr_name(Path::new("b.zarr")));
     }
 
     #[test]

@@ -38,7 +38,7 @@ use super::ome_zarr::{write_file, ArrayAxes, NgffVersion, OmeZarrWriter, StoreLa
 use crate::files::{FileError, OutputSet};
 use crate::pyramid::Reduction;
 use crate::pyramid::SampleKind as OmeSamples;
-use crate::source::{is_ome_zarr, multiscales_metadata, ImageSource};
+use crate::source::{looks_like_ome_zarr_store, multiscales_metadata, ImageSource};
 
 /// Refuses a label name that is not one plain folder name: empty, with a path separator, `..`, or
 /// starting with `.` (the writers' temporaries start with `.`).
@@ -313,7 +313,7 @@ impl LabelsPlan {
             Err(_) => {}
         }
         let target = plan.target();
-        if fs::symlink_metadata(&target).is_ok() && !(target.is_dir() && is_ome_zarr(&target)) {
+        if fs::symlink_metadata(&target).is_ok() && !(target.is_dir() && looks_like_ome_zarr_store(&target)) {
             return Err(format!(
                 "{} exists and is not an OME-Zarr image; refusing to replace it (choose another --labels name)",
                 target.display()

@@ -52,7 +52,7 @@ pub use self::reader::{
     HEAD_BYTES, MAX_PAGES,
 };
 pub use self::samples::Channels;
-pub use self::zarr::{is_ome_zarr, multiscales_metadata};
+pub use self::zarr::{looks_like_ome_zarr_store, multiscales_metadata};
 pub use crate::exif::Orientation;
 use error::decoder_panicked;
 

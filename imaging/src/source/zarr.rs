@@ -37,7 +37,7 @@ pub(crate) const FORMAT: Descriptor = Descriptor {
 };
 
 /// Whether `dir` holds an OME-Zarr image: Zarr v3 `zarr.json` or Zarr v2 `.zattrs` with multiscales.
-pub fn is_ome_zarr(dir: &Path) -> bool {
+pub fn looks_like_ome_zarr_store(dir: &Path) -> bool {
     dir.is_dir() && read_multiscales(dir, &dir.display().to_string()).is_ok()
 }
 

@@ -21,7 +21,7 @@ pub(super) fn run_single(
     out: &mut Stdout,
 ) -> anyhow::Result<ExitCode> {
     let bar = image_bar(quiet);
-    let report = single::predict_single(request, options, |progress| show(&bar, progress))?;
+    let report = single::run(request, options, |progress| show(&bar, progress))?;
     bar.finish_and_clear();
 
     let (width, height) = (report.image.width, report.image.height);
@@ -60,7 +60,7 @@ pub(super) fn run_share(
     out: &mut Stdout,
 ) -> anyhow::Result<ExitCode> {
     let bar = image_bar(quiet);
-    let report = crate::slide_shard::predict_share(request, shard, options, |progress| show(&bar, progress))?;
+    let report = crate::slide_shard::run(request, shard, options, |progress| show(&bar, progress))?;
     bar.finish_and_clear();
     let (width, height, rows) = (report.width, report.height, &report.rows);
     if rows.is_empty() {
@@ -108,7 +108,7 @@ pub(super) fn run_folder(
 
     let mut observer = FolderBars::new(jobs.len(), quiet, out, request.mask_dir.is_some());
     let started = std::time::Instant::now();
-    let report = folder::predict_folder(
+    let report = folder::run(
         &mut model,
         &jobs,
         outputs,

@@ -5,8 +5,8 @@
 
 use std::path::{Path, PathBuf};
 
-use imaging::labels::{LabelFormat, LabelRule};
-use imaging::sink::ome_zarr::{is_ome_zarr_path, NgffVersion};
+use imaging::masks::{LabelFormat, LabelRule};
+use imaging::sink::ome_zarr::{has_ome_zarr_name, NgffVersion};
 use imaging::tiles::{self, TilingError};
 
 use crate::folder::FolderOutputs;
@@ -202,7 +202,7 @@ fn single(args: &PredictArgs, output: &Path) -> Result<Mode, FlagError> {
     if let Some(ngff) = args.ngff {
         let outputs = [Some(&request.output), request.probabilities.as_ref(), request.overlay.as_ref()];
         let outputs = outputs.into_iter().chain([request.errors.as_ref()]).flatten();
-        if !outputs.into_iter().any(|p| is_ome_zarr_path(p)) {
+        if !outputs.into_iter().any(|p| has_ome_zarr_name(p)) {
             return Err(FlagError::NgffWithoutStore(ngff.version().as_str()));
         }
     }

@@ -15,7 +15,7 @@ use crate::data::load::{self, PairSource};
 use crate::data::TrainingImage;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use imaging::labels::LabelRule;
+use imaging::masks::LabelRule;
 use imaging::report::{self, Stdout};
 
 use self::resolve::{TrainData, TrainRequest};

@@ -11,8 +11,8 @@ use crate::data::load::PairSource;
 use crate::export::{ExportRequest, PackageOptions, TritonTarget};
 use crate::ops::Kernels;
 use crate::train::{DeviceKind, TrainConfig, TrainError};
-use imaging::annotations::labels::Unannotated;
-use imaging::labels::{LabelFormat, LabelRule};
+use imaging::annotations::classes::Unannotated;
+use imaging::masks::{LabelFormat, LabelRule};
 
 use super::export::ExportArgs;
 use super::train::{LabelFormatArg, TrainArgs, UnannotatedArg};

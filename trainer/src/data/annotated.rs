@@ -4,12 +4,12 @@
 //! The annotations' boxes (at the level) are grown to at least one crop, padded with some context and
 //! merged where they overlap ([`imaging::areas::merge`]); each merged area is read in one pass over the
 //! slide ([`imaging::areas::read_areas`]) and becomes one [`TrainingImage`] whose labels are the
-//! annotations rasterised by the centre rule ([`imaging::annotations::labels::Labeller`]): foreground,
+//! annotations rasterised by the centre rule ([`imaging::annotations::classes::Labeller`]): foreground,
 //! background or [`super::UNLABELLED`].
 
 use std::path::PathBuf;
 
-use imaging::annotations::labels::{Labeller, Unannotated};
+use imaging::annotations::classes::{Labeller, Unannotated};
 use imaging::annotations::{geojson, AnnotationError};
 use imaging::areas::{self, Rect};
 use imaging::files;

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use imaging::files::{self, InputFileError};
-use imaging::labels::{LabelFormat, LabelRule};
+use imaging::masks::{LabelFormat, LabelRule};
 use imaging::source::{Channels, ImageSource, Orientation};
 
 use super::TrainingImage;
@@ -219,7 +219,7 @@ pub fn load_pair(source: &PairSource, rule: LabelRule) -> Result<TrainingImage, 
     Ok(TrainingImage { name: name_of(ip), mask_name: name_of(mp), width, height, rgb, labels })
 }
 
-/// Turns mask bytes into labels by `rule` (0, 1, or [`imaging::labels::UNLABELLED`] for the pixels the rule
+/// Turns mask bytes into labels by `rule` (0, 1, or [`imaging::masks::UNLABELLED`] for the pixels the rule
 /// leaves unlabelled). A binary mask is refused when its labelled values are more than two (JPEG noise) or
 /// fall on one side of 127 (such as 0 and 1: one class, surely a mistake); the ignore value is not counted
 /// among them. An ilastik label image is refused when it holds a value above 2. A mask of one class is
@@ -244,7 +244,7 @@ pub fn labels_from_mask(mask: &[u8], rule: LabelRule) -> Result<Vec<u8>, MaskErr
         });
     }
     if let [a, b] = values[..] {
-        if imaging::labels::is_foreground(a) == imaging::labels::is_foreground(b) {
+        if imaging::masks::is_foreground(a) == imaging::masks::is_foreground(b) {
             return Err(MaskError::OneSided { values: format!("{a} and {b}") });
         }
     }
@@ -254,7 +254,7 @@ pub fn labels_from_mask(mask: &[u8], rule: LabelRule) -> Result<Vec<u8>, MaskErr
 #[cfg(test)]
 mod tests {
     use super::*;
-    use imaging::labels::UNLABELLED;
+    use imaging::masks::UNLABELLED;
 
     #[test]
     fn stems_pair_images_with_masks() {

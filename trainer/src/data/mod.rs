@@ -9,8 +9,8 @@ pub mod load;
 /// The label of a pixel no annotator labelled, in [`TrainingImage::labels`] and, as u32, in the batches'
 /// label tensors: one representation from the mask (or any other label source) to the loss, which skips it
 /// as PyTorch's `ignore_index` does, and to validation, which does not score it. It is
-/// [`imaging::labels::UNLABELLED`], shared with the runner's metrics.
-pub const UNLABELLED: u8 = imaging::labels::UNLABELLED;
+/// [`imaging::masks::UNLABELLED`], shared with the runner's metrics.
+pub const UNLABELLED: u8 = imaging::masks::UNLABELLED;
 
 /// One RGB image and its per-pixel labels (0 background, 1 foreground, [`UNLABELLED`] neither).
 #[derive(Debug, Clone)]

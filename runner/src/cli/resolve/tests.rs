@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use clap::Parser;
-use imaging::labels::{LabelFormat, LabelRule};
+use imaging::masks::{LabelFormat, LabelRule};
 use imaging::sink::ome_zarr::NgffVersion;
 use imaging::sink::ImageFormat;
 

@@ -13,8 +13,8 @@ use crate::ops::cpu::SharedMut;
 /// Pixels per parallel chunk.
 const CHUNK: usize = 4096;
 
-/// The label of an unlabelled pixel: [`imaging::labels::UNLABELLED`] as u32.
-pub const IGNORE: u32 = imaging::labels::UNLABELLED as u32;
+/// The label of an unlabelled pixel: [`imaging::masks::UNLABELLED`] as u32.
+pub const IGNORE: u32 = imaging::masks::UNLABELLED as u32;
 
 /// Summed loss of a run of pixels of one image with two classes, whose class-0 and class-1 logits are x0 and
 /// x1, writing d loss / d logit to g0 and g1. In closed form: with z = x_other - x_label the loss is

@@ -16,7 +16,7 @@ pub const BACKGROUND: u8 = 0;
 pub const FOREGROUND: u8 = 1;
 /// Label of a pixel no annotation covers, when those are unlabelled: the one unlabelled class of
 /// [`crate::labels`], which the trainer's loss and scores skip.
-pub use crate::labels::UNLABELLED;
+pub use crate::masks::UNLABELLED;
 
 /// What a pixel outside every annotation is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
