@@ -6,7 +6,8 @@
 //!   and array files.
 //! - [`areas`]: rectangular areas of a large image read in one pass (training from annotated areas).
 //! - [`pyramid`]: the levels of pyramidal outputs and the 2x2 reductions between them.
-//! - [`labels`]: the mask convention (what a mask's pixel values mean); [`whole`]: whole images in and out.
+//! - [`labels`]: the mask convention (what a mask's pixel values mean); [`classes`]: the classes' count,
+//!   names and colours; [`whole`]: whole images in and out.
 //! - [`exif`]: the EXIF orientation, read from inputs and written into outputs.
 //! - [`files`]: every output written atomically, through links, never over an input.
 //! - [`report`]: every error on one line, panics of decoders caught as errors.
@@ -15,6 +16,7 @@
 
 pub mod annotations;
 pub mod areas;
+pub mod classes;
 pub mod exif;
 pub mod files;
 pub mod labels;

@@ -354,6 +354,7 @@ fn run_train(args: TrainArgs) -> anyhow::Result<String> {
         init_from: args.init_from.clone(),
         inputs,
         kernels: if args.reference_ops { Kernels::Reference } else { Kernels::Fast },
+        classes: imaging::classes::ClassList::default(),
     };
     // Settings and output paths are checked before any image is decoded.
     config.check()?;
@@ -365,6 +366,7 @@ fn run_train(args: TrainArgs) -> anyhow::Result<String> {
     let mut images = load_pairs(&train_sources, rule)?;
     let annotation_rule = AnnotationRule {
         foreground_classes: args.foreground_class.clone(),
+        classes: Vec::new(),
         unannotated: match args.unannotated {
             UnannotatedArg::Unlabelled => Unannotated::Unlabelled,
             UnannotatedArg::Background => Unannotated::Background,
