@@ -146,7 +146,7 @@ def main():
     logit_diff = float(np.abs(our_logits - logits.detach().numpy().ravel()).max())
     labelled = int((y != IGNORE_INDEX).sum())
     print(f"{classes} classes, {labelled} of {y.size} pixels labelled; logits: largest |ours - torch| "
-          f"{logit_diff:.1e} (largest |logit| {float(logits.abs().max()):.2f})")
+          f"{logit_diff:.1e} (largest |logit| {float(logits.detach().abs().max()):.2f})")
     loss = nn.functional.cross_entropy(logits, torch.from_numpy(y), ignore_index=IGNORE_INDEX)
     loss.backward()
     loss_diff = abs(ours["loss"] - loss.item()) / abs(loss.item())

@@ -152,7 +152,7 @@ pub fn config_pbtxt(name: &str, signature: &Signature) -> String {
         );
     };
     let mut text = format!(
-        "# Triton Inference Server model `{name}`: the two-class segmenter exported by `trainer export --triton`\n\
+        "# Triton Inference Server model `{name}`: the {kind} segmenter exported by `trainer export --triton`\n\
          # (trainer {version}). Input `{input}`: float32 RGB (N,3,H,W) scaled to [0,1] (bytes / 255), H and W even;\n\
          # the normalisation is inside the graph. Outputs {outputs}.\n\
          #\n\
@@ -163,6 +163,10 @@ pub fn config_pbtxt(name: &str, signature: &Signature) -> String {
          # Triton never batches requests together past the budget.\n",
         version = env!("CARGO_PKG_VERSION"),
         input = signature.input.name,
+        kind = match signature.outputs.first().map_or(2, |o| o.channels) {
+            2 => "two-class".to_string(),
+            n => format!("{n}-class"),
+        },
         outputs = match signature.outputs.first().map_or(2, |o| o.channels) {
             2 => "(N,2,H,W): class 0 background, class 1 foreground".to_string(),
             n => format!("(N,{n},H,W): class i is the i-th name of the model's `classes` metadata"),
