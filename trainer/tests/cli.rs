@@ -877,6 +877,26 @@ fn trains_from_qupath_annotations_and_refuses_bad_ones_in_one_line() {
     assert!(out.join("checkpoint.safetensors").is_file());
     // No annotation of the foreground class: the line lists the classes there are.
     assert_clean_failure(&run(&["--foreground-class", "Tumour"]), &["--annotations", "Tumor", "Stroma"]);
+    // Three classes by --class, in class-index order; Ignore* and unclassified annotations label nothing.
+    write(vec![
+        feature("Stroma", square(2.0, 2.0, 75.0)),
+        feature("Tumor", square(30.0, 25.0, 30.0)),
+        feature("Necrosis", square(5.0, 5.0, 20.0)),
+        feature("Ignore*", square(60.0, 60.0, 10.0)),
+    ]);
+    let o = run(&["--class", "Stroma", "--class", "Tumor", "--class", "Necrosis"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let ck = Checkpoint::load(&out.join("checkpoint.safetensors"), &candle_core::Device::Cpu).unwrap();
+    assert_eq!(
+        (ck.net.classes(), ck.summary.classes.names.join(",")),
+        (3, "Stroma,Tumor,Necrosis".to_string())
+    );
+    // An annotation class that is neither listed nor ignored is named.
+    assert_clean_failure(
+        &run(&["--class", "Stroma", "--class", "Tumor"]),
+        &["--annotations", "Necrosis", "--class"],
+    );
+    write(vec![feature("Stroma", square(2.0, 2.0, 75.0)), feature("Tumor", square(30.0, 25.0, 30.0))]);
     // A point outside the image.
     write(vec![feature("Tumor", square(80.0, 70.0, 30.0))]);
     assert_clean_failure(&run(&["--foreground-class", "Tumor"]), &["--annotations", "outside"]);
