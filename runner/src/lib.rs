@@ -7,6 +7,9 @@
 //! through `imaging::sink`, and [`regions`] (the foreground as GeoJSON polygons). [`pipeline`] runs one image through them; [`single`] and [`folder`] are the two
 //! ways the CLI runs it (one image, or many into a folder); [`info`] is `runner info`.
 
+/// What `--version` prints after the name: the package version and the commit built from (see build.rs).
+pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("GIT_COMMIT"), ")");
+
 pub mod cli;
 pub mod folder;
 pub mod info;
