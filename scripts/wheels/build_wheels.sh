@@ -7,10 +7,22 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 venv=.venv-wheels
-if [ ! -x "$venv/bin/maturin" ] || [ ! -x "$venv/bin/auditwheel" ] || ! "$venv/bin/python" -c 'import ziglang' 2>/dev/null; then
-  echo "wheels: installing maturin, ziglang and auditwheel into $venv/"
-  python3 -m venv "$venv"
-  "$venv/bin/pip" install -q -r scripts/wheels/requirements-wheels.txt
+requirements=scripts/wheels/requirements-wheels.txt
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+if ! cmp -s "$requirements" "$venv/requirements.txt" 2>/dev/null; then
+  echo "wheels: installing $requirements into $venv/"
+  rm -rf "$venv"
+  if ! python3 -m venv "$venv" 2>/dev/null; then
+    # Debian ships venv (ensurepip) separately from python3.
+    echo "wheels: installing python3-venv (Debian) for python3 -m venv"
+    as_root apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null
+    rm -rf "$venv"
+    python3 -m venv "$venv"
+  fi
+  "$venv/bin/python" -m pip install --quiet --upgrade pip
+  "$venv/bin/python" -m pip install --quiet -r "$requirements"
+  cp "$requirements" "$venv/requirements.txt"
 fi
 command -v protoc >/dev/null 2>&1 || bash scripts/setup/setup.sh
 # maturin finds zig through the ziglang package of the Python it runs under.
