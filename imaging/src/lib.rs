@@ -11,6 +11,7 @@
 //! - [`exif`]: the EXIF orientation, read from inputs and written into outputs.
 //! - [`files`]: every output written atomically, through links, never over an input.
 //! - [`report`]: every error on one line, panics of decoders caught as errors.
+//! - [`site_packages`]: shared libraries from the Python wheels installed beside the executable.
 //! - [`annotations`]: QuPath GeoJSON polygons to labels (the centre rule, per window) and predicted masks
 //!   back to polygons.
 
@@ -23,6 +24,7 @@ pub mod labels;
 pub mod pyramid;
 pub mod report;
 pub mod sink;
+pub mod site_packages;
 pub mod source;
 pub mod tiles;
 pub mod whole;

@@ -3,7 +3,7 @@
 //! val.csv from the checkpoint itself, never from files of another run) and a training summary in its
 //! metadata. Every value is checked to be finite when written and when read. Always written atomically.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 use candle_core::{Device, Tensor};
@@ -201,8 +201,8 @@ impl TrainingSummary {
         }
     }
 
-    fn to_metadata(&self) -> HashMap<String, String> {
-        HashMap::from([
+    fn to_metadata(&self) -> BTreeMap<String, String> {
+        BTreeMap::from([
             ("format_version".to_string(), FORMAT_VERSION.to_string()),
             ("producer".to_string(), format!("trainer {}", env!("CARGO_PKG_VERSION"))),
             ("iterations".to_string(), self.iterations.to_string()),
@@ -245,6 +245,27 @@ impl TrainingSummary {
             },
         })
     }
+}
+
+/// `bytes` (safetensors) with the header's `__metadata__` object written in key order. safetensors takes the
+/// metadata as a `HashMap` and writes it in hash order, which differs from process to process; the same
+/// training must write the same bytes. The sorted object has the same entries, so the same length: nothing else moves.
+fn metadata_in_key_order(mut bytes: Vec<u8>, metadata: &BTreeMap<String, String>) -> Result<Vec<u8>, String> {
+    const PREFIX: &[u8] = b"{\"__metadata__\":";
+    let start = 8 + PREFIX.len();
+    if bytes.get(8..start) != Some(PREFIX) {
+        return Err("safetensors did not write the metadata first in the header".into());
+    }
+    let mut objects =
+        serde_json::Deserializer::from_slice(&bytes[start..]).into_iter::<HashMap<String, String>>();
+    let written = objects.next().and_then(Result::ok);
+    let end = start + objects.byte_offset();
+    let sorted = serde_json::to_vec(metadata).map_err(|e| e.to_string())?;
+    if written.is_none_or(|w| w.len() != metadata.len()) || sorted.len() != end - start {
+        return Err("the safetensors header's metadata is not the metadata given".into());
+    }
+    bytes[start..end].copy_from_slice(&sorted);
+    Ok(bytes)
 }
 
 /// Adam's first and second moments, one pair per trainable tensor, by name.
@@ -377,8 +398,12 @@ impl Checkpoint {
             metadata.insert(CLASS_NAMES_KEY.into(), self.summary.classes.names_text());
             metadata.insert(CLASS_COLORS_KEY.into(), self.summary.classes.colors_text());
         }
-        safetensors::serialize(tensors.iter().map(|(n, t)| (n.as_str(), t)), Some(metadata))
-            .map_err(candle_core::Error::wrap)
+        let bytes = safetensors::serialize(
+            tensors.iter().map(|(n, t)| (n.as_str(), t)),
+            Some(metadata.clone().into_iter().collect()),
+        )
+        .map_err(candle_core::Error::wrap)?;
+        metadata_in_key_order(bytes, &metadata).map_err(candle_core::Error::Msg)
     }
 
     /// Parses safetensors bytes; `path` only names the file in errors.
@@ -624,6 +649,24 @@ mod tests {
     }
 
     #[test]
+    fn metadata_is_written_in_key_order() {
+        let net = SegNet::random(5, Normalization::IDENTITY, &Device::Cpu).unwrap();
+        let ck = Checkpoint { net, summary: summary(), adam: None, history: History::default() };
+        let bytes = ck.to_bytes().unwrap();
+        let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+        let header = std::str::from_utf8(&bytes[8..8 + n]).unwrap();
+        let keys: Vec<String> = summary().to_metadata().into_keys().collect();
+        assert!(keys.len() > 10);
+        let positions: Vec<usize> =
+            keys.iter().map(|k| header.find(&format!("\"{k}\":")).unwrap_or_else(|| panic!("{k}"))).collect();
+        assert!(positions.windows(2).all(|w| w[0] < w[1]), "{header}");
+        // Written again (a new hash map, so another hash order inside safetensors): the same bytes.
+        assert_eq!(ck.to_bytes().unwrap(), bytes);
+        let back = Checkpoint::from_bytes(&bytes, Path::new("x"), &Device::Cpu).unwrap();
+        assert_eq!(back.summary, summary());
+    }
+
+    #[test]
     fn wrong_shape_is_a_clear_error() {
         let net = SegNet::random(5, Normalization::IDENTITY, &Device::Cpu).unwrap();
         let mut tensors: Vec<(String, Tensor)> = net.named_tensors();
@@ -632,7 +675,7 @@ mod tests {
         tensors.push((STD.into(), Tensor::new(&[1f32; 3], &Device::Cpu).unwrap()));
         let bytes = safetensors::serialize(
             tensors.iter().map(|(n, t)| (n.as_str(), t)),
-            Some(summary().to_metadata()),
+            Some(summary().to_metadata().into_iter().collect()),
         )
         .unwrap();
         let err = Checkpoint::from_bytes(&bytes, Path::new("w.safetensors"), &Device::Cpu).err().unwrap();

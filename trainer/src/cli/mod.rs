@@ -27,7 +27,7 @@ use self::train::TrainArgs;
 /// Train the two-class segmentation network on RGB images and their binary masks (candle), and export it as
 /// a self-contained ONNX file for the runner.
 #[derive(Parser)]
-#[command(name = "trainer", version, about, args_override_self = true)]
+#[command(name = "trainer", version = crate::VERSION, about, args_override_self = true)]
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
