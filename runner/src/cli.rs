@@ -15,7 +15,7 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::folder::{self, FolderObserver, FolderOutputs, ImageJob, Shard};
 use crate::pipeline::{ImageReport, PipelineError};
-use crate::regions::GeoJsonLabel;
+use crate::regions::{GeoJsonLabel, MinArea, ObjectKind};
 use crate::session::library::ExecutionDevice;
 use crate::session::{Model, ModelOptions};
 use crate::single::{self, Progress, SingleRequest};
@@ -191,9 +191,24 @@ struct PredictArgs {
     /// The class name of the --geojson objects [default: the model's foreground class name].
     #[arg(long, requires = "geojson")]
     geojson_class: Option<String>,
-    /// Write the --geojson objects as detections (lighter in QuPath, for many objects) instead of annotations.
-    #[arg(long, requires = "geojson")]
+    /// Write the --geojson objects as detections (lighter in QuPath, for many objects) instead of annotations;
+    /// the same as --geojson-objects detection.
+    #[arg(long, requires = "geojson", conflicts_with = "geojson_objects")]
     geojson_detections: bool,
+    /// The QuPath object type of the --geojson objects: annotation (editable, meant to be few), detection
+    /// (lighter, for many), or auto: annotations when there are at most 1000 objects, detections beyond.
+    #[arg(long, value_enum, requires = "geojson", default_value = "auto")]
+    geojson_objects: ObjectsArg,
+    /// Also write the --geojson objects' measurements as a table, one row per object (id, class, centroid,
+    /// area, perimeter, in level-0 pixels and µm when the pixel size is known, mean and max foreground
+    /// probability, bounding box): a .csv file. With --output-dir, give the flag without a path
+    /// (OUT/<stem>_objects.csv).
+    #[arg(long, num_args = 0..=1, requires = "geojson")]
+    objects_csv: Option<Option<PathBuf>>,
+    /// Leave out of --geojson (and --objects-csv) the regions smaller than this: level-0 pixels (200 or
+    /// 200px) or square microns (50um2, through the image's pixel size).
+    #[arg(long, requires = "geojson", value_parser = parse_min_area)]
+    min_object_area: Option<MinArea>,
     /// Predict only share K of N (numbered from 0), for cluster job arrays: e.g. --shard
     /// $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT. Folder mode: share K of the sorted images. One
     /// --image: share K of the image's rows (whole 512-row chunks), into .ome.zarr outputs that every
@@ -292,6 +307,7 @@ fn example_for(flag: &str) -> &'static str {
         "--probabilities" => "out/probabilities.npy",
         "--overlay" => "out/overlay.png",
         "--geojson" => "out/regions.geojson",
+        "--objects-csv" => "out/objects.csv",
         _ => "out/errors.png",
     }
 }
@@ -302,13 +318,31 @@ fn folder_name_for(flag: &str) -> &'static str {
         "--probabilities" => "OUT/<stem>_probabilities.npy",
         "--overlay" => "OUT/<stem>_overlay.png",
         "--geojson" => "OUT/<stem>.geojson",
+        "--objects-csv" => "OUT/<stem>_objects.csv",
         _ => "OUT/<stem>_errors.png",
     }
 }
 
 /// How --geojson labels its objects.
 fn geojson_label(args: &PredictArgs) -> GeoJsonLabel {
-    GeoJsonLabel { class: args.geojson_class.clone(), detections: args.geojson_detections }
+    let objects = match (args.geojson_detections, args.geojson_objects) {
+        (true, _) | (_, ObjectsArg::Detection) => ObjectKind::Detection,
+        (_, ObjectsArg::Annotation) => ObjectKind::Annotation,
+        (_, ObjectsArg::Auto) => ObjectKind::Auto,
+    };
+    GeoJsonLabel { class: args.geojson_class.clone(), objects, min_area: args.min_object_area }
+}
+
+/// `--geojson-objects`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum ObjectsArg {
+    Auto,
+    Annotation,
+    Detection,
+}
+
+fn parse_min_area(text: &str) -> Result<MinArea, String> {
+    MinArea::parse(text)
 }
 
 /// A path given to an optional output flag: required for one image.
@@ -441,6 +475,7 @@ fn run_single(args: PredictArgs, out: &mut Stdout) -> anyhow::Result<ExitCode> {
         errors: single_output("--errors", &args.errors)?,
         geojson: single_output("--geojson", &args.geojson)?,
         geojson_label: geojson_label(&args),
+        objects_csv: single_output("--objects-csv", &args.objects_csv)?,
         tile: args.tile,
         level: args.level,
         mask_rule: label_rule(&args)?,
@@ -632,6 +667,7 @@ fn run_folder(args: PredictArgs, out: &mut Stdout) -> anyhow::Result<ExitCode> {
         errors: folder_flag("--errors", &args.errors)?,
         metrics: args.mask_dir.is_some(),
         geojson: folder_flag("--geojson", &args.geojson)?.then(|| geojson_label(&args)),
+        objects_csv: folder_flag("--objects-csv", &args.objects_csv)?,
         mask_rule: label_rule(&args)?,
     };
     if outputs.errors && args.mask_dir.is_none() {

@@ -266,6 +266,8 @@ pub struct FolderOutputs {
     pub metrics: bool,
     /// `<stem>.geojson`, the foreground as QuPath objects, labelled so.
     pub geojson: Option<GeoJsonLabel>,
+    /// `<stem>_objects.csv`, the objects' table (with `geojson`).
+    pub objects_csv: bool,
     /// How the reference masks' values become classes.
     pub mask_rule: imaging::labels::LabelRule,
 }
@@ -289,6 +291,9 @@ impl FolderOutputs {
         }
         if self.geojson.is_some() {
             names.push(("GeoJSON", format!("{stem}.geojson")));
+        }
+        if self.geojson.is_some() && self.objects_csv {
+            names.push(("objects table", format!("{stem}_objects.csv")));
         }
         names
     }
@@ -383,10 +388,18 @@ impl FolderOutputs {
         let geojson = match &self.geojson {
             Some(label) => {
                 let p = path("", "geojson");
+                let csv = match self.objects_csv {
+                    true => {
+                        let c = path("_objects", "csv");
+                        Some((files.add("--output-dir", &c)?, c))
+                    }
+                    false => None,
+                };
                 Some(GeoJsonDestination {
                     file: files.add("--output-dir", &p)?,
                     path: p,
                     label: label.clone(),
+                    csv,
                 })
             }
             None => None,
@@ -599,6 +612,7 @@ mod tests {
             mask_format: ImageFormat::Png,
             probabilities: true,
             geojson: None,
+            objects_csv: false,
             overlay,
             errors,
             metrics,

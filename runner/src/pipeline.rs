@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use crate::metrics::{Confusion, Metrics};
 use crate::predict::{self, BandOutput, PredictError, PredictOptions};
-use crate::regions::{GeoJsonDestination, RegionWriter};
+use crate::regions::{GeoJsonDestination, RegionError, RegionWriter};
 use crate::render::{error_row, OverlayRows};
 use crate::session::Model;
 use imaging::files::FileError;
@@ -32,6 +32,8 @@ pub enum PipelineError {
     Io(#[from] IoError),
     #[error(transparent)]
     File(#[from] FileError),
+    #[error(transparent)]
+    Objects(#[from] RegionError),
     #[error(transparent)]
     Tiling(#[from] TilingError),
     #[error("{flag}: {source}")]
@@ -220,7 +222,10 @@ pub fn predict_image(
     let mut errors_sink = destinations.errors.as_ref().map(|d| image_sink(d, PixelKind::Rgb8)).transpose()?;
     let scale = source.info().levels.get(level).map_or((1.0, 1.0), |l| l.downsample);
     let mut regions = match &destinations.geojson {
-        Some(d) => Some(RegionWriter::create(d, width, scale, &model.foreground_class)?),
+        Some(d) => {
+            let microns = source.info().microns_per_pixel;
+            Some(RegionWriter::create(d, width, scale, microns, &model.foreground_class)?)
+        }
         None => None,
     };
     let labels_error = |plan: &LabelsPlan, reason: String| SinkError::Write { path: plan.target(), reason };
@@ -232,7 +237,9 @@ pub fn predict_image(
     let mut confusion = Confusion::default();
     let mut bad_value = None;
     let (mut reference_rows, mut pixels) = (Vec::new(), Vec::new());
-    let options = PredictOptions { tile, probabilities: probability_sink.is_some(), logits: false };
+    // The objects' measurements take the foreground probability.
+    let probabilities = probability_sink.is_some() || regions.is_some();
+    let options = PredictOptions { tile, probabilities, logits: false };
     let summary = predict::predict_stream(model, &mut source, options, progress, |band: &BandOutput<'_>| {
         let gray = gray_from_classes(band.classes);
         mask_sink.write_pixels(&gray)?;
@@ -246,7 +253,7 @@ pub fn predict_image(
             sink.write_pixels(overlay.push(band.rgb, band.classes))?;
         }
         if let Some(regions) = regions.as_mut() {
-            regions.push(band.classes)?;
+            regions.push(band.classes, band.probabilities)?;
         }
         if let Some(mask) = reference.as_mut() {
             reference_rows.clear();

@@ -28,6 +28,8 @@ pub struct SingleRequest {
     /// The foreground as QuPath objects (GeoJSON), and how they are labelled.
     pub geojson: Option<PathBuf>,
     pub geojson_label: GeoJsonLabel,
+    /// The objects' table (`--objects-csv`, with `geojson`).
+    pub objects_csv: Option<PathBuf>,
     pub tile: usize,
     /// The level of a pyramid to predict (0: full resolution).
     pub level: usize,
@@ -65,7 +67,7 @@ pub enum SingleError {
     Session(#[from] crate::session::error::SessionError),
     #[error("{flag}: {source}")]
     Format { flag: &'static str, source: imaging::sink::SinkError },
-    #[error("--geojson {0}: give a .geojson (or .json) file name, e.g. out/regions.geojson")]
+    #[error("--geojson {0}: give a .geojson (or .json) file name, e.g. out/regions.geojson, or .geojson.gz to write it gzipped")]
     GeoJsonName(PathBuf),
     #[error("--labels: {0}")]
     Labels(String),
@@ -93,8 +95,9 @@ pub fn predict_single(
     let overlay_format = format_of("--overlay", request.overlay.as_deref(), ImageFormat::from_path)?;
     let errors_format = format_of("--errors", request.errors.as_deref(), ImageFormat::from_path)?;
     if let Some(path) = &request.geojson {
-        let extension = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
-        if extension != "geojson" && extension != "json" {
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("").to_ascii_lowercase();
+        let name = name.strip_suffix(".gz").unwrap_or(&name);
+        if !name.ends_with(".geojson") && !name.ends_with(".json") {
             return Err(SingleError::GeoJsonName(path.clone()));
         }
     }
@@ -143,6 +146,10 @@ pub fn predict_single(
                 file: add("--geojson", p)?,
                 path: p.clone(),
                 label: request.geojson_label.clone(),
+                csv: match &request.objects_csv {
+                    Some(csv) => Some((add("--objects-csv", csv)?, csv.clone())),
+                    None => None,
+                },
             }),
             None => None,
         },
