@@ -101,7 +101,7 @@ pub const COLOR: [u8; 3] = crate::render::TINT;
 /// A file written plain or gzipped.
 enum Output {
     Plain(BufWriter<File>),
-    Gzip(GzEncoder<BufWriter<File>>),
+    Gzip(Box<GzEncoder<BufWriter<File>>>),
 }
 
 impl Write for Output {
@@ -124,7 +124,7 @@ impl Output {
     fn create(file: &Path, gzip: bool) -> io::Result<Output> {
         let out = BufWriter::new(File::create(file)?);
         Ok(if gzip {
-            Output::Gzip(GzEncoder::new(out, flate2::Compression::default()))
+            Output::Gzip(Box::new(GzEncoder::new(out, flate2::Compression::default())))
         } else {
             Output::Plain(out)
         })
