@@ -19,6 +19,7 @@ use crate::regions::{GeoJsonLabel, MinArea, ObjectKind};
 use crate::session::library::ExecutionDevice;
 use crate::session::{Model, ModelOptions};
 use crate::single::{self, Progress, SingleRequest};
+use crate::tissue::TissueRequest;
 
 /// Predicts segmentation masks of whole images with an exported model.onnx, by exact overlapping tiles.
 /// Images of any size are streamed band by band, so memory depends on the image width, not its height.
@@ -209,6 +210,31 @@ struct PredictArgs {
     /// 200px) or square microns (50um2, through the image's pixel size).
     #[arg(long, requires = "geojson", value_parser = parse_min_area)]
     min_object_area: Option<MinArea>,
+    /// Predict only where there is tissue: `auto` finds it in a low-resolution level (HSV saturation above
+    /// Otsu's threshold, kept within 20..30 of 255; specks dropped, small holes filled, grown by the halo),
+    /// or give a mask image (PNG/TIFF, any size, stretched over the image; > 127 is tissue). Windows that
+    /// touch no tissue are neither read nor computed; inside the mask the output equals a full pass,
+    /// outside it is background with probability 0. Give twice to intersect `auto` with a mask.
+    #[arg(long, value_name = "auto|FILE")]
+    tissue: Vec<String>,
+    /// The saturation (0-255) above which `--tissue auto` calls a pixel tissue [default: Otsu's, bounded].
+    #[arg(long, requires = "tissue")]
+    tissue_threshold: Option<u8>,
+    /// The pyramid level `--tissue auto` reads [default: the coarsest at most 32 times coarser than the
+    /// level predicted; a single-level image is reduced by 32 while read].
+    #[arg(long, requires = "tissue")]
+    tissue_level: Option<usize>,
+    /// Write the mask `--tissue auto` found (255 tissue, 0 glass; one pixel per pixel of the level it was
+    /// computed at, whose downsample is printed): .png or .tif.
+    #[arg(long, requires = "tissue")]
+    tissue_output: Option<PathBuf>,
+    /// Predict only inside these QuPath annotations (GeoJSON, level-0 coordinates; the centre rule), with
+    /// --tissue: inside both.
+    #[arg(long)]
+    roi: Option<PathBuf>,
+    /// With --roi, only the annotations of this class.
+    #[arg(long, requires = "roi")]
+    roi_class: Option<String>,
     /// Predict only share K of N (numbered from 0), for cluster job arrays: e.g. --shard
     /// $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT. Folder mode: share K of the sorted images. One
     /// --image: share K of the image's rows (whole 512-row chunks), into .ome.zarr outputs that every
@@ -331,6 +357,29 @@ fn geojson_label(args: &PredictArgs) -> GeoJsonLabel {
         (_, ObjectsArg::Auto) => ObjectKind::Auto,
     };
     GeoJsonLabel { class: args.geojson_class.clone(), objects, min_area: args.min_object_area }
+}
+
+/// What `--tissue`, `--roi` ask for.
+fn tissue_request(args: &PredictArgs) -> anyhow::Result<TissueRequest> {
+    let mut request = TissueRequest::default();
+    for value in &args.tissue {
+        if value == "auto" {
+            request.auto = true;
+        } else if request.mask.replace(PathBuf::from(value)).is_some() {
+            anyhow::bail!("--tissue takes one mask file (and `auto`); got two");
+        }
+    }
+    if (args.tissue_threshold.is_some() || args.tissue_level.is_some() || args.tissue_output.is_some())
+        && !request.auto
+    {
+        anyhow::bail!("--tissue-threshold, --tissue-level and --tissue-output are for --tissue auto: add it");
+    }
+    request.threshold = args.tissue_threshold;
+    request.level = args.tissue_level;
+    request.output = args.tissue_output.clone().map(|p| (p.clone(), p));
+    request.roi = args.roi.clone();
+    request.roi_class = args.roi_class.clone();
+    Ok(request)
 }
 
 /// `--geojson-objects`.
@@ -481,7 +530,11 @@ fn run_single(args: PredictArgs, out: &mut Stdout) -> anyhow::Result<ExitCode> {
         mask_rule: label_rule(&args)?,
         ngff: args.ngff.map(NgffArg::version).unwrap_or_default(),
         labels: args.labels.clone(),
+        tissue: tissue_request(&args)?,
     };
+    if request.tissue.limits() && args.shard.is_some() {
+        anyhow::bail!("--tissue and --roi do not apply with --shard yet: predict the slide in one run");
+    }
     if let Some(shard) = args.shard {
         return run_share(&args, &request, shard, out);
     }
@@ -521,6 +574,27 @@ fn run_single(args: PredictArgs, out: &mut Stdout) -> anyhow::Result<ExitCode> {
         report.seconds,
         (width * height) as f64 / 1e6 / report.seconds.max(1e-9)
     ))?;
+    if let Some(t) = &report.tissue {
+        let from = match t.level {
+            Some(level) => format!("level {level}"),
+            None => "a streamed reduction".to_owned(),
+        };
+        out.line(format_args!(
+            "tissue: {:.1} % of the image (from {from}, downsample {:.2} x {:.2}, saturation threshold {})",
+            100.0 * t.fraction,
+            t.downsample.0,
+            t.downsample.1,
+            t.threshold
+        ))?;
+    }
+    if request.tissue.limits() {
+        out.line(format_args!(
+            "windows predicted: {} of {} ({:.1} %)",
+            report.image.tiles,
+            report.full_tiles,
+            100.0 * report.image.tiles as f64 / report.full_tiles.max(1) as f64
+        ))?;
+    }
     if let Some(note) = pages_note(&report.image) {
         eprintln!("note: {}: {note}", image.display());
     }
@@ -651,6 +725,8 @@ fn run_folder(args: PredictArgs, out: &mut Stdout) -> anyhow::Result<ExitCode> {
             ("--metrics-json", args.metrics_json.is_some()),
             ("--ngff", args.ngff.is_some()),
             ("--labels", args.labels.is_some()),
+            ("--tissue", !args.tissue.is_empty()),
+            ("--roi", args.roi.is_some()),
         ],
         "one image (--image with --output)",
         "to folder mode (--output-dir)",

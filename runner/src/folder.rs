@@ -521,7 +521,8 @@ fn predict_job(
     opened.check_outputs(&[(mask_path.as_path(), destinations.mask.format)])?;
     let plan = model.tiling.plan(opened.image.height(), opened.image.width(), tile)?;
     observer.image_started(index, count, job, plan.tile_count());
-    let report = pipeline::predict_image(model, opened, &destinations, tile, |n| observer.tiles_done(n))?;
+    let report =
+        pipeline::predict_image(model, opened, &destinations, None, tile, |n| observer.tiles_done(n))?;
     files.commit()?;
     Ok(report)
 }

@@ -18,3 +18,4 @@ pub mod render;
 pub mod session;
 pub mod single;
 pub mod slide_shard;
+pub mod tissue;

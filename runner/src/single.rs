@@ -13,6 +13,7 @@ use crate::metrics::Metrics;
 use crate::pipeline::{self, Destination, Destinations, ImageReport, OpenedImage, PipelineError};
 use crate::regions::{GeoJsonDestination, GeoJsonLabel};
 use crate::session::{Model, ModelOptions};
+use crate::tissue::{AutoTissue, TissueError, TissueRequest};
 
 /// What to predict and where each output goes (formats from the paths' extensions).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,6 +40,9 @@ pub struct SingleRequest {
     pub ngff: NgffVersion,
     /// `--labels NAME`: also write the mask into the OME-Zarr input as `labels/NAME`.
     pub labels: Option<String>,
+    /// `--tissue`, `--roi`: where to predict (everywhere by default). `output`'s first path is replaced
+    /// by the temporary written.
+    pub tissue: TissueRequest,
 }
 
 /// What a single-image prediction did.
@@ -50,6 +54,9 @@ pub struct SingleReport {
     pub written: Vec<PathBuf>,
     /// What the label (`--labels`) leaves out of the image's levels, if anything.
     pub labels_note: Option<String>,
+    /// What `--tissue auto` found, and the windows of the full plan (to compare with those predicted).
+    pub tissue: Option<AutoTissue>,
+    pub full_tiles: usize,
 }
 
 impl SingleReport {
@@ -71,6 +78,8 @@ pub enum SingleError {
     GeoJsonName(PathBuf),
     #[error("--labels: {0}")]
     Labels(String),
+    #[error(transparent)]
+    Tissue(#[from] TissueError),
 }
 
 fn format_of<F>(
@@ -105,6 +114,12 @@ pub fn predict_single(
     let mut inputs: Vec<(&str, &Path)> = vec![("--image", &request.image), ("--model", &request.model)];
     if let Some(mask) = &request.mask {
         inputs.push(("--mask", mask));
+    }
+    if let Some(path) = &request.tissue.mask {
+        inputs.push(("--tissue", path));
+    }
+    if let Some(path) = &request.tissue.roi {
+        inputs.push(("--roi", path));
     }
     let mut files = OutputSet::new(&inputs).map_err(PipelineError::from)?;
     let opened =
@@ -160,15 +175,30 @@ pub fn predict_single(
         Some(path) => Some(add("--metrics-json", path)?),
         None => None,
     };
+    let mut tissue = request.tissue.clone();
+    if let Some((_, path)) = &request.tissue.output {
+        tissue.output = Some((add("--tissue-output", path)?, path.clone()));
+    }
 
     let mut model = Model::load(&request.model, model_options)?;
-    let plan = model
-        .tiling
-        .plan(opened.image.height(), opened.image.width(), request.tile)
-        .map_err(PipelineError::from)?;
-    progress(Progress::Planned { tiles: plan.tile_count() });
+    let (width, height) = (opened.image.width(), opened.image.height());
+    let plan = model.tiling.plan(height, width, request.tile).map_err(PipelineError::from)?;
     let started = Instant::now();
-    let report = pipeline::predict_image(&mut model, opened, &destinations, request.tile, |tiles| {
+    let limited = match tissue.limits() {
+        true => Some(crate::tissue::limit(
+            &request.image,
+            request.level,
+            width,
+            height,
+            model.tiling.halo,
+            &tissue,
+        )?),
+        false => None,
+    };
+    let scope = limited.as_ref().map(|l| &l.scope);
+    let tiles = scope.map_or(plan.tile_count(), |s| s.plan(&plan).tile_count());
+    progress(Progress::Planned { tiles });
+    let report = pipeline::predict_image(&mut model, opened, &destinations, scope, request.tile, |tiles| {
         progress(Progress::TilesDone { tiles })
     })?;
     let seconds = started.elapsed().as_secs_f64();
@@ -184,7 +214,8 @@ pub fn predict_single(
     let mut written = files.commit().map_err(PipelineError::from)?;
     written.extend(labels.as_ref().map(LabelsPlan::target));
     let labels_note = labels.as_ref().and_then(LabelsPlan::note);
-    Ok(SingleReport { image: report, seconds, written, labels_note })
+    let tissue = limited.and_then(|l| l.auto);
+    Ok(SingleReport { image: report, seconds, written, labels_note, tissue, full_tiles: plan.tile_count() })
 }
 
 /// What a prediction tells as it goes.

@@ -75,6 +75,7 @@ fn request(dir: &Path, image: &Path, prefix: &str) -> SingleRequest {
         geojson: None,
         geojson_label: Default::default(),
         objects_csv: None,
+        tissue: Default::default(),
         tile: 128,
         level: 0,
         mask_rule: Default::default(),

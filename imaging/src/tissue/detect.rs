@@ -20,7 +20,7 @@ pub const DARK: u8 = 24;
 /// The lowest automatic saturation threshold (of 255).
 pub const MIN_THRESHOLD: u8 = 20;
 /// The highest automatic saturation threshold (of 255).
-pub const MAX_THRESHOLD: u8 = 40;
+pub const MAX_THRESHOLD: u8 = 30;
 /// Tissue regions smaller than this many image pixels (a quarter of a 256 x 256 window) are specks.
 pub const MIN_TISSUE_AREA: f64 = 128.0 * 128.0;
 /// Holes in tissue of at most this many image pixels (one 256 x 256 window) are filled.

@@ -16,7 +16,7 @@ pub mod detect;
 pub mod map;
 pub mod morph;
 
-pub use map::TissueMap;
+pub use map::{Scope, TissueMap};
 
 /// A binary mask, row by row: `true` where to predict.
 #[derive(Debug, Clone, PartialEq, Eq)]
