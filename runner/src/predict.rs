@@ -460,15 +460,19 @@ pub fn predict_stream_scoped(
                     run_passes(&mut workers, view, plan, passes, &mut out, &mut progress)?;
                 }
                 if let Some(l) = limit {
-                    let inside = l.scope.rows(first_kept, rows, width);
-                    for (i, _) in inside.iter().enumerate().filter(|(_, &v)| v == 0) {
-                        out.classes[i] = 0;
-                        if let Some(p) = out.probabilities.as_mut() {
-                            p[i] = 0.0;
-                        }
-                        if let Some(lg) = out.logits.as_mut() {
-                            lg[i] = 0.0;
-                            lg[rows * width + i] = 0.0;
+                    // Row by row: the scope's pixels of one row at a time, not the band's.
+                    for r in 0..rows {
+                        let inside = l.scope.rows(first_kept + r, 1, width);
+                        for (x, _) in inside.iter().enumerate().filter(|(_, &v)| v == 0) {
+                            let i = r * width + x;
+                            out.classes[i] = 0;
+                            if let Some(p) = out.probabilities.as_mut() {
+                                p[i] = 0.0;
+                            }
+                            if let Some(lg) = out.logits.as_mut() {
+                                lg[i] = 0.0;
+                                lg[rows * width + i] = 0.0;
+                            }
                         }
                     }
                 }
