@@ -6,7 +6,7 @@
 //! - [`detect`]: an RGB view to a tissue mask by the saturation rule (Otsu's threshold, bounded), cleaned
 //!   and grown by the halo ([`morph`] holds the connected components, hole filling and dilation).
 //! - [`map`]: a mask laid over the image ([`TissueMap`]): the image pixels it holds, row by row, which
-//!   windows of a plan touch it; a [`Scope`](map::Scope): maps and annotated polygons intersected.
+//!   windows of a plan touch it; a [`Scope`]: maps and annotated polygons intersected.
 //!
 //! The grid: a mask whose pixel is `(sx, sy)` image pixels holds image pixel `(x, y)` in its column
 //! `floor((x + 0.5) / sx)` and row `floor((y + 0.5) / sy)` (the nearest-neighbour rule; a mask stretched
