@@ -188,6 +188,8 @@ pub fn predict_single(
         })?;
     }
     let mut written = files.commit().map_err(PipelineError::from)?;
+    // The label's parts (its store, the group's files) are reported as the one label.
+    written.retain(|path| labels.as_ref().is_none_or(|plan| !path.starts_with(plan.group())));
     written.extend(labels.as_ref().map(LabelsPlan::target));
     let labels_note = labels.as_ref().and_then(LabelsPlan::note);
     let tissue = limited.and_then(|l| l.auto);

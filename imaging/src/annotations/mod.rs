@@ -234,4 +234,7 @@ pub enum AnnotationError {
         /// The classes present.
         found: String,
     },
+    /// Annotations of classes that are neither listed (`--class`) nor ignored (`Ignore*`).
+    #[error("annotations have the classes {unknown}, which are not among --class {wanted}: add them with --class (in class-index order), or rename them `Ignore*` in QuPath to leave them out")]
+    UnknownClasses { unknown: String, wanted: String },
 }

@@ -6,13 +6,14 @@
 use std::path::PathBuf;
 
 use crate::data::annotated::{AnnotatedSource, AnnotationRule};
+use crate::data::classes::{ClassFlagError, ClassFlags, MaskFormat};
 use crate::data::crops::AugmentPolicy;
-use crate::data::load::PairSource;
+use crate::data::load::{MaskReading, PairSource};
 use crate::export::{ExportRequest, PackageOptions, TritonTarget};
 use crate::ops::Kernels;
 use crate::train::{DeviceKind, TrainConfig, TrainError};
 use imaging::annotations::labels::Unannotated;
-use imaging::labels::{LabelFormat, LabelRule};
+use imaging::classes::{parse_color, ClassList};
 
 use super::export::ExportArgs;
 use super::train::{LabelFormatArg, TrainArgs, UnannotatedArg};
@@ -27,6 +28,10 @@ pub enum FlagError {
          already: drop --ignore-value"
     )]
     IgnoreValueWithIlastik,
+    #[error("--class-colors: {0}")]
+    Color(String),
+    #[error(transparent)]
+    Classes(#[from] ClassFlagError),
     /// A setting out of range ([`TrainConfig::check`]).
     #[error(transparent)]
     Settings(#[from] TrainError),
@@ -51,8 +56,11 @@ pub struct TrainRequest {
     pub data: TrainData,
     /// `--val-image`/`--val-mask`.
     pub val: Vec<PairSource>,
-    /// How mask values become labels (training and validation masks).
-    pub mask_rule: LabelRule,
+    /// How mask files become labels (training and validation masks).
+    pub mask_reading: MaskReading,
+    /// What the flags say about the classes: the run's [`ClassList`] once the masks are read
+    /// ([`ClassFlags::resolve`]).
+    pub classes: ClassFlags,
     /// How annotations become labels (with [`TrainData::Annotated`]).
     pub annotation_rule: AnnotationRule,
     pub device: DeviceKind,
@@ -93,28 +101,58 @@ pub(super) fn train(args: &TrainArgs) -> Result<TrainRequest, FlagError> {
         init_from: args.init_from.clone(),
         inputs: Vec::new(),
         kernels: if args.reference_ops { Kernels::Reference } else { Kernels::Fast },
+        classes: ClassList::default(),
     };
     config.check()?;
-    let mask_rule = mask_rule(args.label_format, args.ignore_value)?;
+    let classes = class_flags(args)?;
+    let reads_masks = !matches!(data, TrainData::Annotated(_)) || !val.is_empty();
+    let mask_reading = classes.reading(reads_masks)?;
     let annotation_rule = AnnotationRule {
         foreground_classes: args.foreground_class.clone(),
+        classes: args.class.clone(),
         unannotated: match args.unannotated {
             UnannotatedArg::Unlabelled => Unannotated::Unlabelled,
             UnannotatedArg::Background => Unannotated::Background,
         },
         level: args.level,
     };
-    Ok(TrainRequest { config, data, val, mask_rule, annotation_rule, device: args.device, quiet: args.quiet })
+    Ok(TrainRequest {
+        config,
+        data,
+        val,
+        mask_reading,
+        classes,
+        annotation_rule,
+        device: args.device,
+        quiet: args.quiet,
+    })
 }
 
-/// The mask rule of --label-format and --ignore-value.
-fn mask_rule(format: LabelFormatArg, ignore: Option<u8>) -> Result<LabelRule, FlagError> {
-    let format = match format {
-        LabelFormatArg::Binary => LabelFormat::Binary,
-        LabelFormatArg::Ilastik if ignore.is_some() => return Err(FlagError::IgnoreValueWithIlastik),
-        LabelFormatArg::Ilastik => LabelFormat::Ilastik,
+/// The class flags: --label-format, --ignore-value, --classes, --class-names, --class-colors, --class.
+fn class_flags(args: &TrainArgs) -> Result<ClassFlags, FlagError> {
+    let format = match args.label_format {
+        LabelFormatArg::Binary => MaskFormat::Binary,
+        LabelFormatArg::Ilastik if args.ignore_value.is_some() => {
+            return Err(FlagError::IgnoreValueWithIlastik)
+        }
+        LabelFormatArg::Ilastik => MaskFormat::Ilastik,
+        LabelFormatArg::Index => MaskFormat::Index,
+        LabelFormatArg::Color => MaskFormat::Color,
     };
-    Ok(LabelRule { format, ignore })
+    let colors = args
+        .class_colors
+        .as_ref()
+        .map(|c| c.iter().map(|c| parse_color(c)).collect::<Result<Vec<_>, _>>())
+        .transpose()
+        .map_err(FlagError::Color)?;
+    Ok(ClassFlags {
+        format,
+        ignore: args.ignore_value,
+        count: args.classes,
+        names: args.class_names.clone(),
+        colors,
+        annotation_classes: args.class.clone(),
+    })
 }
 
 /// The image/mask pairs of two repeated flags.
@@ -186,6 +224,7 @@ mod tests {
     use super::super::{Cli, Command};
     use super::*;
     use clap::Parser;
+    use imaging::labels::{LabelFormat, LabelRule};
 
     /// The request of `trainer train ARGS`, or the error's text (clap's or the resolve step's).
     fn resolve(args: &str) -> Result<TrainRequest, String> {
@@ -236,7 +275,10 @@ mod tests {
         let TrainData::Pairs(pairs) = &r.data else { panic!("{:?}", r.data) };
         assert_eq!((pairs[1].image.clone(), pairs[1].mask_flag.as_str()), (p("b"), "--mask #2"));
         assert_eq!((r.val[0].image_flag.as_str(), r.val[0].mask.clone()), ("--val-image", p("vm")));
-        assert_eq!(r.mask_rule, LabelRule { format: LabelFormat::Binary, ignore: None });
+        assert_eq!(
+            r.mask_reading,
+            MaskReading::two_classes(LabelRule { format: LabelFormat::Binary, ignore: None })
+        );
 
         let r = resolve("--image s --annotations s.geojson --level 2 --unannotated background").unwrap();
         let TrainData::Annotated(sources) = &r.data else { panic!("{:?}", r.data) };
@@ -245,11 +287,47 @@ mod tests {
 
         let r = resolve("--data d --label-format ilastik --no-augment --reference-ops").unwrap();
         assert_eq!(r.data, TrainData::Folder(p("d")));
-        assert_eq!(r.mask_rule, LabelRule { format: LabelFormat::Ilastik, ignore: None });
+        let ilastik = LabelRule { format: LabelFormat::Ilastik, ignore: None };
+        assert_eq!(
+            r.mask_reading,
+            MaskReading::Gray { rule: ilastik, classes: imaging::classes::MAX_CLASSES }
+        );
         assert_eq!((r.config.augment, r.config.kernels), (AugmentPolicy::None, Kernels::Reference));
 
         let r = resolve("--image a --mask m --ignore-value 128 --quiet --device cuda").unwrap();
-        assert_eq!(r.mask_rule.ignore, Some(128));
+        assert_eq!(r.classes.ignore, Some(128));
         assert!(r.quiet && r.device == DeviceKind::Cuda);
+    }
+
+    #[test]
+    fn class_flags_resolve_to_a_reading_and_agree() {
+        let r = resolve("--image a --mask m --label-format index --class-names bg,nuclei,dab").unwrap();
+        let index = LabelRule { format: LabelFormat::Index, ignore: None };
+        assert_eq!(r.mask_reading, MaskReading::Gray { rule: index, classes: 3 });
+        assert_eq!(r.classes.resolve([]).unwrap().names, ["bg", "nuclei", "dab"]);
+        let r = resolve("--image a --mask m --label-format color --class-colors #000000,#0000ff,#964b00")
+            .unwrap();
+        assert_eq!(
+            r.mask_reading,
+            MaskReading::Colors { palette: vec![[0, 0, 0], [0, 0, 255], [150, 75, 0]] }
+        );
+        let r = resolve("--image s --annotations g --class Stroma --class Tumor --class Necrosis").unwrap();
+        assert_eq!(r.annotation_rule.classes, ["Stroma", "Tumor", "Necrosis"]);
+        for (args, expected) in [
+            ("--image a --mask m --classes 3", "--label-format index, ilastik or color"),
+            ("--image a --mask m --label-format color", "needs --class-colors"),
+            ("--image a --mask m --label-format color --class-colors red,blue", "#rrggbb"),
+            ("--image a --mask m --label-format index --classes 4 --class-names a,b,c", "--classes gives 4"),
+            (
+                "--image a --mask m --label-format color --class-colors #000000,#ffffff --ignore-value 3",
+                "colour",
+            ),
+            ("--image s --annotations g --class A --foreground-class B", "cannot be used with"),
+        ] {
+            match resolve(args) {
+                Ok(_) => panic!("`{args}` was accepted"),
+                Err(e) => assert!(e.contains(expected), "`{args}`: `{expected}` not in: {e}"),
+            }
+        }
     }
 }
