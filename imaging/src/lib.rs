@@ -11,6 +11,7 @@
 //! - [`exif`]: the EXIF orientation, read from inputs and written into outputs.
 //! - [`files`]: every output written atomically, through links, never over an input.
 //! - [`report`]: every error on one line, panics of decoders caught as errors.
+//! - [`tissue`]: where to predict: tissue found in a low-resolution view, users' masks, annotated regions.
 //! - [`site_packages`]: shared libraries from the Python wheels installed beside the executable.
 //! - [`annotations`]: QuPath GeoJSON polygons to labels (the centre rule, per window) and predicted masks
 //!   back to polygons.
@@ -27,4 +28,5 @@ pub mod sink;
 pub mod site_packages;
 pub mod source;
 pub mod tiles;
+pub mod tissue;
 pub mod whole;

@@ -370,6 +370,8 @@ fn a_slide_trained_from_annotations_predicts_back_to_qupath_objects() {
         errors: None,
         geojson: Some(predicted_geojson.clone()),
         geojson_label: Default::default(),
+        objects_csv: None,
+        tissue: Default::default(),
         tile: imaging::tiles::DEFAULT_TILE,
         level: 0,
         mask_rule: Default::default(),

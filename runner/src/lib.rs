@@ -23,3 +23,4 @@ pub mod render;
 pub mod session;
 pub mod single;
 pub mod slide_shard;
+pub mod tissue;

@@ -7,13 +7,15 @@
 //!   its centre, in level-0 coordinates, is inside the polygon (see [`raster`] for the exact edge rule).
 //! - [`labels`]: classes to training labels (foreground, background, unlabelled) for a window.
 //! - [`trace`]: a predicted mask, row by row, back into polygons (one per 8-connected region, with its
-//!   holes); [`write`](mod@write): those polygons as GeoJSON that QuPath's "Import objects" reads.
+//!   holes, with its pixels' scores); [`measure`]: area, perimeter, centroid of a polygon with holes;
+//!   [`write`](mod@write): those polygons as GeoJSON that QuPath's "Import objects" reads, with measurements.
 //!
 //! Coordinates are level-0 pixels with the origin at the top-left corner of the image (QuPath's
 //! convention); x grows to the right, y down.
 
 pub mod geojson;
 pub mod labels;
+pub mod measure;
 pub mod raster;
 pub mod trace;
 pub mod write;
