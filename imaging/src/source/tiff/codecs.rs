@@ -1,6 +1,6 @@
 //! The compressions of TIFF chunks (strips or tiles) that decode to bytes: none, LZW, Deflate, PackBits,
 //! ZSTD; WebP tiles; and the predictors: horizontal differencing (2) and floating point (3). JPEG tiles
-//! are in `jpeg.rs`. Every decoder writes at most the chunk's size and returns an error, never panics, on
+//! are in `jpeg.rs`, JPEG 2000 tiles in `jpeg2000.rs`. Every decoder writes at most the chunk's size and returns an error, never panics, on
 //! corrupt data.
 
 use std::io::Read;
@@ -15,12 +15,17 @@ pub(super) enum Codec {
     Jpeg,
     Zstd,
     WebP,
+    /// JPEG 2000; `ycbcr` for Aperio's 33003, whose components are Y, Cb, Cr.
+    Jpeg2000 {
+        ycbcr: bool,
+    },
 }
 
 impl Codec {
     /// The codec of TIFF compression `code`, or (what the file is, what to do) when it is not read.
     pub fn from_tag(code: u16) -> Result<Codec, (String, String)> {
-        let convert = "convert it to a TIFF with Deflate, LZW, ZSTD, JPEG or WebP compression (e.g. \
+        let convert =
+            "convert it to a TIFF with Deflate, LZW, ZSTD, JPEG, JPEG 2000 or WebP compression (e.g. \
                        `tiffcp -c zip` or `vips tiffsave --compression deflate`)";
         Ok(match code {
             1 => Codec::None,
@@ -30,6 +35,8 @@ impl Codec {
             7 => Codec::Jpeg,
             50000 | 34926 => Codec::Zstd,
             50001 | 34927 => Codec::WebP,
+            33003 => Codec::Jpeg2000 { ycbcr: true },
+            33005 | 34712 => Codec::Jpeg2000 { ycbcr: false },
             6 => return Err((
                 "an old-style JPEG TIFF (compression 6, the ambiguous TIFF 6.0 scheme that compression 7 \
                      replaced in 1995)"
@@ -92,7 +99,9 @@ pub(super) fn decompress(codec: Codec, raw: &[u8], max: usize, out: &mut Vec<u8>
         Codec::Zstd => zstd::bulk::Decompressor::new()
             .and_then(|mut d| d.decompress_to_buffer(raw, &mut out[..]))
             .map_err(|e| format!("its ZSTD data is corrupt ({e})"))?,
-        Codec::Jpeg | Codec::WebP => unreachable!("pixel codecs are decoded elsewhere"),
+        Codec::Jpeg | Codec::WebP | Codec::Jpeg2000 { .. } => {
+            unreachable!("pixel codecs are decoded elsewhere")
+        }
     };
     out.truncate(got);
     Ok(got)

@@ -13,6 +13,7 @@
 mod codecs;
 mod ifd;
 mod jpeg;
+mod jpeg2000;
 
 use self::codecs::Codec;
 use self::ifd::{Entry, Ifd, TiffInput};
@@ -579,7 +580,7 @@ impl TiffRows {
                     "keep red, green, blue and at most one alpha channel",
                 ))
             }
-            (6, 3) if codec == Codec::Jpeg => Photometric::Rgb,
+            (6, 3) if matches!(codec, Codec::Jpeg | Codec::Jpeg2000 { .. }) => Photometric::Rgb,
             (6, _) => {
                 return Err(unsupported(
                     format!("a {what} TIFF that is not JPEG-compressed"),
@@ -618,12 +619,14 @@ impl TiffRows {
         } else {
             1
         };
-        if planar && (codec == Codec::WebP || photometric_code == 6) {
+        // Bio-Formats writes planar JPEG TIFFs tagged YCbCr whose tiles are one-component JPEGs, and reads
+        // their planes as red, green and blue; so are they read here.
+        if planar && (codec == Codec::WebP || (photometric_code == 6 && codec != Codec::Jpeg)) {
             return Err(unsupported(format!("a planar (one plane per channel) {what} TIFF"), READABLE));
         }
         match (codec, kind) {
-            (Codec::Jpeg | Codec::WebP, Kind::U8) => {}
-            (Codec::Jpeg | Codec::WebP, _) => {
+            (Codec::Jpeg | Codec::WebP | Codec::Jpeg2000 { .. }, Kind::U8) => {}
+            (Codec::Jpeg | Codec::WebP | Codec::Jpeg2000 { .. }, _) => {
                 return Err(unsupported(
                     format!("a {} TIFF of {what}", codecs::name(page.compression as u16)),
                     READABLE,
@@ -632,7 +635,7 @@ impl TiffRows {
             _ => {}
         }
         let predictor = match (codec, page.predictor, kind) {
-            (Codec::Jpeg | Codec::WebP, _, _) | (_, 1, _) => 1,
+            (Codec::Jpeg | Codec::WebP | Codec::Jpeg2000 { .. }, _, _) | (_, 1, _) => 1,
             (_, 2, Kind::U8 | Kind::U16 | Kind::I16) => 2,
             (_, 3, Kind::F16 | Kind::F32 | Kind::F64) => 3,
             (_, p, _) => return Err(unsupported(
@@ -701,7 +704,7 @@ impl TiffRows {
             codec,
             kind,
             spp: if planar { 1 } else { samples },
-            ycbcr: photometric_code == 6,
+            ycbcr: photometric_code == 6 || codec == Codec::Jpeg2000 { ycbcr: true },
             photometric,
             predictor,
             reverse_bits: page.fill_order == 2 && matches!(codec, Codec::None | Codec::Lzw | Codec::PackBits),
@@ -851,6 +854,23 @@ impl TiffRows {
                     return Err(at(format!(
                         "it has {} JPEG components for {} samples per pixel",
                         chunk.components, self.spp
+                    )));
+                }
+                Ok(Decoded {
+                    data: Typed::U8(chunk.pixels),
+                    spp: chunk.components,
+                    stride: chunk.width,
+                    rows: chunk.height,
+                })
+            }
+            Codec::Jpeg2000 { .. } => {
+                let chunk = jpeg2000::decode(&self.raw, self.ycbcr, max_pixels).map_err(at)?;
+                check(chunk.width, chunk.height)?;
+                let want = if self.planes == 0 { self.spp } else { 1 };
+                if chunk.components != want && !(want == 4 && chunk.components == 3) {
+                    return Err(at(format!(
+                        "it has {} JPEG 2000 components for {want} samples per pixel",
+                        chunk.components
                     )));
                 }
                 Ok(Decoded {
