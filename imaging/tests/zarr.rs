@@ -12,8 +12,15 @@ fn data(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/zarr").join(name)
 }
 
-const FIXTURES: [&str; 5] =
-    ["v04_cyx_u8", "v05_cyx_u16_sharded", "v04_yx_f32_gray", "v05_tczyx_u8_rgba", "v04_yxc_i16"];
+const FIXTURES: [&str; 7] = [
+    "v04_cyx_u8",
+    "v05_cyx_u16_sharded",
+    "v04_yx_f32_gray",
+    "v05_tczyx_u8_rgba",
+    "v04_yxc_i16",
+    "sparse_v04_cyx_u8",
+    "sparse_v05_cyx_u8_sharded",
+];
 
 /// The 8-bit RGB pixels of a reference PNG, and its size.
 fn reference(name: &str) -> (Vec<u8>, usize, usize) {
@@ -169,9 +176,15 @@ fn bad_stores_are_one_line_errors() {
     let message = one_line_error(source.read_rows(32, &mut rows));
     assert!(message.contains("chunk 1,1,2 of array 0 (file 0/1.1.2) cannot be decoded"), "{message}");
 
-    let message = one_line_error(read_all(&zarr("missing"), 0, Channels::Rgb));
-    assert!(message.contains("chunk 1,1,2 of array 0 (file 0/1.1.2) is missing"), "{message}");
-    // The other levels of the broken copies are whole.
+    // An absent chunk is the fill value (0 here), as the Zarr specification says: chunk 1,1,2 is the
+    // green of rows 32..64, columns 64..96; everything else equals the whole store.
+    let (sparse, w, _) = read_all(&zarr("missing"), 0, Channels::Rgb).unwrap();
+    let (whole, _, _) = read_all(&zarr("v04_cyx_u8"), 0, Channels::Rgb).unwrap();
+    for (i, (a, b)) in sparse.iter().zip(&whole).enumerate() {
+        let (x, y, c) = ((i / 3) % w, (i / 3) / w, i % 3);
+        let inside = c == 1 && (32..64).contains(&y) && (64..96).contains(&x);
+        assert_eq!(*a, if inside { 0 } else { *b }, "x {x} y {y} channel {c}");
+    }
     read_all(&zarr("missing"), 1, Channels::Rgb).unwrap();
 
     // Not an image: a Zarr group without multiscales, a plain folder.

@@ -8,8 +8,9 @@
 //! as every other reader converts them. Level N is `datasets[N]`; its `scale` transform gives the
 //! downsample and, when the y and x axes have a length unit, the micrometres per pixel.
 //!
-//! A chunk that is missing from the store is an error naming it (Zarr would read it as the fill value,
-//! but an image with a hole is more likely a broken copy than an intended blank).
+//! A chunk (or shard) that is absent from the store is the array's fill value, as the Zarr specification
+//! says (v2 and v3): zarr-python leaves out chunks that hold only the fill value (`write_empty_chunks`
+//! false), so sparse stores are common.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -450,37 +451,24 @@ impl ZarrRows {
                     width,
                     channels,
                 };
-                let missing = || error(name, format!("{} is missing", what()));
                 let corrupt =
                     |e: zarrs::array::ArrayError| error(name, format!("{} cannot be decoded: {e}", what()));
                 let array = &level.array;
                 match level.dtype {
                     Dtype::U8 => {
-                        let v = array
-                            .retrieve_chunk_elements_if_exists::<u8>(&indices)
-                            .map_err(corrupt)?
-                            .ok_or_else(missing)?;
+                        let v = array.retrieve_chunk_elements::<u8>(&indices).map_err(corrupt)?;
                         chunk.copy(&v, &mut self.band, |s| s)
                     }
                     Dtype::U16 => {
-                        let v = array
-                            .retrieve_chunk_elements_if_exists::<u16>(&indices)
-                            .map_err(corrupt)?
-                            .ok_or_else(missing)?;
+                        let v = array.retrieve_chunk_elements::<u16>(&indices).map_err(corrupt)?;
                         chunk.copy(&v, &mut self.band, u16_to_u8)
                     }
                     Dtype::I16 => {
-                        let v = array
-                            .retrieve_chunk_elements_if_exists::<i16>(&indices)
-                            .map_err(corrupt)?
-                            .ok_or_else(missing)?;
+                        let v = array.retrieve_chunk_elements::<i16>(&indices).map_err(corrupt)?;
                         chunk.copy(&v, &mut self.band, i16_to_u8)
                     }
                     Dtype::F32 => {
-                        let v = array
-                            .retrieve_chunk_elements_if_exists::<f32>(&indices)
-                            .map_err(corrupt)?
-                            .ok_or_else(missing)?;
+                        let v = array.retrieve_chunk_elements::<f32>(&indices).map_err(corrupt)?;
                         chunk.copy(&v, &mut self.band, f32_to_u8)
                     }
                 }
