@@ -75,7 +75,10 @@ fn read_multiscales(dir: &Path, name: &str) -> Result<(u8, Value), SourceError> 
     } else {
         return Err(not_ome());
     };
-    let first = multiscales.as_array().and_then(|m| m.first()).cloned().ok_or_else(not_ome)?;
+    let list = multiscales.as_array().ok_or_else(not_ome)?;
+    let first = list.first().cloned().ok_or_else(|| {
+        error(name, "its multiscales metadata lists no images (`multiscales` is an empty list)")
+    })?;
     Ok((version, first))
 }
 
@@ -161,6 +164,7 @@ struct Level {
 
 fn open_array(
     store: &Arc<FilesystemStore>,
+    dir: &Path,
     multiscale: &Value,
     layout: Layout,
     index: usize,
@@ -171,9 +175,24 @@ fn open_array(
         .as_str()
         .ok_or_else(|| error(name, format!("dataset {index} of its multiscales metadata has no path")))?
         .to_string();
-    let array = Array::open(store.clone(), &format!("/{}", path.trim_matches('/')))
-        .map_err(|e| error(name, format!("its array {path} cannot be opened: {e}")))?;
+    if !inside_store(&path) {
+        return Err(error(
+            name,
+            format!(
+                "dataset {index}'s path `{path}` leaves the store; NGFF dataset paths are relative paths \
+                 inside the image's folder"
+            ),
+        ));
+    }
+    let key = path.trim_matches('/');
+    check_array_metadata(&dir.join(key), &path, name)?;
+    let array = Array::open(store.clone(), &format!("/{key}")).map_err(|e| {
+        error(name, format!("its array {path} cannot be opened: {}", open_error(&e.to_string())))
+    })?;
     let shape = array.shape().to_vec();
+    if shape.contains(&0) {
+        return Err(error(name, format!("its array {path} is empty (shape {shape:?})")));
+    }
     if shape.len() != layout.ndim {
         return Err(error(
             name,
@@ -218,6 +237,64 @@ fn open_array(
         chunk,
         scale: scale_of(&dataset["coordinateTransformations"]),
     })
+}
+
+/// Whether a dataset path stays inside the store: relative, with no `..` (nor `.`, empty or backslash)
+/// component.
+fn inside_store(path: &str) -> bool {
+    let path = path.trim_start_matches('/');
+    !path.is_empty()
+        && !path.contains('\\')
+        && path.split('/').all(|c| !c.is_empty() && c != "." && c != "..")
+}
+
+/// What the array metadata in `dir` holds that this reader does not read, said before `zarrs` would say it
+/// in its own terms: chunks in Fortran order (v2 `order: "F"`) or a v3 `transpose` codec.
+fn check_array_metadata(dir: &Path, path: &str, name: &str) -> Result<(), SourceError> {
+    let read = |file: &str| {
+        std::fs::read(dir.join(file)).ok().and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+    };
+    let rewrite =
+        "rewrite the array with its chunks in C order (zarr-python: `order=\"C\"`, no transpose codec)";
+    if let Some(meta) = read(".zarray") {
+        if meta["order"] == "F" {
+            return Err(error(
+                name,
+                format!("its array {path} stores its chunks in Fortran order (order \"F\"), which is not read; {rewrite}"),
+            ));
+        }
+    }
+    if let Some(meta) = read("zarr.json") {
+        fn has_transpose(codecs: &Value) -> bool {
+            codecs.as_array().is_some_and(|list| {
+                list.iter().any(|c| c["name"] == "transpose" || has_transpose(&c["configuration"]["codecs"]))
+            })
+        }
+        if has_transpose(&meta["codecs"]) {
+            return Err(error(
+                name,
+                format!("its array {path} has a transpose codec (its chunks' axes are permuted), which is not read; {rewrite}"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A `zarrs` metadata error in words a user can act on: serde's internals (e.g. "data did not match any
+/// variant of untagged enum FillValueMetadataV2Type") become what the field is.
+fn open_error(text: &str) -> String {
+    if text.contains("untagged enum FillValue") || text.to_lowercase().contains("fill value") {
+        return "its fill_value does not fit its data type (a number for integer and float arrays, or \"NaN\", \
+                \"Infinity\", \"-Infinity\" for floats)"
+            .into();
+    }
+    if let Some(at) = text.find("untagged enum") {
+        return format!(
+            "its metadata is not valid Zarr array metadata ({})",
+            text[..at].trim_end_matches([' ', ':'])
+        );
+    }
+    text.to_string()
 }
 
 /// The codecs of an array, e.g. "Zarr v2 blosc" or "Zarr v3 sharding_indexed(bytes, zstd)".
@@ -306,7 +383,7 @@ fn read_image(dir: &Path, name: &str) -> Result<Image, SourceError> {
     let mut levels = Vec::with_capacity(datasets);
     let mut scales = Vec::with_capacity(datasets);
     for index in 0..datasets {
-        let level = open_array(&store, &multiscale, layout, index, name)?;
+        let level = open_array(&store, dir, &multiscale, layout, index, name)?;
         let scale = level.scale.as_ref().filter(|s| s.len() == layout.ndim).map(|s| {
             let g = |axis: usize| global.as_ref().filter(|g| g.len() == layout.ndim).map_or(1.0, |g| g[axis]);
             (s[x] * g(x), s[y] * g(y))
@@ -357,7 +434,7 @@ pub(super) fn open(dir: &Path, name: &str, level: usize) -> Result<Opened, Sourc
     if level >= image.info.levels.len() {
         return Err(SourceError::NoLevel { name: name.to_string(), level, levels: image.info.levels_line() });
     }
-    let opened = open_array(&image.store, &image.multiscale, image.layout, level, name)?;
+    let opened = open_array(&image.store, dir, &image.multiscale, image.layout, level, name)?;
     let (width, height) = (opened.width, opened.height);
     let band_bytes =
         (opened.chunk.1 as u64).saturating_mul(width as u64).saturating_mul(opened.channels as u64);
