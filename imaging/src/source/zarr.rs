@@ -90,6 +90,16 @@ enum Dtype {
     F32,
 }
 
+impl Dtype {
+    fn bytes(self) -> u64 {
+        match self {
+            Dtype::U8 => 1,
+            Dtype::U16 | Dtype::I16 => 2,
+            Dtype::F32 => 4,
+        }
+    }
+}
+
 /// One axis of the multiscales metadata.
 struct Axis {
     name: String,
@@ -225,6 +235,7 @@ fn open_array(
     let (width, height) = check_size(name, shape[layout.x], shape[layout.y])?;
     let zeros = vec![0; layout.ndim];
     let chunk = array.chunk_shape(&zeros).map_err(|e| error(name, format!("array {path}: {e}")))?;
+    check_decode_unit(&array, &chunk, dtype, &path, name, (width, height))?;
     let chunk = (chunk[layout.x].get() as usize, chunk[layout.y].get() as usize);
     Ok(Level {
         compression: compression_of(&array),
@@ -237,6 +248,62 @@ fn open_array(
         chunk,
         scale: scale_of(&dataset["coordinateTransformations"]),
     })
+}
+
+/// The most bytes one chunk (or one inner chunk of a shard), decoded, may take: what the store declares
+/// is checked against it before anything is read, so a small store cannot ask for gigabytes.
+const CHUNK_BUDGET: u64 = 256 << 20;
+
+/// Checks the decoded size of the unit the codecs decode at once (a chunk, or a shard's inner chunk; a
+/// shard itself is read inner chunk by inner chunk) against [`CHUNK_BUDGET`].
+fn check_decode_unit(
+    array: &Array<FilesystemStore>,
+    chunk: &[std::num::NonZeroU64],
+    dtype: Dtype,
+    path: &str,
+    name: &str,
+    (width, height): (usize, usize),
+) -> Result<(), SourceError> {
+    let json = serde_json::to_value(array.metadata()).unwrap_or(Value::Null);
+    let sharding =
+        json["codecs"].as_array().and_then(|c| c.first()).filter(|c| c["name"] == "sharding_indexed");
+    let inner: Option<Vec<u64>> = sharding.and_then(|c| {
+        c["configuration"]["chunk_shape"].as_array().map(|v| v.iter().filter_map(Value::as_u64).collect())
+    });
+    let (shape, what): (Vec<u64>, &str) = match inner.clone() {
+        Some(inner) => (inner, "inner chunks"),
+        None => (chunk.iter().map(|d| d.get()).collect(), "chunks"),
+    };
+    let bytes = shape.iter().fold(dtype.bytes(), |acc, &d| acc.saturating_mul(d));
+    // A shard's index (16 bytes per inner chunk) is read whole.
+    if let Some(inner) = inner.as_ref().filter(|inner| inner.len() == chunk.len()) {
+        let count =
+            chunk.iter().zip(inner).fold(1u64, |acc, (s, &i)| acc.saturating_mul(s.get().div_ceil(i.max(1))));
+        let index = count.saturating_mul(16);
+        if index > CHUNK_BUDGET {
+            return Err(SourceError::TooLarge {
+                name: name.to_string(),
+                width: width as u64,
+                height: height as u64,
+                reason: format!(
+                    "its array {path} has shards of {count} inner chunks, whose index is {index} bytes, over \
+                     the budget of {CHUNK_BUDGET} bytes; rewrite it with smaller shards"
+                ),
+            });
+        }
+    }
+    if bytes > CHUNK_BUDGET {
+        return Err(SourceError::TooLarge {
+            name: name.to_string(),
+            width: width as u64,
+            height: height as u64,
+            reason: format!(
+                "its array {path} has {what} of shape {shape:?}, {bytes} bytes each decoded, over the \
+                 budget of {CHUNK_BUDGET} bytes per chunk; rewrite it with smaller chunks (e.g. 1x512x512)"
+            ),
+        });
+    }
+    Ok(())
 }
 
 /// Whether a dataset path stays inside the store: relative, with no `..` (nor `.`, empty or backslash)
@@ -512,13 +579,14 @@ impl ZarrRows {
                 }
                 let key = level.array.chunk_key(&indices);
                 let what = || format!("chunk {} of array {} (file {key})", fmt_indices(&indices), level.path);
-                let shape =
-                    level.array.chunk_shape(&indices).map_err(|e| error(name, format!("{}: {e}", what())))?;
-                let shape: Vec<usize> = shape.iter().map(|d| d.get() as usize).collect();
-                let origin = level
+                // Only the part of the chunk (or shard) inside the array is read: a shard far wider than
+                // the image is read inner chunk by inner chunk, not whole.
+                let subset = level
                     .array
-                    .chunk_origin(&indices)
+                    .chunk_subset_bounded(&indices)
                     .map_err(|e| error(name, format!("{}: {e}", what())))?;
+                let shape: Vec<usize> = subset.shape().iter().map(|&d| d as usize).collect();
+                let origin = subset.start().to_vec();
                 let chunk = Chunk {
                     shape: &shape,
                     origin: &origin,
@@ -533,19 +601,19 @@ impl ZarrRows {
                 let array = &level.array;
                 match level.dtype {
                     Dtype::U8 => {
-                        let v = array.retrieve_chunk_elements::<u8>(&indices).map_err(corrupt)?;
+                        let v = array.retrieve_array_subset_elements::<u8>(&subset).map_err(corrupt)?;
                         chunk.copy(&v, &mut self.band, |s| s)
                     }
                     Dtype::U16 => {
-                        let v = array.retrieve_chunk_elements::<u16>(&indices).map_err(corrupt)?;
+                        let v = array.retrieve_array_subset_elements::<u16>(&subset).map_err(corrupt)?;
                         chunk.copy(&v, &mut self.band, u16_to_u8)
                     }
                     Dtype::I16 => {
-                        let v = array.retrieve_chunk_elements::<i16>(&indices).map_err(corrupt)?;
+                        let v = array.retrieve_array_subset_elements::<i16>(&subset).map_err(corrupt)?;
                         chunk.copy(&v, &mut self.band, i16_to_u8)
                     }
                     Dtype::F32 => {
-                        let v = array.retrieve_chunk_elements::<f32>(&indices).map_err(corrupt)?;
+                        let v = array.retrieve_array_subset_elements::<f32>(&subset).map_err(corrupt)?;
                         chunk.copy(&v, &mut self.band, f32_to_u8)
                     }
                 }
