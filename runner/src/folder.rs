@@ -53,11 +53,6 @@ pub enum FolderError {
     Shard { text: String, reason: String },
 }
 
-/// Extensions that mark a file as meant to be an image when its bytes cannot be read.
-const IMAGE_EXTENSIONS: [&str; 5] = ["png", "jpg", "jpeg", "tif", "tiff"];
-/// The extensions of the vendors' slide formats OpenSlide reads (.tif/.tiff ones are found by content).
-pub const SLIDE_EXTENSIONS: [&str; 9] = ["svs", "ndpi", "mrxs", "scn", "bif", "vms", "vmu", "dcm", "svslide"];
-
 /// Whether the regular file at `path` is an image: by its first bytes, or, when it cannot be read, by its
 /// extension (it is then listed, and its prediction reports the read error, instead of being skipped
 /// silently).
@@ -73,26 +68,17 @@ fn is_image(path: &Path) -> bool {
         }
         Ok(filled)
     });
-    let slide = path
-        .extension()
-        .and_then(|e| e.to_str())
-        .is_some_and(|e| SLIDE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()));
+    let slide = imaging::source::has_slide_extension(path);
     match read {
         // A vendor's slide is listed by its extension: OpenSlide reads it (or its prediction says how to
         // get OpenSlide), and a MIRAX index or a DICOM file has no signature of its own.
         Ok(n) => FileFormat::sniff(&head[..n]).is_some() || slide,
-        Err(_) => {
-            slide
-                || path
-                    .extension()
-                    .and_then(|e| e.to_str())
-                    .is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
-        }
+        Err(_) => slide || imaging::source::has_image_extension(path),
     }
 }
 
 /// The images in `dir` (not inside its subfolders): regular files (links followed) whose content is PNG,
-/// JPEG, TIFF or BigTIFF or whose extension is a vendor's slide format ([`SLIDE_EXTENSIONS`]), and
+/// JPEG, TIFF or BigTIFF or whose extension is a vendor's slide format ([`imaging::source::has_slide_extension`]), and
 /// subfolders that are OME-Zarr images (each one image), whose name matches the glob `pattern` if given,
 /// sorted by name. Hidden files (name starting with `.`, such as the temporaries of a run in progress) are
 /// skipped. FIFOs and other special files are skipped without being opened. No image at all is an error.

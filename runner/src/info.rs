@@ -54,17 +54,15 @@ pub fn band_bytes(width: usize, rows: usize) -> u64 {
 
 /// The reader's name, e.g. "OpenSlide 4.0.1 (aperio)", "native TIFF", "PNG".
 pub fn reader_name(info: &SourceInfo, openslide_version: Option<&str>) -> String {
-    match info.format {
-        FileFormat::Png => "PNG".into(),
-        FileFormat::Jpeg => "JPEG (decoded whole)".into(),
-        FileFormat::Tiff => "native TIFF".into(),
-        FileFormat::Zarr => "OME-Zarr (zarrs)".into(),
-        FileFormat::OpenSlide => format!(
-            "OpenSlide{} ({})",
-            openslide_version.map(|v| format!(" {v}")).unwrap_or_default(),
-            info.vendor.as_deref().unwrap_or("unknown vendor")
-        ),
+    if info.format != FileFormat::OpenSlide {
+        return info.format.name().into();
     }
+    format!(
+        "{}{} ({})",
+        info.format.name(),
+        openslide_version.map(|v| format!(" {v}")).unwrap_or_default(),
+        info.vendor.as_deref().unwrap_or("unknown vendor")
+    )
 }
 
 fn megabytes(bytes: u64) -> String {

@@ -3,9 +3,20 @@
 
 use std::io::{Cursor, Read, Seek, SeekFrom};
 
-use super::{
-    check_size, check_whole, convert, single_level, zeroed, Channels, FileFormat, Input, Opened, Orientation,
-    Reader, Samples, SourceError, SourceInfo, WHOLE_IMAGE_LIMIT,
+use super::error::SourceError;
+use super::limits::{check_size, check_whole, zeroed, WHOLE_IMAGE_LIMIT};
+use super::reader::{Access, DecodedRows, Descriptor, FileFormat, Input, Opened, SourceInfo};
+use super::samples::{convert, Channels, Samples};
+use crate::exif::Orientation;
+
+pub(crate) const FORMAT: Descriptor = Descriptor {
+    id: "jpeg",
+    name: "JPEG (decoded whole)",
+    extensions: &[("jpg", "a JPEG image"), ("jpeg", "a JPEG image")],
+    random_access: true,
+    levels: false,
+    vendor_container: false,
+    access: Access::Stream { sniff: |head| head.starts_with(&[0xFF, 0xD8, 0xFF]), open, probe },
 };
 
 /// True when a JPEG stream is whole. Its marker segments are walked from the start, each skipped by its
@@ -60,7 +71,7 @@ pub fn jpeg_is_complete(bytes: &[u8]) -> bool {
 
 /// The EXIF orientation of a JPEG: the first APP1 segment starting with "Exif\0\0", among the marker
 /// segments before the first scan.
-pub(super) fn exif_orientation(bytes: &[u8]) -> Orientation {
+fn exif_orientation(bytes: &[u8]) -> Orientation {
     let mut i = 2;
     while bytes.get(i) == Some(&0xFF) {
         let Some(&marker) = bytes.get(i + 1) else { break };
@@ -92,16 +103,23 @@ fn dimensions(input: &mut Box<dyn Input>, name: &str) -> Result<(usize, usize), 
 }
 
 /// The header of a JPEG: its size and orientation (the EXIF segment is within the first 256 KiB).
-pub(super) fn probe(mut input: Box<dyn Input>, name: &str) -> Result<SourceInfo, SourceError> {
+fn probe(mut input: Box<dyn Input>, name: &str) -> Result<SourceInfo, SourceError> {
     let (width, height) = dimensions(&mut input, name)?;
     let open_error = |source| SourceError::Open { name: name.to_string(), source };
     input.seek(SeekFrom::Start(0)).map_err(open_error)?;
     let mut head = Vec::new();
     input.take(1 << 18).read_to_end(&mut head).map_err(open_error)?;
-    Ok(single_level(FileFormat::Jpeg, width, height, "JPEG", "8-bit".into(), exif_orientation(&head)))
+    Ok(SourceInfo::single_level(
+        FileFormat::of(&FORMAT),
+        width,
+        height,
+        "JPEG",
+        "8-bit".into(),
+        exif_orientation(&head),
+    ))
 }
 
-pub(super) fn open(mut input: Box<dyn Input>, name: &str, out: Channels) -> Result<Opened, SourceError> {
+fn open(mut input: Box<dyn Input>, name: &str, _level: usize, out: Channels) -> Result<Opened, SourceError> {
     let decode = |reason: String| SourceError::Decode { name: name.to_string(), reason };
     let (width, height) = dimensions(&mut input, name)?;
     check_whole(name, width, height, "a JPEG")?;
@@ -133,13 +151,14 @@ pub(super) fn open(mut input: Box<dyn Input>, name: &str, out: Channels) -> Resu
             "8-bit colour"
         }
     };
-    let info = single_level(FileFormat::Jpeg, width, height, "JPEG", what.into(), orientation);
-    Ok(Opened { width, height, reader: Reader::Whole { pixels }, info })
+    let info =
+        SourceInfo::single_level(FileFormat::of(&FORMAT), width, height, "JPEG", what.into(), orientation);
+    let reader = Box::new(DecodedRows { pixels, row_bytes: width * out.count() });
+    Ok(Opened { width, height, reader, info })
 }
 
 #[cfg(test)]
 mod tests {
-    use super::super::ImageSource;
     use super::*;
 
     #[test]
@@ -182,8 +201,8 @@ mod tests {
         for cut in [camera.len() - 2, camera.len() - 100, camera.len() / 2 + thumbnail.len() / 2] {
             assert!(!jpeg_is_complete(&camera[..cut]), "cut at {cut} of {}", camera.len());
         }
-        let source = ImageSource::from_bytes(&camera[..camera.len() - 50], "cut.jpg", Channels::Rgb);
-        let err = source.unwrap_err().to_string();
+        let cut = Box::new(Cursor::new(camera[..camera.len() - 50].to_vec()));
+        let err = open(cut, "cut.jpg", 0, Channels::Rgb).err().expect("an error").to_string();
         assert!(err.contains("truncated"), "{err}");
     }
 
@@ -195,8 +214,8 @@ mod tests {
         jpeg.extend_from_slice(&u16::try_from(app1.len() + 2).unwrap().to_be_bytes());
         jpeg.extend_from_slice(&app1);
         jpeg.extend_from_slice(&main[2..]);
-        let source = ImageSource::from_bytes(&jpeg, "turned.jpg", Channels::Rgb).unwrap();
-        assert_eq!(source.orientation(), Orientation::Rotate270);
+        let opened = open(Box::new(Cursor::new(jpeg)), "turned.jpg", 0, Channels::Rgb).unwrap();
+        assert_eq!(opened.info.orientation, Orientation::Rotate270);
         assert_eq!(exif_orientation(&main), Orientation::Normal);
     }
 }

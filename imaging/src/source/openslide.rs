@@ -16,9 +16,37 @@ use std::ffi::{c_char, c_void, CStr, CString};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use super::{
-    check_size, Channels, FileFormat, LevelInfo, Opened, Orientation, PyramidKind, Reader, SourceError,
-    SourceInfo,
+use super::error::SourceError;
+pub use super::error::HOW_TO_GET_OPENSLIDE as HOW_TO_GET;
+use super::limits::check_size;
+use super::reader::{
+    Access, Descriptor, FileFormat, LevelInfo, LevelReader, Opened, PyramidKind, SourceInfo,
+};
+use super::samples::{luma, Channels};
+use crate::exif::Orientation;
+
+/// The vendors' formats OpenSlide reads, by extension (.tif/.tiff ones are found by content), with what a
+/// file so named probably is.
+const SLIDES: [(&str, &str); 9] = [
+    ("svs", "an Aperio SVS slide"),
+    ("ndpi", "a Hamamatsu NDPI slide"),
+    ("mrxs", "a 3DHISTECH MIRAX slide"),
+    ("scn", "a Leica SCN slide"),
+    ("bif", "a Ventana BIF slide"),
+    ("vms", "a Hamamatsu VMS/VMU slide"),
+    ("vmu", "a Hamamatsu VMS/VMU slide"),
+    ("dcm", "a DICOM slide"),
+    ("svslide", "a Sakura SVSlide"),
+];
+
+pub(crate) const FORMAT: Descriptor = Descriptor {
+    id: "openslide",
+    name: "OpenSlide",
+    extensions: &SLIDES,
+    random_access: true,
+    levels: true,
+    vendor_container: false,
+    access: Access::Library,
 };
 
 /// The library file `just setup` puts in [`REPO_LIBRARY_DIR`].
@@ -27,9 +55,6 @@ pub const LIBRARY_FILE: &str = "libopenslide.so.1";
 pub const REPO_LIBRARY_DIR: &str = ".openslide/lib";
 /// The environment variable naming the library.
 pub const LIBRARY_ENV: &str = "OPENSLIDE_LIB";
-/// How to get the library, for messages.
-pub const HOW_TO_GET: &str =
-    "run `just setup` (or scripts/setup/fetch_openslide.sh), or pass --openslide-lib PATH, or set OPENSLIDE_LIB";
 /// The widest region read in one call.
 pub const CHUNK_WIDTH: usize = 4096;
 /// The most rows read in one call.
@@ -199,17 +224,7 @@ pub fn probable_vendor(path: &Path, head: &[u8]) -> Option<&'static str> {
         return Some("a DICOM slide");
     }
     let ext = path.extension()?.to_str()?.to_ascii_lowercase();
-    Some(match ext.as_str() {
-        "svs" => "an Aperio SVS slide",
-        "ndpi" => "a Hamamatsu NDPI slide",
-        "vms" | "vmu" => "a Hamamatsu VMS/VMU slide",
-        "mrxs" => "a 3DHISTECH MIRAX slide",
-        "scn" => "a Leica SCN slide",
-        "bif" => "a Ventana BIF slide",
-        "svslide" => "a Sakura SVSlide",
-        "dcm" => "a DICOM slide",
-        _ => return None,
-    })
+    SLIDES.iter().find(|(e, _)| *e == ext).map(|(_, what)| *what)
 }
 
 /// An open slide: one handle per source.
@@ -278,7 +293,7 @@ impl Slide {
 }
 
 /// The reader of one level of a slide.
-pub(crate) struct SlideRows {
+struct SlideRows {
     slide: Slide,
     level: i32,
     width: usize,
@@ -286,7 +301,7 @@ pub(crate) struct SlideRows {
     background: [u8; 3],
     buffer: Vec<u32>,
     /// The largest region read in one call: [`CHUNK_WIDTH`] x [`CHUNK_ROWS`] but in tests.
-    pub(crate) chunk: (usize, usize),
+    chunk: (usize, usize),
 }
 
 /// `openslide.background-color`'s RRGGBB, white if absent or malformed.
@@ -309,18 +324,12 @@ pub(crate) fn unpremultiply(argb: u32, background: [u8; 3]) -> [u8; 3] {
     }
 }
 
-impl SlideRows {
-    /// Reads image rows `y..y + rows` of the level into `dst` (rows * width pixels of `out`).
-    pub(crate) fn read_rows(
-        &mut self,
-        y: usize,
-        rows: usize,
-        out: Channels,
-        dst: &mut [u8],
-        name: &str,
-    ) -> Result<(), SourceError> {
+impl LevelReader for SlideRows {
+    /// Reads image rows `y..` of the level into `dst`, a region of at most `chunk` at a time.
+    fn read_rows(&mut self, y: usize, out: Channels, dst: &mut [u8], name: &str) -> Result<(), SourceError> {
         let channels = out.count();
         let row_bytes = self.width * channels;
+        let rows = dst.len() / row_bytes;
         let (chunk_width, chunk_rows) = self.chunk;
         for y0 in (y..y + rows).step_by(chunk_rows) {
             let h = chunk_rows.min(y + rows - y0);
@@ -353,13 +362,17 @@ impl SlideRows {
                         let [r, g, b] = unpremultiply(p, self.background);
                         match out {
                             Channels::Rgb => d.copy_from_slice(&[r, g, b]),
-                            Channels::Gray => d[0] = super::luma(r, g, b),
+                            Channels::Gray => d[0] = luma(r, g, b),
                         }
                     }
                 }
             }
         }
         Ok(())
+    }
+
+    fn set_region_chunk(&mut self, width: usize, rows: usize) {
+        self.chunk = (width.max(1), rows.max(1));
     }
 }
 
@@ -385,7 +398,7 @@ fn info_of(slide: &Slide, vendor: &str, name: &str) -> Result<SourceInfo, Source
     }
     let mpp = |key: &str| slide.property(key)?.trim().parse::<f64>().ok().filter(|v| *v > 0.0);
     Ok(SourceInfo {
-        format: FileFormat::OpenSlide,
+        format: FileFormat::of(&FORMAT),
         pyramid: (levels.len() > 1).then_some(PyramidKind::OpenSlide),
         levels,
         pages: 1,
@@ -423,7 +436,7 @@ pub(crate) fn open(
     // SAFETY: a live handle and a level below the count.
     let downsample = unsafe { (api.level_downsample)(slide.handle, level as i32) };
     let background = parse_background(slide.property("openslide.background-color").as_deref());
-    let reader = Reader::OpenSlide(Box::new(SlideRows {
+    let reader = Box::new(SlideRows {
         slide,
         level: level as i32,
         width,
@@ -431,7 +444,7 @@ pub(crate) fn open(
         background,
         buffer: Vec::new(),
         chunk: (CHUNK_WIDTH, CHUNK_ROWS),
-    }));
+    });
     Ok(Opened { width, height, reader, info })
 }
 

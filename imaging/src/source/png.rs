@@ -1,14 +1,28 @@
 //! PNG, read row by row (interlaced PNGs are decoded whole): 1 to 16 bits, gray, gray+alpha, RGB, RGBA,
 //! palette. The orientation comes from an eXIf chunk before the image data.
 
-use super::{
-    check_size, check_whole, convert, single_level, zeroed, Channels, FileFormat, Input, Opened, Orientation,
-    Reader, Samples, SourceError,
+use super::error::SourceError;
+use super::limits::{check_size, check_whole, zeroed};
+use super::reader::{Access, DecodedRows, Descriptor, FileFormat, Input, LevelReader, Opened, SourceInfo};
+use super::samples::{convert, Channels, Samples};
+use crate::exif::Orientation;
+
+pub(crate) const FORMAT: Descriptor = Descriptor {
+    id: "png",
+    name: "PNG",
+    extensions: &[("png", "a PNG image")],
+    // Rows come in order (an interlaced PNG is decoded whole, but is read through the same door).
+    random_access: false,
+    levels: false,
+    vendor_container: false,
+    access: Access::Stream { sniff: |head| head.starts_with(b"\x89PNG\r\n\x1a\n"), open, probe },
 };
 
 /// A non-interlaced PNG read one row at a time.
-pub(super) struct PngRows {
+struct PngRows {
     reader: png::Reader<Box<dyn Input>>,
+    width: usize,
+    height: usize,
     channels: usize,
     sixteen: bool,
     row16: Vec<u16>,
@@ -18,15 +32,29 @@ fn decode_error(name: &str, e: &dyn std::fmt::Display) -> SourceError {
     SourceError::Decode { name: name.to_string(), reason: e.to_string() }
 }
 
-impl PngRows {
-    pub(super) fn read_row(
+impl LevelReader for PngRows {
+    fn read_rows(
         &mut self,
-        y: usize,
-        height: usize,
+        first: usize,
         out: Channels,
         dst: &mut [u8],
         name: &str,
     ) -> Result<(), SourceError> {
+        for (i, dst) in dst.chunks_exact_mut(self.width * out.count()).enumerate() {
+            self.read_row(first + i, out, dst, name)?;
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self, name: &str) -> Result<(), SourceError> {
+        // Reads up to the end of the image data, so a corrupt or missing tail is an error too.
+        self.reader.finish().map_err(|e| decode_error(name, &e))
+    }
+}
+
+impl PngRows {
+    fn read_row(&mut self, y: usize, out: Channels, dst: &mut [u8], name: &str) -> Result<(), SourceError> {
+        let height = self.height;
         let row = self
             .reader
             .next_row()
@@ -42,13 +70,14 @@ impl PngRows {
         }
         Ok(())
     }
-
-    pub(super) fn finish(&mut self, name: &str) -> Result<(), SourceError> {
-        self.reader.finish().map_err(|e| decode_error(name, &e))
-    }
 }
 
-pub(super) fn open(input: Box<dyn Input>, name: &str, out: Channels) -> Result<Opened, SourceError> {
+/// A PNG's header is all there is to probe.
+fn probe(input: Box<dyn Input>, name: &str) -> Result<SourceInfo, SourceError> {
+    Ok(open(input, name, 0, Channels::Gray)?.info)
+}
+
+fn open(input: Box<dyn Input>, name: &str, _level: usize, out: Channels) -> Result<Opened, SourceError> {
     let decode = |e: png::DecodingError| decode_error(name, &e);
     let mut decoder = png::Decoder::new_with_limits(input, png::Limits { bytes: 64 << 20 });
     decoder.set_transformations(png::Transformations::EXPAND);
@@ -61,12 +90,13 @@ pub(super) fn open(input: Box<dyn Input>, name: &str, out: Channels) -> Result<O
     let (color, depth) = reader.output_color_type();
     let what =
         format!("{}-bit {:?}{}", depth as u8, info.color_type, if interlaced { ", interlaced" } else { "" });
-    let source_info = single_level(FileFormat::Png, width, height, "PNG", what, orientation);
+    let source_info =
+        SourceInfo::single_level(FileFormat::of(&FORMAT), width, height, "PNG", what, orientation);
     let channels = color.samples();
     let sixteen = depth == png::BitDepth::Sixteen;
     if !interlaced {
-        let rows = PngRows { reader, channels, sixteen, row16: Vec::new() };
-        return Ok(Opened { width, height, reader: Reader::Png(Box::new(rows)), info: source_info });
+        let rows = PngRows { reader, width, height, channels, sixteen, row16: Vec::new() };
+        return Ok(Opened { width, height, reader: Box::new(rows), info: source_info });
     }
     // Adam7 rows arrive in passes: decode the whole frame, then convert it.
     check_whole(name, width, height, "an interlaced PNG")?;
@@ -90,5 +120,6 @@ pub(super) fn open(input: Box<dyn Input>, name: &str, out: Channels) -> Result<O
             convert(Samples::U8(row), channels, out, dst);
         }
     }
-    Ok(Opened { width, height, reader: Reader::Whole { pixels }, info: source_info })
+    let reader = Box::new(DecodedRows { pixels, row_bytes: width * out.count() });
+    Ok(Opened { width, height, reader, info: source_info })
 }

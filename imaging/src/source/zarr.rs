@@ -19,9 +19,22 @@ use serde_json::Value;
 use zarrs::array::{Array, DataType};
 use zarrs::filesystem::FilesystemStore;
 
-use super::{
-    check_size, convert, f32_to_u8, i16_to_u8, u16_to_u8, zeroed, Channels, FileFormat, LevelInfo, Opened,
-    Orientation, PyramidKind, Reader, Samples, SourceError, SourceInfo, WHOLE_IMAGE_LIMIT,
+use super::error::SourceError;
+use super::limits::{check_size, zeroed, WHOLE_IMAGE_LIMIT};
+use super::reader::{
+    Access, Descriptor, FileFormat, LevelInfo, LevelReader, Opened, PyramidKind, SourceInfo,
+};
+use super::samples::{convert, f32_to_u8, i16_to_u8, u16_to_u8, Channels, Samples};
+use crate::exif::Orientation;
+
+pub(crate) const FORMAT: Descriptor = Descriptor {
+    id: "ome-zarr",
+    name: "OME-Zarr (zarrs)",
+    extensions: &[("zarr", "an OME-Zarr image")],
+    random_access: true,
+    levels: true,
+    vendor_container: false,
+    access: Access::Folder { open, probe },
 };
 
 /// Whether `dir` holds an OME-Zarr image: Zarr v3 `zarr.json` or Zarr v2 `.zattrs` with multiscales.
@@ -480,7 +493,7 @@ fn read_image(dir: &Path, name: &str) -> Result<Image, SourceError> {
         _ => None,
     };
     let info = SourceInfo {
-        format: FileFormat::Zarr,
+        format: FileFormat::of(&FORMAT),
         pyramid: (levels.len() > 1).then_some(PyramidKind::ZarrDatasets),
         pages: 1,
         other_pages: 0,
@@ -492,11 +505,11 @@ fn read_image(dir: &Path, name: &str) -> Result<Image, SourceError> {
     Ok(Image { layout, multiscale, store, info })
 }
 
-pub(super) fn probe(dir: &Path, name: &str) -> Result<SourceInfo, SourceError> {
+fn probe(dir: &Path, name: &str) -> Result<SourceInfo, SourceError> {
     Ok(read_image(dir, name)?.info)
 }
 
-pub(super) fn open(dir: &Path, name: &str, level: usize) -> Result<Opened, SourceError> {
+fn open(dir: &Path, name: &str, level: usize) -> Result<Opened, SourceError> {
     let image = read_image(dir, name)?;
     if level >= image.info.levels.len() {
         return Err(SourceError::NoLevel { name: name.to_string(), level, levels: image.info.levels_line() });
@@ -518,11 +531,11 @@ pub(super) fn open(dir: &Path, name: &str, level: usize) -> Result<Opened, Sourc
     }
     let rows =
         ZarrRows { layout: image.layout, level: opened, band: Vec::new(), band_row: None, chunks_read: 0 };
-    Ok(Opened { width, height, reader: Reader::Zarr(Box::new(rows)), info: image.info })
+    Ok(Opened { width, height, reader: Box::new(rows), info: image.info })
 }
 
 /// One level read one row of chunks at a time.
-pub(super) struct ZarrRows {
+struct ZarrRows {
     layout: Layout,
     level: Level,
     /// The rows of the chunk row `band_row`, 8-bit, `channels` samples per pixel.
@@ -531,18 +544,27 @@ pub(super) struct ZarrRows {
     chunks_read: u64,
 }
 
-impl ZarrRows {
-    pub(super) fn chunks_read(&self) -> u64 {
-        self.chunks_read
-    }
-
-    pub(super) fn read_row(
+impl LevelReader for ZarrRows {
+    fn read_rows(
         &mut self,
-        y: usize,
+        first: usize,
         out: Channels,
         dst: &mut [u8],
         name: &str,
     ) -> Result<(), SourceError> {
+        for (i, dst) in dst.chunks_exact_mut(self.level.width * out.count()).enumerate() {
+            self.read_row(first + i, out, dst, name)?;
+        }
+        Ok(())
+    }
+
+    fn chunks_read(&self) -> u64 {
+        self.chunks_read
+    }
+}
+
+impl ZarrRows {
+    fn read_row(&mut self, y: usize, out: Channels, dst: &mut [u8], name: &str) -> Result<(), SourceError> {
         let chunk_h = self.level.chunk.1;
         let row = (y / chunk_h) as u64;
         if self.band_row != Some(row) {

@@ -39,40 +39,6 @@ pub struct AnnotatedSource {
     pub annotations_flag: String,
 }
 
-impl AnnotatedSource {
-    /// Pairs each `--image` with the `--annotations` of the same position; none when no annotations are given.
-    pub fn from_flags(
-        images: &[PathBuf],
-        annotations: &[PathBuf],
-    ) -> Result<Vec<AnnotatedSource>, AnnotatedError> {
-        if annotations.is_empty() {
-            return Ok(Vec::new());
-        }
-        if images.len() != annotations.len() {
-            return Err(AnnotatedError::Pairing(format!(
-                "{} --image but {} --annotations: give one --annotations per --image, in the same order",
-                images.len(),
-                annotations.len()
-            )));
-        }
-        let several = images.len() > 1;
-        Ok(images
-            .iter()
-            .zip(annotations)
-            .enumerate()
-            .map(|(i, (image, annotations))| {
-                let n = if several { format!(" #{}", i + 1) } else { String::new() };
-                AnnotatedSource {
-                    image: image.clone(),
-                    annotations: annotations.clone(),
-                    image_flag: format!("--image{n}"),
-                    annotations_flag: format!("--annotations{n}"),
-                }
-            })
-            .collect())
-    }
-}
-
 /// How annotations become labels.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AnnotationRule {
@@ -86,8 +52,6 @@ pub struct AnnotationRule {
 
 #[derive(Debug, thiserror::Error)]
 pub enum AnnotatedError {
-    #[error("{0}")]
-    Pairing(String),
     #[error("{flag} {path}: {reason}")]
     Slide { flag: String, path: PathBuf, reason: String },
     #[error("{flag} {path}: {source}")]

@@ -1,5 +1,6 @@
-//! Image/mask pairs from files: which files pair up (repeated flags, or a `--data` folder matched by stem),
-//! reading them through the shared readers, and checking that they fit together.
+//! Image/mask pairs from files: which files of a `--data` folder pair up (matched by stem; repeated flags
+//! are paired by the command line's resolve step), reading them through the shared readers, and checking
+//! that they fit together.
 
 use std::path::{Path, PathBuf};
 
@@ -40,8 +41,6 @@ pub enum DataError {
     TooSmall { what: String, path: PathBuf, width: usize, height: usize },
     #[error("--data {dir}: {reason}")]
     Folder { dir: PathBuf, reason: String },
-    #[error("{0}")]
-    Pairing(String),
 }
 
 /// What is wrong with a mask's values.
@@ -75,37 +74,6 @@ pub struct PairSource {
 }
 
 impl PairSource {
-    /// The pairs of repeated `--image`/`--mask` flags (`flag` is `image` or `val-image`), paired in order.
-    pub fn from_flags(
-        images: &[PathBuf],
-        masks: &[PathBuf],
-        image_flag: &str,
-        mask_flag: &str,
-    ) -> Result<Vec<PairSource>, DataError> {
-        if images.len() != masks.len() {
-            return Err(DataError::Pairing(format!(
-                "{} {image_flag} but {} {mask_flag}: give one {mask_flag} per {image_flag}, in the same order",
-                images.len(),
-                masks.len()
-            )));
-        }
-        let several = images.len() > 1;
-        Ok(images
-            .iter()
-            .zip(masks)
-            .enumerate()
-            .map(|(i, (image, mask))| {
-                let n = if several { format!(" #{}", i + 1) } else { String::new() };
-                PairSource {
-                    image: image.clone(),
-                    mask: mask.clone(),
-                    image_flag: format!("{image_flag}{n}"),
-                    mask_flag: format!("{mask_flag}{n}"),
-                }
-            })
-            .collect())
-    }
-
     /// The pairs of `--data DIR`: every file of DIR/images with the file of DIR/masks of the same stem.
     pub fn from_folder(dir: &Path) -> Result<Vec<PairSource>, DataError> {
         let folder_err = |reason: String| DataError::Folder { dir: dir.to_path_buf(), reason };
@@ -300,20 +268,6 @@ mod tests {
         let err = match_by_stem(&[p("i/a.jpg")], &[p("m/a.png"), p("m/a.tif")]).unwrap_err();
         assert!(err.contains("several masks"), "{err}");
         assert!(match_by_stem(&[], &[]).unwrap_err().contains("no files"));
-    }
-
-    #[test]
-    fn repeated_flags_pair_in_order_and_must_match_in_number() {
-        let p = |s: &str| PathBuf::from(s);
-        let pairs =
-            PairSource::from_flags(&[p("a"), p("b")], &[p("ma"), p("mb")], "--image", "--mask").unwrap();
-        assert_eq!(pairs[1].image, p("b"));
-        assert_eq!(pairs[1].mask_flag, "--mask #2");
-        let one = PairSource::from_flags(&[p("a")], &[p("ma")], "--image", "--mask").unwrap();
-        assert_eq!(one[0].image_flag, "--image");
-        let err =
-            PairSource::from_flags(&[p("a")], &[], "--val-image", "--val-mask").unwrap_err().to_string();
-        assert!(err.contains("1 --val-image but 0 --val-mask"), "{err}");
     }
 
     #[test]
