@@ -52,6 +52,22 @@ impl Codec {
     }
 }
 
+impl Codec {
+    /// The codec's name, e.g. "Deflate".
+    pub fn name(self) -> &'static str {
+        match self {
+            Codec::None => "uncompressed data",
+            Codec::Lzw => "LZW",
+            Codec::Deflate => "Deflate",
+            Codec::PackBits => "PackBits",
+            Codec::Jpeg => "JPEG",
+            Codec::Zstd => "ZSTD",
+            Codec::WebP => "WebP",
+            Codec::Jpeg2000 { .. } => "JPEG 2000",
+        }
+    }
+}
+
 /// The name of TIFF compression `code`.
 pub(super) fn name(code: u16) -> &'static str {
     match code {
@@ -79,6 +95,28 @@ pub(super) fn name(code: u16) -> &'static str {
         65000..=65002 => "EER",
         _ => "an unknown",
     }
+}
+
+/// The most bytes `compressed` bytes of `codec` can decode to, from each format's densest encoding, or
+/// `None` where a tiny stream can stand for any size (WebP lossless and JPEG 2000 code a flat image in a
+/// few bytes whatever its size; their headers' sizes are checked against the chunk instead). A chunk that
+/// declares more than its bytes can hold is refused before anything is allocated for it.
+pub(super) fn max_decoded(codec: Codec, compressed: u64) -> Option<u64> {
+    let (ratio, slack): (u64, u64) = match codec {
+        Codec::None => (1, 0),
+        // A repeat run: 2 bytes for 128.
+        Codec::PackBits => (64, 128),
+        // A length code of 258 bytes in as little as 2 bits (1032:1), plus the stream's header and end.
+        Codec::Deflate => (1032, 1 << 10),
+        // Codes of at least 9 bits, each at most 4096 bytes long.
+        Codec::Lzw => (4096 * 8 / 9 + 1, 4096),
+        // An RLE block: 4 bytes for up to 128 KiB.
+        Codec::Zstd => (1 << 15, 1 << 17),
+        // At least 2 bits (DC and end of block) per 8x8 block and component: 256 bytes per byte.
+        Codec::Jpeg => (4096, 1 << 16),
+        Codec::WebP | Codec::Jpeg2000 { .. } => return None,
+    };
+    Some(compressed.saturating_mul(ratio).saturating_add(slack))
 }
 
 /// Decompresses a chunk compressed with a byte codec into `out` (cleared first), up to `max` bytes;
@@ -276,6 +314,22 @@ mod tests {
         assert_eq!(out, data);
         assert!(decompress(Codec::Zstd, &zstd, 4000, &mut out).is_err(), "more data than the chunk holds");
         assert!(decompress(Codec::Zstd, &zstd[..zstd.len() / 2], 5000, &mut out).is_err());
+    }
+
+    #[test]
+    fn no_codec_decodes_more_than_its_densest_encoding() {
+        // Deflate's densest: a run of zeros.
+        let zeros = vec![0u8; 10 << 20];
+        let mut zlib = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::best());
+        std::io::Write::write_all(&mut zlib, &zeros).unwrap();
+        let zlib = zlib.finish().unwrap();
+        assert!(max_decoded(Codec::Deflate, zlib.len() as u64).unwrap() >= zeros.len() as u64);
+        let zstd = zstd::bulk::compress(&zeros, 19).unwrap();
+        assert!(max_decoded(Codec::Zstd, zstd.len() as u64).unwrap() >= zeros.len() as u64);
+        // 198 bytes of Deflate cannot be a 32768x32768 tile.
+        assert!(max_decoded(Codec::Deflate, 198).unwrap() < 32768 * 32768);
+        assert_eq!(max_decoded(Codec::None, 100), Some(100));
+        assert_eq!(max_decoded(Codec::WebP, 100), None);
     }
 
     #[test]

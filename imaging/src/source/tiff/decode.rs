@@ -72,6 +72,25 @@ impl ChunkDecoder {
 
     /// Reads and decodes chunk `index` (`len` bytes at `offset`), which holds `chunk_rows` rows of which
     /// the first `need_rows` are used, and pixels up to `need_width`.
+    /// Refuses chunk `index` of `len` bytes when its codec cannot decode that many bytes to the
+    /// `need_rows` rows its place in the image needs: memory follows what the file holds, not what its
+    /// tags declare.
+    pub(super) fn check_holds(&self, index: u64, len: u64, need_rows: usize) -> Result<(), String> {
+        let need = (self.chunk_width as u64)
+            .saturating_mul(need_rows as u64)
+            .saturating_mul(self.spp as u64)
+            .saturating_mul(self.kind.bytes() as u64);
+        match codecs::max_decoded(self.codec, len) {
+            // An empty chunk is said to be one when it is read.
+            Some(most) if most < need && len > 0 => Err(format!(
+                "chunk {index} is {len} bytes of {}, which cannot decode to the {need} bytes its {need_rows} \
+                 rows need (at most {most}); the file is corrupt or cut short",
+                self.codec.name()
+            )),
+            _ => Ok(()),
+        }
+    }
+
     pub(super) fn decode(
         &mut self,
         file: &mut TiffInput,
