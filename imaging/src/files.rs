@@ -35,6 +35,8 @@ pub enum FileError {
     InputNotFile { flag: String, path: PathBuf, kind: &'static str },
     #[error("{flag} {path} is the same file as {input_flag} {input}; writing it would overwrite that input, so choose another path for {flag}")]
     OverwritesInput { flag: String, path: PathBuf, input_flag: String, input: PathBuf },
+    #[error("{flag} {path} {how} {input_flag} {input}; replacing it would delete or change that input, so choose a path for {flag} outside it")]
+    NestsInput { flag: String, path: PathBuf, how: &'static str, input_flag: String, input: PathBuf },
     #[error("{flag} {path} is the same file as {other_flag} {other}; give each output its own path")]
     SameOutput { flag: String, path: PathBuf, other_flag: String, other: PathBuf },
     #[error("{flag} {path} is a folder; give a file path inside it, e.g. {example}")]
@@ -218,6 +220,21 @@ fn input_identity(flag: &str, path: &Path) -> Result<Identity, FileError> {
     }
     let canonical = fs::canonicalize(path).map_err(unreadable)?;
     Ok(Identity { canonical, device_inode: device_inode(&metadata) })
+}
+
+/// How the output at canonical path `output` nests with the input at canonical path `input`: "contains"
+/// (an output store or folder holding the input) or "is inside" (an output inside an input store), by
+/// whole path components; `None` when neither holds the other (an equal path is the same file).
+fn nesting(output: &Path, input: &Path) -> Option<&'static str> {
+    if output == input {
+        None
+    } else if input.starts_with(output) {
+        Some("contains")
+    } else if output.starts_with(input) {
+        Some("is inside")
+    } else {
+        None
+    }
 }
 
 /// The folder a file path is in (`.` for a bare name).
@@ -486,8 +503,20 @@ impl OutputSet {
         Ok(target)
     }
 
-    /// Refuses an output that is an input or an earlier output.
+    /// Refuses an output that is an input, contains one or lies inside one (a store), or is an earlier
+    /// output.
     fn check_distinct(&self, flag: &str, path: &Path, identity: &Identity) -> Result<(), FileError> {
+        for input in &self.inputs {
+            if let Some(how) = nesting(&identity.canonical, &input.identity.canonical) {
+                return Err(FileError::NestsInput {
+                    flag: flag.to_string(),
+                    path: path.to_path_buf(),
+                    how,
+                    input_flag: input.flag.clone(),
+                    input: input.path.clone(),
+                });
+            }
+        }
         if let Some(input) = self.inputs.iter().find(|i| i.identity.same_file(identity)) {
             return Err(FileError::OverwritesInput {
                 flag: flag.to_string(),
@@ -703,6 +732,45 @@ mod tests {
         assert_eq!(reader.join().unwrap(), b"through");
         assert!(fs::metadata(&fifo).unwrap().file_type().is_fifo());
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 2, "no temporary beside them");
+    }
+
+    #[test]
+    fn nesting_is_by_whole_components() {
+        let p = Path::new;
+        assert_eq!(nesting(p("/d/c.ome.zarr"), p("/d/c.ome.zarr/input.png")), Some("contains"));
+        assert_eq!(nesting(p("/d/s.ome.zarr/mask.png"), p("/d/s.ome.zarr")), Some("is inside"));
+        assert_eq!(nesting(p("/d/c.ome.zarr2"), p("/d/c.ome.zarr")), None, "a name that only begins alike");
+        assert_eq!(nesting(p("/d/c.ome.zarr"), p("/d/c.ome.zarr2/x.png")), None);
+        assert_eq!(nesting(p("/d/a.png"), p("/d/a.png")), None, "the same file is said as such");
+    }
+
+    #[test]
+    fn an_output_that_contains_or_lies_in_an_input_is_refused_through_links() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = dir.path().join("c.ome.zarr");
+        fs::create_dir(&store).unwrap();
+        fs::write(store.join(".zattrs"), r#"{"multiscales": [{"axes": [], "datasets": []}]}"#).unwrap();
+        let input = store.join("input.png");
+        fs::write(&input, b"x").unwrap();
+        let mut set = OutputSet::new(&[("--image", &input)]).unwrap();
+        let err = set.add_store("--output", &store).unwrap_err();
+        assert!(matches!(err, FileError::NestsInput { how: "contains", .. }), "{err}");
+        let message = err.to_string();
+        assert!(message.contains("--output") && message.contains("--image"), "{message}");
+        #[cfg(unix)]
+        {
+            // An output inside an input store, through a link to the store's folder.
+            let link = dir.path().join("link");
+            std::os::unix::fs::symlink(&store, &link).unwrap();
+            let mut set = OutputSet::new(&[("--image", &store)]).unwrap();
+            let err = set.add("--overlay", &link.join("overlay.png")).unwrap_err();
+            assert!(err.to_string().contains("is inside --image"), "{err}");
+            assert!(matches!(err, FileError::NestsInput { .. }), "{err}");
+        }
+        let image = dir.path().join("s.png");
+        fs::write(&image, b"x").unwrap();
+        let mut set = OutputSet::new(&[("--image", &image)]).unwrap();
+        set.add("--output", &dir.path().join("s.png.out.png")).unwrap();
     }
 
     #[test]
