@@ -6,9 +6,11 @@
 //! symbolic links to the file they name, checks it (its folder exists and is writable, it is not a folder,
 //! and it is not the same file as any input or earlier output, by canonical path or by device and inode, so
 //! symbolic and hard links count) and creates its temporary file beside that file; the caller writes every
-//! temporary; [`OutputSet::commit`] syncs them and renames them over their targets. A set that is dropped
-//! uncommitted removes its temporaries, so a failure anywhere before the commit leaves every existing file
-//! as it was.
+//! temporary; [`OutputSet::commit`] syncs them and renames them over their targets. An OME-Zarr store
+//! ([`OutputSet::add_store`]) is the same with a temporary folder, synced file by file and swapped in at
+//! the commit with the other outputs (the label `--labels` writes into an input store is registered the
+//! same way). A set that is dropped uncommitted removes its temporaries, so a failure anywhere before the
+//! commit leaves every existing file and store as it was.
 //!
 //! Links and special files: an output that is a symbolic link is written through: the rename replaces the
 //! file the link names, never the link. An output that is (or names) a FIFO, a character device or a
@@ -109,11 +111,23 @@ struct Output {
     /// The path as given (for messages) and the file written: the end of its links.
     given: PathBuf,
     target: PathBuf,
-    /// Where the caller writes: a temporary beside `target`, or `target` itself for a special file.
+    /// Where the caller writes: a temporary beside `target` (a file, or a folder for a store), or
+    /// `target` itself for a special file.
     written: PathBuf,
-    direct: bool,
+    kind: Kind,
     folder: PathBuf,
     identity: Identity,
+}
+
+/// What an output is, which decides how it is put in place.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// A regular file, written as a temporary file renamed over its target at the commit.
+    File,
+    /// A FIFO, device or socket, written directly.
+    Special,
+    /// An OME-Zarr store (a folder), written as a temporary folder swapped in at the commit.
+    Store,
 }
 
 /// The inputs and outputs of one piece of work; see the module docs.
@@ -359,7 +373,11 @@ fn remove_stale_temporaries(folder: &Path, name: &str) {
         let path = entry.path();
         let stale = if pid == own { !with_held(|held| held.contains(&path)) } else { !process_running(pid) };
         if stale {
-            let _ = fs::remove_file(&path);
+            // A store's temporary is a folder.
+            let _ = match entry.file_type() {
+                Ok(t) if t.is_dir() => fs::remove_dir_all(&path),
+                _ => fs::remove_file(&path),
+            };
         }
     }
 }
@@ -413,7 +431,7 @@ impl OutputSet {
                 given: path.to_path_buf(),
                 target: target.clone(),
                 written: target.clone(),
-                direct: true,
+                kind: Kind::Special,
                 folder,
                 identity,
             });
@@ -452,18 +470,18 @@ impl OutputSet {
             given: path.to_path_buf(),
             target,
             written: temporary.clone(),
-            direct: false,
+            kind: Kind::File,
             folder,
             identity,
         });
         Ok(temporary)
     }
 
-    /// Checks the output `path` (given as `flag`) of an OME-Zarr store (a directory, `.ome.zarr`) and returns
-    /// the path itself: the store's writer ([`crate::sink::ome_zarr`]) builds it under a temporary directory
-    /// and swaps it in when it finishes, so the set neither creates a temporary for it nor renames it at
-    /// [`OutputSet::commit`]. Refused, as [`OutputSet::add`] refuses them: an input, an earlier output, a
-    /// missing folder; and anything at the path that is not an OME-Zarr store.
+    /// Checks the output `path` (given as `flag`) of an OME-Zarr store (a folder, `.ome.zarr`) and returns
+    /// the folder to write it in: a temporary folder beside it, created empty, which
+    /// [`OutputSet::commit`] swaps in with the other outputs (an earlier store at the path is moved away,
+    /// the new one in, and the earlier one removed). Refused, as [`OutputSet::add`] refuses them: an
+    /// input, an earlier output, a missing folder; and anything at the path that is not an OME-Zarr store.
     pub fn add_store(&mut self, flag: &str, path: &Path) -> Result<PathBuf, FileError> {
         let err_path = || (flag.to_string(), path.to_path_buf());
         let target = resolve_links(path).map_err(|e| {
@@ -491,16 +509,27 @@ impl OutputSet {
         let canonical_folder = fs::canonicalize(&folder).unwrap_or_else(|_| folder.clone());
         let identity = Identity { canonical: canonical_folder.join(&name), device_inode: None };
         self.check_distinct(flag, path, &identity)?;
+        remove_stale_temporaries(&folder, &name);
+        let temporary = temporary_path(&target, host_name(), std::process::id());
+        if !with_held(|held| held.insert(temporary.clone())) {
+            let (flag, path) = err_path();
+            return Err(FileError::Busy { flag, path });
+        }
+        if let Err(e) = fs::create_dir(&temporary) {
+            with_held(|held| held.remove(&temporary));
+            let (flag, path) = err_path();
+            return Err(FileError::Unwritable { flag, path, folder, reason: io_reason(&e) });
+        }
         self.outputs.push(Output {
             flag: flag.to_string(),
             given: path.to_path_buf(),
-            target: target.clone(),
-            written: target.clone(),
-            direct: true,
+            target,
+            written: temporary.clone(),
+            kind: Kind::Store,
             folder,
             identity,
         });
-        Ok(target)
+        Ok(temporary)
     }
 
     /// Refuses an output that is an input, contains one or lies inside one (a store), or is an earlier
@@ -541,21 +570,46 @@ impl OutputSet {
         self.outputs.iter().map(|o| o.given.clone()).collect()
     }
 
-    /// Syncs every temporary, renames each over the file its path names and syncs the folders; returns the
-    /// paths as given, in the order they were added. Every check was done by `add`, so a rename can only
-    /// fail if the folder changed meanwhile; then the outputs not yet renamed keep their earlier files.
+    /// Syncs every temporary (a store's every file and folder), puts each in place (a file renamed over
+    /// the file its path names; a store swapped in, the earlier store at its path moved away first and
+    /// removed once every output is in place) and syncs the folders; returns the paths as given, in the
+    /// order they were added. Nothing is put in place before every temporary is synced, so a failure to
+    /// sync leaves every earlier file and store as it was. Every other check was done by `add`, so a
+    /// rename can only fail if the folder changed meanwhile; then the outputs not yet renamed keep their
+    /// earlier files.
     pub fn commit(mut self) -> Result<Vec<PathBuf>, FileError> {
         let commit_error = |o: &Output, e: std::io::Error| FileError::Commit {
             flag: o.flag.clone(),
             path: o.given.clone(),
             reason: io_reason(&e),
         };
-        for output in self.outputs.iter().filter(|o| !o.direct) {
-            File::open(&output.written).and_then(|f| f.sync_all()).map_err(|e| commit_error(output, e))?;
+        for output in &self.outputs {
+            match output.kind {
+                Kind::File => File::open(&output.written).and_then(|f| f.sync_all()),
+                Kind::Store => sync_tree(&output.written),
+                Kind::Special => Ok(()),
+            }
+            .map_err(|e| commit_error(output, e))?;
         }
         let mut folders: Vec<&Path> = Vec::new();
-        for output in self.outputs.iter().filter(|o| !o.direct) {
-            fs::rename(&output.written, &output.target).map_err(|e| commit_error(output, e))?;
+        let mut earlier_stores = Vec::new();
+        for output in self.outputs.iter().filter(|o| o.kind != Kind::Special) {
+            if output.kind == Kind::Store && fs::symlink_metadata(&output.target).is_ok() {
+                let earlier =
+                    temporary_path(&output.target, &format!("{}-old", host_name()), std::process::id());
+                if fs::symlink_metadata(&earlier).is_ok() {
+                    fs::remove_dir_all(&earlier).map_err(|e| commit_error(output, e))?;
+                }
+                fs::rename(&output.target, &earlier).map_err(|e| commit_error(output, e))?;
+                if let Err(e) = fs::rename(&output.written, &output.target) {
+                    // Put the earlier store back.
+                    let _ = fs::rename(&earlier, &output.target);
+                    return Err(commit_error(output, e));
+                }
+                earlier_stores.push(earlier);
+            } else {
+                fs::rename(&output.written, &output.target).map_err(|e| commit_error(output, e))?;
+            }
             with_held(|held| held.remove(&output.written));
             if !folders.contains(&output.folder.as_path()) {
                 folders.push(&output.folder);
@@ -567,16 +621,41 @@ impl OutputSet {
                 let _ = dir.sync_all();
             }
         }
+        for earlier in earlier_stores {
+            // The new stores are in place; an earlier one that cannot be removed is only left behind, under
+            // a temporary name that the next run on this host removes.
+            let _ = fs::remove_dir_all(&earlier);
+        }
         Ok(std::mem::take(&mut self.outputs).into_iter().map(|o| o.given).collect())
+    }
+}
+
+/// Syncs every file and folder under `dir`, and `dir` itself.
+fn sync_tree(dir: &Path) -> std::io::Result<()> {
+    for entry in fs::read_dir(dir)? {
+        let entry = entry?;
+        if entry.file_type()?.is_dir() {
+            sync_tree(&entry.path())?;
+        } else {
+            File::open(entry.path())?.sync_all()?;
+        }
+    }
+    match File::open(dir).and_then(|d| d.sync_all()) {
+        // Some file systems refuse a folder's fsync; its files are synced.
+        Err(e) if e.kind() == std::io::ErrorKind::InvalidInput || e.raw_os_error() == Some(22) => Ok(()),
+        other => other,
     }
 }
 
 impl Drop for OutputSet {
     /// An uncommitted set removes its temporaries (those not yet renamed); targets are never touched.
     fn drop(&mut self) {
-        for output in self.outputs.iter().filter(|o| !o.direct) {
-            if with_held(|held| held.remove(&output.written)) {
-                let _ = fs::remove_file(&output.written);
+        for output in &self.outputs {
+            if output.kind != Kind::Special && with_held(|held| held.remove(&output.written)) {
+                let _ = match output.kind {
+                    Kind::Store => fs::remove_dir_all(&output.written),
+                    _ => fs::remove_file(&output.written),
+                };
             }
         }
     }
@@ -794,26 +873,34 @@ mod tests {
     }
 
     #[test]
-    fn a_store_output_is_its_own_path_and_only_an_ome_zarr_store_may_be_there() {
+    fn a_store_output_is_a_temporary_folder_and_only_an_ome_zarr_store_may_be_there() {
         use crate::pyramid::Reduction;
         use crate::sink::ome_tiff::OmeSamples;
         use crate::sink::ome_zarr::OmeZarrWriter;
         let dir = tempfile::tempdir().unwrap();
         let store = dir.path().join("m.ome.zarr");
         let mut set = OutputSet::new(&[]).unwrap();
-        assert_eq!(set.add_store("--output", &store).unwrap(), store, "a new store");
+        let written = set.add_store("--output", &store).unwrap();
+        assert_eq!(written, temporary_path(&store, host_name(), std::process::id()), "a new store");
+        assert!(written.is_dir(), "created empty");
         let err = set.add_store("--overlay", &store).unwrap_err().to_string();
         assert!(err.contains("--output"), "{err}");
         drop(set);
-        assert!(!store.exists(), "the set creates nothing for a store");
+        assert!(!store.exists() && !written.exists(), "an uncommitted set leaves nothing");
         let samples = OmeSamples::U8 { channels: 1, rule: Reduction::Mask };
         let mut writer = OmeZarrWriter::create(&store, 2, 2, samples, None).unwrap();
         writer.write_pixels(&[0, 255, 255, 0]).unwrap();
         writer.finish().unwrap();
         let mut set = OutputSet::new(&[]).unwrap();
-        assert_eq!(set.add_store("--output", &store).unwrap(), store, "an earlier store");
+        let written = set.add_store("--output", &store).unwrap();
+        let mut writer = OmeZarrWriter::create(&written, 2, 2, samples, None).unwrap();
+        writer.write_pixels(&[255, 255, 255, 255]).unwrap();
+        writer.finish().unwrap();
         set.commit().unwrap();
-        assert!(crate::source::is_ome_zarr(&store), "commit leaves a store alone");
+        assert!(crate::source::is_ome_zarr(&store), "the commit swaps the new store in");
+        let mut source = crate::source::ImageSource::open(&store, crate::source::Channels::Gray).unwrap();
+        assert_eq!(source.read_all().unwrap(), [255; 4]);
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1, "the earlier store removed");
         let file = dir.path().join("f.ome.zarr");
         fs::write(&file, b"x").unwrap();
         let folder = dir.path().join("d.ome.zarr");

@@ -1,5 +1,7 @@
 //! The levels of a pyramidal output and the 2x2 reductions from one level to the next, as pure functions
-//! of rows (no files): the OME-TIFF writer ([`crate::sink`]) feeds them two rows at a time.
+//! of rows (no files); [`SampleKind`], what every writer's samples are; and the cascade every pyramid
+//! writer (OME-TIFF, OME-Zarr, the shards, the label) fills its levels with ([`LevelRows`],
+//! [`push_level_row`]), which hands each level's full band to the writer.
 //!
 //! - Level sizes: each level is ceil(w/2) x ceil(h/2) of the one above, down to the first level whose longer
 //!   side is at most [`SMALLEST_SIDE`].
@@ -87,6 +89,117 @@ pub fn reduce_rows_f32(top: &[f32], bottom: Option<&[f32]>, width: usize, out: &
             }
         }
         out.push(sum / n as f32);
+    }
+}
+
+/// What the samples of an output are, and how a 2x2 block of them becomes one sample of the next
+/// level: one type for every writer (striped TIFF, OME-TIFF, OME-Zarr, the label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SampleKind {
+    /// 8-bit samples, 1 (gray) or 3 (RGB) a pixel, reduced by `rule`.
+    U8 { channels: usize, rule: Reduction },
+    /// One float32 sample a pixel, reduced by the mean.
+    F32,
+}
+
+impl SampleKind {
+    pub fn channels(self) -> usize {
+        match self {
+            SampleKind::U8 { channels, .. } => channels,
+            SampleKind::F32 => 1,
+        }
+    }
+
+    pub fn pixel_bytes(self) -> usize {
+        match self {
+            SampleKind::U8 { channels, .. } => channels,
+            SampleKind::F32 => 4,
+        }
+    }
+}
+
+/// What every streamed pyramid writer keeps of one level: its size, the rows received, the band of rows
+/// being filled (one row of tiles or chunks), and a row waiting for the row below it.
+pub struct LevelRows {
+    pub width: usize,
+    pub height: usize,
+    /// Rows received so far.
+    pub rows: usize,
+    /// The rows of the tile or chunk row being filled, as stored.
+    pub band: Vec<u8>,
+    /// A row waiting for the row below it, to be reduced into the next level.
+    pending: Option<Vec<u8>>,
+}
+
+impl LevelRows {
+    pub fn new(width: usize, height: usize) -> LevelRows {
+        LevelRows { width, height, rows: 0, band: Vec::new(), pending: None }
+    }
+}
+
+/// Adds `row` to the first of `levels` and the rows it completes to the levels below (every two rows of a
+/// level reduce to one row of the next). A level's band goes to `flush(i, level)` when it holds `band_rows`
+/// rows or the level's last row; `flush` writes it out and empties it.
+///
+/// A level below the first may be the reduction rounded down (floor(w/2) x floor(h/2), as some OME-Zarr
+/// images are that labels must match): the reduced rows are cut to its width and a row past its height
+/// is dropped.
+pub fn push_level_row<L: AsMut<LevelRows>>(
+    levels: &mut [L],
+    samples: SampleKind,
+    band_rows: usize,
+    mut row: Vec<u8>,
+    mut flush: impl FnMut(usize, &mut L) -> Result<(), String>,
+) -> Result<(), String> {
+    let count = levels.len();
+    for (i, level) in levels.iter_mut().enumerate() {
+        let fill = level.as_mut();
+        if fill.rows == fill.height {
+            if i > 0 {
+                return Ok(());
+            }
+            return Err("more rows than the image has (a bug in the runner)".into());
+        }
+        row.truncate(fill.width * samples.pixel_bytes());
+        fill.band.extend_from_slice(&row);
+        fill.rows += 1;
+        let last = fill.rows == fill.height;
+        if last || fill.band.len() == band_rows * fill.width * samples.pixel_bytes() {
+            flush(i, level)?;
+        }
+        if i + 1 == count {
+            break;
+        }
+        let fill = level.as_mut();
+        let (top, bottom) = match fill.pending.take() {
+            None if !last => {
+                fill.pending = Some(row);
+                return Ok(());
+            }
+            Some(top) => (top, Some(row)),
+            None => (row, None),
+        };
+        row = reduce(samples, fill.width, &top, bottom.as_deref());
+    }
+    Ok(())
+}
+
+/// One row of the next level from `top` and `bottom` (rows of `width` pixels, bytes as stored).
+pub fn reduce(samples: SampleKind, width: usize, top: &[u8], bottom: Option<&[u8]>) -> Vec<u8> {
+    match samples {
+        SampleKind::U8 { channels, rule } => {
+            let mut out = Vec::with_capacity(width.div_ceil(2) * channels);
+            reduce_rows_u8(top, bottom, width, channels, rule, &mut out);
+            out
+        }
+        SampleKind::F32 => {
+            let floats = |b: &[u8]| -> Vec<f32> {
+                b.chunks_exact(4).map(|v| f32::from_le_bytes([v[0], v[1], v[2], v[3]])).collect()
+            };
+            let mut out = Vec::with_capacity(width.div_ceil(2));
+            reduce_rows_f32(&floats(top), bottom.map(floats).as_deref(), width, &mut out);
+            out.iter().flat_map(|v| v.to_le_bytes()).collect()
+        }
     }
 }
 

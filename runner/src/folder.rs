@@ -13,11 +13,12 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use imaging::files::{io_reason, same_file, FileError, OutputSet};
-use imaging::sink::{ImageFormat, ProbabilityFormat};
+use imaging::sink::ImageFormat;
 
 use crate::metrics::MetricsTable;
-use crate::pipeline::{self, Destination, Destinations, ImageReport, OpenedImage, PipelineError};
-use crate::regions::{GeoJsonDestination, GeoJsonLabel};
+use crate::outputs::{self, FolderNames, OutputRequest, PlannedOutput};
+use crate::pipeline::{self, Destinations, ImageReport, OpenedImage, PipelineError};
+use crate::regions::GeoJsonLabel;
 use crate::session::Model;
 use imaging::source::{is_ome_zarr, FileFormat};
 
@@ -260,23 +261,24 @@ pub struct FolderOutputs {
 pub const METRICS_CSV: &str = "metrics.csv";
 
 impl FolderOutputs {
+    /// One image's outputs, named after its stem in the folder.
+    pub fn planned(&self, job: &ImageJob) -> Vec<PlannedOutput> {
+        let names = FolderNames {
+            dir: &self.dir,
+            stem: &job.stem,
+            mask_format: self.mask_format,
+            probabilities: self.probabilities,
+            overlay: self.overlay,
+            errors: self.errors && job.mask.is_some(),
+            geojson: self.geojson.is_some(),
+        };
+        outputs::plan(OutputRequest::FolderImage(names)).expect("a folder's outputs have fixed formats")
+    }
+
     /// The file names one image's outputs get, with what each is.
     pub fn names(&self, job: &ImageJob) -> Vec<(&'static str, String)> {
-        let stem = &job.stem;
-        let mut names = vec![("mask", format!("{stem}.{}", self.mask_format.extension()))];
-        if self.probabilities {
-            names.push(("probabilities", format!("{stem}_probabilities.npy")));
-        }
-        if self.overlay {
-            names.push(("overlay", format!("{stem}_overlay.png")));
-        }
-        if self.errors && job.mask.is_some() {
-            names.push(("error map", format!("{stem}_errors.png")));
-        }
-        if self.geojson.is_some() {
-            names.push(("GeoJSON", format!("{stem}.geojson")));
-        }
-        names
+        let name = |o: &PlannedOutput| o.path.file_name().map(|n| n.to_string_lossy().into_owned());
+        self.planned(job).iter().map(|o| (o.kind.name(), name(o).unwrap_or_default())).collect()
     }
 
     /// Refuses, before any work, a run in which two outputs would have one name: one image's output named
@@ -345,47 +347,10 @@ impl FolderOutputs {
         Ok(())
     }
 
-    /// Adds one image's outputs to `files` and returns where to write them.
-    pub fn add(&self, job: &ImageJob, files: &mut OutputSet) -> Result<Destinations, FileError> {
-        let path = |suffix: &str, extension: &str| self.dir.join(format!("{}{suffix}.{extension}", job.stem));
-        let mask_path = path("", self.mask_format.extension());
-        let mask = Destination::new(files.add("--output-dir", &mask_path)?, self.mask_format);
-        let mut image_output =
-            |wanted: bool, suffix: &str| -> Result<Option<Destination<ImageFormat>>, FileError> {
-                if !wanted {
-                    return Ok(None);
-                }
-                let p = path(suffix, "png");
-                Ok(Some(Destination::new(files.add("--output-dir", &p)?, ImageFormat::Png)))
-            };
-        let overlay = image_output(self.overlay, "_overlay")?;
-        let errors = image_output(self.errors && job.mask.is_some(), "_errors")?;
-        let probabilities = if self.probabilities {
-            let p = path("_probabilities", "npy");
-            Some(Destination::new(files.add("--output-dir", &p)?, ProbabilityFormat::Npy))
-        } else {
-            None
-        };
-        let geojson = match &self.geojson {
-            Some(label) => {
-                let p = path("", "geojson");
-                Some(GeoJsonDestination {
-                    file: files.add("--output-dir", &p)?,
-                    path: p,
-                    label: label.clone(),
-                })
-            }
-            None => None,
-        };
-        Ok(Destinations {
-            mask,
-            probabilities,
-            overlay,
-            errors,
-            geojson,
-            ngff: Default::default(),
-            labels: None,
-        })
+    /// Adds the `planned` outputs of one image to `files` and returns where to write them.
+    pub fn add(&self, planned: &[PlannedOutput], files: &mut OutputSet) -> Result<Destinations, FileError> {
+        let label = self.geojson.clone().unwrap_or_default();
+        outputs::destinations(planned, &label, Default::default(), None, |o| files.add(o.flag, &o.path))
     }
 }
 
@@ -503,9 +468,9 @@ fn predict_job(
             return Err(e);
         }
     };
-    let destinations = outputs.add(job, &mut files)?;
-    let mask_path = outputs.dir.join(format!("{}.{}", job.stem, outputs.mask_format.extension()));
-    opened.check_outputs(&[(mask_path.as_path(), destinations.mask.format)])?;
+    let planned = outputs.planned(job);
+    let destinations = outputs.add(&planned, &mut files)?;
+    opened.check_outputs(&[(planned[0].path.as_path(), destinations.mask.format)])?;
     let plan = model.tiling.plan(opened.image.height(), opened.image.width(), tile)?;
     observer.image_started(index, count, job, plan.tile_count());
     let report = pipeline::predict_image(model, opened, &destinations, tile, |n| observer.tiles_done(n))?;

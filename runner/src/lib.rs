@@ -4,13 +4,15 @@
 //!
 //! Stages: image rows from `imaging::source` -> [`predict`] (the tile plan from `imaging::tiles`, forward
 //! passes on [`session`] workers) -> [`render`] (overlay, error map) and [`metrics`] -> rows to files
-//! through `imaging::sink`, and [`regions`] (the foreground as GeoJSON polygons). [`pipeline`] runs one image through them; [`single`] and [`folder`] are the two
-//! ways the CLI runs it (one image, or many into a folder); [`info`] is `runner info`.
+//! through `imaging::sink`, and [`regions`] (the foreground as GeoJSON polygons). [`pipeline`] runs one image through them; [`single`], [`slide_shard`] and [`folder`]
+//! are the ways the CLI runs it (one image, one image's share, or many into a folder), each writing the
+//! outputs [`outputs`] plans; [`info`] is `runner info`.
 
 pub mod cli;
 pub mod folder;
 pub mod info;
 pub mod metrics;
+pub mod outputs;
 pub mod pipeline;
 pub mod predict;
 pub mod regions;

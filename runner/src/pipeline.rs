@@ -50,8 +50,6 @@ pub enum PipelineError {
         /// The level of the image predicted (0: full resolution).
         level: usize,
     },
-    #[error("--errors needs a reference mask (--mask, or a mask in --mask-dir)")]
-    ErrorsWithoutMask,
     #[error("--output-dir {dir}: cannot create it ({reason}); choose a folder that can be created")]
     OutputFolder { dir: PathBuf, reason: String },
     #[error("the reader of the next image failed unexpectedly")]
@@ -194,9 +192,6 @@ pub fn predict_image(
     progress: impl FnMut(usize),
 ) -> Result<ImageReport, PipelineError> {
     let OpenedImage { image: mut source, mask: mut reference, mask_rule } = opened;
-    if destinations.errors.is_some() && reference.is_none() {
-        return Err(PipelineError::ErrorsWithoutMask);
-    }
     let (width, height) = (source.width(), source.height());
     let (level, pages, other_pages) = (source.level(), source.info().pages, source.info().other_pages);
     // The outputs are turned like the input in viewers; the prediction runs on the stored pixels.

@@ -36,6 +36,9 @@ pub enum PredictError {
     File(#[from] imaging::files::FileError),
     #[error("the image reader thread panicked (a bug in the runner); report it")]
     ReaderPanicked,
+    /// The band consumer stopped with an error of its own, which its caller holds and reports instead.
+    #[error("writing the outputs stopped")]
+    ConsumerStopped,
 }
 
 /// What to compute besides the class mask.

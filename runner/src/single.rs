@@ -7,11 +7,12 @@ use std::time::Instant;
 use imaging::files::OutputSet;
 use imaging::sink::ome_zarr::NgffVersion;
 use imaging::sink::zarr_labels::LabelsPlan;
-use imaging::sink::{ImageFormat, ProbabilityFormat};
+use imaging::sink::ImageFormat;
 
 use crate::metrics::Metrics;
-use crate::pipeline::{self, Destination, Destinations, ImageReport, OpenedImage, PipelineError};
-use crate::regions::{GeoJsonDestination, GeoJsonLabel};
+use crate::outputs::{self, GivenPaths, OutputFormat, OutputKind, OutputRequest, PlanError};
+use crate::pipeline::{self, ImageReport, OpenedImage, PipelineError};
+use crate::regions::GeoJsonLabel;
 use crate::session::{Model, ModelOptions};
 
 /// What to predict and where each output goes (formats from the paths' extensions).
@@ -63,20 +64,24 @@ pub enum SingleError {
     Pipeline(#[from] PipelineError),
     #[error(transparent)]
     Session(#[from] crate::session::error::SessionError),
-    #[error("{flag}: {source}")]
-    Format { flag: &'static str, source: imaging::sink::SinkError },
-    #[error("--geojson {0}: give a .geojson (or .json) file name, e.g. out/regions.geojson")]
-    GeoJsonName(PathBuf),
+    #[error(transparent)]
+    Plan(#[from] PlanError),
     #[error("--labels: {0}")]
     Labels(String),
 }
 
-fn format_of<F>(
-    flag: &'static str,
-    path: Option<&Path>,
-    parse: impl Fn(&Path) -> Result<F, imaging::sink::SinkError>,
-) -> Result<Option<F>, SingleError> {
-    path.map(|p| parse(p).map_err(|source| SingleError::Format { flag, source })).transpose()
+impl SingleRequest {
+    /// The output paths as given.
+    pub fn given_paths(&self) -> GivenPaths<'_> {
+        GivenPaths {
+            output: &self.output,
+            probabilities: self.probabilities.as_deref(),
+            overlay: self.overlay.as_deref(),
+            errors: self.errors.as_deref(),
+            geojson: self.geojson.as_deref(),
+            metrics_json: self.metrics_json.as_deref(),
+        }
+    }
 }
 
 /// Checks every input and output of `request` (formats, paths, sizes), loads the model, predicts the image
@@ -87,17 +92,7 @@ pub fn predict_single(
     model_options: &ModelOptions,
     mut progress: impl FnMut(Progress),
 ) -> Result<SingleReport, SingleError> {
-    let mask_format = format_of("--output", Some(&request.output), ImageFormat::from_path)?.expect("given");
-    let probability_format =
-        format_of("--probabilities", request.probabilities.as_deref(), ProbabilityFormat::from_path)?;
-    let overlay_format = format_of("--overlay", request.overlay.as_deref(), ImageFormat::from_path)?;
-    let errors_format = format_of("--errors", request.errors.as_deref(), ImageFormat::from_path)?;
-    if let Some(path) = &request.geojson {
-        let extension = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
-        if extension != "geojson" && extension != "json" {
-            return Err(SingleError::GeoJsonName(path.clone()));
-        }
-    }
+    let planned = outputs::plan(OutputRequest::OneImage(request.given_paths()))?;
 
     let mut inputs: Vec<(&str, &Path)> = vec![("--image", &request.image), ("--model", &request.model)];
     if let Some(mask) = &request.mask {
@@ -107,50 +102,34 @@ pub fn predict_single(
     let opened =
         OpenedImage::open_level(&request.image, "--image", request.level, request.mask.as_deref(), "--mask")?
             .with_mask_rule(request.mask_rule);
-    let mut finals = vec![(request.output.as_path(), mask_format)];
-    finals.extend(request.overlay.as_deref().zip(overlay_format));
-    finals.extend(request.errors.as_deref().zip(errors_format));
+    let finals: Vec<(&Path, ImageFormat)> = planned
+        .iter()
+        .filter_map(|o| match o.format {
+            OutputFormat::Image(format) => Some((o.path.as_path(), format)),
+            _ => None,
+        })
+        .collect();
     opened.check_outputs(&finals)?;
     let labels = match &request.labels {
         Some(name) => {
-            Some(LabelsPlan::new(&request.image, name, request.level).map_err(SingleError::Labels)?)
+            let mut plan =
+                LabelsPlan::new(&request.image, name, request.level).map_err(SingleError::Labels)?;
+            plan.register(&mut files, "--labels").map_err(PipelineError::from)?;
+            Some(plan)
         }
         None => None,
     };
-    let mut add = |flag: &str, path: &Path| {
-        if imaging::sink::ome_zarr::is_ome_zarr_path(path) {
-            files.add_store(flag, path).map_err(PipelineError::from)
-        } else {
-            files.add(flag, path).map_err(PipelineError::from)
-        }
-    };
-    let destinations = Destinations {
-        mask: Destination::new(add("--output", &request.output)?, mask_format),
-        probabilities: match (&request.probabilities, probability_format) {
-            (Some(p), Some(f)) => Some(Destination::new(add("--probabilities", p)?, f)),
-            _ => None,
-        },
-        overlay: match (&request.overlay, overlay_format) {
-            (Some(p), Some(f)) => Some(Destination::new(add("--overlay", p)?, f)),
-            _ => None,
-        },
-        errors: match (&request.errors, errors_format) {
-            (Some(p), Some(f)) => Some(Destination::new(add("--errors", p)?, f)),
-            _ => None,
-        },
-        geojson: match &request.geojson {
-            Some(p) => Some(GeoJsonDestination {
-                file: add("--geojson", p)?,
-                path: p.clone(),
-                label: request.geojson_label.clone(),
-            }),
-            None => None,
-        },
-        ngff: request.ngff,
-        labels: labels.clone(),
-    };
-    let metrics_json = match &request.metrics_json {
-        Some(path) => Some(add("--metrics-json", path)?),
+    let destinations =
+        outputs::destinations(&planned, &request.geojson_label, request.ngff, labels.clone(), |o| {
+            let file = if imaging::sink::ome_zarr::is_ome_zarr_path(&o.path) {
+                files.add_store(o.flag, &o.path)
+            } else {
+                files.add(o.flag, &o.path)
+            };
+            file.map_err(PipelineError::from)
+        })?;
+    let metrics_json = match planned.iter().find(|o| o.kind == OutputKind::MetricsJson) {
+        Some(o) => Some(files.add(o.flag, &o.path).map_err(PipelineError::from)?),
         None => None,
     };
 

@@ -9,20 +9,18 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use imaging::labels::gray_from_classes;
-use imaging::pyramid::Reduction;
 use imaging::sink::ome_tiff::OmeSamples;
-use imaging::sink::ome_zarr::is_ome_zarr_path;
 use imaging::sink::ome_zarr_shards::{
     self, check_finalize, share_rows, Finalized, ShareError, SharePlan, ShareWriter, NGFF_VERSION,
 };
 
 use crate::folder::Shard;
+use crate::outputs::{self, OutputFormat, OutputRequest, PlanError};
 use crate::pipeline::{OpenedImage, PipelineError};
 use crate::predict::{self, BandOutput, PredictError, PredictOptions};
 use crate::render::OverlayRows;
 use crate::session::{Model, ModelOptions};
 use crate::single::{Progress, SingleRequest};
-use imaging::sink::SinkError;
 
 /// Why a share or a finalize did not happen.
 #[derive(Debug, thiserror::Error)]
@@ -33,10 +31,8 @@ pub enum SlideShardError {
     Session(#[from] crate::session::error::SessionError),
     #[error(transparent)]
     Share(#[from] ShareError),
-    #[error("{flag} {path}: one image in shares (--shard K/N) writes only OME-Zarr stores, which every share writes into at once; name it <name>.ome.zarr, or drop --shard")]
-    NotZarr { flag: &'static str, path: PathBuf },
-    #[error("{flag} is refused with --shard: {why}")]
-    Refused { flag: &'static str, why: &'static str },
+    #[error(transparent)]
+    Plan(#[from] PlanError),
     #[error("{flag} {path} is also {other}; give each output its own path")]
     SamePath { flag: &'static str, path: PathBuf, other: String },
     #[error("--model {path}: cannot read it ({reason})")]
@@ -76,56 +72,20 @@ fn absolute(path: &Path) -> PathBuf {
     })
 }
 
-/// The outputs of `request` as (flag, store, samples), every one checked to be an OME-Zarr path, none
-/// the input or another output.
+/// The outputs of `request` as (flag, store, samples), none the input or another output. A share writes
+/// the mask, probabilities and overlay; the command line refuses the rest with --shard.
 fn stores(request: &SingleRequest) -> Result<Vec<(&'static str, PathBuf, OmeSamples)>, SlideShardError> {
-    if request.mask.is_some() {
-        return Err(SlideShardError::Refused {
-            flag: "--mask",
-            why: "metrics need the whole image; score the finalized store in a run without --shard",
-        });
+    let mut stores = Vec::new();
+    for output in outputs::plan(OutputRequest::Share(request.given_paths()))? {
+        if let OutputFormat::Store(samples) = output.format {
+            stores.push((output.flag, output.path, samples));
+        }
     }
-    if request.metrics_json.is_some() {
-        return Err(SlideShardError::Refused { flag: "--metrics-json", why: "metrics need the whole image" });
-    }
-    if request.errors.is_some() {
-        return Err(SlideShardError::Refused { flag: "--errors", why: "the error map needs --mask" });
-    }
-    if request.ngff != imaging::sink::ome_zarr::NgffVersion::V04 {
-        return Err(SlideShardError::Refused {
-            flag: "--ngff",
-            why: "shares write NGFF 0.4 stores (Zarr v2); drop --ngff 0.5",
-        });
-    }
-    if request.labels.is_some() {
-        return Err(SlideShardError::Refused {
-            flag: "--labels",
-            why: "a label image is written whole; add --labels to a run without --shard",
-        });
-    }
-    if request.geojson.is_some() {
-        return Err(SlideShardError::Refused {
-            flag: "--geojson",
-            why: "its objects need the whole image; ask for them in a run without --shard",
-        });
-    }
-    let mut stores =
-        vec![("--output", request.output.clone(), OmeSamples::U8 { channels: 1, rule: Reduction::Mask })];
-    stores.extend(request.probabilities.clone().map(|p| ("--probabilities", p, OmeSamples::F32)));
-    stores.extend(
-        request
-            .overlay
-            .clone()
-            .map(|p| ("--overlay", p, OmeSamples::U8 { channels: 3, rule: Reduction::Mean })),
-    );
     let mut seen: Vec<(String, PathBuf)> = vec![
         (format!("--image {}", request.image.display()), absolute(&request.image)),
         (format!("--model {}", request.model.display()), absolute(&request.model)),
     ];
     for (flag, path, _) in &stores {
-        if !is_ome_zarr_path(path) {
-            return Err(SlideShardError::NotZarr { flag, path: path.clone() });
-        }
         let resolved = absolute(path);
         if let Some((other, _)) = seen.iter().find(|(_, p)| *p == resolved) {
             return Err(SlideShardError::SamePath { flag, path: path.clone(), other: other.clone() });
@@ -144,7 +104,9 @@ fn inside(y: usize, count: usize, keep: &Range<usize>) -> Range<usize> {
 
 /// Predicts share `shard` of the one image of `request` into its OME-Zarr stores: every input and output
 /// checked and every store's plan written or checked before any work; `progress` as for
-/// [`crate::single::predict_single`].
+/// [`crate::single::predict_single`]. A share writes the mask, probabilities and overlay; the command line
+/// refuses the rest of a request with --shard (`--mask`, `--metrics-json`, `--errors`, `--geojson`,
+/// `--labels`, `--ngff 0.5`).
 pub fn predict_share(
     request: &SingleRequest,
     shard: Shard,
@@ -230,10 +192,8 @@ pub fn predict_share(
                     Ok(())
                 })();
                 written.map_err(|e| {
-                    let sentinel =
-                        PredictError::Sink(SinkError::Write { path: PathBuf::new(), reason: e.to_string() });
                     write_error = Some(e);
-                    sentinel
+                    PredictError::ConsumerStopped
                 })
             },
         );

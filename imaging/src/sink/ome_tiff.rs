@@ -3,7 +3,7 @@
 //! Every level keeps only the rows of the tile row it is filling (512 rows of that level); when a tile row
 //! is complete its tiles are Deflate-compressed (8-bit samples with the horizontal predictor) and written,
 //! and every pair of rows of a level is reduced ([`crate::pyramid`]) into one row of the next level as it
-//! arrives. [`RowSink`](super::RowSink) runs all of this on a thread of its own ([`OmeTiffWriter::spawn`]),
+//! arrives. [`super::RowSink`] runs all of this on a thread of its own ([`OmeTiffWriter::spawn`]),
 //! as the striped TIFF is compressed on its own thread. The levels are those of [`crate::pyramid::level_sizes`]: full resolution in the first IFD, the
 //! lower ones in its SubIFDs (NewSubFileType 1), as OME-TIFF pyramids are laid out.
 //!
@@ -16,41 +16,19 @@
 
 use std::fs::File;
 use std::io::{BufWriter, Seek, SeekFrom, Write};
-use std::sync::mpsc::{self, SyncSender};
-use std::thread::JoinHandle;
+use std::path::Path;
 
-use super::{Orientation, BIGTIFF_FROM_BYTES};
-use crate::pyramid::{self, Reduction};
+use super::threaded::Threaded;
+use super::tiff::BIGTIFF_FROM_BYTES;
+use super::writer::{create, RowWriter};
+use crate::exif::Orientation;
+pub use crate::pyramid::SampleKind as OmeSamples;
+use crate::pyramid::{self, push_level_row, LevelRows};
 
 /// The side of a tile.
 pub const TILE: usize = 512;
 /// About how many bytes of rows the threaded writer receives at a time.
 const MESSAGE_BYTES: usize = 1 << 18;
-
-/// What the samples of an OME-TIFF are.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OmeSamples {
-    /// 8-bit samples, 1 (gray) or 3 (RGB) a pixel, reduced by `rule`.
-    U8 { channels: usize, rule: Reduction },
-    /// One float32 sample a pixel, reduced by the mean.
-    F32,
-}
-
-impl OmeSamples {
-    pub fn channels(self) -> usize {
-        match self {
-            OmeSamples::U8 { channels, .. } => channels,
-            OmeSamples::F32 => 1,
-        }
-    }
-
-    pub fn pixel_bytes(self) -> usize {
-        match self {
-            OmeSamples::U8 { channels, .. } => channels,
-            OmeSamples::F32 => 4,
-        }
-    }
-}
 
 /// The OME-XML of one image: sizes, channels, type and (when known) microns per pixel in x and y.
 pub fn ome_xml(
@@ -93,72 +71,6 @@ pub fn ome_xml(
         channels = channels,
         physical = physical,
     )
-}
-
-/// What every streamed pyramid writer keeps of one level: its size, the rows received, the band of rows
-/// being filled (one row of tiles or chunks), and a row waiting for the row below it.
-pub(super) struct LevelRows {
-    pub width: usize,
-    pub height: usize,
-    /// Rows received so far.
-    pub rows: usize,
-    /// The rows of the tile or chunk row being filled, as stored.
-    pub band: Vec<u8>,
-    /// A row waiting for the row below it, to be reduced into the next level.
-    pending: Option<Vec<u8>>,
-}
-
-impl LevelRows {
-    pub fn new(width: usize, height: usize) -> LevelRows {
-        LevelRows { width, height, rows: 0, band: Vec::new(), pending: None }
-    }
-}
-
-/// Adds `row` to the first of `levels` and the rows it completes to the levels below (every two rows of a
-/// level reduce to one row of the next). A level's band goes to `flush(i, level)` when it holds `band_rows`
-/// rows or the level's last row; `flush` writes it out and empties it.
-///
-/// A level below the first may be the reduction rounded down (floor(w/2) x floor(h/2), as some OME-Zarr
-/// images are that labels must match): the reduced rows are cut to its width and a row past its height
-/// is dropped.
-pub(super) fn push_level_row<L: AsMut<LevelRows>>(
-    levels: &mut [L],
-    samples: OmeSamples,
-    band_rows: usize,
-    mut row: Vec<u8>,
-    mut flush: impl FnMut(usize, &mut L) -> Result<(), String>,
-) -> Result<(), String> {
-    let count = levels.len();
-    for (i, level) in levels.iter_mut().enumerate() {
-        let fill = level.as_mut();
-        if fill.rows == fill.height {
-            if i > 0 {
-                return Ok(());
-            }
-            return Err("more rows than the image has (a bug in the runner)".into());
-        }
-        row.truncate(fill.width * samples.pixel_bytes());
-        fill.band.extend_from_slice(&row);
-        fill.rows += 1;
-        let last = fill.rows == fill.height;
-        if last || fill.band.len() == band_rows * fill.width * samples.pixel_bytes() {
-            flush(i, level)?;
-        }
-        if i + 1 == count {
-            break;
-        }
-        let fill = level.as_mut();
-        let (top, bottom) = match fill.pending.take() {
-            None if !last => {
-                fill.pending = Some(row);
-                return Ok(());
-            }
-            Some(top) => (top, Some(row)),
-            None => (row, None),
-        };
-        row = reduce(samples, fill.width, &top, bottom.as_deref());
-    }
-    Ok(())
 }
 
 /// One level being filled, with the offsets and sizes of its tiles.
@@ -284,24 +196,16 @@ impl OmeTiffWriter {
         // below, when its last row arrives): room for a whole row of tiles more lets prediction go on
         // meanwhile instead of waiting for the burst, at the cost of one row of tiles of level 0.
         let capacity = (TILE * row_bytes).div_ceil(message_len) + 1;
-        let (sender, receiver) = mpsc::sync_channel::<Vec<u8>>(capacity);
-        let thread = std::thread::Builder::new()
-            .name("ome-tiff-writer".into())
-            .spawn(move || {
-                let mut writer = self;
-                for rows in receiver {
-                    writer.write_stored(&rows)?;
-                }
-                writer.finish()
-            })
-            .map_err(|e| e.to_string())?;
-        Ok(OmeTiffThread {
-            rows: Some(sender),
-            thread: Some(thread),
-            pending: Vec::new(),
-            message_len,
-            samples,
-        })
+        let encode = move |messages: std::sync::mpsc::Receiver<Vec<u8>>| {
+            let mut writer = self;
+            for rows in messages {
+                writer.write_stored(&rows)?;
+            }
+            writer.finish()
+        };
+        let thread =
+            Threaded::spawn("ome-tiff-writer", "the OME-TIFF writer", message_len, capacity, encode)?;
+        Ok(OmeTiffThread { thread, samples })
     }
 
     /// Adds one row to level 0, and the rows it completes to the levels below.
@@ -444,11 +348,7 @@ impl OmeTiffWriter {
 /// An [`OmeTiffWriter`] on its own thread: whole rows are gathered into messages of about 256 KiB and sent
 /// to it; [`OmeTiffThread::finish`] waits for the file to be complete.
 pub struct OmeTiffThread {
-    rows: Option<SyncSender<Vec<u8>>>,
-    thread: Option<JoinHandle<Result<(), String>>>,
-    /// Rows gathered for the next message.
-    pending: Vec<u8>,
-    message_len: usize,
+    thread: Threaded,
     samples: OmeSamples,
 }
 
@@ -473,62 +373,43 @@ impl OmeTiffThread {
         Ok(())
     }
 
-    fn write_stored(&mut self, mut bytes: &[u8]) -> Result<(), String> {
-        while !bytes.is_empty() {
-            let take = (self.message_len - self.pending.len()).min(bytes.len());
-            self.pending.extend_from_slice(&bytes[..take]);
-            bytes = &bytes[take..];
-            if self.pending.len() == self.message_len {
-                self.send()?;
-            }
-        }
-        Ok(())
-    }
-
-    fn send(&mut self) -> Result<(), String> {
-        let message = std::mem::replace(&mut self.pending, Vec::with_capacity(self.message_len));
-        let sent = self.rows.as_ref().map(|s| s.send(message).is_ok()).unwrap_or(false);
-        if !sent {
-            // The writer thread stopped: its error says why.
-            return Err(self.join().err().unwrap_or_else(|| "the OME-TIFF writer stopped".into()));
-        }
-        Ok(())
-    }
-
-    fn join(&mut self) -> Result<(), String> {
-        self.rows = None;
-        match self.thread.take() {
-            Some(thread) => thread.join().unwrap_or_else(|_| Err("the OME-TIFF writer panicked".into())),
-            None => Ok(()),
-        }
+    fn write_stored(&mut self, bytes: &[u8]) -> Result<(), String> {
+        self.thread.write(bytes)
     }
 
     /// Sends the last rows, then waits for the writer to write the IFDs and flush the file.
-    pub fn finish(mut self) -> Result<(), String> {
-        if !self.pending.is_empty() {
-            self.send()?;
-        }
-        self.join()
+    pub fn finish(self) -> Result<(), String> {
+        self.thread.finish()
     }
 }
 
-/// One row of the next level from `top` and `bottom` (rows of `width` pixels, bytes as stored).
-pub(super) fn reduce(samples: OmeSamples, width: usize, top: &[u8], bottom: Option<&[u8]>) -> Vec<u8> {
-    match samples {
-        OmeSamples::U8 { channels, rule } => {
-            let mut out = Vec::with_capacity(width.div_ceil(2) * channels);
-            pyramid::reduce_rows_u8(top, bottom, width, channels, rule, &mut out);
-            out
-        }
-        OmeSamples::F32 => {
-            let floats = |b: &[u8]| -> Vec<f32> {
-                b.chunks_exact(4).map(|v| f32::from_le_bytes([v[0], v[1], v[2], v[3]])).collect()
-            };
-            let mut out = Vec::with_capacity(width.div_ceil(2));
-            pyramid::reduce_rows_f32(&floats(top), bottom.map(floats).as_deref(), width, &mut out);
-            out.iter().flat_map(|v| v.to_le_bytes()).collect()
-        }
+impl RowWriter for OmeTiffThread {
+    fn write_pixels(&mut self, rows: &[u8]) -> Result<(), String> {
+        OmeTiffThread::write_pixels(self, rows)
     }
+
+    fn write_values(&mut self, rows: &[f32]) -> Result<(), String> {
+        OmeTiffThread::write_values(self, rows)
+    }
+
+    fn finish(self: Box<Self>) -> Result<(), String> {
+        OmeTiffThread::finish(*self)
+    }
+}
+
+/// Starts a `width` x `height` OME-TIFF of `samples` at `path`, written on a thread of its own.
+pub(super) fn start(
+    path: &Path,
+    (width, height): (usize, usize),
+    samples: OmeSamples,
+    force_bigtiff: bool,
+    orientation: Orientation,
+    microns_per_pixel: Option<(f64, f64)>,
+) -> Result<Box<dyn RowWriter>, String> {
+    let file = create(path)?;
+    let writer =
+        OmeTiffWriter::start(file, width, height, samples, force_bigtiff, orientation, microns_per_pixel)?;
+    Ok(Box::new(writer.spawn()?))
 }
 
 /// One IFD entry: tag, field type, count and the values' little-endian bytes.
@@ -648,6 +529,7 @@ fn serialize(entries: &[Entry], start: u64, big: bool) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pyramid::Reduction;
 
     #[test]
     fn ifd_sizes_match_their_bytes() {

@@ -20,7 +20,9 @@
 //! ([`crate::files::temporary_path`]) and put in place by [`OmeZarrWriter::finish`]: a new store is renamed
 //! in; an earlier OME-Zarr store at the path is renamed away, the new one in, and the old one removed, so
 //! that a failure before then leaves the earlier store as it was. Anything else at the path (a file, a
-//! folder that is not an OME-Zarr image) is refused before any work.
+//! folder that is not an OME-Zarr image) is refused before any work. An empty folder at the path is the
+//! temporary folder [`crate::files::OutputSet::add_store`] hands out: the store is written in it and
+//! [`OmeZarrWriter::finish`] leaves it there, for the set's commit to put in place with the other outputs.
 
 use std::fs;
 use std::io::Write;
@@ -28,9 +30,10 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{json, Map, Value};
 
-use super::ome_tiff::{push_level_row, LevelRows, OmeSamples};
+use super::writer::RowWriter;
 use crate::files::{host_name, temporary_path};
 use crate::pyramid;
+use crate::pyramid::{push_level_row, LevelRows, SampleKind as OmeSamples};
 
 /// The side of a chunk (y and x).
 pub const CHUNK: usize = 512;
@@ -419,6 +422,9 @@ pub struct OmeZarrWriter {
     dir: PathBuf,
     /// Whether an earlier store is at `target` (to be swapped out at the end).
     replaces: bool,
+    /// Whether [`OmeZarrWriter::finish`] puts the store in place (false: written in a folder handed out by
+    /// an output set, which puts it in place at its commit).
+    publishes: bool,
     samples: OmeSamples,
     version: NgffVersion,
     axes: ArrayAxes,
@@ -469,8 +475,11 @@ impl OmeZarrWriter {
                 axes.names.join(",")
             ));
         }
+        let handed = fs::symlink_metadata(target).is_ok_and(|m| m.is_dir())
+            && fs::read_dir(target).is_ok_and(|mut entries| entries.next().is_none());
         let replaces = match fs::symlink_metadata(target) {
             Err(_) => false,
+            Ok(_) if handed => false,
             Ok(m) if m.is_dir() && crate::source::is_ome_zarr(target) => true,
             Ok(m) if m.is_dir() => {
                 return Err("a folder that is not an OME-Zarr store is there; refusing to replace it".into())
@@ -479,16 +488,23 @@ impl OmeZarrWriter {
                 return Err("something that is not an OME-Zarr store is there; refusing to replace it".into())
             }
         };
-        let dir = temporary_path(target, host_name(), std::process::id());
-        if dir.exists() {
-            // Our own leftover (this process id, this host): a previous store of this run that failed.
-            fs::remove_dir_all(&dir).map_err(|e| format!("cannot remove {}: {e}", dir.display()))?;
+        let dir = if handed {
+            target.to_path_buf()
+        } else {
+            temporary_path(target, host_name(), std::process::id())
+        };
+        if !handed {
+            if dir.exists() {
+                // Our own leftover (this process id, this host): a previous store of this run that failed.
+                fs::remove_dir_all(&dir).map_err(|e| format!("cannot remove {}: {e}", dir.display()))?;
+            }
+            fs::create_dir(&dir).map_err(|e| format!("{e}; check that its folder exists and is writable"))?;
         }
-        fs::create_dir(&dir).map_err(|e| format!("{e}; check that its folder exists and is writable"))?;
         let writer = OmeZarrWriter {
             target: target.to_path_buf(),
             dir,
             replaces,
+            publishes: !handed,
             samples,
             version,
             axes,
@@ -606,7 +622,10 @@ impl OmeZarrWriter {
         for (name, text) in self.version.group_files(self.ome.clone(), Map::new()) {
             write_file(&self.dir.join(name), text.as_bytes())?;
         }
-        if self.replaces {
+        if !self.publishes {
+            self.finished = true;
+            Ok(())
+        } else if self.replaces {
             let old = temporary_path(&self.target, &format!("{}-old", host_name()), std::process::id());
             if old.exists() {
                 fs::remove_dir_all(&old).map_err(|e| format!("cannot remove {}: {e}", old.display()))?;
@@ -625,6 +644,20 @@ impl OmeZarrWriter {
             self.finished = true;
             Ok(())
         }
+    }
+}
+
+impl RowWriter for OmeZarrWriter {
+    fn write_pixels(&mut self, rows: &[u8]) -> Result<(), String> {
+        OmeZarrWriter::write_pixels(self, rows)
+    }
+
+    fn write_values(&mut self, rows: &[f32]) -> Result<(), String> {
+        OmeZarrWriter::write_values(self, rows)
+    }
+
+    fn finish(self: Box<Self>) -> Result<(), String> {
+        OmeZarrWriter::finish(*self)
     }
 }
 
@@ -810,7 +843,7 @@ mod tests {
                 OmeZarrWriter::create_with(&keep.join("p-0.5.ome.zarr"), OmeSamples::F32, layout).unwrap();
             writer.write_values(&values).unwrap();
             writer.finish().unwrap();
-            let mut npy = super::super::npy_header(height, width);
+            let mut npy = crate::sink::npy::npy_header(height, width);
             npy.extend(values.iter().flat_map(|v| v.to_le_bytes()));
             fs::write(keep.join("p.npy"), npy).unwrap();
         }

@@ -19,10 +19,10 @@ use std::fs;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
-use super::ome_tiff::{push_level_row, LevelRows, OmeSamples};
 use super::ome_zarr::{chunk_key, encode_chunk_row, write_file, zarray, zattrs, CHUNK, ZGROUP};
 use crate::files::{host_name, process_running, temporary_owner};
 use crate::pyramid::{self, Reduction};
+use crate::pyramid::{push_level_row, LevelRows, SampleKind as OmeSamples};
 
 /// The folder of a store that holds the plan and the done markers until [`finalize`].
 pub const SHARES_DIR: &str = ".segmenter-shares";

@@ -20,20 +20,24 @@
 //!   that is neither (not a 2x reduction of the one above) ends the label's levels: what would follow
 //!   cannot be written exactly, and a label with fewer levels than its image is refused by validators
 //!   (ome-zarr-models, for NGFF 0.5); [`LabelsPlan::note`] says so.
-//! - Written atomically: the label is built in a temporary folder inside `labels/` and renamed to
-//!   `labels/NAME` (an earlier `labels/NAME` image is replaced, as any output is); then the `labels`
-//!   group's listing (`labels/.zattrs`, or `labels/zarr.json`) is rewritten through a temporary with `NAME`
-//!   added and every label it listed kept. Nothing else in the store is touched (`labels/.zgroup` is
-//!   written only when `labels/` is new).
+//! - Published with the other outputs: [`LabelsPlan::register`] adds the label to the run's
+//!   [`OutputSet`], so that nothing in the input store changes before the set's commit. Into an existing
+//!   `labels/` group: the label store `labels/NAME` (an earlier `labels/NAME` image is replaced, as any
+//!   output is) and the group's listing (`labels/.zattrs`, or `labels/zarr.json`), rewritten with `NAME`
+//!   added and every label it listed kept. A new `labels/` group is one output: its files and the label
+//!   built in a temporary folder, renamed to `labels/` at the commit. Nothing else in the store is touched
+//!   (`labels/.zgroup` is written only when it is missing). A plan not registered (a library caller)
+//!   puts the label in place itself when it finishes, as any store writer does.
 
 use std::fs;
 use std::path::{Path, PathBuf};
 
 use serde_json::{json, Map, Value};
 
-use super::ome_tiff::OmeSamples;
 use super::ome_zarr::{write_file, ArrayAxes, NgffVersion, OmeZarrWriter, StoreLayout};
+use crate::files::{FileError, OutputSet};
 use crate::pyramid::Reduction;
+use crate::pyramid::SampleKind as OmeSamples;
 use crate::source::{is_ome_zarr, multiscales_metadata, ImageSource};
 
 /// The longest label name, in bytes: a folder name on common file systems.
@@ -242,6 +246,18 @@ pub struct LabelsPlan {
     pub image_levels: usize,
     /// The image level that ended the label's levels (not a 2x reduction), if one did.
     pub stopped_at: Option<usize>,
+    /// Where the label is written when it is registered with an output set ([`LabelsPlan::register`]).
+    pub registered: Option<LabelsPaths>,
+}
+
+/// Where a registered label is written: paths an output set handed out, put in place at its commit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LabelsPaths {
+    /// Where the label store is written.
+    pub store: PathBuf,
+    /// Where each of the `labels` group's files (`.zgroup`, `.zattrs`, `zarr.json`) is written, by name;
+    /// a file not listed (an existing `.zgroup`) is left as it is.
+    pub group_files: Vec<(String, PathBuf)>,
 }
 
 impl LabelsPlan {
@@ -301,6 +317,7 @@ impl LabelsPlan {
             finer,
             image_levels: sizes.len(),
             stopped_at,
+            registered: None,
         };
         let group = plan.group();
         match fs::symlink_metadata(&group) {
@@ -348,11 +365,38 @@ impl LabelsPlan {
         ))
     }
 
-    /// Starts writing the label: creates `labels/` if it is missing (removed again if the label is not
-    /// finished) and the label's temporary store inside it.
+    /// Registers the label with `files` (as `flag`), so that it goes in place with the other outputs at
+    /// the set's commit; see the module docs.
+    pub fn register(&mut self, files: &mut OutputSet, flag: &str) -> Result<(), FileError> {
+        let group = self.group();
+        let names: &[&str] = match self.layout.version {
+            NgffVersion::V04 => &[".zgroup", ".zattrs"],
+            NgffVersion::V05 => &["zarr.json"],
+        };
+        let paths = if fs::symlink_metadata(&group).is_ok() {
+            let store = files.add_store(flag, &self.target())?;
+            let mut group_files = Vec::new();
+            for &name in names {
+                if name == ".zgroup" && group.join(name).exists() {
+                    continue;
+                }
+                group_files.push((name.to_string(), files.add(flag, &group.join(name))?));
+            }
+            LabelsPaths { store, group_files }
+        } else {
+            let folder = files.add_store(flag, &group)?;
+            let group_files = names.iter().map(|&name| (name.to_string(), folder.join(name))).collect();
+            LabelsPaths { store: folder.join(&self.name), group_files }
+        };
+        self.registered = Some(paths);
+        Ok(())
+    }
+
+    /// Starts writing the label: when it is not registered, creates `labels/` if it is missing (removed
+    /// again if the label is not finished) and the label's temporary store inside it.
     pub fn start(&self) -> Result<LabelsWriter, String> {
         let group = self.group();
-        let created = !group.exists();
+        let created = self.registered.is_none() && !group.exists();
         if created {
             fs::create_dir(&group).map_err(|e| format!("cannot create {}: {e}", group.display()))?;
         }
@@ -367,7 +411,8 @@ impl LabelsPlan {
             predicted: 0,
             row: Vec::new(),
         };
-        labels.writer = Some(OmeZarrWriter::create_with(&self.target(), samples, self.layout.clone())?);
+        let store = self.registered.as_ref().map_or_else(|| self.target(), |paths| paths.store.clone());
+        labels.writer = Some(OmeZarrWriter::create_with(&store, samples, self.layout.clone())?);
         Ok(labels)
     }
 }
@@ -451,11 +496,17 @@ impl LabelsWriter {
             }
         };
         for (name, text) in version.group_files(ome, other) {
-            // An existing `.zgroup` is left as it is.
-            if name == ".zgroup" && group.join(name).exists() {
-                continue;
+            match &self.plan.registered {
+                Some(paths) => {
+                    // Written where the output set said; put in place at its commit.
+                    if let Some((_, path)) = paths.group_files.iter().find(|(n, _)| n == name) {
+                        write_file(path, text.as_bytes())?;
+                    }
+                }
+                // An existing `.zgroup` is left as it is.
+                None if name == ".zgroup" && group.join(name).exists() => {}
+                None => write_file(&group.join(name), text.as_bytes())?,
             }
-            write_file(&group.join(name), text.as_bytes())?;
         }
         Ok(())
     }
