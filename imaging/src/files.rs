@@ -347,13 +347,26 @@ pub fn process_running(pid: u32) -> bool {
         // Signal 0 checks existence only. EPERM: it exists but belongs to someone else.
         // SAFETY: kill with signal 0 sends nothing and has no memory effects.
         let status = unsafe { libc::kill(pid, 0) };
-        status == 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
+        let exists = status == 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH);
+        // A killed process that its parent has not reaped yet (a zombie) still answers signal 0, but it
+        // will write nothing more: its temporaries are stale.
+        exists
+            && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|stat| stat_state(&stat))
+                .is_some_and(|state| state == 'Z' || state == 'X')
     }
     #[cfg(not(unix))]
     {
         let _ = pid;
         true
     }
+}
+
+/// The state letter of a `/proc/PID/stat` line (the field after the command name, which is in
+/// parentheses and may itself hold spaces and parentheses).
+fn stat_state(stat: &str) -> Option<char> {
+    stat[stat.rfind(')')? + 1..].split_whitespace().next()?.chars().next()
 }
 
 /// Removes the temporaries of the file `name` in `folder` left by processes of this host that are gone (and
@@ -712,6 +725,26 @@ mod tests {
         let pid = child.id();
         child.wait().unwrap();
         assert!(!process_running(pid));
+    }
+
+    #[test]
+    fn a_dead_child_not_yet_reaped_is_not_running() {
+        assert_eq!(stat_state("4242 (a (b) c) Z 1 2 3"), Some('Z'));
+        assert_eq!(stat_state("1 (init) S 0"), Some('S'));
+        assert_eq!(stat_state("garbage"), None);
+        #[cfg(target_os = "linux")]
+        {
+            let mut child = std::process::Command::new("true").spawn().unwrap();
+            let pid = child.id();
+            // Not waited for: once it has exited it is a zombie until reaped.
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            while stat_state(&std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap()) != Some('Z') {
+                assert!(std::time::Instant::now() < deadline, "the child did not exit");
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            assert!(!process_running(pid), "a zombie's temporaries are stale");
+            child.wait().unwrap();
+        }
     }
 
     #[test]
