@@ -53,6 +53,8 @@ pub enum FileError {
     Unwritable { flag: String, path: PathBuf, folder: PathBuf, reason: String },
     #[error("{flag} {path}: its symbolic links do not end in a file ({reason}); fix the link or give another path")]
     BadLink { flag: String, path: PathBuf, reason: String },
+    #[error("{flag} {path}: its name is too long for the file system (the temporary written beside it, {temporary}, adds the host and process id); choose a shorter name for {flag}")]
+    NameTooLong { flag: String, path: PathBuf, temporary: String },
     #[error("{flag} {path}: another output set of this process is writing it; write each file once")]
     Busy { flag: String, path: PathBuf },
     #[error(
@@ -188,6 +190,29 @@ pub fn io_reason(error: &std::io::Error) -> String {
     match text.find(" (os error") {
         Some(i) => text[..i].to_string(),
         None => text,
+    }
+}
+
+/// Whether `error` says a file name is longer than the file system takes (ENAMETOOLONG).
+pub fn name_too_long(error: &std::io::Error) -> bool {
+    #[cfg(unix)]
+    {
+        error.raw_os_error() == Some(libc::ENAMETOOLONG)
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = error;
+        false
+    }
+}
+
+/// What to do when a file or folder cannot be created: the true reason's remedy for a name too long,
+/// else the folder's.
+pub fn create_hint(error: &std::io::Error) -> &'static str {
+    if name_too_long(error) {
+        "the name is too long for the file system; choose a shorter name"
+    } else {
+        "check that its folder exists and is writable"
     }
 }
 
@@ -476,6 +501,11 @@ impl OutputSet {
         if let Err(e) = File::options().write(true).create_new(true).open(&temporary) {
             with_held(|held| held.remove(&temporary));
             let (flag, path) = err_path();
+            if name_too_long(&e) {
+                let temporary =
+                    temporary.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+                return Err(FileError::NameTooLong { flag, path, temporary });
+            }
             return Err(FileError::Unwritable { flag, path, folder, reason: io_reason(&e) });
         }
         self.outputs.push(Output {
@@ -531,6 +561,11 @@ impl OutputSet {
         if let Err(e) = fs::create_dir(&temporary) {
             with_held(|held| held.remove(&temporary));
             let (flag, path) = err_path();
+            if name_too_long(&e) {
+                let temporary =
+                    temporary.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+                return Err(FileError::NameTooLong { flag, path, temporary });
+            }
             return Err(FileError::Unwritable { flag, path, folder, reason: io_reason(&e) });
         }
         self.outputs.push(Output {
@@ -725,6 +760,21 @@ mod tests {
         let pid = child.id();
         child.wait().unwrap();
         assert!(!process_running(pid));
+    }
+
+    #[test]
+    fn a_name_too_long_says_so() {
+        let dir = tempfile::tempdir().unwrap();
+        // 250 bytes: a valid name, but its temporary (host and process id added) is over 255.
+        let path = dir.path().join(format!("{}.png", "m".repeat(246)));
+        let err = OutputSet::new(&[]).unwrap().add("--output", &path).unwrap_err();
+        assert!(matches!(err, FileError::NameTooLong { .. }), "{err}");
+        let message = err.to_string();
+        assert!(message.contains("too long") && message.contains("shorter name for --output"), "{message}");
+        assert!(!message.contains("writable folder"), "{message}");
+        let e = std::io::Error::from_raw_os_error(libc::ENAMETOOLONG);
+        assert!(create_hint(&e).contains("too long"));
+        assert!(create_hint(&std::io::Error::from(std::io::ErrorKind::NotFound)).contains("folder exists"));
     }
 
     #[test]
