@@ -538,12 +538,14 @@ impl OutputSet {
         let folder = folder_of(&target);
         if fs::metadata(&target).is_ok() && !crate::source::is_ome_zarr(&target) {
             let (flag, path) = err_path();
-            return Err(FileError::Unwritable {
-                flag,
-                path,
-                folder,
-                reason: "something that is not an OME-Zarr store is there; refusing to replace it".into(),
-            });
+            let shares = target.join(crate::sink::ome_zarr_shards::SHARES_DIR).is_dir();
+            let reason = if shares {
+                "an OME-Zarr store being predicted in shares is there (it holds .segmenter-shares); finish \
+                 it with `runner finalize` or remove it, refusing to replace it"
+            } else {
+                "something that is not an OME-Zarr store is there; refusing to replace it"
+            };
+            return Err(FileError::Unwritable { flag, path, folder, reason: reason.into() });
         }
         if !fs::metadata(&folder).map(|m| m.is_dir()).unwrap_or(false) {
             let (flag, path) = err_path();
@@ -760,6 +762,16 @@ mod tests {
         let pid = child.id();
         child.wait().unwrap();
         assert!(!process_running(pid));
+    }
+
+    #[test]
+    fn a_store_with_shares_in_progress_is_called_so() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = dir.path().join("m.ome.zarr");
+        fs::create_dir_all(store.join(crate::sink::ome_zarr_shards::SHARES_DIR)).unwrap();
+        let err = OutputSet::new(&[]).unwrap().add_store("--output", &store).unwrap_err().to_string();
+        assert!(err.contains("being predicted in shares") && err.contains("runner finalize"), "{err}");
+        assert!(!err.contains("not an OME-Zarr store"), "{err}");
     }
 
     #[test]
