@@ -586,6 +586,15 @@ impl OutputSet {
     /// output.
     fn check_distinct(&self, flag: &str, path: &Path, identity: &Identity) -> Result<(), FileError> {
         for input in &self.inputs {
+            // `--labels` writes into the NGFF label group of the input store, by design.
+            let label_group = flag == "--labels"
+                && identity
+                    .canonical
+                    .strip_prefix(&input.identity.canonical)
+                    .is_ok_and(|rest| rest.starts_with("labels"));
+            if label_group {
+                continue;
+            }
             if let Some(how) = nesting(&identity.canonical, &input.identity.canonical) {
                 return Err(FileError::NestsInput {
                     flag: flag.to_string(),
@@ -939,6 +948,11 @@ mod tests {
             let mut set = OutputSet::new(&[("--image", &store)]).unwrap();
             let err = set.add("--overlay", &link.join("overlay.png")).unwrap_err();
             assert!(err.to_string().contains("is inside --image"), "{err}");
+            // The one exception: --labels into the store's label group.
+            fs::create_dir(store.join("labels")).unwrap();
+            set.add("--labels", &store.join("labels").join(".zattrs")).unwrap();
+            let err = set.add("--labels", &store.join("other.png")).unwrap_err();
+            assert!(matches!(err, FileError::NestsInput { .. }), "{err}");
             assert!(matches!(err, FileError::NestsInput { .. }), "{err}");
         }
         let image = dir.path().join("s.png");
