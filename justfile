@@ -25,31 +25,38 @@ check-slides: setup
 check-slurm: setup
     bash scripts/checks/check_slurm.sh
 
+# The binaries every recipe below runs, built once: one package selection (the trainer and the runner), whose
+# dependencies `cargo test --workspace --release` builds with the same features, so nothing compiles twice.
+bin := env_var_or_default("CARGO_TARGET_DIR", "target") / "release"
+
 # Train on data/conifer into models/ (3000 iterations of 4 x 128^2 crops, Adam 1e-3 constant, no augmentation:
 # on this image the cosine decay and augmentation both lowered the held-out IoU, see docs/training.md)
-train *ARGS:
-    cargo run --release -q -p trainer -- train --image {{image}} --mask {{mask}} --out models \
+train *ARGS: build
+    @echo "demo: training on {{image}} (3000 iterations; a progress bar follows)"
+    {{bin}}/trainer train --image {{image}} --mask {{mask}} --out models \
         --iterations 3000 --batch 4 --crop 128 --lr 1e-3 --lr-schedule constant --seed 0 --augment none {{ARGS}}
 
 # Export models/checkpoint.safetensors to models/model.onnx
-export:
+export: build
     @echo "demo: exporting models/checkpoint.safetensors to models/model.onnx"
-    cargo run --release -q -p trainer -- export --checkpoint models/checkpoint.safetensors --output models/model.onnx
+    {{bin}}/trainer export --checkpoint models/checkpoint.safetensors --output models/model.onnx
 
 # Predict the whole training image with models/model.onnx: predictions.jpg, an overlay and metrics against the mask
-predict:
+predict: build
     @echo "demo: predicting {{image}} into predictions.jpg and predictions_overlay.jpg"
-    cargo run --release -q -p runner -- predict --model models/model.onnx --image {{image}} \
+    {{bin}}/runner predict --model models/model.onnx --image {{image}} \
         --output predictions.jpg --overlay predictions_overlay.jpg --mask {{mask}} --metrics-json models/metrics.json
 
 # The whole pipeline: setup, build (with cargo's progress: several minutes the first time), train, export, predict
-demo: setup build-demo train export predict
+demo: setup build train export predict
 
-# The release binaries the demo runs, with cargo's progress shown
-build-demo:
-    @echo "demo: building the trainer and the runner in release (several minutes the first time)"
+# The release binaries the recipes run (target/release/trainer and target/release/runner), with cargo's progress
+build:
+    @echo "build: the trainer and the runner in release (several minutes the first time)"
     cargo build --release -p trainer -p runner
-    @echo "demo: training on {{image}} (3000 iterations; a progress bar follows)"
+
+# The same as `build` (its earlier name)
+build-demo: build
 
 # Format check, clippy, the API docs (warnings are errors) and every test (release: the tests train real models)
 test: setup
@@ -58,6 +65,17 @@ test: setup
     RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps
     cargo test --workspace --release
 
+# The wheels segmenter-runner (the runner, no candle) and segmenter-trainer into dist/: maturin with zig,
+# tagged manylinux_2_28 and checked with auditwheel; their own build in target/wheels/ (see docs/install.md)
+wheels:
+    bash scripts/wheels/build_wheels.sh
+
+# The wheels as a user without Rust gets them: built, installed into a fresh venv with their dependencies from
+# PyPI, run from outside the checkout with no cargo on PATH; the runner's mask and probabilities byte for byte
+# against target/release/runner, OpenSlide from openslide-bin, the trainer's train and export. CI runs it.
+check-wheels: setup build
+    bash scripts/checks/check_wheels.sh
+
 # Fuzz the runner's image decoding, checkpoint loading and the tile plan (cargo-fuzz, libFuzzer), SECONDS each;
 # installs cargo-fuzz if missing, works on stable; not part of CI. `just fuzz 600 tile_plan` runs one target.
 fuzz SECONDS="180" *TARGETS:
@@ -65,13 +83,11 @@ fuzz SECONDS="180" *TARGETS:
 
 # Write the bioimage.io package models/segmenter.bioimageio.zip from models/checkpoint.safetensors (its README
 # reports the IoU that runner predict measures on data/conifer with the exported weights)
-package:
-    cargo build --release -q -p trainer -p runner
-    cargo run --release -q -p trainer -- export --checkpoint models/checkpoint.safetensors \
-        --output models/model.onnx
-    cargo run --release -q -p runner -- predict --quiet --model models/model.onnx --image {{image}} \
+package: build
+    {{bin}}/trainer export --checkpoint models/checkpoint.safetensors --output models/model.onnx
+    {{bin}}/runner predict --quiet --model models/model.onnx --image {{image}} \
         --mask {{mask}} --output predictions.jpg --metrics-json models/metrics.json
-    cargo run --release -q -p trainer -- export --checkpoint models/checkpoint.safetensors \
+    {{bin}}/trainer export --checkpoint models/checkpoint.safetensors \
         --bioimageio models/segmenter.bioimageio.zip --validation-metrics models/metrics.json
 
 # Check the export formats with their consumers' tools (in .venv-bioimageio): bioimageio test on a fresh

@@ -37,6 +37,8 @@ pub enum FileError {
     InputNotFile { flag: String, path: PathBuf, kind: &'static str },
     #[error("{flag} {path} is the same file as {input_flag} {input}; writing it would overwrite that input, so choose another path for {flag}")]
     OverwritesInput { flag: String, path: PathBuf, input_flag: String, input: PathBuf },
+    #[error("{flag} {path} {how} {input_flag} {input}; replacing it would delete or change that input, so choose a path for {flag} outside it")]
+    NestsInput { flag: String, path: PathBuf, how: &'static str, input_flag: String, input: PathBuf },
     #[error("{flag} {path} is the same file as {other_flag} {other}; give each output its own path")]
     SameOutput { flag: String, path: PathBuf, other_flag: String, other: PathBuf },
     #[error("{flag} {path} is a folder; give a file path inside it, e.g. {example}")]
@@ -51,6 +53,8 @@ pub enum FileError {
     Unwritable { flag: String, path: PathBuf, folder: PathBuf, reason: String },
     #[error("{flag} {path}: its symbolic links do not end in a file ({reason}); fix the link or give another path")]
     BadLink { flag: String, path: PathBuf, reason: String },
+    #[error("{flag} {path}: its name is too long for the file system (the temporary written beside it, {temporary}, adds the host and process id); choose a shorter name for {flag}")]
+    NameTooLong { flag: String, path: PathBuf, temporary: String },
     #[error("{flag} {path}: another output set of this process is writing it; write each file once")]
     Busy { flag: String, path: PathBuf },
     #[error(
@@ -189,6 +193,29 @@ pub fn io_reason(error: &std::io::Error) -> String {
     }
 }
 
+/// Whether `error` says a file name is longer than the file system takes (ENAMETOOLONG).
+pub fn name_too_long(error: &std::io::Error) -> bool {
+    #[cfg(unix)]
+    {
+        error.raw_os_error() == Some(libc::ENAMETOOLONG)
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = error;
+        false
+    }
+}
+
+/// What to do when a file or folder cannot be created: the true reason's remedy for a name too long,
+/// else the folder's.
+pub fn create_hint(error: &std::io::Error) -> &'static str {
+    if name_too_long(error) {
+        "the name is too long for the file system; choose a shorter name"
+    } else {
+        "check that its folder exists and is writable"
+    }
+}
+
 /// Why an input path cannot be read as a file.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum InputFileError {
@@ -232,6 +259,21 @@ fn input_identity(flag: &str, path: &Path) -> Result<Identity, FileError> {
     }
     let canonical = fs::canonicalize(path).map_err(unreadable)?;
     Ok(Identity { canonical, device_inode: device_inode(&metadata) })
+}
+
+/// How the output at canonical path `output` nests with the input at canonical path `input`: "contains"
+/// (an output store or folder holding the input) or "is inside" (an output inside an input store), by
+/// whole path components; `None` when neither holds the other (an equal path is the same file).
+fn nesting(output: &Path, input: &Path) -> Option<&'static str> {
+    if output == input {
+        None
+    } else if input.starts_with(output) {
+        Some("contains")
+    } else if output.starts_with(input) {
+        Some("is inside")
+    } else {
+        None
+    }
 }
 
 /// The folder a file path is in (`.` for a bare name).
@@ -330,13 +372,26 @@ pub fn process_running(pid: u32) -> bool {
         // Signal 0 checks existence only. EPERM: it exists but belongs to someone else.
         // SAFETY: kill with signal 0 sends nothing and has no memory effects.
         let status = unsafe { libc::kill(pid, 0) };
-        status == 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
+        let exists = status == 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH);
+        // A killed process that its parent has not reaped yet (a zombie) still answers signal 0, but it
+        // will write nothing more: its temporaries are stale.
+        exists
+            && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|stat| stat_state(&stat))
+                .is_some_and(|state| state == 'Z' || state == 'X')
     }
     #[cfg(not(unix))]
     {
         let _ = pid;
         true
     }
+}
+
+/// The state letter of a `/proc/PID/stat` line (the field after the command name, which is in
+/// parentheses and may itself hold spaces and parentheses).
+fn stat_state(stat: &str) -> Option<char> {
+    stat[stat.rfind(')')? + 1..].split_whitespace().next()?.chars().next()
 }
 
 /// Removes the temporaries of the file `name` in `folder` left by processes of this host that are gone (and
@@ -446,6 +501,11 @@ impl OutputSet {
         if let Err(e) = File::options().write(true).create_new(true).open(&temporary) {
             with_held(|held| held.remove(&temporary));
             let (flag, path) = err_path();
+            if name_too_long(&e) {
+                let temporary =
+                    temporary.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+                return Err(FileError::NameTooLong { flag, path, temporary });
+            }
             return Err(FileError::Unwritable { flag, path, folder, reason: io_reason(&e) });
         }
         self.outputs.push(Output {
@@ -478,12 +538,14 @@ impl OutputSet {
         let folder = folder_of(&target);
         if fs::metadata(&target).is_ok() && !crate::source::looks_like_ome_zarr_store(&target) {
             let (flag, path) = err_path();
-            return Err(FileError::Unwritable {
-                flag,
-                path,
-                folder,
-                reason: "something that is not an OME-Zarr store is there; refusing to replace it".into(),
-            });
+            let shares = target.join(crate::sink::ome_zarr_shards::SHARES_DIR).is_dir();
+            let reason = if shares {
+                "an OME-Zarr store being predicted in shares is there (it holds .segmenter-shares); finish \
+                 it with `runner finalize` or remove it, refusing to replace it"
+            } else {
+                "something that is not an OME-Zarr store is there; refusing to replace it"
+            };
+            return Err(FileError::Unwritable { flag, path, folder, reason: reason.into() });
         }
         if !fs::metadata(&folder).map(|m| m.is_dir()).unwrap_or(false) {
             let (flag, path) = err_path();
@@ -501,6 +563,11 @@ impl OutputSet {
         if let Err(e) = fs::create_dir(&temporary) {
             with_held(|held| held.remove(&temporary));
             let (flag, path) = err_path();
+            if name_too_long(&e) {
+                let temporary =
+                    temporary.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+                return Err(FileError::NameTooLong { flag, path, temporary });
+            }
             return Err(FileError::Unwritable { flag, path, folder, reason: io_reason(&e) });
         }
         self.outputs.push(Output {
@@ -515,8 +582,29 @@ impl OutputSet {
         Ok(temporary)
     }
 
-    /// Refuses an output that is an input or an earlier output.
+    /// Refuses an output that is an input, contains one or lies inside one (a store), or is an earlier
+    /// output.
     fn check_distinct(&self, flag: &str, path: &Path, identity: &Identity) -> Result<(), FileError> {
+        for input in &self.inputs {
+            // `--labels` writes into the NGFF label group of the input store, by design.
+            let label_group = flag == "--labels"
+                && identity
+                    .canonical
+                    .strip_prefix(&input.identity.canonical)
+                    .is_ok_and(|rest| rest.starts_with("labels"));
+            if label_group {
+                continue;
+            }
+            if let Some(how) = nesting(&identity.canonical, &input.identity.canonical) {
+                return Err(FileError::NestsInput {
+                    flag: flag.to_string(),
+                    path: path.to_path_buf(),
+                    how,
+                    input_flag: input.flag.clone(),
+                    input: input.path.clone(),
+                });
+            }
+        }
         if let Some(input) = self.inputs.iter().find(|i| i.identity.same_file(identity)) {
             return Err(FileError::OverwritesInput {
                 flag: flag.to_string(),
@@ -686,6 +774,51 @@ mod tests {
     }
 
     #[test]
+    fn a_store_with_shares_in_progress_is_called_so() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = dir.path().join("m.ome.zarr");
+        fs::create_dir_all(store.join(crate::sink::ome_zarr_shards::SHARES_DIR)).unwrap();
+        let err = OutputSet::new(&[]).unwrap().add_store("--output", &store).unwrap_err().to_string();
+        assert!(err.contains("being predicted in shares") && err.contains("runner finalize"), "{err}");
+        assert!(!err.contains("not an OME-Zarr store"), "{err}");
+    }
+
+    #[test]
+    fn a_name_too_long_says_so() {
+        let dir = tempfile::tempdir().unwrap();
+        // 250 bytes: a valid name, but its temporary (host and process id added) is over 255.
+        let path = dir.path().join(format!("{}.png", "m".repeat(246)));
+        let err = OutputSet::new(&[]).unwrap().add("--output", &path).unwrap_err();
+        assert!(matches!(err, FileError::NameTooLong { .. }), "{err}");
+        let message = err.to_string();
+        assert!(message.contains("too long") && message.contains("shorter name for --output"), "{message}");
+        assert!(!message.contains("writable folder"), "{message}");
+        let e = std::io::Error::from_raw_os_error(libc::ENAMETOOLONG);
+        assert!(create_hint(&e).contains("too long"));
+        assert!(create_hint(&std::io::Error::from(std::io::ErrorKind::NotFound)).contains("folder exists"));
+    }
+
+    #[test]
+    fn a_dead_child_not_yet_reaped_is_not_running() {
+        assert_eq!(stat_state("4242 (a (b) c) Z 1 2 3"), Some('Z'));
+        assert_eq!(stat_state("1 (init) S 0"), Some('S'));
+        assert_eq!(stat_state("garbage"), None);
+        #[cfg(target_os = "linux")]
+        {
+            let mut child = std::process::Command::new("true").spawn().unwrap();
+            let pid = child.id();
+            // Not waited for: once it has exited it is a zombie until reaped.
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            while stat_state(&std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap()) != Some('Z') {
+                assert!(std::time::Instant::now() < deadline, "the child did not exit");
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            assert!(!process_running(pid), "a zombie's temporaries are stale");
+            child.wait().unwrap();
+        }
+    }
+
+    #[test]
     fn links_and_spellings_of_one_file_are_the_same_file() {
         let dir = tempfile::tempdir().unwrap();
         let a = dir.path().join("a.png");
@@ -782,6 +915,50 @@ mod tests {
         assert_eq!(reader.join().unwrap(), b"through");
         assert!(fs::metadata(&fifo).unwrap().file_type().is_fifo());
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 2, "no temporary beside them");
+    }
+
+    #[test]
+    fn nesting_is_by_whole_components() {
+        let p = Path::new;
+        assert_eq!(nesting(p("/d/c.ome.zarr"), p("/d/c.ome.zarr/input.png")), Some("contains"));
+        assert_eq!(nesting(p("/d/s.ome.zarr/mask.png"), p("/d/s.ome.zarr")), Some("is inside"));
+        assert_eq!(nesting(p("/d/c.ome.zarr2"), p("/d/c.ome.zarr")), None, "a name that only begins alike");
+        assert_eq!(nesting(p("/d/c.ome.zarr"), p("/d/c.ome.zarr2/x.png")), None);
+        assert_eq!(nesting(p("/d/a.png"), p("/d/a.png")), None, "the same file is said as such");
+    }
+
+    #[test]
+    fn an_output_that_contains_or_lies_in_an_input_is_refused_through_links() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = dir.path().join("c.ome.zarr");
+        fs::create_dir(&store).unwrap();
+        fs::write(store.join(".zattrs"), r#"{"multiscales": [{"axes": [], "datasets": []}]}"#).unwrap();
+        let input = store.join("input.png");
+        fs::write(&input, b"x").unwrap();
+        let mut set = OutputSet::new(&[("--image", &input)]).unwrap();
+        let err = set.add_store("--output", &store).unwrap_err();
+        assert!(matches!(err, FileError::NestsInput { how: "contains", .. }), "{err}");
+        let message = err.to_string();
+        assert!(message.contains("--output") && message.contains("--image"), "{message}");
+        #[cfg(unix)]
+        {
+            // An output inside an input store, through a link to the store's folder.
+            let link = dir.path().join("link");
+            std::os::unix::fs::symlink(&store, &link).unwrap();
+            let mut set = OutputSet::new(&[("--image", &store)]).unwrap();
+            let err = set.add("--overlay", &link.join("overlay.png")).unwrap_err();
+            assert!(err.to_string().contains("is inside --image"), "{err}");
+            // The one exception: --labels into the store's label group.
+            fs::create_dir(store.join("labels")).unwrap();
+            set.add("--labels", &store.join("labels").join(".zattrs")).unwrap();
+            let err = set.add("--labels", &store.join("other.png")).unwrap_err();
+            assert!(matches!(err, FileError::NestsInput { .. }), "{err}");
+            assert!(matches!(err, FileError::NestsInput { .. }), "{err}");
+        }
+        let image = dir.path().join("s.png");
+        fs::write(&image, b"x").unwrap();
+        let mut set = OutputSet::new(&[("--image", &image)]).unwrap();
+        set.add("--output", &dir.path().join("s.png.out.png")).unwrap();
     }
 
     #[test]

@@ -6,6 +6,10 @@
 //! pixels equal to an ignore value (`--ignore-value V`, checked before the > 127 rule, so V = 128 makes
 //! 128 unlabelled while every other value above 127 stays foreground), or, in an ilastik label image
 //! ([`LabelFormat::Ilastik`]), the pixels of value 0 (1 is background, 2 foreground).
+//!
+//! More than two classes: an index mask ([`LabelFormat::Index`]) holds the class indices 0..N-1 themselves
+//! (the ignore value unlabelled), and an ilastik label image holds 1..N for classes 0..N-1 (0 unlabelled).
+//! Colour masks are mapped by [`crate::classes::classes_from_colors`].
 
 /// Gray values above this are foreground.
 pub const FOREGROUND_ABOVE: u8 = 127;
@@ -36,9 +40,12 @@ pub enum LabelFormat {
     /// unlabelled (checked first).
     #[default]
     Binary,
-    /// ilastik's exported label images: 0 unlabelled, 1 background, 2 foreground; any other value is an
-    /// error.
+    /// ilastik's exported label images: 0 unlabelled, 1 background, 2 foreground (with N classes, 1..N are
+    /// classes 0..N-1); any other value is an error.
     Ilastik,
+    /// Class indices: the value is the class (0..N-1); with an ignore value V, pixels equal to V are
+    /// unlabelled; any other value is an error.
+    Index,
 }
 
 /// The whole rule for one mask: its format and, for [`LabelFormat::Binary`], the ignore value.
@@ -53,15 +60,18 @@ impl LabelRule {
     /// The class of a gray value: 0, 1 or [`UNLABELLED`]; `None` for a value the format has no class for
     /// (ilastik values above 2).
     pub fn class(&self, gray: u8) -> Option<u8> {
+        self.class_among(gray, 2)
+    }
+
+    /// The class of a gray value for a model of `classes` classes: what [`LabelRule::class`] says for two;
+    /// for more, ilastik's 1..=classes and an index mask's 0..classes are classes, binary masks stay two.
+    pub fn class_among(&self, gray: u8, classes: usize) -> Option<u8> {
         match self.format {
-            LabelFormat::Binary if self.ignore == Some(gray) => Some(UNLABELLED),
+            LabelFormat::Binary | LabelFormat::Index if self.ignore == Some(gray) => Some(UNLABELLED),
             LabelFormat::Binary => Some(u8::from(is_foreground(gray))),
-            LabelFormat::Ilastik => match gray {
-                0 => Some(UNLABELLED),
-                1 => Some(0),
-                2 => Some(1),
-                _ => None,
-            },
+            LabelFormat::Ilastik if gray == 0 => Some(UNLABELLED),
+            LabelFormat::Ilastik => ((gray as usize) <= classes).then(|| gray - 1),
+            LabelFormat::Index => ((gray as usize) < classes).then_some(gray),
         }
     }
 
@@ -73,10 +83,15 @@ impl LabelRule {
     /// The classes of a gray mask; a value without a class (see [`LabelRule::class`]) is returned as the
     /// error.
     pub fn classes(&self, gray: &[u8]) -> Result<Vec<u8>, u8> {
+        self.classes_among(gray, 2)
+    }
+
+    /// [`LabelRule::classes`] for a model of `classes` classes (see [`LabelRule::class_among`]).
+    pub fn classes_among(&self, gray: &[u8], classes: usize) -> Result<Vec<u8>, u8> {
         // One table lookup per pixel: the rule has 256 cases.
         let mut table = [None; 256];
         for (v, slot) in table.iter_mut().enumerate() {
-            *slot = self.class(v as u8);
+            *slot = self.class_among(v as u8, classes);
         }
         gray.iter().map(|&v| table[v as usize].ok_or(v)).collect()
     }
@@ -108,5 +123,19 @@ mod tests {
         assert_eq!(rule.classes(&[0, 1, 2, 1]), Ok(vec![UNLABELLED, 0, 1, 0]));
         assert_eq!(rule.classes(&[0, 3]), Err(3));
         assert!(rule.is_partial());
+    }
+
+    #[test]
+    fn more_classes_from_index_masks_and_ilastik_labels() {
+        let index = LabelRule { format: LabelFormat::Index, ignore: Some(255) };
+        assert_eq!(index.classes_among(&[0, 1, 2, 255], 3), Ok(vec![0, 1, 2, UNLABELLED]));
+        assert_eq!(index.classes_among(&[0, 3], 3), Err(3));
+        let no_ignore = LabelRule { format: LabelFormat::Index, ignore: None };
+        assert_eq!(no_ignore.classes_among(&[255], 16), Err(255));
+        let ilastik = LabelRule { format: LabelFormat::Ilastik, ignore: None };
+        assert_eq!(ilastik.classes_among(&[0, 1, 2, 3], 3), Ok(vec![UNLABELLED, 0, 1, 2]));
+        assert_eq!(ilastik.classes_among(&[4], 3), Err(4));
+        // Binary masks are two classes whatever the count.
+        assert_eq!(LabelRule::default().classes_among(&[0, 200], 5), Ok(vec![0, 1]));
     }
 }

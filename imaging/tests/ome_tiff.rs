@@ -212,6 +212,14 @@ fn the_streamed_pyramid_equals_the_pyramid_of_the_whole_image() {
         other => panic!("{other:?}"),
     };
     assert!(description.starts_with("<?xml") && description.ends_with("</OME>"), "{description}");
+    // The pixel size in the TIFF tags too (pixels per centimetre), where OpenSlide and libvips read it.
+    let mut rational = |tag| match decoder.get_tag(tag).unwrap() {
+        tiff::decoder::ifd::Value::Rational(n, d) => f64::from(n) / f64::from(d),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(rational(tiff::tags::Tag::XResolution), 40000.0);
+    assert_eq!(rational(tiff::tags::Tag::YResolution), 20000.0);
+    assert_eq!(decoder.get_tag_u32(tiff::tags::Tag::ResolutionUnit).unwrap(), 3);
     for part in [
         "xmlns=\"http://www.openmicroscopy.org/Schemas/OME/2016-06\"",
         "<Image ID=\"Image:0\">",

@@ -14,8 +14,15 @@ fn data(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/zarr").join(name)
 }
 
-const FIXTURES: [&str; 5] =
-    ["v04_cyx_u8", "v05_cyx_u16_sharded", "v04_yx_f32_gray", "v05_tczyx_u8_rgba", "v04_yxc_i16"];
+const FIXTURES: [&str; 7] = [
+    "v04_cyx_u8",
+    "v05_cyx_u16_sharded",
+    "v04_yx_f32_gray",
+    "v05_tczyx_u8_rgba",
+    "v04_yxc_i16",
+    "sparse_v04_cyx_u8",
+    "sparse_v05_cyx_u8_sharded",
+];
 
 /// The 8-bit RGB pixels of a reference PNG, and its size.
 fn reference(name: &str) -> (Vec<u8>, usize, usize) {
@@ -171,9 +178,15 @@ fn bad_stores_are_one_line_errors() {
     let message = one_line_error(source.read_rows(32, &mut rows));
     assert!(message.contains("chunk 1,1,2 of array 0 (file 0/1.1.2) cannot be decoded"), "{message}");
 
-    let message = one_line_error(read_all(&zarr("missing"), 0, Channels::Rgb));
-    assert!(message.contains("chunk 1,1,2 of array 0 (file 0/1.1.2) is missing"), "{message}");
-    // The other levels of the broken copies are whole.
+    // An absent chunk is the fill value (0 here), as the Zarr specification says: chunk 1,1,2 is the
+    // green of rows 32..64, columns 64..96; everything else equals the whole store.
+    let (sparse, w, _) = read_all(&zarr("missing"), 0, Channels::Rgb).unwrap();
+    let (whole, _, _) = read_all(&zarr("v04_cyx_u8"), 0, Channels::Rgb).unwrap();
+    for (i, (a, b)) in sparse.iter().zip(&whole).enumerate() {
+        let (x, y, c) = ((i / 3) % w, (i / 3) / w, i % 3);
+        let inside = c == 1 && (32..64).contains(&y) && (64..96).contains(&x);
+        assert_eq!(*a, if inside { 0 } else { *b }, "x {x} y {y} channel {c}");
+    }
     read_all(&zarr("missing"), 1, Channels::Rgb).unwrap();
 
     // Not an image: a Zarr group without multiscales, a plain folder.
@@ -208,6 +221,57 @@ fn copy(name: &str) -> (tempfile::TempDir, PathBuf) {
     let path = dir.path().join(format!("{name}.ome.zarr"));
     copy_dir(&zarr(name), &path);
     (dir, path)
+}
+
+/// What a store the reader does not take says: the true reason in one line, no parser internals.
+#[test]
+fn unread_stores_say_the_true_reason() {
+    let cases: [(&str, &str, &str, &[&str]); 8] = [
+        ("0/.zarray", "\"order\": \"C\"", "\"order\": \"F\"", &["Fortran order", "order \"F\""]),
+        ("0/.zarray", "\"|u1\"", "\"|b1\"", &["an array of bool", "uint8, uint16, int16 or float32"]),
+        ("0/.zarray", "\"|u1\"", "\"<f8\"", &["an array of float64", "uint8, uint16, int16 or float32"]),
+        (
+            "0/.zarray",
+            "\"fill_value\": 0",
+            "\"fill_value\": \"zero\"",
+            &["its fill_value does not fit its data type", "array 0"],
+        ),
+        (
+            "0/.zarray",
+            "\"shape\": [\n    3,\n    75",
+            "\"shape\": [\n    3,\n    0",
+            &["array 0", "is empty"],
+        ),
+        (".zattrs", "\"multiscales\": [", "\"multiscales\": [], \"unused\": [", &["lists no images"]),
+        (".zattrs", "\"path\": \"0\"", "\"path\": \"../other.ome.zarr/0\"", &["leaves the store"]),
+        ("0/.zarray", "\"dimension_separator\": \".\"", "\"dimension_separator\": \"|\"", &["array 0"]),
+    ];
+    for (file, from, to, expected) in cases {
+        let (_dir, path) = copy("v04_cyx_u8");
+        let text = std::fs::read_to_string(path.join(file)).unwrap();
+        assert!(text.contains(from), "{file}: {text}");
+        std::fs::write(path.join(file), text.replacen(from, to, 1)).unwrap();
+        let message = match ImageSource::open(&path, Channels::Rgb) {
+            Ok(mut source) => one_line_error(source.read_all()),
+            Err(e) => e.to_string(),
+        };
+        assert_eq!(message.lines().count(), 1, "{message}");
+        for part in expected {
+            assert!(message.contains(part), "{file} {from} -> {to}: {message}");
+        }
+        for internal in ["untagged enum", "FillValueMetadata", "codec transpose", "not a regular file"] {
+            assert!(!message.contains(internal), "{file} {from} -> {to}: {message}");
+        }
+    }
+    // Zarr v3: a transpose codec (a permuted chunk layout).
+    let (_dir, path) = copy("v05_cyx_u16_sharded");
+    let text = std::fs::read_to_string(path.join("0/zarr.json")).unwrap();
+    let from = "\"codecs\": [";
+    assert!(text.contains(from), "{text}");
+    let to = "\"codecs\": [{\"name\": \"transpose\", \"configuration\": {\"order\": [0, 2, 1]}}, ";
+    std::fs::write(path.join("0/zarr.json"), text.replacen(from, to, 1)).unwrap();
+    let message = one_line_error(ImageSource::open(&path, Channels::Rgb));
+    assert!(message.contains("transpose codec") && !message.contains("codec transpose"), "{message}");
 }
 
 #[test]

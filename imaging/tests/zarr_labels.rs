@@ -448,7 +448,7 @@ fn bad_names_non_zarr_images_and_foreign_label_folders_are_refused_before_any_wo
     let image = dir.path().join("i.ome.zarr");
     copy_dir(&fixture("v04_cyx_u8.ome.zarr"), &image);
     let before = snapshot(&image);
-    for name in ["", ".hidden", "a/b", "..", "a\\b"] {
+    for name in ["", ".hidden", "a/b", "..", "a\\b", " ", "a\nb", "cells v2"] {
         let err = LabelsPlan::new(&image, name, 0).unwrap_err();
         assert!(err.contains("not a label name") && !err.contains('\n'), "{name:?}: {err}");
     }

@@ -50,7 +50,12 @@ fn source(image: &Path, annotations: &Path) -> AnnotatedSource {
 }
 
 fn rule(level: usize) -> AnnotationRule {
-    AnnotationRule { foreground_classes: vec!["Tumor".into()], unannotated: Unannotated::Unlabelled, level }
+    AnnotationRule {
+        foreground_classes: vec!["Tumor".into()],
+        classes: Vec::new(),
+        unannotated: Unannotated::Unlabelled,
+        level,
+    }
 }
 
 /// The level pixel at the top-left of a loaded area: its name ends in "WxH at (L, T)".
@@ -250,6 +255,7 @@ fn whole_slide_training_child() {
         init_from: None,
         inputs: Vec::new(),
         kernels: trainer::ops::Kernels::Fast,
+        classes: imaging::classes::ClassList::default(),
     };
     struct Silent;
     impl trainer::train::Progress for Silent {}
@@ -337,6 +343,7 @@ fn a_slide_trained_from_annotations_predicts_back_to_qupath_objects() {
         init_from: None,
         inputs: Vec::new(),
         kernels: trainer::ops::Kernels::Fast,
+        classes: imaging::classes::ClassList::default(),
     };
     struct Silent;
     impl trainer::train::Progress for Silent {}
@@ -364,6 +371,8 @@ fn a_slide_trained_from_annotations_predicts_back_to_qupath_objects() {
         errors: None,
         geojson: Some(predicted_geojson.clone()),
         geojson_label: Default::default(),
+        objects_csv: None,
+        tissue: Default::default(),
         tile: imaging::tiles::DEFAULT_TILE,
         level: 0,
         mask_rule: Default::default(),

@@ -253,6 +253,8 @@ pub struct FolderOutputs {
     pub metrics: bool,
     /// `<stem>.geojson`, the foreground as QuPath objects, labelled so.
     pub geojson: Option<GeoJsonLabel>,
+    /// `<stem>_objects.csv`, the objects' table (with `geojson`).
+    pub objects_csv: bool,
     /// How the reference masks' values become classes.
     pub mask_rule: imaging::masks::LabelRule,
 }
@@ -271,6 +273,7 @@ impl FolderOutputs {
             overlay: self.overlay,
             errors: self.errors && job.mask.is_some(),
             geojson: self.geojson.is_some(),
+            objects_csv: self.geojson.is_some() && self.objects_csv,
         };
         outputs::plan(OutputRequest::FolderImage(names)).expect("a folder's outputs have fixed formats")
     }
@@ -473,7 +476,7 @@ fn run_job(
     opened.check_outputs(&[(planned[0].path.as_path(), destinations.mask.format)])?;
     let plan = model.tiling.plan(opened.image.height(), opened.image.width(), tile)?;
     observer.image_started(index, count, job, plan.tile_count());
-    let report = pipeline::run_image(model, opened, &destinations, tile, |n| observer.tiles_done(n))?;
+    let report = pipeline::run_image(model, opened, &destinations, None, tile, |n| observer.tiles_done(n))?;
     files.commit()?;
     Ok(report)
 }
@@ -550,6 +553,7 @@ mod tests {
             mask_format: ImageFormat::Png,
             probabilities: true,
             geojson: None,
+            objects_csv: false,
             overlay,
             errors,
             metrics,

@@ -8,6 +8,9 @@
 //! are the ways the CLI runs it (one image, one image's share, or many into a folder), each writing the
 //! outputs [`outputs`] plans; [`info`] is `runner info`.
 
+/// What `--version` prints after the name: the package version and the commit built from (see build.rs).
+pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("GIT_COMMIT"), ")");
+
 pub mod cli;
 pub mod folder;
 pub mod info;
@@ -20,3 +23,4 @@ pub mod render;
 pub mod session;
 pub mod single;
 pub mod slide_shard;
+pub mod tissue;

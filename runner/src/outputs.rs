@@ -20,7 +20,7 @@ use crate::regions::{GeoJsonDestination, GeoJsonLabel};
 pub enum PlanError {
     #[error("{flag}: {source}")]
     Format { flag: &'static str, source: SinkError },
-    #[error("--geojson {0}: give a .geojson (or .json) file name, e.g. out/regions.geojson")]
+    #[error("--geojson {0}: give a .geojson (or .json) file name, e.g. out/regions.geojson, or .geojson.gz to write it gzipped")]
     GeoJsonName(PathBuf),
     #[error("{flag} {path}: one image in shares (--shard K/N) writes only OME-Zarr stores, which every share writes into at once; name it <name>.ome.zarr, or drop --shard")]
     NotStore { flag: &'static str, path: PathBuf },
@@ -34,6 +34,8 @@ pub enum OutputKind {
     Overlay,
     Errors,
     GeoJson,
+    /// `--objects-csv`: the GeoJSON objects' table.
+    ObjectsCsv,
     MetricsJson,
 }
 
@@ -46,6 +48,7 @@ impl OutputKind {
             OutputKind::Overlay => "overlay",
             OutputKind::Errors => "error map",
             OutputKind::GeoJson => "GeoJSON",
+            OutputKind::ObjectsCsv => "objects table",
             OutputKind::MetricsJson => "metrics",
         }
     }
@@ -59,6 +62,7 @@ pub enum OutputFormat {
     /// A store that every share of the image writes into.
     Store(OmeSamples),
     GeoJson,
+    Csv,
     Json,
 }
 
@@ -80,6 +84,7 @@ pub struct GivenPaths<'a> {
     pub overlay: Option<&'a Path>,
     pub errors: Option<&'a Path>,
     pub geojson: Option<&'a Path>,
+    pub objects_csv: Option<&'a Path>,
     pub metrics_json: Option<&'a Path>,
 }
 
@@ -94,6 +99,8 @@ pub struct FolderNames<'a> {
     /// An error map: only for an image with a reference mask.
     pub errors: bool,
     pub geojson: bool,
+    /// `<stem>_objects.csv` (with `geojson`).
+    pub objects_csv: bool,
 }
 
 /// What to plan.
@@ -144,11 +151,15 @@ pub fn plan(request: OutputRequest<'_>) -> Result<Vec<PlannedOutput>, PlanError>
                 planned.push(output(OutputKind::Errors, "--errors", path, image("--errors", path)?));
             }
             if let Some(path) = given.geojson {
-                let extension = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
-                if extension != "geojson" && extension != "json" {
+                let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("").to_ascii_lowercase();
+                let name = name.strip_suffix(".gz").unwrap_or(&name);
+                if !name.ends_with(".geojson") && !name.ends_with(".json") {
                     return Err(PlanError::GeoJsonName(path.to_path_buf()));
                 }
                 planned.push(output(OutputKind::GeoJson, "--geojson", path, OutputFormat::GeoJson));
+                if let Some(csv) = given.objects_csv {
+                    planned.push(output(OutputKind::ObjectsCsv, "--objects-csv", csv, OutputFormat::Csv));
+                }
             }
             if let Some(path) = given.metrics_json {
                 planned.push(output(OutputKind::MetricsJson, "--metrics-json", path, OutputFormat::Json));
@@ -197,6 +208,14 @@ pub fn plan(request: OutputRequest<'_>) -> Result<Vec<PlannedOutput>, PlanError>
             }
             if names.geojson {
                 planned.push(output(OutputKind::GeoJson, flag, &path("", "geojson"), OutputFormat::GeoJson));
+                if names.objects_csv {
+                    planned.push(output(
+                        OutputKind::ObjectsCsv,
+                        flag,
+                        &path("_objects", "csv"),
+                        OutputFormat::Csv,
+                    ));
+                }
             }
         }
     }
@@ -230,7 +249,14 @@ pub fn destinations<E>(
                     file: add(output)?,
                     path: output.path.clone(),
                     label: geojson_label.clone(),
+                    csv: None,
                 })
+            }
+            (OutputKind::ObjectsCsv, _) => {
+                let file = add(output)?;
+                if let Some(g) = geojson.as_mut() {
+                    g.csv = Some((file, output.path.clone()));
+                }
             }
             (kind, format) => unreachable!("the plan gives no {kind:?} as {format:?}"),
         }
@@ -257,6 +283,7 @@ mod tests {
             overlay: None,
             errors: None,
             geojson: None,
+            objects_csv: None,
             metrics_json: None,
         }
     }
@@ -321,6 +348,7 @@ mod tests {
             overlay: true,
             errors: false,
             geojson: true,
+            objects_csv: false,
         };
         let planned = plan(OutputRequest::FolderImage(names)).unwrap();
         assert_eq!(

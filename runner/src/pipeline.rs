@@ -5,8 +5,8 @@
 use std::path::{Path, PathBuf};
 
 use crate::metrics::{Confusion, Metrics};
-use crate::predict::{self, BandOutput, PredictError, PredictOptions};
-use crate::regions::{GeoJsonDestination, RegionWriter};
+use crate::predict::{self, BandOutput, Limit, PredictError, PredictOptions};
+use crate::regions::{GeoJsonDestination, RegionError, RegionWriter};
 use crate::render::{error_row, OverlayRows};
 use crate::session::Model;
 use imaging::files::FileError;
@@ -16,6 +16,7 @@ use imaging::sink::zarr_labels::LabelsPlan;
 use imaging::sink::{ImageFormat, PixelKind, ProbabilityFormat, RowSink, SinkError, SinkOptions};
 use imaging::source::{Channels, ImageSource, SourceError};
 use imaging::tiles::TilingError;
+use imaging::tissue::Scope;
 use imaging::whole::IoError;
 
 #[derive(Debug, thiserror::Error)]
@@ -32,6 +33,8 @@ pub enum PipelineError {
     Io(#[from] IoError),
     #[error(transparent)]
     File(#[from] FileError),
+    #[error(transparent)]
+    Objects(#[from] RegionError),
     #[error(transparent)]
     Tiling(#[from] TilingError),
     #[error("{flag}: {source}")]
@@ -183,11 +186,14 @@ pub struct ImageReport {
     pub regions: Option<usize>,
 }
 
-/// Predicts `opened` with `model`, writing every destination; `progress` gets the tiles completed.
+/// Predicts `opened` with `model`, writing every destination; `progress` gets the tiles completed. With a
+/// `scope` (`--tissue`, `--roi`), only the windows touching it are read and computed, and the pixels
+/// outside it are background with probability 0 (see [`predict::streamed_scoped`]).
 pub fn run_image(
     model: &mut Model,
     opened: OpenedImage,
     destinations: &Destinations,
+    scope: Option<&Scope>,
     tile: usize,
     progress: impl FnMut(usize),
 ) -> Result<ImageReport, PipelineError> {
@@ -215,7 +221,10 @@ pub fn run_image(
     let mut errors_sink = destinations.errors.as_ref().map(|d| image_sink(d, PixelKind::Rgb8)).transpose()?;
     let scale = source.info().levels.get(level).map_or((1.0, 1.0), |l| l.downsample);
     let mut regions = match &destinations.geojson {
-        Some(d) => Some(RegionWriter::create(d, width, scale, &model.foreground_class)?),
+        Some(d) => {
+            let microns = source.info().microns_per_pixel;
+            Some(RegionWriter::create(d, width, scale, microns, &model.foreground_class)?)
+        }
         None => None,
     };
     let labels_error = |plan: &LabelsPlan, reason: String| SinkError::Write { path: plan.target(), reason };
@@ -227,47 +236,61 @@ pub fn run_image(
     let mut confusion = Confusion::default();
     let mut bad_value = None;
     let (mut reference_rows, mut pixels) = (Vec::new(), Vec::new());
-    let options = PredictOptions { tile, probabilities: probability_sink.is_some(), logits: false };
-    let summary = predict::streamed(model, &mut source, options, progress, |band: &BandOutput<'_>| {
-        let gray = gray_from_classes(band.classes);
-        mask_sink.write_pixels(&gray)?;
-        if let (Some(writer), Some(plan)) = (labels.as_mut(), &destinations.labels) {
-            writer.write_mask(&gray).map_err(|reason| labels_error(plan, reason))?;
-        }
-        if let (Some(sink), Some(values)) = (probability_sink.as_mut(), band.probabilities) {
-            sink.write_values(values)?;
-        }
-        if let Some(sink) = overlay_sink.as_mut() {
-            sink.write_pixels(overlay.push(band.rgb, band.classes))?;
-        }
-        if let Some(regions) = regions.as_mut() {
-            regions.push(band.classes)?;
-        }
-        if let Some(mask) = reference.as_mut() {
-            reference_rows.clear();
-            mask.read_rows(band.rows, &mut reference_rows)?;
-            // A value the rule has no class for ends the image after this pass (the error is the
-            // pipeline's, not the prediction's); its pixels are not scored meanwhile.
-            let reference_classes = mask_rule.classes(&reference_rows).unwrap_or_else(|value| {
-                bad_value.get_or_insert(value);
-                vec![UNLABELLED; reference_rows.len()]
-            });
-            confusion.add(band.classes, &reference_classes);
-            if let Some(sink) = errors_sink.as_mut() {
-                pixels.resize(band.rgb.len(), 0);
-                for ((rgb, predicted), (reference, out)) in band
-                    .rgb
-                    .chunks_exact(3 * width)
-                    .zip(band.classes.chunks_exact(width))
-                    .zip(reference_classes.chunks_exact(width).zip(pixels.chunks_exact_mut(3 * width)))
-                {
-                    error_row(rgb, predicted, reference, out);
-                }
-                sink.write_pixels(&pixels)?;
+    // The objects' measurements take the foreground probability.
+    let probabilities = probability_sink.is_some() || regions.is_some();
+    let options = PredictOptions { tile, probabilities, logits: false };
+    // An overlay or an error map shows every row's pixels, so those rows are read even where nothing is
+    // computed.
+    let read_all_rows = overlay_sink.is_some() || errors_sink.is_some();
+    let limit = scope.map(|scope| Limit { scope, read_all_rows });
+    let rows = 0..source.height();
+    let summary = predict::streamed_scoped(
+        model,
+        &mut source,
+        rows,
+        options,
+        limit,
+        progress,
+        |band: &BandOutput<'_>| {
+            let gray = gray_from_classes(band.classes);
+            mask_sink.write_pixels(&gray)?;
+            if let (Some(writer), Some(plan)) = (labels.as_mut(), &destinations.labels) {
+                writer.write_mask(&gray).map_err(|reason| labels_error(plan, reason))?;
             }
-        }
-        Ok(())
-    })?;
+            if let (Some(sink), Some(values)) = (probability_sink.as_mut(), band.probabilities) {
+                sink.write_values(values)?;
+            }
+            if let Some(sink) = overlay_sink.as_mut() {
+                sink.write_pixels(overlay.push(band.rgb, band.classes))?;
+            }
+            if let Some(regions) = regions.as_mut() {
+                regions.push(band.classes, band.probabilities)?;
+            }
+            if let Some(mask) = reference.as_mut() {
+                reference_rows.clear();
+                mask.read_rows(band.rows, &mut reference_rows)?;
+                // A value the rule has no class for ends the image after this pass (the error is the
+                // pipeline's, not the prediction's); its pixels are not scored meanwhile.
+                let reference_classes = mask_rule.classes(&reference_rows).unwrap_or_else(|value| {
+                    bad_value.get_or_insert(value);
+                    vec![UNLABELLED; reference_rows.len()]
+                });
+                confusion.add(band.classes, &reference_classes);
+                if let Some(sink) = errors_sink.as_mut() {
+                    pixels.resize(band.rgb.len(), 0);
+                    for ((rgb, predicted), (reference, out)) in
+                        band.rgb.chunks_exact(3 * width).zip(band.classes.chunks_exact(width)).zip(
+                            reference_classes.chunks_exact(width).zip(pixels.chunks_exact_mut(3 * width)),
+                        )
+                    {
+                        error_row(rgb, predicted, reference, out);
+                    }
+                    sink.write_pixels(&pixels)?;
+                }
+            }
+            Ok(())
+        },
+    )?;
     if let Some(value) = bad_value {
         return Err(PipelineError::MaskValue(value));
     }

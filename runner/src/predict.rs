@@ -12,6 +12,7 @@ use crate::session::Model;
 use imaging::sink::SinkError;
 use imaging::source::{Channels, ImageSource, SourceError};
 use imaging::tiles::{self, Pass, Rect, Tile, TilePlan, TilingError};
+use imaging::tissue::Scope;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PredictError {
@@ -348,12 +349,42 @@ pub fn streamed_rows(
     source: &mut ImageSource,
     rows: std::ops::Range<usize>,
     options: PredictOptions,
+    progress: impl FnMut(usize),
+    on_band: impl FnMut(&BandOutput<'_>) -> Result<(), PredictError>,
+) -> Result<StreamSummary, PredictError> {
+    streamed_scoped(model, source, rows, options, None, progress, on_band)
+}
+
+/// Where a prediction is limited to (`--tissue`, `--roi`).
+#[derive(Debug, Clone, Copy)]
+pub struct Limit<'a> {
+    /// The pixels inside; the windows touching it are predicted, the others never computed.
+    pub scope: &'a Scope,
+    /// Read the rows of bands with no window predicted too (an overlay or error map shows them);
+    /// otherwise they are skipped, not read.
+    pub read_all_rows: bool,
+}
+
+/// [`predict_stream_rows`] limited to a scope: only the windows whose kept part touches `limit.scope`
+/// are read and computed; every pixel inside the scope gets the full pass's class and probability, every
+/// pixel outside it background (0) and probability 0 (`rgb` is empty for a band that was not read).
+pub fn streamed_scoped(
+    model: &mut Model,
+    source: &mut ImageSource,
+    rows: std::ops::Range<usize>,
+    options: PredictOptions,
+    limit: Option<Limit<'_>>,
     mut progress: impl FnMut(usize),
     mut on_band: impl FnMut(&BandOutput<'_>) -> Result<(), PredictError>,
 ) -> Result<StreamSummary, PredictError> {
     assert_eq!(source.channels(), Channels::Rgb, "streamed reads RGB");
     let (height, width) = (source.height(), source.width());
     let plan = model.tiling.plan(height, width, options.tile)?;
+    let plan = match limit {
+        Some(l) => l.scope.plan(&plan),
+        None => plan,
+    };
+    let read_all_rows = limit.is_none_or(|l| l.read_all_rows);
     if options.logits && !model.has_logits() {
         return Err(PredictError::NoLogits);
     }
@@ -371,8 +402,24 @@ pub fn streamed_rows(
             // The rows held start at image row `held_y`; consecutive bands overlap by their halos.
             let (mut held, mut held_y) = (Vec::<u8>::new(), first_y);
             for band in bands {
+                if band.passes.is_empty() && !read_all_rows {
+                    // Nothing of this band is computed: its rows are not read.
+                    if sender.send(Ok(Vec::new())).is_err() {
+                        return;
+                    }
+                    continue;
+                }
                 let end = (band.window_y + band.window_height).min(height);
-                held.drain(..(band.window_y - held_y) * row_bytes);
+                let next = held_y + held.len() / row_bytes;
+                if band.window_y > next {
+                    held.clear();
+                    if let Err(e) = source.skip_rows(band.window_y - next) {
+                        let _ = sender.send(Err(e));
+                        return;
+                    }
+                } else {
+                    held.drain(..(band.window_y - held_y) * row_bytes);
+                }
                 held_y = band.window_y;
                 let have = held.len() / row_bytes;
                 let read = source.read_rows(end - held_y - have, &mut held).map(|_| held.clone());
@@ -397,15 +444,44 @@ pub fn streamed_rows(
                 if let Some(l) = out.logits.as_mut() {
                     l.resize(2 * rows * width, 0.0);
                 }
-                let view = RowsView { rgb: &rgb, first_row: band.window_y };
+                if limit.is_some() {
+                    // Windows left out write nothing: what a band before left must not show through.
+                    out.classes.fill(0);
+                    if let Some(p) = out.probabilities.as_mut() {
+                        p.fill(0.0);
+                    }
+                    if let Some(l) = out.logits.as_mut() {
+                        l.fill(0.0);
+                    }
+                }
                 let passes = &plan.passes[band.passes.clone()];
-                run_passes(&mut workers, view, plan, passes, &mut out, &mut progress)?;
+                if !passes.is_empty() {
+                    let view = RowsView { rgb: &rgb, first_row: band.window_y };
+                    run_passes(&mut workers, view, plan, passes, &mut out, &mut progress)?;
+                }
+                if let Some(l) = limit {
+                    // Row by row: the scope's pixels of one row at a time, not the band's.
+                    for r in 0..rows {
+                        let inside = l.scope.rows(first_kept + r, 1, width);
+                        for (x, _) in inside.iter().enumerate().filter(|(_, &v)| v == 0) {
+                            let i = r * width + x;
+                            out.classes[i] = 0;
+                            if let Some(p) = out.probabilities.as_mut() {
+                                p[i] = 0.0;
+                            }
+                            if let Some(lg) = out.logits.as_mut() {
+                                lg[i] = 0.0;
+                                lg[rows * width + i] = 0.0;
+                            }
+                        }
+                    }
+                }
                 let kept = (first_kept - band.window_y) * row_bytes;
                 on_band(&BandOutput {
                     y: first_kept,
                     rows,
                     width,
-                    rgb: &rgb[kept..kept + rows * row_bytes],
+                    rgb: if rgb.is_empty() { &[] } else { &rgb[kept..kept + rows * row_bytes] },
                     classes: &out.classes,
                     probabilities: out.probabilities.as_deref(),
                 })?;

@@ -14,6 +14,7 @@ use crate::outputs::{self, GivenPaths, OutputFormat, OutputKind, OutputRequest, 
 use crate::pipeline::{self, ImageReport, OpenedImage, PipelineError};
 use crate::regions::GeoJsonLabel;
 use crate::session::{Model, ModelOptions};
+use crate::tissue::{AutoTissue, TissueError, TissueRequest};
 
 /// What to predict and where each output goes (formats from the paths' extensions).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,6 +30,8 @@ pub struct SingleRequest {
     /// The foreground as QuPath objects (GeoJSON), and how they are labelled.
     pub geojson: Option<PathBuf>,
     pub geojson_label: GeoJsonLabel,
+    /// The objects' table (`--objects-csv`, with `geojson`).
+    pub objects_csv: Option<PathBuf>,
     pub tile: usize,
     /// The level of a pyramid to predict (0: full resolution).
     pub level: usize,
@@ -38,6 +41,9 @@ pub struct SingleRequest {
     pub ngff: NgffVersion,
     /// `--labels NAME`: also write the mask into the OME-Zarr input as `labels/NAME`.
     pub labels: Option<String>,
+    /// `--tissue`, `--roi`: where to predict (everywhere by default). `output`'s first path is replaced
+    /// by the temporary written.
+    pub tissue: TissueRequest,
 }
 
 /// What a single-image prediction did.
@@ -49,6 +55,9 @@ pub struct SingleReport {
     pub written: Vec<PathBuf>,
     /// What the label (`--labels`) leaves out of the image's levels, if anything.
     pub labels_note: Option<String>,
+    /// What `--tissue auto` found, and the windows of the full plan (to compare with those predicted).
+    pub tissue: Option<AutoTissue>,
+    pub full_tiles: usize,
 }
 
 impl SingleReport {
@@ -68,6 +77,8 @@ pub enum SingleError {
     Plan(#[from] PlanError),
     #[error("--labels: {0}")]
     Labels(String),
+    #[error(transparent)]
+    Tissue(#[from] TissueError),
 }
 
 impl SingleRequest {
@@ -79,6 +90,7 @@ impl SingleRequest {
             overlay: self.overlay.as_deref(),
             errors: self.errors.as_deref(),
             geojson: self.geojson.as_deref(),
+            objects_csv: self.objects_csv.as_deref(),
             metrics_json: self.metrics_json.as_deref(),
         }
     }
@@ -97,6 +109,12 @@ pub fn run(
     let mut inputs: Vec<(&str, &Path)> = vec![("--image", &request.image), ("--model", &request.model)];
     if let Some(mask) = &request.mask {
         inputs.push(("--mask", mask));
+    }
+    if let Some(path) = &request.tissue.mask {
+        inputs.push(("--tissue", path));
+    }
+    if let Some(path) = &request.tissue.roi {
+        inputs.push(("--roi", path));
     }
     let mut files = OutputSet::new(&inputs).map_err(PipelineError::from)?;
     let opened =
@@ -132,15 +150,31 @@ pub fn run(
         Some(o) => Some(files.add(o.flag, &o.path).map_err(PipelineError::from)?),
         None => None,
     };
+    let mut tissue = request.tissue.clone();
+    if let Some((_, path)) = &request.tissue.output {
+        tissue.output =
+            Some((files.add("--tissue-output", path).map_err(PipelineError::from)?, path.clone()));
+    }
 
     let mut model = Model::load(&request.model, model_options)?;
-    let plan = model
-        .tiling
-        .plan(opened.image.height(), opened.image.width(), request.tile)
-        .map_err(PipelineError::from)?;
-    progress(Progress::Planned { tiles: plan.tile_count() });
+    let (width, height) = (opened.image.width(), opened.image.height());
+    let plan = model.tiling.plan(height, width, request.tile).map_err(PipelineError::from)?;
     let started = Instant::now();
-    let report = pipeline::run_image(&mut model, opened, &destinations, request.tile, |tiles| {
+    let limited = match tissue.limits() {
+        true => Some(crate::tissue::limit(
+            &request.image,
+            request.level,
+            width,
+            height,
+            model.tiling.halo,
+            &tissue,
+        )?),
+        false => None,
+    };
+    let scope = limited.as_ref().map(|l| &l.scope);
+    let tiles = scope.map_or(plan.tile_count(), |s| s.plan(&plan).tile_count());
+    progress(Progress::Planned { tiles });
+    let report = pipeline::run_image(&mut model, opened, &destinations, scope, request.tile, |tiles| {
         progress(Progress::TilesDone { tiles })
     })?;
     let seconds = started.elapsed().as_secs_f64();
@@ -158,7 +192,8 @@ pub fn run(
     written.retain(|path| labels.as_ref().is_none_or(|plan| !path.starts_with(plan.group())));
     written.extend(labels.as_ref().map(LabelsPlan::target));
     let labels_note = labels.as_ref().and_then(LabelsPlan::note);
-    Ok(SingleReport { image: report, seconds, written, labels_note })
+    let tissue = limited.and_then(|l| l.auto);
+    Ok(SingleReport { image: report, seconds, written, labels_note, tissue, full_tiles: plan.tile_count() })
 }
 
 /// What a prediction tells as it goes.

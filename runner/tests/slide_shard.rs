@@ -74,6 +74,8 @@ fn request(dir: &Path, image: &Path, prefix: &str) -> SingleRequest {
         errors: None,
         geojson: None,
         geojson_label: Default::default(),
+        objects_csv: None,
+        tissue: Default::default(),
         tile: 128,
         level: 0,
         mask_rule: Default::default(),

@@ -94,7 +94,7 @@ fn streamed(
         labels: None,
     };
     let opened = OpenedImage::open(image, "--image", Some(mask), "--mask").unwrap();
-    pipeline::run_image(model, opened, &destinations, tile, |_| {}).unwrap();
+    pipeline::run_image(model, opened, &destinations, None, tile, |_| {}).unwrap();
     [
         read(&destinations.mask.file),
         read(&dir.join("s_prob.npy")),

@@ -63,18 +63,24 @@ def check_package_contents(package):
             fail(f"{package}: test input {test_input.dtype} {test_input.shape}, expected float32 (1, 3, y, x)")
         if test_input.min() < 0 or test_input.max() > 1:
             fail(f"{package}: test input outside [0, 1]")
+        classes = outputs[0][2][1]  # the graph's output channels: one per class
         for descr in model.outputs:
             out = np.load(Path(tmp) / descr.test_tensor.source.path)
-            if out.dtype != np.float32 or out.shape != (1, 2) + test_input.shape[2:]:
-                fail(f"{package}: test output {descr.id} is {out.dtype} {out.shape}")
+            if out.dtype != np.float32 or out.shape != (1, classes) + test_input.shape[2:]:
+                fail(f"{package}: test output {descr.id} is {out.dtype} {out.shape}, the graph has {classes} classes")
+            channel = [a for a in descr.axes if a.type == "channel"][0]
+            if len(channel.channel_names) != classes:
+                fail(f"{package}: output {descr.id} names {len(channel.channel_names)} channels for {classes} classes")
         space = [a for a in model.inputs[0].axes if a.type == "space"]
         if [a.size.step for a in space] != [2, 2]:
             fail(f"{package}: input space axes need size step 2, got {[a.size for a in space]}")
         halos = {(str(d.id), str(a.id)): a.halo for d in model.outputs for a in d.axes if a.type == "space"}
         if set(halos.values()) != {8}:
             fail(f"{package}: output halos {halos}, expected 8")
+    names = [str(n) for n in [a for a in model.outputs[0].axes if a.type == "channel"][0].channel_names]
     print(f"ok   {package}: declares the graph's input {declared_in} and outputs {declared_out} in order; "
-          f"test tensors (1, 3, {test_input.shape[2]}, {test_input.shape[3]}); halo 8, size step 2")
+          f"test tensors (1, 3, {test_input.shape[2]}, {test_input.shape[3]}); {classes} classes {names}; "
+          f"halo 8, size step 2")
     return model
 
 

@@ -49,6 +49,16 @@ echo "== trainer export: ONNX, bioimage.io package and Triton repository from mo
 echo "== bioimage.io packages"
 "$python" scripts/checks/check_bioimageio.py package "$tmp/segmenter.bioimageio.zip" models/segmenter.bioimageio.zip
 
+echo "== a three-class package: trained briefly on data/ihc's three-class mask, exported, checked the same way"
+"$trainer" train --quiet --image data/ihc/image.png --mask data/ihc/mask3.png --label-format index \
+  --class-names background,haematoxylin,dab --class-colors '#000000,#0000ff,#964b00' \
+  --iterations 20 --checkpoint-every 0 --out "$tmp/three" >/dev/null
+"$trainer" export --checkpoint "$tmp/three/checkpoint.safetensors" --output "$tmp/three/model.onnx" \
+  --bioimageio "$tmp/three.bioimageio.zip" --triton "$tmp/three-triton" --name three-classes \
+  --test-image data/ihc/image.png >/dev/null
+"$python" scripts/checks/check_bioimageio.py package "$tmp/three.bioimageio.zip"
+"$python" scripts/checks/check_bioimageio.py triton "$tmp/three-triton" three-classes "$tmp/three/model.onnx"
+
 echo "== the committed package's Validation section against runner predict on its own weights"
 unzip -q -o models/segmenter.bioimageio.zip model.onnx -d "$tmp/committed-package"
 "$runner" predict --quiet --model "$tmp/committed-package/model.onnx" --image data/conifer/image.png \

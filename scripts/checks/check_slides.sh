@@ -32,7 +32,7 @@ if ! cmp -s "$requirements" "$venv/requirements.txt" 2>/dev/null; then
   cp "$requirements" "$venv/requirements.txt"
 fi
 
-cargo build --release --quiet -p runner
+cargo build --release --quiet -p trainer -p runner
 runner="${CARGO_TARGET_DIR:-target}/release/runner"
 
 tmp=$(mktemp -d)

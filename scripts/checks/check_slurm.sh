@@ -54,7 +54,7 @@ fi
 # The Kubernetes Jobs beside the Slurm scripts: their structure only, no cluster runs them here.
 "$venv/bin/python" scripts/checks/check_k8s_jobs.py scripts/k8s
 
-cargo build --release --quiet -p runner
+cargo build --release --quiet -p trainer -p runner
 built_at=$SECONDS
 model="$repo/models/model.onnx"
 

@@ -16,14 +16,15 @@ from torch import nn
 
 class SegNet(nn.Module):
     """The fixed network: conv 3x3 16 -> ReLU -> conv 3x3 32 -> ReLU -> maxpool 2 -> conv 3x3 16 -> ReLU
-    -> upsample 2x nearest -> conv 5x5 2 (logits); input normalised per channel inside the network."""
+    -> upsample 2x nearest -> conv 5x5 C (logits, C classes: 2 by default); input normalised per channel
+    inside the network."""
 
-    def __init__(self):
+    def __init__(self, classes=2):
         super().__init__()
         self.conv1 = nn.Conv2d(3, 16, 3, padding=1)
         self.conv2 = nn.Conv2d(16, 32, 3, padding=1)
         self.conv3 = nn.Conv2d(32, 16, 3, padding=1)
-        self.conv4 = nn.Conv2d(16, 2, 5, padding=2)
+        self.conv4 = nn.Conv2d(16, classes, 5, padding=2)
         self.register_buffer("mean", torch.full((1, 3, 1, 1), 0.5))
         self.register_buffer("std", torch.full((1, 3, 1, 1), 0.25))
 

@@ -3,8 +3,9 @@
 //! batch.
 //!
 //! `cargo run --release -p trainer --example gradients -- CHECKPOINT PIXELS.f32 LABELS.u32 BATCH SIZE
-//! [--reference-ops]`: PIXELS holds (BATCH,3,SIZE,SIZE) little-endian f32 RGB in [0,1], LABELS
-//! BATCH*SIZE*SIZE little-endian u32 classes.
+//! [--reference-ops] [--logits OUT.f32]`: PIXELS holds (BATCH,3,SIZE,SIZE) little-endian f32 RGB in [0,1],
+//! LABELS BATCH*SIZE*SIZE little-endian u32 classes (255 unlabelled); any number of classes (the
+//! checkpoint's). `--logits` also writes the forward pass's logits (BATCH,C,SIZE,SIZE) as little-endian f32.
 
 use std::path::Path;
 
@@ -21,7 +22,7 @@ fn read_words(path: &str) -> Result<Vec<[u8; 4]>> {
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.len() < 5 {
-        bail!("usage: gradients CHECKPOINT PIXELS.f32 LABELS.u32 BATCH SIZE [--reference-ops]");
+        bail!("usage: gradients CHECKPOINT PIXELS.f32 LABELS.u32 BATCH SIZE [--reference-ops] [--logits OUT.f32]");
     }
     let device = Device::Cpu;
     let checkpoint = Checkpoint::load(Path::new(&args[0]), &device)?;
@@ -33,7 +34,14 @@ fn main() -> Result<()> {
     let kernels =
         if args.iter().any(|a| a == "--reference-ops") { Kernels::Reference } else { Kernels::Fast };
     let net = checkpoint.net.with_kernels(kernels);
-    let loss = trainer::train::segmentation_loss(&net.forward(&x)?, &y, net.kernels)?;
+    let logits = net.forward(&x)?;
+    if let Some(at) = args.iter().position(|a| a == "--logits") {
+        let path = args.get(at + 1).context("--logits needs a file")?;
+        let values: Vec<f32> = logits.flatten_all()?.to_vec1()?;
+        let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        std::fs::write(path, bytes).with_context(|| format!("cannot write {path}"))?;
+    }
+    let loss = trainer::train::segmentation_loss(&logits, &y, net.kernels)?;
     let grads = loss.backward()?;
     let mut out = serde_json::Map::new();
     for ((name, _), var) in net.named_tensors().into_iter().zip(net.vars()) {

@@ -3,21 +3,27 @@
 //! val.csv from the checkpoint itself, never from files of another run) and a training summary in its
 //! metadata. Every value is checked to be finite when written and when read. Always written atomically.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 use candle_core::{Device, Tensor};
 
 use crate::model::{Normalization, SegNet};
+use imaging::classes::{ClassList, MAX_CLASSES};
 
 /// Bumped when the layout of the file changes.
 pub const FORMAT_VERSION: &str = "2";
 const MEAN: &str = "normalization.mean";
 /// One training loss per iteration, from iteration 1 (f32).
 const LOSS_HISTORY: &str = "history.loss";
-/// One row per validation: iteration, loss, IoU, Dice, accuracy, false-positive rate (f64, so iterations are
-/// exact; NaN for an IoU or Dice that is undefined; checkpoints before the false-positive rate have 5 columns).
+/// One row per validation: iteration, loss, IoU, Dice, accuracy, false-positive rate, labelled pixels (f64,
+/// so iterations are exact; NaN for an IoU or Dice that is undefined; checkpoints before the false-positive
+/// rate have 5 columns), then, with more than two classes, each class's IoU and then each class's Dice.
 const VAL_HISTORY: &str = "history.validation";
+/// Metadata keys of the classes, written only when they are not the two-class default (so a two-class
+/// checkpoint is the seed's, byte for byte, and one without them is read as two classes).
+const CLASS_NAMES_KEY: &str = "class_names";
+const CLASS_COLORS_KEY: &str = "class_colors";
 const STD: &str = "normalization.std";
 const ADAM_M: &str = "adam.m.";
 const ADAM_V: &str = "adam.v.";
@@ -61,6 +67,47 @@ pub struct ValRecord {
     /// Validation pixels scored: those labelled in the validation masks (partial labels leave others
     /// unlabelled); `None` in a record from before it was kept.
     pub labelled: Option<u64>,
+    /// With more than two classes: each class's IoU and Dice, of which `iou` and `dice` are the means.
+    pub per_class: PerClass,
+}
+
+/// The IoU and Dice of each class of a validation with more than two classes (none with two: the record's
+/// IoU is the foreground's). NaN where a class is in neither the reference nor the prediction.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PerClass {
+    len: usize,
+    iou: [f64; MAX_CLASSES],
+    dice: [f64; MAX_CLASSES],
+}
+
+impl PerClass {
+    /// No per-class scores (two classes). Unused entries stay 0, so that equal scores compare equal.
+    pub const NONE: PerClass = PerClass { len: 0, iou: [0.0; MAX_CLASSES], dice: [0.0; MAX_CLASSES] };
+
+    /// The scores of `iou.len()` classes (at most [`MAX_CLASSES`]).
+    pub fn new(iou: &[f64], dice: &[f64]) -> PerClass {
+        assert!(iou.len() == dice.len() && iou.len() <= MAX_CLASSES, "one IoU and one Dice per class");
+        let mut p = PerClass { len: iou.len(), ..PerClass::NONE };
+        p.iou[..iou.len()].copy_from_slice(iou);
+        p.dice[..dice.len()].copy_from_slice(dice);
+        p
+    }
+
+    pub fn iou(&self) -> &[f64] {
+        &self.iou[..self.len]
+    }
+
+    pub fn dice(&self) -> &[f64] {
+        &self.dice[..self.len]
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
 }
 
 impl ValRecord {
@@ -78,6 +125,8 @@ impl ValRecord {
     pub fn score_text(&self) -> String {
         if self.iou.is_nan() {
             format!("specificity {:.4} (no foreground to score IoU)", self.score())
+        } else if !self.per_class.is_empty() {
+            format!("mean IoU {:.4}", self.iou)
         } else {
             format!("IoU {:.4}", self.iou)
         }
@@ -128,6 +177,8 @@ pub struct TrainingSummary {
     pub data: String,
     /// The checkpoint a new run started from (`--init-from`), if any.
     pub initialized_from: String,
+    /// The classes' names and colours, one per output channel of the network.
+    pub classes: ClassList,
 }
 
 impl TrainingSummary {
@@ -146,11 +197,12 @@ impl TrainingSummary {
             recipe: "--batch 4 --crop 128".into(),
             data: "image.png 64x48 0123456789abcdef".into(),
             initialized_from: String::new(),
+            classes: ClassList::default(),
         }
     }
 
-    fn to_metadata(&self) -> HashMap<String, String> {
-        HashMap::from([
+    fn to_metadata(&self) -> BTreeMap<String, String> {
+        BTreeMap::from([
             ("format_version".to_string(), FORMAT_VERSION.to_string()),
             ("producer".to_string(), format!("trainer {}", env!("CARGO_PKG_VERSION"))),
             ("iterations".to_string(), self.iterations.to_string()),
@@ -186,8 +238,34 @@ impl TrainingSummary {
             recipe: meta.get("recipe").cloned().unwrap_or_default(),
             data: meta.get("data_fingerprint").cloned().unwrap_or_default(),
             initialized_from: meta.get("initialized_from").cloned().unwrap_or_default(),
+            classes: match meta.get(CLASS_NAMES_KEY) {
+                Some(names) => ClassList::from_text(names, meta.get(CLASS_COLORS_KEY).map(String::as_str))
+                    .map_err(|e| format!("metadata `{CLASS_NAMES_KEY}`/`{CLASS_COLORS_KEY}`: {e}"))?,
+                None => ClassList::default(),
+            },
         })
     }
+}
+
+/// `bytes` (safetensors) with the header's `__metadata__` object written in key order. safetensors takes the
+/// metadata as a `HashMap` and writes it in hash order, which differs from process to process; the same
+/// training must write the same bytes. The sorted object has the same entries, so the same length: nothing else moves.
+fn metadata_in_key_order(mut bytes: Vec<u8>, metadata: &BTreeMap<String, String>) -> Result<Vec<u8>, String> {
+    const PREFIX: &[u8] = b"{\"__metadata__\":";
+    let start = 8 + PREFIX.len();
+    if bytes.get(8..start) != Some(PREFIX) {
+        return Err("safetensors did not write the metadata first in the header".into());
+    }
+    let mut objects =
+        serde_json::Deserializer::from_slice(&bytes[start..]).into_iter::<HashMap<String, String>>();
+    let written = objects.next().and_then(Result::ok);
+    let end = start + objects.byte_offset();
+    let sorted = serde_json::to_vec(metadata).map_err(|e| e.to_string())?;
+    if written.is_none_or(|w| w.len() != metadata.len()) || sorted.len() != end - start {
+        return Err("the safetensors header's metadata is not the metadata given".into());
+    }
+    bytes[start..end].copy_from_slice(&sorted);
+    Ok(bytes)
 }
 
 /// Adam's first and second moments, one pair per trainable tensor, by name.
@@ -263,7 +341,11 @@ impl Checkpoint {
                 .enumerate()
                 .map(|(i, v)| if matches!(i, 1 | 2 | 4) && v.is_nan() { 0.0 } else { v })
         });
-        first_bad(VAL_HISTORY, rows, false)
+        first_bad(VAL_HISTORY, rows, false)?;
+        let per_class = self.history.validation.iter().flat_map(|r| {
+            r.per_class.iou().iter().chain(r.per_class.dice()).map(|&v| if v.is_nan() { 0.0 } else { v })
+        });
+        first_bad(VAL_HISTORY, per_class, false)
     }
 
     /// Serialises to safetensors bytes.
@@ -285,18 +367,26 @@ impl Checkpoint {
             }
         }
         tensors.push((LOSS_HISTORY.to_string(), Tensor::new(self.history.losses.as_slice(), &dev)?));
+        // Every record of a run has the same classes; more than two add their per-class columns.
+        let per_class = self.history.validation.iter().map(|r| r.per_class.len()).max().unwrap_or(0);
         let val: Vec<f64> = self
             .history
             .validation
             .iter()
             .flat_map(|r| {
                 let labelled = r.labelled.map_or(f64::NAN, |n| n as f64);
+                let padded = |v: &[f64]| {
+                    (0..per_class).map(|i| v.get(i).copied().unwrap_or(f64::NAN)).collect::<Vec<_>>()
+                };
                 [r.iteration as f64, r.loss, r.iou, r.dice, r.accuracy, r.false_positive_rate, labelled]
+                    .into_iter()
+                    .chain(padded(r.per_class.iou()))
+                    .chain(padded(r.per_class.dice()))
             })
             .collect();
         tensors.push((
             VAL_HISTORY.to_string(),
-            Tensor::from_vec(val, (self.history.validation.len(), 7), &dev)?,
+            Tensor::from_vec(val, (self.history.validation.len(), 7 + 2 * per_class), &dev)?,
         ));
         tensors.sort_by(|a, b| a.0.cmp(&b.0));
         let mut metadata = self.summary.to_metadata();
@@ -304,8 +394,16 @@ impl Checkpoint {
             metadata.insert("best_iteration".into(), best.iteration.to_string());
             metadata.insert("best_val_iou".into(), best.iou.to_string());
         }
-        safetensors::serialize(tensors.iter().map(|(n, t)| (n.as_str(), t)), Some(metadata))
-            .map_err(candle_core::Error::wrap)
+        if !self.summary.classes.is_default_two() {
+            metadata.insert(CLASS_NAMES_KEY.into(), self.summary.classes.names_text());
+            metadata.insert(CLASS_COLORS_KEY.into(), self.summary.classes.colors_text());
+        }
+        let bytes = safetensors::serialize(
+            tensors.iter().map(|(n, t)| (n.as_str(), t)),
+            Some(metadata.clone().into_iter().collect()),
+        )
+        .map_err(candle_core::Error::wrap)?;
+        metadata_in_key_order(bytes, &metadata).map_err(candle_core::Error::Msg)
     }
 
     /// Parses safetensors bytes; `path` only names the file in errors.
@@ -325,6 +423,14 @@ impl Checkpoint {
         let normalization = Normalization { mean: vec3(MEAN)?, std: vec3(STD)? };
         let net =
             SegNet::from_tensors(&tensors, normalization, device).map_err(|e| invalid(e.to_string()))?;
+        if net.classes() != summary.classes.len() {
+            return Err(invalid(format!(
+                "the network has {} classes but the metadata names {} ({})",
+                net.classes(),
+                summary.classes.len(),
+                summary.classes.names_text()
+            )));
+        }
         let mut adam = AdamMoments::new();
         for (name, _) in net.named_tensors() {
             let (m, v) = (tensors.get(&format!("{ADAM_M}{name}")), tensors.get(&format!("{ADAM_V}{name}")));
@@ -383,11 +489,21 @@ fn read_history(tensors: &HashMap<String, Tensor>, iterations: usize) -> Result<
             .and_then(|t| t.to_vec2())
             .map_err(|e| format!("tensor `{VAL_HISTORY}`: {e}"))?;
         for row in rows {
+            let extra = row.len().saturating_sub(7);
+            let per_class = if extra > 0 && extra.is_multiple_of(2) && extra / 2 <= MAX_CLASSES {
+                PerClass::new(&row[7..7 + extra / 2], &row[7 + extra / 2..])
+            } else {
+                PerClass::NONE
+            };
             let (iteration, loss, iou, dice, accuracy, false_positive_rate, labelled) = match row[..] {
-                [i, l, iou, d, a, f, n] => (i, l, iou, d, a, f, n),
+                [i, l, iou, d, a, f, n, ..] if extra == 2 * per_class.len() => (i, l, iou, d, a, f, n),
                 [i, l, iou, d, a, f] => (i, l, iou, d, a, f, f64::NAN),
                 [i, l, iou, d, a] => (i, l, iou, d, a, f64::NAN, f64::NAN),
-                _ => return Err(format!("tensor `{VAL_HISTORY}` must have 5 to 7 columns")),
+                _ => {
+                    return Err(format!(
+                        "tensor `{VAL_HISTORY}` must have 5 to 7 columns, or 7 and two per class"
+                    ))
+                }
             };
             let labelled = (labelled >= 0.0 && labelled.fract() == 0.0).then_some(labelled as u64);
             if !(iteration >= 1.0 && iteration <= iterations as f64 && iteration.fract() == 0.0) {
@@ -401,6 +517,7 @@ fn read_history(tensors: &HashMap<String, Tensor>, iterations: usize) -> Result<
                 accuracy,
                 false_positive_rate,
                 labelled,
+                per_class,
             });
         }
     }
@@ -424,6 +541,7 @@ mod tests {
             recipe: "--batch 4 --crop 128 --lr 0.001".into(),
             data: "image.png 8x8 0000000000000001".into(),
             initialized_from: "other.safetensors (iteration 5 of a run on a.png)".into(),
+            classes: ClassList::default(),
         }
     }
 
@@ -441,6 +559,7 @@ mod tests {
                 accuracy: 0.9,
                 false_positive_rate: 0.05,
                 labelled: Some(1234),
+                per_class: PerClass::NONE,
             }],
         };
         let ck = Checkpoint { net, summary: summary(), adam: None, history: history.clone() };
@@ -477,11 +596,74 @@ mod tests {
     }
 
     #[test]
+    fn more_classes_keep_their_names_colours_and_per_class_scores() {
+        let net = SegNet::random_with_classes(3, 5, Normalization::IDENTITY, &Device::Cpu).unwrap();
+        let classes = ClassList::resolve(
+            None,
+            Some(vec!["background".into(), "nuclei".into(), "dab".into()]),
+            Some(vec![[0, 0, 0], [0, 0, 255], [150, 75, 0]]),
+        )
+        .unwrap();
+        let record = ValRecord {
+            iteration: 6,
+            loss: 0.5,
+            iou: 0.5,
+            dice: 0.6,
+            accuracy: 0.9,
+            false_positive_rate: 0.05,
+            labelled: Some(10),
+            per_class: PerClass::new(&[0.25, 0.5, 0.75], &[0.4, 0.6, 0.8]),
+        };
+        let history = History { losses: vec![0.5; 12], validation: vec![record] };
+        let named = TrainingSummary { classes: classes.clone(), ..summary() };
+        let ck = Checkpoint { net, summary: named, adam: None, history: history.clone() };
+        let bytes = ck.to_bytes().unwrap();
+        let back = Checkpoint::from_bytes(&bytes, Path::new("x"), &Device::Cpu).unwrap();
+        assert_eq!((back.net.classes(), &back.summary.classes), (3, &classes));
+        assert_eq!(back.history, history);
+        let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+        let meta = header.metadata().clone().unwrap();
+        assert_eq!(meta[CLASS_COLORS_KEY], "#000000,#0000ff,#964b00");
+        // Two classes write no class keys (the seed's checkpoint) and a checkpoint without them is two-class.
+        let two = with(SegNet::random(5, Normalization::IDENTITY, &Device::Cpu).unwrap(), None);
+        let (_, header) = safetensors::SafeTensors::read_metadata(&two.to_bytes().unwrap()).unwrap();
+        assert!(!header.metadata().clone().unwrap().contains_key(CLASS_NAMES_KEY));
+        // Names that do not match the network's width are refused.
+        let wrong = Checkpoint {
+            net: SegNet::random(5, Normalization::IDENTITY, &Device::Cpu).unwrap(),
+            summary: TrainingSummary { classes, ..summary() },
+            adam: None,
+            history: History::default(),
+        };
+        let err =
+            Checkpoint::from_bytes(&wrong.to_bytes().unwrap(), Path::new("x"), &Device::Cpu).err().unwrap();
+        assert!(err.to_string().contains("the network has 2 classes but the metadata names 3"), "{err}");
+    }
+
+    #[test]
     fn garbage_is_a_clear_error() {
         let err = Checkpoint::from_bytes(b"not a checkpoint", Path::new("bad.safetensors"), &Device::Cpu)
             .err()
             .unwrap();
         assert!(err.to_string().contains("bad.safetensors is not a valid checkpoint"), "{err}");
+    }
+
+    #[test]
+    fn metadata_is_written_in_key_order() {
+        let net = SegNet::random(5, Normalization::IDENTITY, &Device::Cpu).unwrap();
+        let ck = Checkpoint { net, summary: summary(), adam: None, history: History::default() };
+        let bytes = ck.to_bytes().unwrap();
+        let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+        let header = std::str::from_utf8(&bytes[8..8 + n]).unwrap();
+        let keys: Vec<String> = summary().to_metadata().into_keys().collect();
+        assert!(keys.len() > 10);
+        let positions: Vec<usize> =
+            keys.iter().map(|k| header.find(&format!("\"{k}\":")).unwrap_or_else(|| panic!("{k}"))).collect();
+        assert!(positions.windows(2).all(|w| w[0] < w[1]), "{header}");
+        // Written again (a new hash map, so another hash order inside safetensors): the same bytes.
+        assert_eq!(ck.to_bytes().unwrap(), bytes);
+        let back = Checkpoint::from_bytes(&bytes, Path::new("x"), &Device::Cpu).unwrap();
+        assert_eq!(back.summary, summary());
     }
 
     #[test]
@@ -493,7 +675,7 @@ mod tests {
         tensors.push((STD.into(), Tensor::new(&[1f32; 3], &Device::Cpu).unwrap()));
         let bytes = safetensors::serialize(
             tensors.iter().map(|(n, t)| (n.as_str(), t)),
-            Some(summary().to_metadata()),
+            Some(summary().to_metadata().into_iter().collect()),
         )
         .unwrap();
         let err = Checkpoint::from_bytes(&bytes, Path::new("w.safetensors"), &Device::Cpu).err().unwrap();

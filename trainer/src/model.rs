@@ -1,5 +1,6 @@
 //! The fixed network: conv1 3x3/16 -> ReLU -> conv2 3x3/32 -> ReLU -> MaxPool 2x2 -> conv3 3x3/16 -> ReLU
-//! -> Upsample 2x (nearest) -> conv4 5x5/2 -> logits (N,2,H,W). 10,514 parameters.
+//! -> Upsample 2x (nearest) -> conv4 5x5/C -> logits (N,C,H,W): C classes, 2 by default (10,514 parameters;
+//! each further class adds conv4's 401).
 //!
 //! The network owns its input normalisation, so that training, the checkpoint and the ONNX export share one
 //! definition of it: the forward pass takes RGB scaled to [0, 1].
@@ -10,9 +11,7 @@ use candle_core::{DType, Device, Result, Tensor, Var};
 use rand::{Rng, SeedableRng};
 
 use crate::ops::{self, Kernels};
-
-/// Background (0) and foreground (1).
-pub const CLASS_NAMES: [&str; 2] = ["background", "foreground"];
+use imaging::classes::{MAX_CLASSES, MIN_CLASSES};
 
 /// One convolution of the network.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,20 +34,40 @@ impl ConvSpec {
     pub fn bias_name(&self) -> String {
         format!("{}.bias", self.name)
     }
-    pub fn parameter_count(&self) -> usize {
+    pub const fn parameter_count(&self) -> usize {
         self.out_channels * self.in_channels * self.kernel * self.kernel + self.out_channels
     }
 }
 
-/// The four convolutions, in order. Max-pooling follows conv2, nearest upsampling follows conv3.
-pub const LAYERS: [ConvSpec; 4] = [
-    ConvSpec { name: "conv1", in_channels: 3, out_channels: 16, kernel: 3, padding: 1, relu: true },
-    ConvSpec { name: "conv2", in_channels: 16, out_channels: 32, kernel: 3, padding: 1, relu: true },
-    ConvSpec { name: "conv3", in_channels: 32, out_channels: 16, kernel: 3, padding: 1, relu: true },
-    ConvSpec { name: "conv4", in_channels: 16, out_channels: 2, kernel: 5, padding: 2, relu: false },
-];
+/// The four convolutions of a network of `classes` classes, in order: only conv4's width depends on it.
+/// Max-pooling follows conv2, nearest upsampling follows conv3.
+pub const fn layers(classes: usize) -> [ConvSpec; 4] {
+    [
+        ConvSpec { name: "conv1", in_channels: 3, out_channels: 16, kernel: 3, padding: 1, relu: true },
+        ConvSpec { name: "conv2", in_channels: 16, out_channels: 32, kernel: 3, padding: 1, relu: true },
+        ConvSpec { name: "conv3", in_channels: 32, out_channels: 16, kernel: 3, padding: 1, relu: true },
+        ConvSpec {
+            name: "conv4",
+            in_channels: 16,
+            out_channels: classes,
+            kernel: 5,
+            padding: 2,
+            relu: false,
+        },
+    ]
+}
 
-pub const PARAMETER_COUNT: usize = 10_514;
+/// The layers of the two-class network.
+pub const LAYERS: [ConvSpec; 4] = layers(2);
+
+/// Parameters of the two-class network.
+pub const PARAMETER_COUNT: usize = parameter_count(2);
+
+/// Parameters of the network of `classes` classes.
+pub const fn parameter_count(classes: usize) -> usize {
+    let l = layers(classes);
+    l[0].parameter_count() + l[1].parameter_count() + l[2].parameter_count() + l[3].parameter_count()
+}
 
 /// Per-channel input normalisation, `(x - mean) / std` on RGB in [0, 1]. Computed once from the training
 /// image and stored in the checkpoint; the ONNX graph applies the same two ops, so consumers only divide
@@ -108,8 +127,10 @@ impl Normalization {
 /// The segmentation network: weights as trainable variables plus the fixed input normalisation, and the
 /// kernels its forward pass runs.
 pub struct SegNet {
-    /// One (weight, bias) pair per entry of [`LAYERS`].
+    /// One (weight, bias) pair per entry of [`layers`].
     params: Vec<(Var, Var)>,
+    /// Output channels of conv4: the classes.
+    classes: usize,
     pub normalization: Normalization,
     /// [`Kernels::Fast`] unless set otherwise ([`SegNet::with_kernels`]); the loss of a training step
     /// should use the same.
@@ -120,9 +141,21 @@ impl SegNet {
     /// A freshly initialised network, deterministic in `seed`. Like PyTorch's default for Conv2d: weights
     /// and biases uniform in +-1/sqrt(fan_in).
     pub fn random(seed: u64, normalization: Normalization, device: &Device) -> Result<SegNet> {
+        SegNet::random_with_classes(2, seed, normalization, device)
+    }
+
+    /// [`SegNet::random`] with `classes` output channels: the same draws in the same order, so two classes
+    /// give exactly [`SegNet::random`]'s network.
+    pub fn random_with_classes(
+        classes: usize,
+        seed: u64,
+        normalization: Normalization,
+        device: &Device,
+    ) -> Result<SegNet> {
+        check_classes(classes)?;
         let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-        let mut params = Vec::with_capacity(LAYERS.len());
-        for spec in LAYERS {
+        let mut params = Vec::with_capacity(4);
+        for spec in layers(classes) {
             let fan_in = spec.in_channels * spec.kernel * spec.kernel;
             let bound = 1.0 / (fan_in as f32).sqrt();
             let (o, i, kh, kw) = spec.weight_shape();
@@ -133,17 +166,25 @@ impl SegNet {
                 Var::from_tensor(&Tensor::from_vec(b, o, device)?)?,
             ));
         }
-        Ok(SegNet { params, normalization, kernels: Kernels::Fast })
+        Ok(SegNet { params, classes, normalization, kernels: Kernels::Fast })
     }
 
-    /// Builds the network from named tensors (as stored in a checkpoint), checking every shape.
+    /// Builds the network from named tensors (as stored in a checkpoint), checking every shape; the number
+    /// of classes is conv4's output channels.
     pub fn from_tensors(
         tensors: &HashMap<String, Tensor>,
         normalization: Normalization,
         device: &Device,
     ) -> Result<SegNet> {
-        let mut params = Vec::with_capacity(LAYERS.len());
-        for spec in LAYERS {
+        let conv4 = LAYERS[3].bias_name();
+        let classes = match tensors.get(&conv4).map(Tensor::dims) {
+            Some(&[c]) => c,
+            Some(dims) => candle_core::bail!("tensor `{conv4}` has shape {dims:?}, expected [classes]"),
+            None => candle_core::bail!("tensor `{conv4}` is missing"),
+        };
+        check_classes(classes)?;
+        let mut params = Vec::with_capacity(4);
+        for spec in layers(classes) {
             let get = |name: String, dims: &[usize]| -> Result<Var> {
                 let t = tensors
                     .get(&name)
@@ -156,7 +197,17 @@ impl SegNet {
             let (o, i, kh, kw) = spec.weight_shape();
             params.push((get(spec.weight_name(), &[o, i, kh, kw])?, get(spec.bias_name(), &[o])?));
         }
-        Ok(SegNet { params, normalization, kernels: Kernels::Fast })
+        Ok(SegNet { params, classes, normalization, kernels: Kernels::Fast })
+    }
+
+    /// The number of classes: conv4's output channels.
+    pub fn classes(&self) -> usize {
+        self.classes
+    }
+
+    /// Its four convolutions.
+    pub fn layers(&self) -> [ConvSpec; 4] {
+        layers(self.classes)
     }
 
     /// The same network running `kernels`.
@@ -164,15 +215,15 @@ impl SegNet {
         SegNet { kernels, ..self }
     }
 
-    /// The trainable variables, in [`LAYERS`] order: weight then bias of each layer.
+    /// The trainable variables, in [`layers`] order: weight then bias of each layer.
     pub fn vars(&self) -> Vec<Var> {
         self.params.iter().flat_map(|(w, b)| [w.clone(), b.clone()]).collect()
     }
 
     /// Named weights, as written to the checkpoint and the ONNX initializers.
     pub fn named_tensors(&self) -> Vec<(String, Tensor)> {
-        LAYERS
-            .iter()
+        self.layers()
+            .into_iter()
             .zip(&self.params)
             .flat_map(|(spec, (w, b))| {
                 [(spec.weight_name(), w.as_tensor().clone()), (spec.bias_name(), b.as_tensor().clone())]
@@ -184,7 +235,7 @@ impl SegNet {
         self.params.iter().map(|(w, b)| w.elem_count() + b.elem_count()).sum()
     }
 
-    /// Logits (N,2,H,W) for RGB input (N,3,H,W) in [0, 1]. H and W must be even (the 2x2 pool).
+    /// Logits (N,C,H,W) for RGB input (N,3,H,W) in [0, 1]. H and W must be even (the 2x2 pool).
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let (_, c, h, w) = x.dims4()?;
         if c != 3 || h % 2 != 0 || w % 2 != 0 {
@@ -203,10 +254,18 @@ impl SegNet {
     }
 
     fn conv(&self, layer: usize, x: &Tensor) -> Result<Tensor> {
-        let spec = LAYERS[layer];
+        let spec = self.layers()[layer];
         let (w, b) = &self.params[layer];
         ops::conv2d(x, w.as_tensor(), b.as_tensor(), spec.padding, spec.relu, self.kernels)
     }
+}
+
+/// Refuses a class count outside 2..=16.
+fn check_classes(classes: usize) -> Result<()> {
+    if !(MIN_CLASSES..=MAX_CLASSES).contains(&classes) {
+        candle_core::bail!("the network has {MIN_CLASSES} to {MAX_CLASSES} classes, not {classes}");
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -243,6 +302,28 @@ mod tests {
             let x = Tensor::rand(0f32, 1f32, (n, 3, h, w), &Device::Cpu).unwrap();
             assert_eq!(net.forward(&x).unwrap().dims(), &[n, 2, h, w]);
         }
+    }
+
+    #[test]
+    fn more_classes_widen_conv4_only_and_two_draw_the_seed_network() {
+        let dev = Device::Cpu;
+        let two = SegNet::random_with_classes(2, 5, Normalization::IDENTITY, &dev).unwrap();
+        let seed = SegNet::random(5, Normalization::IDENTITY, &dev).unwrap();
+        let values = |n: &SegNet| -> Vec<Vec<f32>> {
+            n.named_tensors().iter().map(|(_, t)| t.flatten_all().unwrap().to_vec1().unwrap()).collect()
+        };
+        assert_eq!(values(&two), values(&seed));
+        let three = SegNet::random_with_classes(3, 5, Normalization::IDENTITY, &dev).unwrap();
+        assert_eq!(three.classes(), 3);
+        assert_eq!(three.parameter_count(), PARAMETER_COUNT + 401);
+        assert_eq!(parameter_count(3), PARAMETER_COUNT + 401);
+        assert_eq!(values(&three)[..6], values(&seed)[..6], "conv1..conv3 draw the same");
+        let x = Tensor::rand(0f32, 1f32, (2, 3, 8, 12), &dev).unwrap();
+        assert_eq!(three.forward(&x).unwrap().dims(), &[2, 3, 8, 12]);
+        let tensors: HashMap<String, Tensor> = three.named_tensors().into_iter().collect();
+        assert_eq!(SegNet::from_tensors(&tensors, Normalization::IDENTITY, &dev).unwrap().classes(), 3);
+        assert!(SegNet::random_with_classes(1, 5, Normalization::IDENTITY, &dev).is_err());
+        assert!(SegNet::random_with_classes(17, 5, Normalization::IDENTITY, &dev).is_err());
     }
 
     #[test]

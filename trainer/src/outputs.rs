@@ -11,7 +11,8 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::checkpoint::{History, ValRecord};
+use crate::checkpoint::{History, PerClass, ValRecord};
+use imaging::classes::MAX_CLASSES;
 use imaging::files::{self, FileError};
 
 /// Where training writes.
@@ -185,13 +186,28 @@ pub fn loss_csv(losses: &[(usize, f32)]) -> String {
 
 /// `iteration,loss,iou,dice,accuracy,false_positive_rate,labelled_pixels` with one row per validation
 /// (the scores are over the labelled pixels, which `labelled_pixels` counts); an undefined value (the IoU
-/// and Dice of validation masks without foreground) is an empty cell.
+/// and Dice of validation masks without foreground) is an empty cell. With more than two classes `iou` and
+/// `dice` are the means over the classes, and each class's IoU and then each class's Dice follow as
+/// `iou_0,iou_1,...,dice_0,dice_1,...` (by class index; the names are in the checkpoint); two classes keep
+/// the seed's columns, `iou` the foreground's.
 pub fn val_csv(records: &[ValRecord]) -> String {
     let cell = |v: f64| if v.is_nan() { String::new() } else { v.to_string() };
-    let mut s = String::from("iteration,loss,iou,dice,accuracy,false_positive_rate,labelled_pixels\n");
+    let mut s = String::from("iteration,loss,iou,dice,accuracy,false_positive_rate,labelled_pixels");
+    let classes = records.iter().map(|r| r.per_class.len()).max().unwrap_or(0);
+    for prefix in ["iou", "dice"] {
+        for c in 0..classes {
+            s.push_str(&format!(",{prefix}_{c}"));
+        }
+    }
+    s.push('\n');
     for r in records {
+        let per_class: String = (0..classes)
+            .map(|c| r.per_class.iou().get(c))
+            .chain((0..classes).map(|c| r.per_class.dice().get(c)))
+            .map(|v| format!(",{}", cell(v.copied().unwrap_or(f64::NAN))))
+            .collect();
         s.push_str(&format!(
-            "{},{},{},{},{},{},{}\n",
+            "{},{},{},{},{},{},{}{per_class}\n",
             r.iteration,
             r.loss,
             cell(r.iou),
@@ -223,13 +239,21 @@ pub fn read_val_csv(path: &Path) -> Vec<ValRecord> {
         .skip(1)
         .filter_map(|line| {
             let f: Vec<&str> = line.split(',').map(str::trim).collect();
+            let value = |text: &str| if text.is_empty() { Some(f64::NAN) } else { text.parse().ok() };
+            let extra = f.len().saturating_sub(7);
+            let per_class = if extra > 0 {
+                let v: Vec<f64> = f[7..].iter().map(|t| value(t)).collect::<Option<_>>()?;
+                (extra.is_multiple_of(2) && extra / 2 <= MAX_CLASSES)
+                    .then(|| PerClass::new(&v[..extra / 2], &v[extra / 2..]))?
+            } else {
+                PerClass::NONE
+            };
             let (i, loss, iou, dice, acc, fpr, labelled) = match f[..] {
-                [i, loss, iou, dice, acc, fpr, n] => (i, loss, iou, dice, acc, fpr, n),
+                [i, loss, iou, dice, acc, fpr, n, ..] => (i, loss, iou, dice, acc, fpr, n),
                 [i, loss, iou, dice, acc, fpr] => (i, loss, iou, dice, acc, fpr, ""),
                 [i, loss, iou, dice, acc] => (i, loss, iou, dice, acc, "", ""),
                 _ => return None,
             };
-            let value = |text: &str| if text.is_empty() { Some(f64::NAN) } else { text.parse().ok() };
             Some(ValRecord {
                 iteration: i.parse().ok()?,
                 loss: loss.parse().ok()?,
@@ -238,6 +262,7 @@ pub fn read_val_csv(path: &Path) -> Vec<ValRecord> {
                 accuracy: acc.parse().ok()?,
                 false_positive_rate: value(fpr)?,
                 labelled: if labelled.is_empty() { None } else { Some(labelled.parse().ok()?) },
+                per_class,
             })
         })
         .collect()
@@ -263,6 +288,7 @@ mod tests {
             accuracy: 0.95,
             false_positive_rate: 0.01,
             labelled: Some(70),
+            per_class: PerClass::NONE,
         }];
         let path = dir.path().join("val.csv");
         std::fs::write(&path, val_csv(&records)).unwrap();
@@ -278,6 +304,18 @@ mod tests {
         // A val.csv of the five columns before the false-positive rate still reads.
         std::fs::write(&path, "iteration,loss,iou,dice,accuracy\n50,0.3,0.8,0.9,0.95\n").unwrap();
         assert!(read_val_csv(&path)[0].false_positive_rate.is_nan());
+        // More classes: the means, then each class's IoU and Dice.
+        let three =
+            ValRecord { per_class: PerClass::new(&[0.5, f64::NAN, 1.0], &[0.6, 0.7, 1.0]), ..records[0] };
+        let text = val_csv(&[three]);
+        assert!(
+            text.starts_with("iteration,loss,iou,dice,accuracy,false_positive_rate,labelled_pixels,iou_0,iou_1,iou_2,dice_0,dice_1,dice_2\n50,0.3,0.8,0.9,0.95,0.01,70,0.5,,1,0.6,0.7,1\n"),
+            "{text}"
+        );
+        std::fs::write(&path, &text).unwrap();
+        let read = read_val_csv(&path);
+        assert_eq!(read[0].per_class.dice(), [0.6, 0.7, 1.0]);
+        assert!(read[0].per_class.iou()[1].is_nan() && read[0].per_class.iou()[2] == 1.0);
     }
 
     #[test]

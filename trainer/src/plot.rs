@@ -135,7 +135,14 @@ fn draw_validation(
     records: &[ValRecord],
     x: std::ops::Range<usize>,
 ) -> DrawResult {
-    let name = if records.iter().any(|r| r.iou.is_nan()) { "specificity" } else { "IoU" };
+    let mean = records.iter().any(|r| !r.per_class.is_empty());
+    let name = if records.iter().any(|r| r.iou.is_nan()) {
+        "specificity"
+    } else if mean {
+        "mean IoU"
+    } else {
+        "IoU"
+    };
     let lo = records.iter().map(ValRecord::score).fold(1f64, f64::min);
     let hi = records.iter().map(ValRecord::score).fold(0f64, f64::max);
     let pad = ((hi - lo) * 0.1).max(0.005);
@@ -157,7 +164,11 @@ fn draw_validation(
     chart
         .configure_mesh()
         .x_desc("iteration")
-        .y_desc(if name == "IoU" { "foreground IoU" } else { "specificity (1 - false-positive rate)" })
+        .y_desc(match name {
+            "IoU" => "foreground IoU",
+            "mean IoU" => "mean IoU over the classes",
+            _ => "specificity (1 - false-positive rate)",
+        })
         .axis_desc_style(("sans-serif", 20))
         .label_style(("sans-serif", 16))
         .light_line_style(RGBColor(235, 235, 235))
@@ -214,6 +225,7 @@ mod tests {
                 accuracy: 0.9,
                 false_positive_rate: 0.01,
                 labelled: None,
+                per_class: crate::checkpoint::PerClass::NONE,
             })
             .collect();
         let img = image::load_from_memory(&training_plot_png(&losses, &val).unwrap()).unwrap().to_rgb8();

@@ -9,7 +9,9 @@ use candle_core::{Device, Tensor};
 use rand::SeedableRng;
 
 use crate::checkpoint::{Checkpoint, CheckpointError, History, TrainingSummary, ValRecord};
-use crate::data::crops::{self, BudgetError, CropSampler, LabelledCounts, SparseLabels, TrainRegion};
+use crate::data::crops::{
+    self, BudgetError, ClassPixels, CropSampler, LabelledCounts, SparseLabels, TrainRegion,
+};
 use crate::data::{TrainingImage, UNLABELLED};
 use crate::model::SegNet;
 use crate::ops::Kernels;
@@ -17,6 +19,7 @@ use crate::optim::{Adam, LrSchedule};
 use crate::outputs::{self, loss_csv, read_loss_csv, OutFolderError, OutputPaths, SaveContent};
 use crate::plot::{self, smooth, SMOOTHING};
 use crate::validate::{self, ValImage};
+use imaging::classes::ClassList;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TrainError {
@@ -72,7 +75,7 @@ pub fn select_device(kind: DeviceKind) -> Result<Device, TrainError> {
     }
 }
 
-/// Cross-entropy of logits (B,2,H,W) against labels (B*H*W) in the same (b, y, x) order, on `kernels` (the
+/// Cross-entropy of logits (B,C,H,W) against labels (B*H*W) in the same (b, y, x) order, on `kernels` (the
 /// network's, [`SegNet::kernels`]).
 pub fn segmentation_loss(logits: &Tensor, labels: &Tensor, kernels: Kernels) -> candle_core::Result<Tensor> {
     crate::ops::segmentation_cross_entropy(logits, labels, kernels)
@@ -103,6 +106,8 @@ pub struct TrainConfig {
     /// The kernels of the forward and backward passes, validation included (`--reference-ops`:
     /// [`Kernels::Reference`]).
     pub kernels: Kernels,
+    /// The classes the labels hold (two by default), stored in the checkpoint.
+    pub classes: ClassList,
 }
 
 impl TrainConfig {
@@ -277,7 +282,10 @@ pub fn train(
         return Err(TrainError::Config("no training image: pass --image and --mask, or --data DIR".into()));
     }
     let has = |class: u8| images.iter().any(|i| i.labels.contains(&class));
-    if !(has(0) && has(1)) {
+    let classes = config.classes.len();
+    if classes > 2 {
+        check_classes_present(&config.classes, images)?;
+    } else if !(has(0) && has(1)) {
         let only = if has(1) { "foreground" } else { "background" };
         return Err(TrainError::Config(format!(
             "every training mask is {only} only: training needs both classes among its images (a mask of one \
@@ -307,6 +315,7 @@ fn run(
     paths: &OutputPaths,
 ) -> Result<TrainReport, TrainError> {
     let paths = paths.clone();
+    let classes = config.classes.len();
 
     // What training may see, and what is held out.
     let mut regions = Vec::with_capacity(images.len());
@@ -342,7 +351,12 @@ fn run(
         .zip(&regions)
         .map(|(image, r)| image.is_partial().then(|| LabelledCounts::new(&image.labels, r.width, r.rows)))
         .collect();
-    let sampler = CropSampler::with_labels(regions.clone(), counts, crop, config.augment)?;
+    let mut sampler = CropSampler::with_labels(regions.clone(), counts, crop, config.augment)?;
+    if classes > 2 {
+        let targets =
+            images.iter().zip(&regions).map(|(i, r)| ClassPixels::new(&i.labels, r.width, r.rows, classes));
+        sampler = sampler.with_class_targets(targets.collect())?;
+    }
     let scored_labels =
         |v: &ValImage| v.image.labels[v.scored_from_row * v.image.width..].iter().any(|&l| l != UNLABELLED);
     if !val.is_empty() && !val.iter().any(scored_labels) {
@@ -367,7 +381,13 @@ fn run(
     let (net, start, moments, mut history) = match (&config.resume, &config.init_from) {
         (Some(path), _) => {
             let ck = Checkpoint::load(path, device)?;
-            let differences = resume_differences(&ck.summary, &recipe, &data);
+            let mut differences = resume_differences(&ck.summary, &recipe, &data);
+            if ck.summary.classes != config.classes {
+                differences.push(format!(
+                    "the classes are {} (the checkpoint's run: {})",
+                    config.classes, ck.summary.classes
+                ));
+            }
             if !differences.is_empty() {
                 return Err(TrainError::ResumeDiffers {
                     path: path.clone(),
@@ -400,6 +420,14 @@ fn run(
         (None, Some(path)) => {
             // A new run: the weights and normalisation of the checkpoint, a fresh optimiser and history.
             let ck = Checkpoint::load(path, device)?;
+            if ck.net.classes() != classes {
+                return Err(TrainError::Config(format!(
+                    "--init-from {}: the checkpoint's network has {} classes, these labels {classes}: \
+                     start from a checkpoint of as many classes, or without --init-from",
+                    path.display(),
+                    ck.net.classes()
+                )));
+            }
             initialized_from = format!(
                 "{} (iteration {} of a run on {})",
                 path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
@@ -412,7 +440,7 @@ fn run(
             let pooled: Vec<(&TrainingImage, usize)> =
                 images.iter().zip(&regions).map(|(i, r)| (i, r.rows)).collect();
             let norm = crops::normalization_over(&pooled);
-            (SegNet::random(config.seed, norm, device)?, 0, None, History::default())
+            (SegNet::random_with_classes(classes, config.seed, norm, device)?, 0, None, History::default())
         }
     };
     let net = net.with_kernels(config.kernels);
@@ -433,6 +461,7 @@ fn run(
         },
         data,
         initialized_from,
+        classes: config.classes.clone(),
     };
     // The iteration of the last checkpoint this run's history is in (a resumed one counts).
     let mut last_saved: Option<usize> = config.resume.as_ref().map(|_| start);
@@ -618,6 +647,34 @@ fn clone_net(net: &SegNet) -> Result<SegNet, TrainError> {
     Ok(SegNet::from_tensors(&tensors, net.normalization, &Device::Cpu)?.with_kernels(net.kernels))
 }
 
+/// With more than two classes, every class must be in some training mask (a class never seen cannot be
+/// learned), and no label may be beyond the classes.
+fn check_classes_present(classes: &ClassList, images: &[TrainingImage]) -> Result<(), TrainError> {
+    let mut seen = [false; 256];
+    for image in images {
+        for &l in &image.labels {
+            seen[l as usize] = true;
+        }
+    }
+    if let Some(beyond) = (classes.len()..UNLABELLED as usize).find(|&v| seen[v]) {
+        return Err(TrainError::Config(format!(
+            "a training mask holds class {beyond}, beyond the {} classes ({classes}): raise --classes or \
+             check the masks",
+            classes.len()
+        )));
+    }
+    let missing: Vec<String> =
+        (0..classes.len()).filter(|&c| !seen[c]).map(|c| format!("{c} ({})", classes.names[c])).collect();
+    if !missing.is_empty() {
+        return Err(TrainError::Config(format!(
+            "no training mask holds class {}: every class needs training pixels; label some, or lower \
+             --classes",
+            missing.join(", ")
+        )));
+    }
+    Ok(())
+}
+
 /// The data of a run in one line: each training and validation image by name, size and a hash of its
 /// pixels and labels, so a resume on other data is found whatever the files are called.
 pub fn fingerprint(images: &[TrainingImage], val_images: &[TrainingImage]) -> String {
@@ -663,6 +720,7 @@ mod tests {
             init_from: None,
             inputs: Vec::new(),
             kernels: Kernels::Fast,
+            classes: ClassList::default(),
         };
         assert!(ok.check().is_ok());
         let both = TrainConfig { resume: Some("a".into()), init_from: Some("b".into()), ..ok.clone() };

@@ -9,7 +9,7 @@
 use candle_core::{Device, Tensor};
 use imaging::tiles::{self, HALO, PIXEL_BUDGET};
 
-use crate::checkpoint::ValRecord;
+use crate::checkpoint::{PerClass, ValRecord};
 use crate::data::{TrainingImage, UNLABELLED};
 use crate::model::SegNet;
 
@@ -23,16 +23,18 @@ fn plan(height: usize, width: usize, tile: usize) -> tiles::TilePlan {
 }
 
 /// Runs the network over `image` pass by pass as the tile plan says (zeros pad an odd size at the bottom/right,
-/// as in the runner) and calls `visit(row, col, background logit, foreground logit)` once for every pixel of
-/// the image.
+/// as in the runner) and calls `visit(row, col, logits)` once for every pixel of the image, with the pixel's
+/// logits of every class in class order.
 pub fn tiled_logits(
     net: &SegNet,
     image: &TrainingImage,
     tile: usize,
     device: &Device,
-    mut visit: impl FnMut(usize, usize, f32, f32),
+    mut visit: impl FnMut(usize, usize, &[f32]),
 ) -> candle_core::Result<()> {
     let (iw, ih) = (image.width, image.height);
+    let classes = net.classes();
+    let mut pixel = vec![0f32; classes];
     for pass in &plan(ih, iw, tile).passes {
         let (h, w, count) = (pass.height, pass.width, pass.tiles.len());
         let plane = h * w;
@@ -54,7 +56,10 @@ pub fn tiled_logits(
             for y in k.top..(k.top + k.height).min(ih) {
                 for x in k.left..(k.left + k.width).min(iw) {
                     let at = (y - t.top) * w + (x - t.left);
-                    visit(y, x, logits[b * 2 * plane + at], logits[(b * 2 + 1) * plane + at]);
+                    for (c, v) in pixel.iter_mut().enumerate() {
+                        *v = logits[(b * classes + c) * plane + at];
+                    }
+                    visit(y, x, &pixel);
                 }
             }
         }
@@ -116,6 +121,96 @@ impl Scores {
             accuracy: ratio(tp + tn, self.pixels()),
             false_positive_rate: if fp + tn == 0 { 0.0 } else { fp as f64 / (fp + tn) as f64 },
             labelled: Some(self.pixels()),
+            per_class: PerClass::NONE,
+        }
+    }
+}
+
+/// The counts of a validation with any number of classes: the confusion matrix over the labelled pixels
+/// (row: the reference class, column: the predicted one, the class of the largest logit, the first on a
+/// tie) and the summed cross-entropy. Two classes are scored by [`Scores`], whose record is the seed's.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClassScores {
+    classes: usize,
+    /// classes x classes counts, reference-major.
+    pub confusion: Vec<u64>,
+    pub loss_sum: f64,
+    pub unlabelled: u64,
+}
+
+impl ClassScores {
+    pub fn new(classes: usize) -> ClassScores {
+        ClassScores { classes, confusion: vec![0; classes * classes], loss_sum: 0.0, unlabelled: 0 }
+    }
+
+    /// Adds one pixel with its logits (one per class) and true label; an [`UNLABELLED`] pixel is only
+    /// counted as such.
+    pub fn add(&mut self, logits: &[f32], label: u8) {
+        if label == UNLABELLED {
+            self.unlabelled += 1;
+            return;
+        }
+        let mut predicted = 0;
+        for (c, &l) in logits.iter().enumerate() {
+            if l > logits[predicted] {
+                predicted = c;
+            }
+        }
+        let top = logits[predicted] as f64;
+        let log_sum = top + logits.iter().map(|&l| (l as f64 - top).exp()).sum::<f64>().ln();
+        self.loss_sum += log_sum - logits[label as usize] as f64;
+        self.confusion[label as usize * self.classes + predicted] += 1;
+    }
+
+    /// The labelled pixels scored.
+    pub fn pixels(&self) -> u64 {
+        self.confusion.iter().sum()
+    }
+
+    /// Each class's IoU and Dice (NaN for a class in neither the reference nor the prediction), their means
+    /// over the classes where they are defined (the record's `iou` and `dice`), the accuracy, and the
+    /// false-positive rate of class 0 (background pixels predicted as any other class).
+    pub fn record(&self, iteration: usize) -> ValRecord {
+        let n = self.classes;
+        let at = |r: usize, p: usize| self.confusion[r * n + p];
+        let (mut iou, mut dice) = (vec![f64::NAN; n], vec![f64::NAN; n]);
+        for c in 0..n {
+            let tp = at(c, c);
+            let reference: u64 = (0..n).map(|p| at(c, p)).sum();
+            let predicted: u64 = (0..n).map(|r| at(r, c)).sum();
+            let union = reference + predicted - tp;
+            if union > 0 {
+                iou[c] = tp as f64 / union as f64;
+                dice[c] = 2.0 * tp as f64 / (reference + predicted) as f64;
+            }
+        }
+        let mean = |v: &[f64]| {
+            let defined: Vec<f64> = v.iter().copied().filter(|x| !x.is_nan()).collect();
+            if defined.is_empty() {
+                f64::NAN
+            } else {
+                defined.iter().sum::<f64>() / defined.len() as f64
+            }
+        };
+        let pixels = self.pixels();
+        let background: u64 = (0..n).map(|p| at(0, p)).sum();
+        ValRecord {
+            iteration,
+            loss: self.loss_sum / pixels.max(1) as f64,
+            iou: mean(&iou),
+            dice: mean(&dice),
+            accuracy: if pixels == 0 {
+                1.0
+            } else {
+                (0..n).map(|c| at(c, c)).sum::<u64>() as f64 / pixels as f64
+            },
+            false_positive_rate: if background == 0 {
+                0.0
+            } else {
+                (background - at(0, 0)) as f64 / background as f64
+            },
+            labelled: Some(pixels),
+            per_class: PerClass::new(&iou, &dice),
         }
     }
 }
@@ -143,19 +238,32 @@ impl ValImage {
     }
 }
 
-/// Predicts every validation image by the exact tiled pass and scores the scored rows.
+/// Predicts every validation image by the exact tiled pass and scores the scored rows: [`Scores`] for two
+/// classes, [`ClassScores`] for more.
 pub fn validate(
     net: &SegNet,
     images: &[ValImage],
     iteration: usize,
     device: &Device,
 ) -> candle_core::Result<ValRecord> {
+    if net.classes() != 2 {
+        let mut scores = ClassScores::new(net.classes());
+        for v in images {
+            let w = v.image.width;
+            tiled_logits(net, &v.image, TILE, device, |y, x, logits| {
+                if y >= v.scored_from_row {
+                    scores.add(logits, v.image.labels[y * w + x]);
+                }
+            })?;
+        }
+        return Ok(scores.record(iteration));
+    }
     let mut scores = Scores::default();
     for v in images {
         let w = v.image.width;
-        tiled_logits(net, &v.image, TILE, device, |y, x, l0, l1| {
+        tiled_logits(net, &v.image, TILE, device, |y, x, logits| {
             if y >= v.scored_from_row {
-                scores.add(l0, l1, v.image.labels[y * w + x]);
+                scores.add(logits[0], logits[1], v.image.labels[y * w + x]);
             }
         })?;
     }
@@ -194,7 +302,8 @@ mod tests {
         let whole: Vec<f32> = whole.flatten_all().unwrap().to_vec1().unwrap();
         let mut seen = vec![false; w * h];
         let mut worst = 0f32;
-        tiled_logits(&net, &image, 32, &dev, |y, x, l0, l1| {
+        tiled_logits(&net, &image, 32, &dev, |y, x, l| {
+            let (l0, l1) = (l[0], l[1]);
             assert!(!seen[y * w + x]);
             seen[y * w + x] = true;
             worst = worst.max((l0 - whole[y * pw + x]).abs()).max((l1 - whole[ph * pw + y * pw + x]).abs());
@@ -242,6 +351,42 @@ mod tests {
         assert_eq!(partial.unlabelled, 3);
         let (p, full) = (partial.record(9), s.record(9));
         assert_eq!((p.iou, p.loss, p.accuracy, p.labelled), (full.iou, full.loss, full.accuracy, Some(8)));
+    }
+
+    #[test]
+    fn class_scores_give_each_class_its_iou_and_their_mean() {
+        let mut s = ClassScores::new(3);
+        // reference 0 -> predicted 0, 0 -> 1, 1 -> 1, 2 -> 2, 2 -> 2, 2 -> 0 (ties go to the first class)
+        for (logits, label) in [
+            ([2.0, 0.0, 0.0], 0),
+            ([0.0, 2.0, 0.0], 0),
+            ([0.0, 1.0, 1.0], 1),
+            ([0.0, 0.0, 3.0], 2),
+            ([0.0, 0.0, 3.0], 2),
+            ([1.0, 1.0, 1.0], 2),
+        ] {
+            s.add(&logits, label);
+        }
+        s.add(&[9.0, 0.0, 0.0], UNLABELLED);
+        assert_eq!(s.confusion, [1, 1, 0, 0, 1, 0, 1, 0, 2]);
+        let r = s.record(4);
+        // IoU: class 0 1/(2+2-1) = 1/3, class 1 1/(1+2-1) = 1/2, class 2 2/(3+2-2) = 2/3.
+        let close = |a: f64, b: f64| (a - b).abs() < 1e-12;
+        assert!(close(r.per_class.iou()[0], 1.0 / 3.0) && close(r.per_class.iou()[1], 0.5));
+        assert!(close(r.per_class.iou()[2], 2.0 / 3.0) && close(r.iou, 0.5));
+        assert!(close(r.per_class.dice()[2], 0.8) && close(r.accuracy, 4.0 / 6.0));
+        assert!(close(r.false_positive_rate, 0.5) && r.labelled == Some(6) && s.unlabelled == 1);
+        assert!(r.score_text().starts_with("mean IoU 0.5000"), "{}", r.score_text());
+        // A class in neither reference nor prediction is undefined and left out of the mean.
+        let mut absent = ClassScores::new(3);
+        absent.add(&[1.0, 0.0, 0.0], 0);
+        absent.add(&[0.0, 1.0, 0.0], 1);
+        let r = absent.record(1);
+        assert!(r.per_class.iou()[2].is_nan() && close(r.iou, 1.0));
+        // Cross-entropy of equal logits is ln 3.
+        let mut even = ClassScores::new(3);
+        even.add(&[0.5, 0.5, 0.5], 2);
+        assert!(close(even.record(1).loss, 3f64.ln()));
     }
 
     #[test]

@@ -877,6 +877,26 @@ fn trains_from_qupath_annotations_and_refuses_bad_ones_in_one_line() {
     assert!(out.join("checkpoint.safetensors").is_file());
     // No annotation of the foreground class: the line lists the classes there are.
     assert_clean_failure(&run(&["--foreground-class", "Tumour"]), &["--annotations", "Tumor", "Stroma"]);
+    // Three classes by --class, in class-index order; Ignore* and unclassified annotations label nothing.
+    write(vec![
+        feature("Stroma", square(2.0, 2.0, 75.0)),
+        feature("Tumor", square(30.0, 25.0, 30.0)),
+        feature("Necrosis", square(5.0, 5.0, 20.0)),
+        feature("Ignore*", square(60.0, 60.0, 10.0)),
+    ]);
+    let o = run(&["--class", "Stroma", "--class", "Tumor", "--class", "Necrosis"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let ck = Checkpoint::load(&out.join("checkpoint.safetensors"), &candle_core::Device::Cpu).unwrap();
+    assert_eq!(
+        (ck.net.classes(), ck.summary.classes.names.join(",")),
+        (3, "Stroma,Tumor,Necrosis".to_string())
+    );
+    // An annotation class that is neither listed nor ignored is named.
+    assert_clean_failure(
+        &run(&["--class", "Stroma", "--class", "Tumor"]),
+        &["--annotations", "Necrosis", "--class"],
+    );
+    write(vec![feature("Stroma", square(2.0, 2.0, 75.0)), feature("Tumor", square(30.0, 25.0, 30.0))]);
     // A point outside the image.
     write(vec![feature("Tumor", square(80.0, 70.0, 30.0))]);
     assert_clean_failure(&run(&["--foreground-class", "Tumor"]), &["--annotations", "outside"]);
@@ -889,4 +909,76 @@ fn trains_from_qupath_annotations_and_refuses_bad_ones_in_one_line() {
     // Coordinates that are not numbers.
     write(vec![feature("Tumor", serde_json::json!([[["a", 1.0], [5.0, 5.0], [1.0, 9.0], ["a", 1.0]]]))]);
     assert_clean_failure(&run(&["--foreground-class", "Tumor"]), &["--annotations"]);
+}
+
+/// Three classes from an index mask and from the same classes as a colour mask: the same run (same labels,
+/// same crops), the names and colours in the checkpoint, per-class columns in val.csv; a mask value
+/// beyond the classes and an unknown colour are one-line errors.
+#[test]
+fn three_classes_from_index_and_colour_masks() {
+    let dir = tempfile::tempdir().unwrap();
+    let (w, h) = (48u32, 40u32);
+    let class = |x: u32, y: u32| -> u8 {
+        if x < 16 {
+            0
+        } else if (x + y) % 9 < 3 {
+            2
+        } else {
+            1
+        }
+    };
+    let palette = [[0u8, 0, 0], [0, 0, 255], [150, 75, 0]];
+    let img = image::RgbImage::from_fn(w, h, |x, y| {
+        let t = ((x * 7 + y * 13) % 30) as u8;
+        image::Rgb([[40, 200, 120][class(x, y) as usize] + t, 90, [30, 60, 220][class(x, y) as usize]])
+    });
+    let index = image::GrayImage::from_fn(w, h, |x, y| image::Luma([class(x, y)]));
+    let colour = image::RgbImage::from_fn(w, h, |x, y| image::Rgb(palette[class(x, y) as usize]));
+    let (ip, xp, cp) =
+        (dir.path().join("i.png"), dir.path().join("index.png"), dir.path().join("colour.png"));
+    img.save(&ip).unwrap();
+    index.save(&xp).unwrap();
+    colour.save(&cp).unwrap();
+    let names = ["--class-names", "background,a,b", "--class-colors", "#000000,#0000ff,#964b00"];
+    let common = ["--iterations", "6", "--crop", "32", "--val-fraction", "0.25", "--val-every", "3"];
+    let by_index = dir.path().join("by_index");
+    let mut args = vec!["--label-format", "index"];
+    args.extend(names.iter().chain(&common));
+    let o = train(&ip, &xp, &by_index, &args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("mean IoU"),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    let ck = Checkpoint::load(&by_index.join("checkpoint.safetensors"), &candle_core::Device::Cpu).unwrap();
+    assert_eq!((ck.net.classes(), ck.summary.classes.names.join(",")), (3, "background,a,b".to_string()));
+    assert_eq!(ck.summary.classes.colors, palette);
+    let val = std::fs::read_to_string(by_index.join("val.csv")).unwrap();
+    assert!(val.starts_with("iteration,loss,iou,dice,accuracy,false_positive_rate,labelled_pixels,iou_0,iou_1,iou_2,dice_0,dice_1,dice_2\n"), "{val}");
+    assert_eq!(read_val_csv(&by_index.join("val.csv"))[0].per_class.len(), 3);
+
+    let by_colour = dir.path().join("by_colour");
+    let mut args = vec!["--label-format", "color"];
+    args.extend(names.iter().chain(&common));
+    let o = train(&ip, &cp, &by_colour, &args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(read_loss_csv(&by_index.join("loss.csv")), read_loss_csv(&by_colour.join("loss.csv")));
+
+    // The count inferred from the index mask: three classes, default names.
+    let inferred = dir.path().join("inferred");
+    let o = train(&ip, &xp, &inferred, &["--label-format", "index", "--iterations", "2", "--crop", "32"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let ck = Checkpoint::load(&inferred.join("checkpoint.safetensors"), &candle_core::Device::Cpu).unwrap();
+    assert_eq!(ck.summary.classes.names, ["background", "class1", "class2"]);
+
+    let o = train(&ip, &xp, &dir.path().join("two"), &["--label-format", "index", "--classes", "2"]);
+    assert_clean_failure(&o, &["--mask", "the value 2", "raise --classes"]);
+    let o = train(
+        &ip,
+        &cp,
+        &dir.path().join("bad"),
+        &["--label-format", "color", "--class-colors", "#000000,#0000ff"],
+    );
+    assert_clean_failure(&o, &["#964b00", "--class-colors"]);
 }

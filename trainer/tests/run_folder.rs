@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use candle_core::Device;
-use trainer::checkpoint::{Checkpoint, History, TrainingSummary, ValRecord};
+use trainer::checkpoint::{Checkpoint, History, PerClass, TrainingSummary, ValRecord};
 use trainer::model::{Normalization, SegNet};
 use trainer::outputs::{read_loss_csv, read_val_csv, save_steps, OutputPaths, SaveContent, Step};
 
@@ -22,6 +22,7 @@ fn checkpoint(run: u64, iterations: usize) -> Checkpoint {
             accuracy: 0.7,
             false_positive_rate: 0.02,
             labelled: Some(100),
+            per_class: PerClass::NONE,
         })
         .collect();
     let summary = TrainingSummary { iterations, final_loss: losses[iterations - 1], ..Default::default() };

@@ -5,6 +5,12 @@
 //! classes, or unclassified ones, it is background; where they overlap, foreground wins (QuPath's usual
 //! layout: a region annotated as background, or unclassified, with the objects of interest drawn inside).
 //! A pixel in no annotation is unlabelled, or background when [`Unannotated::Background`] is chosen.
+//!
+//! More than two classes ([`Labeller::with_classes`], `--class NAME` repeated in class-index order): a pixel
+//! inside an annotation of the i-th class is class i; where annotations of several classes overlap the
+//! later class wins (so objects drawn inside a region annotated as class 0 keep their class). As in QuPath's
+//! pixel classifier, unclassified annotations and those of a class whose name starts with `Ignore` label
+//! nothing: their pixels stay unlabelled unless another annotation covers them.
 
 use super::raster::{paint, Scratch};
 use super::{Annotation, AnnotationError, Annotations};
@@ -15,7 +21,7 @@ pub const BACKGROUND: u8 = 0;
 /// Label of a foreground pixel.
 pub const FOREGROUND: u8 = 1;
 /// Label of a pixel no annotation covers, when those are unlabelled: the one unlabelled class of
-/// [`crate::labels`], which the trainer's loss and scores skip.
+/// [`crate::masks`], which the trainer's loss and scores skip.
 pub use crate::masks::UNLABELLED;
 
 /// What a pixel outside every annotation is.
@@ -27,12 +33,17 @@ pub enum Unannotated {
     Background,
 }
 
-/// Annotations split into foreground and background, ready to fill windows of labels.
+/// Annotations split by the label they give, ready to fill windows of labels.
 #[derive(Debug, Clone)]
 pub struct Labeller {
-    foreground: Vec<Annotation>,
-    background: Vec<Annotation>,
+    /// The annotations of each label, painted in this order (a later one wins where they overlap).
+    layers: Vec<(Vec<Annotation>, u8)>,
     unannotated: Unannotated,
+}
+
+/// Whether QuPath leaves annotations of this class out of training (`Ignore*`).
+pub fn is_ignored_class(name: &str) -> bool {
+    name.starts_with("Ignore")
 }
 
 impl Labeller {
@@ -65,7 +76,54 @@ impl Labeller {
                 },
             });
         }
-        Ok(Labeller { foreground, background, unannotated })
+        Ok(Labeller { layers: vec![(background, BACKGROUND), (foreground, FOREGROUND)], unannotated })
+    }
+
+    /// Labels of several classes: an annotation whose class is `classes[i]` labels class i; unclassified
+    /// and `Ignore*` annotations label nothing. Refused when an annotation has a class that is neither
+    /// listed nor ignored (a misspelt `--class` would otherwise drop its annotations silently), or when no
+    /// annotation has a listed class.
+    pub fn with_classes(
+        annotations: &Annotations,
+        classes: &[String],
+        unannotated: Unannotated,
+    ) -> Result<Labeller, AnnotationError> {
+        let mut layers: Vec<(Vec<Annotation>, u8)> =
+            (0..classes.len()).map(|i| (Vec::new(), i as u8)).collect();
+        let mut unknown: Vec<String> = Vec::new();
+        for a in &annotations.items {
+            let Some(class) = &a.class else { continue };
+            match classes.iter().position(|c| c == class) {
+                Some(i) => layers[i].0.push(a.clone()),
+                None if is_ignored_class(class) => {}
+                None if !unknown.contains(class) => unknown.push(class.clone()),
+                None => {}
+            }
+        }
+        let quoted =
+            |names: &[String]| names.iter().map(|c| format!("\"{c}\"")).collect::<Vec<_>>().join(", ");
+        if !unknown.is_empty() {
+            return Err(AnnotationError::UnknownClasses {
+                unknown: quoted(&unknown),
+                wanted: quoted(classes),
+            });
+        }
+        if layers.iter().all(|(a, _)| a.is_empty()) {
+            let found: Vec<String> = annotations
+                .class_names()
+                .into_iter()
+                .map(|c| c.map_or("unclassified".to_owned(), |c| format!("\"{c}\"")))
+                .collect();
+            return Err(AnnotationError::NoForeground {
+                wanted: quoted(classes),
+                found: if found.is_empty() {
+                    "none (no feature with an area)".into()
+                } else {
+                    found.join(", ")
+                },
+            });
+        }
+        Ok(Labeller { layers, unannotated })
     }
 
     /// Fills `out` (`window.width * window.height` labels, row by row) with the labels of `window` at a
@@ -78,7 +136,8 @@ impl Labeller {
         });
         let mut scratch = Scratch::default();
         let (right, bottom) = (window.right() as u64, window.bottom() as u64);
-        for (annotations, value) in [(&self.background, BACKGROUND), (&self.foreground, FOREGROUND)] {
+        for (annotations, value) in &self.layers {
+            let value = *value;
             for a in annotations {
                 // The box first: a slide may hold thousands of annotations, few of them in one crop.
                 let Some(b) = a.bounds.pixels(scale, right, bottom) else { continue };
@@ -93,23 +152,14 @@ impl Labeller {
     }
 
     /// The annotated areas at a level of `level_width` x `level_height` pixels and pixel size `scale`: the
-    /// box of every annotation that holds a pixel centre (foreground ones first), for drawing crops where
-    /// labels are.
+    /// box of every annotation that holds a pixel centre (the last label's first: with two classes the
+    /// foreground ones), for drawing crops where labels are.
     pub fn boxes(&self, scale: (f64, f64), level_width: u64, level_height: u64) -> Vec<Rect> {
-        self.foreground
+        self.layers
             .iter()
-            .chain(&self.background)
+            .rev()
+            .flat_map(|(annotations, _)| annotations)
             .filter_map(|a| a.bounds.pixels(scale, level_width, level_height))
             .collect()
-    }
-
-    /// The foreground annotations.
-    pub fn foreground(&self) -> &[Annotation] {
-        &self.foreground
-    }
-
-    /// The background annotations (other classes and unclassified).
-    pub fn background(&self) -> &[Annotation] {
-        &self.background
     }
 }

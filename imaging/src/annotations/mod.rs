@@ -7,7 +7,8 @@
 //!   its centre, in level-0 coordinates, is inside the polygon (see [`raster`] for the exact edge rule).
 //! - [`classes`]: classes to training labels (foreground, background, unlabelled) for a window.
 //! - [`trace`]: a predicted mask, row by row, back into polygons (one per 8-connected region, with its
-//!   holes); [`write`](mod@write): those polygons as GeoJSON that QuPath's "Import objects" reads.
+//!   holes, with its pixels' scores); [`measure`]: area, perimeter, centroid of a polygon with holes;
+//!   [`write`](mod@write): those polygons as GeoJSON that QuPath's "Import objects" reads, with measurements.
 //!
 //! Coordinates are level-0 pixels with the origin at the top-left corner of the image (QuPath's
 //! convention); x grows to the right, y down.
@@ -16,6 +17,7 @@ use crate::rect::Rect;
 
 pub mod classes;
 pub mod geojson;
+pub mod measure;
 pub mod raster;
 pub mod trace;
 pub mod write;
@@ -226,4 +228,7 @@ pub enum AnnotationError {
         /// The classes present.
         found: String,
     },
+    /// Annotations of classes that are neither listed (`--class`) nor ignored (`Ignore*`).
+    #[error("annotations have the classes {unknown}, which are not among --class {wanted}: add them with --class (in class-index order), or rename them `Ignore*` in QuPath to leave them out")]
+    UnknownClasses { unknown: String, wanted: String },
 }

@@ -324,6 +324,38 @@ fn labels_foreground_wins_and_unannotated_follows_the_flag() {
 }
 
 #[test]
+fn several_classes_label_by_index_and_ignore_unclassified_and_ignore_star() {
+    let text = r#"{"type": "FeatureCollection", "features": [
+      {"type": "Feature", "geometry": {"type": "Polygon", "coordinates": [[[1, 1], [7, 1], [7, 5], [1, 5], [1, 1]]]}, "properties": {"classification": {"name": "Stroma"}}},
+      {"type": "Feature", "geometry": {"type": "Polygon", "coordinates": [[[3, 2], [5, 2], [5, 4], [3, 4], [3, 2]]]}, "properties": {"classification": {"name": "Tumor"}}},
+      {"type": "Feature", "geometry": {"type": "Polygon", "coordinates": [[[0, 4], [2, 4], [2, 6], [0, 6], [0, 4]]]}, "properties": {"classification": {"name": "Necrosis"}}},
+      {"type": "Feature", "geometry": {"type": "Polygon", "coordinates": [[[5, 3], [8, 3], [8, 6], [5, 6], [5, 3]]]}, "properties": {"classification": {"name": "Ignore*"}}},
+      {"type": "Feature", "geometry": {"type": "Polygon", "coordinates": [[[6, 0], [8, 0], [8, 2], [6, 2], [6, 0]]]}, "properties": {}}]}"#;
+    let a = parse(text).unwrap();
+    let classes: Vec<String> = ["Stroma", "Tumor", "Necrosis"].map(String::from).to_vec();
+    let labeller = Labeller::with_classes(&a, &classes, Unannotated::Unlabelled).unwrap();
+    let mut out = vec![9u8; 8 * 6];
+    labeller.fill(window(8, 6), (1.0, 1.0), &mut out);
+    let u = UNLABELLED;
+    #[rustfmt::skip]
+    let expected = [
+        u, u, u, u, u, u, u, u,
+        u, 0, 0, 0, 0, 0, 0, u,
+        u, 0, 0, 1, 1, 0, 0, u,
+        u, 0, 0, 1, 1, 0, 0, u,
+        2, 2, 0, 0, 0, 0, 0, u,
+        2, 2, u, u, u, u, u, u,
+    ];
+    assert_eq!(out, expected);
+    // A class neither listed nor ignored is refused, naming it; none of the listed classes is refused.
+    let two: Vec<String> = ["Stroma", "Tumor"].map(String::from).to_vec();
+    let e = Labeller::with_classes(&a, &two, Unannotated::Unlabelled).unwrap_err().to_string();
+    assert!(e.contains("\"Necrosis\"") && e.contains("--class"), "{e}");
+    let none: Vec<String> = ["Stroma", "Tumor", "Necrosis", "Other"].map(String::from).to_vec();
+    assert!(Labeller::with_classes(&a, &none, Unannotated::Unlabelled).is_ok());
+}
+
+#[test]
 fn labels_of_many_annotations_equal_one_rasterisation_per_class() {
     // Many small annotations over a large level-0 area, read at level 1 in windows: the box prefilter must
     // not change a label.

@@ -30,12 +30,54 @@ const NONE: u32 = u32::MAX;
 pub type Corner = (i64, i64);
 
 /// One connected region of foreground: its outer ring and its holes, along pixel edges.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct TracedRegion {
     /// The ring around the region (positive shoelace sum), closing point not repeated.
     pub outer: Vec<Corner>,
     /// The rings around its holes (negative shoelace sums).
     pub holes: Vec<Vec<Corner>>,
+    /// Its pixels' scores (the foreground probability), when rows came with them.
+    pub scores: Scores,
+}
+
+/// The scores of a region's pixels, accumulated as its rows are labelled.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Scores {
+    /// Pixels scored.
+    pub pixels: u64,
+    /// Their sum.
+    pub sum: f64,
+    /// Their largest (`f32::NEG_INFINITY` when none).
+    pub max: f32,
+}
+
+impl Scores {
+    fn add(&mut self, values: &[f32]) {
+        if self.pixels == 0 {
+            self.max = f32::NEG_INFINITY;
+        }
+        self.pixels += values.len() as u64;
+        self.sum += values.iter().map(|&v| v as f64).sum::<f64>();
+        self.max = values.iter().copied().fold(self.max, f32::max);
+    }
+
+    fn merge(&mut self, other: Scores) {
+        if other.pixels == 0 {
+            return;
+        }
+        if self.pixels == 0 {
+            *self = other;
+            return;
+        }
+        self.pixels += other.pixels;
+        self.sum += other.sum;
+        self.max = self.max.max(other.max);
+    }
+
+    /// The mean score, `None` when no pixel was scored.
+    pub fn mean(&self) -> Option<f64> {
+        (self.pixels > 0).then(|| self.sum / self.pixels as f64)
+    }
 }
 
 impl TracedRegion {
@@ -163,10 +205,11 @@ impl Fragment {
     }
 }
 
-/// A region being traced: the rings closed so far.
+/// A region being traced: the rings closed so far and its pixels' scores.
 #[derive(Debug, Default)]
 struct Region {
     rings: Vec<Vec<Corner>>,
+    scores: Scores,
 }
 
 /// The streaming tracer: rows in, completed regions out. See the module documentation.
@@ -177,6 +220,8 @@ pub struct Tracer {
     rows: usize,
     prev: Vec<bool>,
     cur: Vec<bool>,
+    /// The current row's scores, when rows come with them.
+    cur_scores: Option<Vec<f32>>,
     prev_region: Vec<u32>,
     cur_region: Vec<u32>,
     regions: Vec<Region>,
@@ -202,6 +247,7 @@ impl Tracer {
             rows: 0,
             prev: vec![false; width],
             cur: vec![false; width],
+            cur_scores: None,
             prev_region: vec![NONE; width],
             cur_region: vec![NONE; width],
             regions: Vec::new(),
@@ -222,11 +268,29 @@ impl Tracer {
     /// Adds the next rows (`width` pixels each, non-zero is foreground) and returns the regions they
     /// complete.
     pub fn push_rows(&mut self, classes: &[u8]) -> Vec<TracedRegion> {
+        self.push_scored(classes, None)
+    }
+
+    /// Adds the next rows with a score per pixel (`scores`, as many as `classes`), summed per region into
+    /// [`TracedRegion::scores`]; returns the regions they complete.
+    pub fn push_scored(&mut self, classes: &[u8], scores: Option<&[f32]>) -> Vec<TracedRegion> {
         assert!(!self.finished, "rows pushed after finish");
-        assert_eq!(classes.len() % self.width.max(1), 0, "whole rows");
-        for row in classes.chunks_exact(self.width.max(1)) {
+        let w = self.width.max(1);
+        assert_eq!(classes.len() % w, 0, "whole rows");
+        if let Some(s) = scores {
+            assert_eq!(s.len(), classes.len(), "one score per pixel");
+        }
+        for (i, row) in classes.chunks_exact(w).enumerate() {
             for (c, &v) in self.cur.iter_mut().zip(row) {
                 *c = v != 0;
+            }
+            match scores {
+                Some(s) => {
+                    let row = self.cur_scores.get_or_insert_with(Vec::new);
+                    row.clear();
+                    row.extend_from_slice(&s[i * w..(i + 1) * w]);
+                }
+                None => self.cur_scores = None,
             }
             self.line();
         }
@@ -269,6 +333,7 @@ impl Tracer {
     fn new_region(&mut self) -> u32 {
         if let Some(r) = self.free_regions.pop() {
             self.parent[r as usize] = r;
+            self.regions[r as usize].scores = Scores::default();
             return r;
         }
         self.regions.push(Region::default());
@@ -289,6 +354,8 @@ impl Tracer {
         };
         let rings = std::mem::take(&mut self.regions[gone as usize].rings);
         self.regions[keep as usize].rings.extend(rings);
+        let scores = std::mem::take(&mut self.regions[gone as usize].scores);
+        self.regions[keep as usize].scores.merge(scores);
         self.parent[gone as usize] = keep;
         self.merged.push(gone);
         keep
@@ -319,6 +386,9 @@ impl Tracer {
                 region = self.new_region();
             }
             self.cur_region[start..x].fill(region);
+            if let Some(scores) = &self.cur_scores {
+                self.regions[region as usize].scores.add(&scores[start..x]);
+            }
         }
     }
 
@@ -523,7 +593,8 @@ impl Tracer {
             }
             self.stamp[r as usize] = y;
             let rings = std::mem::take(&mut self.regions[r as usize].rings);
-            self.done.push(region_of(rings));
+            let scores = std::mem::take(&mut self.regions[r as usize].scores);
+            self.done.push(region_of(rings, scores));
             self.free_regions.push(r);
         }
         // Merged-away labels are referenced only by the row above, which is done with.
@@ -534,7 +605,7 @@ impl Tracer {
 }
 
 /// The rings of one region: the one with a positive area is the outer ring.
-fn region_of(rings: Vec<Vec<Corner>>) -> TracedRegion {
+fn region_of(rings: Vec<Vec<Corner>>, scores: Scores) -> TracedRegion {
     let mut outer = Vec::new();
     let mut holes = Vec::new();
     for ring in rings {
@@ -544,5 +615,5 @@ fn region_of(rings: Vec<Vec<Corner>>) -> TracedRegion {
             holes.push(ring);
         }
     }
-    TracedRegion { outer, holes }
+    TracedRegion { outer, holes, scores }
 }

@@ -263,3 +263,72 @@ fn written_geojson_reads_back_as_the_mask_at_level_0() {
     let union = big.iter().zip(&upsampled).filter(|&(&a, &b)| a == 1 || b == 1).count();
     assert!(inter as f64 / union as f64 > 0.9, "IoU at level 0 {}", inter as f64 / union as f64);
 }
+
+#[test]
+fn scores_are_summed_per_region_across_bands() {
+    let mut rng = Lcg(9);
+    for case in 0..6 {
+        let (w, h) = (40 + case * 7, 33 + case * 5);
+        let mask = blobs(&mut rng, w, h, case % 2 == 0);
+        let scores: Vec<f32> = (0..w * h).map(|_| (rng.next() % 1000) as f32 / 999.0).collect();
+        let (label, n) = components(&mask, w, 1, true);
+        let mut expected = vec![(0u64, 0f64, f32::NEG_INFINITY); n];
+        for (p, &l) in label.iter().enumerate() {
+            if l != usize::MAX {
+                let e = &mut expected[l];
+                e.0 += 1;
+                e.1 += scores[p] as f64;
+                e.2 = e.2.max(scores[p]);
+            }
+        }
+        // Pushed in bands of varying height; each region's pixel count is its area.
+        let mut tracer = Tracer::new(w);
+        let mut regions = Vec::new();
+        let mut y = 0;
+        while y < h {
+            let rows = (1 + (rng.next() % 9) as usize).min(h - y);
+            regions.extend(
+                tracer.push_scored(&mask[y * w..(y + rows) * w], Some(&scores[y * w..(y + rows) * w])),
+            );
+            y += rows;
+        }
+        regions.extend(tracer.finish());
+        assert_eq!(regions.len(), n);
+        let mut got: Vec<(u64, i64, f32)> = regions
+            .iter()
+            .map(|r| (r.scores.pixels, (r.scores.sum * 1e6).round() as i64, r.scores.max))
+            .collect();
+        let mut want: Vec<(u64, i64, f32)> =
+            expected.iter().map(|e| (e.0, (e.1 * 1e6).round() as i64, e.2)).collect();
+        got.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        want.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        assert_eq!(got, want, "case {case}");
+        for r in &regions {
+            assert_eq!(r.scores.pixels as i64, r.area());
+        }
+    }
+}
+
+#[test]
+fn objects_carry_their_name_and_measurements() {
+    let style = FeatureStyle { object_type: "annotation".into(), class: "lumen".into(), color: [1, 2, 3] };
+    let mut writer = FeatureWriter::new(Vec::new(), &style).unwrap();
+    let square =
+        super::Polygon { outer: vec![(0.0, 0.0), (2.0, 0.0), (2.0, 2.0), (0.0, 2.0)], holes: vec![] };
+    let measurements = [("Area px^2", 4.0), ("Probability mean", 0.75), ("Area µm^2", f64::NAN)];
+    let object =
+        super::write::ObjectProperties { object_type: "detection", name: "7", measurements: &measurements };
+    writer.write_object(&square, &object).unwrap();
+    writer.write(&square).unwrap();
+    let text = String::from_utf8(writer.finish().unwrap()).unwrap();
+    let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let p = &json["features"][0]["properties"];
+    assert_eq!(p["objectType"], "detection");
+    assert_eq!(p["name"], "7");
+    assert_eq!(p["classification"], serde_json::json!({"name": "lumen", "color": [1, 2, 3]}));
+    let m = p["measurements"].as_object().unwrap();
+    assert_eq!(m.len(), 2, "the NaN is left out: {m:?}");
+    assert_eq!((m["Area px^2"].as_f64(), m["Probability mean"].as_f64()), (Some(4.0), Some(0.75)));
+    assert_eq!(json["features"][1]["properties"]["objectType"], "annotation");
+    assert_eq!(parse(&text).unwrap().items.len(), 2);
+}

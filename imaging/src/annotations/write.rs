@@ -1,7 +1,8 @@
 //! Polygons written as a GeoJSON FeatureCollection that QuPath's "Import objects" (File > Import objects,
 //! or drag and drop) reads: one Feature per region, a Polygon with its holes, and `properties` with
-//! `objectType` and `classification: {name, color}`. Written feature by feature, so a whole slide's regions
-//! never need to be held at once.
+//! `objectType`, `classification: {name, color}` and, per object, a `name` and `measurements` as QuPath
+//! 0.4 and later export them (an object of name to number; non-finite values are left out, as JSON has
+//! no NaN). Written feature by feature, so a whole slide's regions never need to be held at once.
 
 use std::io::{self, Write};
 
@@ -22,7 +23,19 @@ pub struct FeatureStyle {
 pub struct FeatureWriter<W: Write> {
     out: W,
     properties: String,
+    classification: String,
     features: usize,
+}
+
+/// What one object carries besides its shape.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ObjectProperties<'a> {
+    /// `objectType`.
+    pub object_type: &'a str,
+    /// `name` (QuPath's object name), e.g. the object's id.
+    pub name: &'a str,
+    /// `measurements`, in order.
+    pub measurements: &'a [(&'a str, f64)],
 }
 
 /// One coordinate: shortest exact decimal ("12", "12.5").
@@ -53,16 +66,49 @@ impl<W: Write> FeatureWriter<W> {
     pub fn new(mut out: W, style: &FeatureStyle) -> io::Result<FeatureWriter<W>> {
         out.write_all(b"{\"type\":\"FeatureCollection\",\"features\":[")?;
         let [r, g, b] = style.color;
-        let properties = format!(
-            "{{\"objectType\":{},\"classification\":{{\"name\":{},\"color\":[{r},{g},{b}]}}}}",
-            serde_json::Value::from(style.object_type.as_str()),
+        let classification = format!(
+            "{{\"name\":{},\"color\":[{r},{g},{b}]}}",
             serde_json::Value::from(style.class.as_str()),
         );
-        Ok(FeatureWriter { out, properties, features: 0 })
+        let properties = format!(
+            "{{\"objectType\":{},\"classification\":{classification}}}",
+            serde_json::Value::from(style.object_type.as_str()),
+        );
+        Ok(FeatureWriter { out, properties, classification, features: 0 })
     }
 
-    /// Writes one region as a Polygon feature.
+    /// Writes one region as a Polygon feature with the collection's properties.
     pub fn write(&mut self, polygon: &Polygon) -> io::Result<()> {
+        let properties = std::mem::take(&mut self.properties);
+        let result = self.write_feature(polygon, &properties);
+        self.properties = properties;
+        result
+    }
+
+    /// Writes one region as a Polygon feature with its own type, name and measurements (the class is the
+    /// collection's).
+    pub fn write_object(&mut self, polygon: &Polygon, object: &ObjectProperties<'_>) -> io::Result<()> {
+        use std::fmt::Write as _;
+        let mut p = format!(
+            "{{\"objectType\":{},\"name\":{},\"classification\":{},\"measurements\":{{",
+            serde_json::Value::from(object.object_type),
+            serde_json::Value::from(object.name),
+            self.classification,
+        );
+        let mut first = true;
+        for &(name, value) in object.measurements.iter().filter(|(_, v)| v.is_finite()) {
+            if !first {
+                p.push(',');
+            }
+            first = false;
+            let _ = write!(p, "{}:", serde_json::Value::from(name));
+            number(&mut p, value);
+        }
+        p.push_str("}}");
+        self.write_feature(polygon, &p)
+    }
+
+    fn write_feature(&mut self, polygon: &Polygon, properties: &str) -> io::Result<()> {
         let mut text = String::with_capacity(64 + 16 * polygon.outer.len());
         if self.features > 0 {
             text.push(',');
@@ -74,7 +120,7 @@ impl<W: Write> FeatureWriter<W> {
             ring(&mut text, hole);
         }
         text.push_str("]},\"properties\":");
-        text.push_str(&self.properties);
+        text.push_str(properties);
         text.push('}');
         self.out.write_all(text.as_bytes())?;
         self.features += 1;

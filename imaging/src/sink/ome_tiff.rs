@@ -10,7 +10,9 @@
 //! The tile offsets of the first IFD are known only at the end, so the file holds the header, then the tile
 //! data of all levels as it comes, then the IFDs (first IFD, then the SubIFDs), and the header's pointer to
 //! the first IFD is patched last. The OME-XML (sizes, channels, type, physical pixel size) is the first IFD's
-//! ImageDescription.
+//! ImageDescription. The pixel size is also in every level's XResolution, YResolution and ResolutionUnit
+//! (centimetre) tags, where readers that do not parse OME-XML (OpenSlide's `openslide.mpp-x`, libvips'
+//! resolution) find it.
 
 use std::fs::File;
 use std::io::{BufWriter, Seek, SeekFrom, Write};
@@ -93,6 +95,7 @@ pub struct OmeTiffWriter {
     samples: OmeSamples,
     orientation: Orientation,
     description: String,
+    microns_per_pixel: Option<(f64, f64)>,
     levels: Vec<Level>,
     /// Scratch buffers: a tile and its compressed bytes.
     tile: Vec<u8>,
@@ -142,6 +145,7 @@ impl OmeTiffWriter {
             samples,
             orientation,
             description: ome_xml(width, height, samples, microns_per_pixel),
+            microns_per_pixel,
             levels,
             tile: Vec::new(),
             compressed: Vec::new(),
@@ -323,6 +327,13 @@ impl OmeTiffWriter {
         if self.orientation != Orientation::Normal {
             entries.push(Entry::shorts(274, &[self.orientation.tag()]));
         }
+        if let Some(mpp) = self.microns_per_pixel {
+            // A level's pixel is as many full-resolution pixels as the size ratio says.
+            let full = &self.levels[0].fill;
+            let scale =
+                (full.width as f64 / level.fill.width as f64, full.height as f64 / level.fill.height as f64);
+            entries.extend(resolution_entries(mpp, scale));
+        }
         if i == 0 {
             entries.push(Entry::ascii(270, &self.description));
             if !sub_ifds.is_empty() {
@@ -430,11 +441,39 @@ impl Entry {
         }
     }
 
+    fn rational(tag: u16, (num, den): (u32, u32)) -> Entry {
+        let data = [num.to_le_bytes(), den.to_le_bytes()].concat();
+        Entry { tag, typ: 5, count: 1, data }
+    }
+
     fn ascii(tag: u16, text: &str) -> Entry {
         let mut data = text.as_bytes().to_vec();
         data.push(0);
         Entry { tag, typ: 2, count: data.len() as u64, data }
     }
+}
+
+/// XResolution, YResolution (pixels per centimetre) and ResolutionUnit 3 (centimetre) for pixels of
+/// `microns` (x, y) at full resolution, `scale` full-resolution pixels to one of this level's.
+fn resolution_entries(microns: (f64, f64), scale: (f64, f64)) -> [Entry; 3] {
+    let per_cm = |um: f64, scale: f64| rational(1e4 / (um * scale));
+    [
+        Entry::rational(282, per_cm(microns.0, scale.0)),
+        Entry::rational(283, per_cm(microns.1, scale.1)),
+        Entry::shorts(296, &[3]),
+    ]
+}
+
+/// `v` as a TIFF RATIONAL: the largest power-of-ten denominator (up to 10^6) whose numerator fits 32 bits.
+fn rational(v: f64) -> (u32, u32) {
+    if !(v.is_finite() && v > 0.0) {
+        return (0, 1);
+    }
+    let mut den = 1_000_000u32;
+    while den > 1 && (v * f64::from(den)).round() > f64::from(u32::MAX) {
+        den /= 10;
+    }
+    ((v * f64::from(den)).round().min(f64::from(u32::MAX)) as u32, den)
 }
 
 /// The bytes an IFD takes: its entries, next-IFD pointer and the values that do not fit in an entry
@@ -503,6 +542,27 @@ mod tests {
             ];
             assert_eq!(serialize(&entries, 100, big).len() as u64, ifd_size(&entries, big));
         }
+    }
+
+    #[test]
+    fn the_pixel_size_is_in_the_resolution_tags_of_every_level() {
+        let value = |e: &Entry| {
+            let num = u32::from_le_bytes(e.data[..4].try_into().unwrap());
+            let den = u32::from_le_bytes(e.data[4..].try_into().unwrap());
+            f64::from(num) / f64::from(den)
+        };
+        // 0.25 x 0.5 um at full resolution: 40000 and 20000 pixels per centimetre.
+        let [x, y, unit] = resolution_entries((0.25, 0.5), (1.0, 1.0));
+        assert_eq!((x.tag, x.typ, y.tag, y.typ), (282, 5, 283, 5));
+        assert_eq!((value(&x), value(&y)), (40000.0, 20000.0));
+        assert_eq!((unit.tag, unit.data.as_slice()), (296, &3u16.to_le_bytes()[..]));
+        // A level of 2305 -> 1153 pixels: its pixel is 2305/1153 of a full-resolution one.
+        let [x, _, _] = resolution_entries((0.25, 0.5), (2305.0 / 1153.0, 2.0));
+        let mpp = 1e4 / value(&x);
+        assert!((mpp - 0.25 * 2305.0 / 1153.0).abs() < 1e-9, "{mpp}");
+        assert_eq!(rational(0.1234567), (123457, 1_000_000));
+        assert_eq!(rational(1e9), (1_000_000_000, 1));
+        assert_eq!(rational(f64::NAN), (0, 1));
     }
 
     #[test]

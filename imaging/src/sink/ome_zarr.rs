@@ -498,7 +498,7 @@ impl OmeZarrWriter {
                 // Our own leftover (this process id, this host): a previous store of this run that failed.
                 fs::remove_dir_all(&dir).map_err(|e| format!("cannot remove {}: {e}", dir.display()))?;
             }
-            fs::create_dir(&dir).map_err(|e| format!("{e}; check that its folder exists and is writable"))?;
+            fs::create_dir(&dir).map_err(|e| format!("{e}; {}", crate::files::create_hint(&e)))?;
         }
         let writer = OmeZarrWriter {
             target: target.to_path_buf(),

@@ -411,6 +411,15 @@ pub enum Finalized {
 /// Checks, without changing anything, that `store` can be finalized: every share done under the store's
 /// plan (or the store already final).
 pub fn check_finalize(store: &Path) -> Result<Option<SharePlan>, ShareError> {
+    if fs::symlink_metadata(store).is_err() {
+        return Err(ShareError::NotShares {
+            store: store.to_path_buf(),
+            reason:
+                "it does not exist; give the --output store the shares wrote (predict it with --shard K/N \
+                     first)"
+                    .into(),
+        });
+    }
     if !store.join(SHARES_DIR).is_dir() {
         if store.join(".zattrs").is_file() && store.join(".zgroup").is_file() {
             return Ok(None);
@@ -552,6 +561,13 @@ fn remove_temporaries(folder: &Path) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn finalize_on_a_missing_path_says_it_does_not_exist() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = check_finalize(&dir.path().join("nothing.ome.zarr")).unwrap_err().to_string();
+        assert!(err.contains("it does not exist") && !err.contains("no .segmenter-shares"), "{err}");
+    }
 
     #[test]
     fn shares_are_whole_chunk_rows_that_cover_the_image_once() {

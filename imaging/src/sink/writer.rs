@@ -27,8 +27,7 @@ pub trait RowWriter: Send {
 
 /// Creates the file at `path` (the temporary an output set handed out), buffered.
 pub(crate) fn create(path: &Path) -> Result<BufWriter<File>, String> {
-    let file =
-        File::create(path).map_err(|e| format!("{e}; check that its folder exists and is writable"))?;
+    let file = File::create(path).map_err(|e| format!("{e}; {}", crate::files::create_hint(&e)))?;
     Ok(BufWriter::with_capacity(1 << 16, file))
 }
 

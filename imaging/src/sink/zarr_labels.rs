@@ -40,16 +40,36 @@ use crate::pyramid::Reduction;
 use crate::pyramid::SampleKind as OmeSamples;
 use crate::source::{looks_like_ome_zarr_store, multiscales_metadata, ImageSource};
 
-/// Refuses a label name that is not one plain folder name: empty, with a path separator, `..`, or
-/// starting with `.` (the writers' temporaries start with `.`).
+/// The longest label name, in bytes: a folder name on common file systems.
+const MAX_NAME_BYTES: usize = 255;
+
+/// Refuses a label name that is not one plain folder name: empty, with a path separator, whitespace or a
+/// control character, starting with `.` (`..`, and the writers' temporaries start with `.`), or longer
+/// than a folder name can be.
 pub fn check_name(name: &str) -> Result<(), String> {
-    if name.is_empty() || name.starts_with('.') || name.contains(['/', '\\', '\0']) {
-        return Err(format!(
-            "{name:?} is not a label name: give one folder name for labels/NAME, without '/' or '\\' and \
-             not starting with '.' (e.g. --labels segmenter)"
-        ));
+    let why = if name.is_empty() {
+        Some("it is empty")
+    } else if name.starts_with('.') {
+        Some("it starts with '.'")
+    } else if name.contains(['/', '\\']) {
+        Some("it holds a path separator")
+    } else if name.chars().any(char::is_whitespace) {
+        Some("it holds whitespace")
+    } else if name.chars().any(char::is_control) {
+        Some("it holds a control character")
+    } else if name.len() > MAX_NAME_BYTES {
+        Some("it is longer than 255 bytes")
+    } else {
+        None
+    };
+    match why {
+        Some(why) => Err(format!(
+            "{name:?} is not a label name ({why}): give one folder name for labels/NAME, without '/', '\\', \
+             whitespace or control characters, not starting with '.', at most {MAX_NAME_BYTES} bytes (e.g. \
+             --labels segmenter)"
+        )),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 /// Whether `below` is `above` halved, rounded up or down.
@@ -508,11 +528,17 @@ mod tests {
 
     #[test]
     fn names_are_one_plain_folder_name() {
-        for good in ["segmenter", "cells v2", "a.b", "é"] {
+        let longest = "x".repeat(255);
+        for good in ["segmenter", "cells_v2", "a.b", "é", "a-b", longest.as_str()] {
             assert!(check_name(good).is_ok(), "{good}");
         }
-        for bad in ["", ".", "..", ".hidden", "a/b", "/abs", "a\\b", "nul\0"] {
-            assert!(check_name(bad).is_err(), "{bad:?}");
+        let too_long = "x".repeat(256);
+        for bad in [
+            "", ".", "..", ".hidden", "a/b", "/abs", "a\\b", "nul\0", " ", "cells v2", "a\nb", "\t",
+            "\u{7f}", &too_long,
+        ] {
+            let err = check_name(bad).unwrap_err();
+            assert!(err.contains("is not a label name (") && !err.contains('\n'), "{bad:?}: {err}");
         }
     }
 

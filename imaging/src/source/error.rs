@@ -2,7 +2,8 @@
 
 /// How to get OpenSlide, for messages.
 pub const HOW_TO_GET_OPENSLIDE: &str =
-    "run `just setup` (or scripts/setup/fetch_openslide.sh), or pass --openslide-lib PATH, or set OPENSLIDE_LIB";
+    "run `just setup` (or scripts/setup/fetch_openslide.sh), or pass --openslide-lib PATH, or set OPENSLIDE_LIB, \
+     or `pip install openslide-bin` into the Python environment the runner is installed in";
 
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {

@@ -4,7 +4,9 @@
 //!
 //! The library is looked up as the path given to [`set_library`] (the runner's `--openslide-lib`), else
 //! `$OPENSLIDE_LIB`, else `.openslide/lib/libopenslide.so.1` (put there by `just setup`) in a folder above
-//! the current folder or the executable's folder. It is loaded once per path and kept for the process.
+//! the current folder or the executable's folder, else the `openslide-bin` wheel's copy in the Python
+//! environment the executable is installed in (see [`crate::site_packages`]). It is loaded once per path
+//! and kept for the process.
 //!
 //! A file goes to OpenSlide when `openslide_detect_vendor` names a vendor other than `generic-tiff`. Its
 //! regions are read band by band at the chosen level, in chunks of at most [`CHUNK_WIDTH`] x
@@ -53,6 +55,8 @@ pub(crate) const FORMAT: Descriptor = Descriptor {
 pub const LIBRARY_FILE: &str = "libopenslide.so.1";
 /// Where `just setup` (scripts/setup/fetch_openslide.sh) puts the library, relative to the repository.
 pub const REPO_LIBRARY_DIR: &str = ".openslide/lib";
+/// The library inside the `openslide-bin` wheel, relative to site-packages.
+pub const WHEEL_MEMBER: &str = "openslide_bin/libopenslide.so.1";
 /// The environment variable naming the library.
 pub const LIBRARY_ENV: &str = "OPENSLIDE_LIB";
 /// The widest region read in one call.
@@ -168,7 +172,7 @@ pub fn set_library(path: Option<PathBuf>) {
     *EXPLICIT.lock().unwrap_or_else(|p| p.into_inner()) = path;
 }
 
-/// The library to load: `explicit`, else `$OPENSLIDE_LIB`, else the repository's copy.
+/// The library to load: `explicit`, else `$OPENSLIDE_LIB`, else the repository's copy, else the wheel's.
 pub fn resolve_library(explicit: Option<&Path>) -> Result<PathBuf, LibraryError> {
     let existing = |path: PathBuf, origin| {
         if path.is_file() {
@@ -192,6 +196,9 @@ pub fn resolve_library(explicit: Option<&Path>) -> Result<PathBuf, LibraryError>
                 return Ok(candidate);
             }
         }
+    }
+    if let Some(wheel) = crate::site_packages::find(WHEEL_MEMBER) {
+        return Ok(wheel);
     }
     let searched = [cwd, exe_dir].into_iter().flatten().map(|p| p.display().to_string()).collect::<Vec<_>>();
     Err(LibraryError::NotFound { searched: searched.join(" or ") })

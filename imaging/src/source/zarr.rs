@@ -8,8 +8,9 @@
 //! as every other reader converts them. Level N is `datasets[N]`; its `scale` transform gives the
 //! downsample and, when the y and x axes have a length unit, the micrometres per pixel.
 //!
-//! A chunk that is missing from the store is an error naming it (Zarr would read it as the fill value,
-//! but an image with a hole is more likely a broken copy than an intended blank).
+//! A chunk (or shard) that is absent from the store is the array's fill value, as the Zarr specification
+//! says (v2 and v3): zarr-python leaves out chunks that hold only the fill value (`write_empty_chunks`
+//! false), so sparse stores are common.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -87,7 +88,10 @@ fn read_multiscales(dir: &Path, name: &str) -> Result<(u8, Value), SourceError> 
     } else {
         return Err(not_ome());
     };
-    let first = multiscales.as_array().and_then(|m| m.first()).cloned().ok_or_else(not_ome)?;
+    let list = multiscales.as_array().ok_or_else(not_ome)?;
+    let first = list.first().cloned().ok_or_else(|| {
+        error(name, "its multiscales metadata lists no images (`multiscales` is an empty list)")
+    })?;
     Ok((version, first))
 }
 
@@ -97,6 +101,16 @@ enum Dtype {
     U16,
     I16,
     F32,
+}
+
+impl Dtype {
+    fn bytes(self) -> u64 {
+        match self {
+            Dtype::U8 => 1,
+            Dtype::U16 | Dtype::I16 => 2,
+            Dtype::F32 => 4,
+        }
+    }
 }
 
 /// One axis of the multiscales metadata.
@@ -173,6 +187,7 @@ struct Level {
 
 fn open_array(
     store: &Arc<FilesystemStore>,
+    dir: &Path,
     multiscale: &Value,
     layout: Layout,
     index: usize,
@@ -183,9 +198,24 @@ fn open_array(
         .as_str()
         .ok_or_else(|| error(name, format!("dataset {index} of its multiscales metadata has no path")))?
         .to_string();
-    let array = Array::open(store.clone(), &format!("/{}", path.trim_matches('/')))
-        .map_err(|e| error(name, format!("its array {path} cannot be opened: {e}")))?;
+    if !inside_store(&path) {
+        return Err(error(
+            name,
+            format!(
+                "dataset {index}'s path `{path}` leaves the store; NGFF dataset paths are relative paths \
+                 inside the image's folder"
+            ),
+        ));
+    }
+    let key = path.trim_matches('/');
+    check_array_metadata(&dir.join(key), &path, name)?;
+    let array = Array::open(store.clone(), &format!("/{key}")).map_err(|e| {
+        error(name, format!("its array {path} cannot be opened: {}", open_error(&e.to_string())))
+    })?;
     let shape = array.shape().to_vec();
+    if shape.contains(&0) {
+        return Err(error(name, format!("its array {path} is empty (shape {shape:?})")));
+    }
     if shape.len() != layout.ndim {
         return Err(error(
             name,
@@ -218,6 +248,7 @@ fn open_array(
     let (width, height) = check_size(name, shape[layout.x], shape[layout.y])?;
     let zeros = vec![0; layout.ndim];
     let chunk = array.chunk_shape(&zeros).map_err(|e| error(name, format!("array {path}: {e}")))?;
+    check_decode_unit(&array, &chunk, dtype, &path, name, (width, height))?;
     let chunk = (chunk[layout.x].get() as usize, chunk[layout.y].get() as usize);
     Ok(Level {
         compression: compression_of(&array),
@@ -230,6 +261,120 @@ fn open_array(
         chunk,
         scale: scale_of(&dataset["coordinateTransformations"]),
     })
+}
+
+/// The most bytes one chunk (or one inner chunk of a shard), decoded, may take: what the store declares
+/// is checked against it before anything is read, so a small store cannot ask for gigabytes.
+const CHUNK_BUDGET: u64 = 256 << 20;
+
+/// Checks the decoded size of the unit the codecs decode at once (a chunk, or a shard's inner chunk; a
+/// shard itself is read inner chunk by inner chunk) against [`CHUNK_BUDGET`].
+fn check_decode_unit(
+    array: &Array<FilesystemStore>,
+    chunk: &[std::num::NonZeroU64],
+    dtype: Dtype,
+    path: &str,
+    name: &str,
+    (width, height): (usize, usize),
+) -> Result<(), SourceError> {
+    let json = serde_json::to_value(array.metadata()).unwrap_or(Value::Null);
+    let sharding =
+        json["codecs"].as_array().and_then(|c| c.first()).filter(|c| c["name"] == "sharding_indexed");
+    let inner: Option<Vec<u64>> = sharding.and_then(|c| {
+        c["configuration"]["chunk_shape"].as_array().map(|v| v.iter().filter_map(Value::as_u64).collect())
+    });
+    let (shape, what): (Vec<u64>, &str) = match inner.clone() {
+        Some(inner) => (inner, "inner chunks"),
+        None => (chunk.iter().map(|d| d.get()).collect(), "chunks"),
+    };
+    let bytes = shape.iter().fold(dtype.bytes(), |acc, &d| acc.saturating_mul(d));
+    // A shard's index (16 bytes per inner chunk) is read whole.
+    if let Some(inner) = inner.as_ref().filter(|inner| inner.len() == chunk.len()) {
+        let count =
+            chunk.iter().zip(inner).fold(1u64, |acc, (s, &i)| acc.saturating_mul(s.get().div_ceil(i.max(1))));
+        let index = count.saturating_mul(16);
+        if index > CHUNK_BUDGET {
+            return Err(SourceError::TooLarge {
+                name: name.to_string(),
+                width: width as u64,
+                height: height as u64,
+                reason: format!(
+                    "its array {path} has shards of {count} inner chunks, whose index is {index} bytes, over \
+                     the budget of {CHUNK_BUDGET} bytes; rewrite it with smaller shards"
+                ),
+            });
+        }
+    }
+    if bytes > CHUNK_BUDGET {
+        return Err(SourceError::TooLarge {
+            name: name.to_string(),
+            width: width as u64,
+            height: height as u64,
+            reason: format!(
+                "its array {path} has {what} of shape {shape:?}, {bytes} bytes each decoded, over the \
+                 budget of {CHUNK_BUDGET} bytes per chunk; rewrite it with smaller chunks (e.g. 1x512x512)"
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// Whether a dataset path stays inside the store: relative, with no `..` (nor `.`, empty or backslash)
+/// component.
+fn inside_store(path: &str) -> bool {
+    let path = path.trim_start_matches('/');
+    !path.is_empty()
+        && !path.contains('\\')
+        && path.split('/').all(|c| !c.is_empty() && c != "." && c != "..")
+}
+
+/// What the array metadata in `dir` holds that this reader does not read, said before `zarrs` would say it
+/// in its own terms: chunks in Fortran order (v2 `order: "F"`) or a v3 `transpose` codec.
+fn check_array_metadata(dir: &Path, path: &str, name: &str) -> Result<(), SourceError> {
+    let read = |file: &str| {
+        std::fs::read(dir.join(file)).ok().and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+    };
+    let rewrite =
+        "rewrite the array with its chunks in C order (zarr-python: `order=\"C\"`, no transpose codec)";
+    if let Some(meta) = read(".zarray") {
+        if meta["order"] == "F" {
+            return Err(error(
+                name,
+                format!("its array {path} stores its chunks in Fortran order (order \"F\"), which is not read; {rewrite}"),
+            ));
+        }
+    }
+    if let Some(meta) = read("zarr.json") {
+        fn has_transpose(codecs: &Value) -> bool {
+            codecs.as_array().is_some_and(|list| {
+                list.iter().any(|c| c["name"] == "transpose" || has_transpose(&c["configuration"]["codecs"]))
+            })
+        }
+        if has_transpose(&meta["codecs"]) {
+            return Err(error(
+                name,
+                format!("its array {path} has a transpose codec (its chunks' axes are permuted), which is not read; {rewrite}"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A `zarrs` metadata error in words a user can act on: serde's internals (e.g. "data did not match any
+/// variant of untagged enum FillValueMetadataV2Type") become what the field is.
+fn open_error(text: &str) -> String {
+    if text.contains("untagged enum FillValue") || text.to_lowercase().contains("fill value") {
+        return "its fill_value does not fit its data type (a number for integer and float arrays, or \"NaN\", \
+                \"Infinity\", \"-Infinity\" for floats)"
+            .into();
+    }
+    if let Some(at) = text.find("untagged enum") {
+        return format!(
+            "its metadata is not valid Zarr array metadata ({})",
+            text[..at].trim_end_matches([' ', ':'])
+        );
+    }
+    text.to_string()
 }
 
 /// The codecs of an array, e.g. "Zarr v2 blosc" or "Zarr v3 sharding_indexed(bytes, zstd)".
@@ -318,7 +463,7 @@ fn read_image(dir: &Path, name: &str) -> Result<Image, SourceError> {
     let mut levels = Vec::with_capacity(datasets);
     let mut scales = Vec::with_capacity(datasets);
     for index in 0..datasets {
-        let level = open_array(&store, &multiscale, layout, index, name)?;
+        let level = open_array(&store, dir, &multiscale, layout, index, name)?;
         let scale = level.scale.as_ref().filter(|s| s.len() == layout.ndim).map(|s| {
             let g = |axis: usize| global.as_ref().filter(|g| g.len() == layout.ndim).map_or(1.0, |g| g[axis]);
             (s[x] * g(x), s[y] * g(y))
@@ -369,7 +514,7 @@ fn open(dir: &Path, name: &str, level: usize) -> Result<Opened, SourceError> {
     if level >= image.info.levels.len() {
         return Err(SourceError::NoLevel { name: name.to_string(), level, levels: image.info.levels_line() });
     }
-    let opened = open_array(&image.store, &image.multiscale, image.layout, level, name)?;
+    let opened = open_array(&image.store, dir, &image.multiscale, image.layout, level, name)?;
     let (width, height) = (opened.width, opened.height);
     let band_bytes =
         (opened.chunk.1 as u64).saturating_mul(width as u64).saturating_mul(opened.channels as u64);
@@ -456,13 +601,14 @@ impl ZarrRows {
                 }
                 let key = level.array.chunk_key(&indices);
                 let what = || format!("chunk {} of array {} (file {key})", fmt_indices(&indices), level.path);
-                let shape =
-                    level.array.chunk_shape(&indices).map_err(|e| error(name, format!("{}: {e}", what())))?;
-                let shape: Vec<usize> = shape.iter().map(|d| d.get() as usize).collect();
-                let origin = level
+                // Only the part of the chunk (or shard) inside the array is read: a shard far wider than
+                // the image is read inner chunk by inner chunk, not whole.
+                let subset = level
                     .array
-                    .chunk_origin(&indices)
+                    .chunk_subset_bounded(&indices)
                     .map_err(|e| error(name, format!("{}: {e}", what())))?;
+                let shape: Vec<usize> = subset.shape().iter().map(|&d| d as usize).collect();
+                let origin = subset.start().to_vec();
                 let chunk = Chunk {
                     shape: &shape,
                     origin: &origin,
@@ -472,37 +618,24 @@ impl ZarrRows {
                     width,
                     channels,
                 };
-                let missing = || error(name, format!("{} is missing", what()));
                 let corrupt =
                     |e: zarrs::array::ArrayError| error(name, format!("{} cannot be decoded: {e}", what()));
                 let array = &level.array;
                 match level.dtype {
                     Dtype::U8 => {
-                        let v = array
-                            .retrieve_chunk_elements_if_exists::<u8>(&indices)
-                            .map_err(corrupt)?
-                            .ok_or_else(missing)?;
+                        let v = array.retrieve_array_subset_elements::<u8>(&subset).map_err(corrupt)?;
                         chunk.copy(&v, &mut self.band, |s| s)
                     }
                     Dtype::U16 => {
-                        let v = array
-                            .retrieve_chunk_elements_if_exists::<u16>(&indices)
-                            .map_err(corrupt)?
-                            .ok_or_else(missing)?;
+                        let v = array.retrieve_array_subset_elements::<u16>(&subset).map_err(corrupt)?;
                         chunk.copy(&v, &mut self.band, u16_to_u8)
                     }
                     Dtype::I16 => {
-                        let v = array
-                            .retrieve_chunk_elements_if_exists::<i16>(&indices)
-                            .map_err(corrupt)?
-                            .ok_or_else(missing)?;
+                        let v = array.retrieve_array_subset_elements::<i16>(&subset).map_err(corrupt)?;
                         chunk.copy(&v, &mut self.band, i16_to_u8)
                     }
                     Dtype::F32 => {
-                        let v = array
-                            .retrieve_chunk_elements_if_exists::<f32>(&indices)
-                            .map_err(corrupt)?
-                            .ok_or_else(missing)?;
+                        let v = array.retrieve_array_subset_elements::<f32>(&subset).map_err(corrupt)?;
                         chunk.copy(&v, &mut self.band, f32_to_u8)
                     }
                 }

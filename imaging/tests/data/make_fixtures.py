@@ -333,6 +333,63 @@ with tifffile.TiffWriter(out("stack_pages.tif")) as tif:
     tif.write(picture(30, 100), rowsperstrip=16, photometric="rgb", metadata=None)
 add("stack_pages.tif", "rgb8", "multi-page stack of unrelated sizes (not a pyramid): page 0", source=RGB8)
 
+# -- JPEG 2000 tiles (raw codestreams, OpenJPEG through imagecodecs) ---------------------------------------
+# 34712 lossless (reversible 5/3 wavelet, RCT), 33005 lossy (9/7, ICT), gray 34712 lossy; 33003 (Aperio's
+# YCbCr): the components are Y, Cb, Cr (JPEG's full-range transform of RGB8), coded without a component
+# transform. tifffile returns 33003's components as they are; its reference is OpenSlide's YCbCr to RGB
+# (make-tables.c) applied to them, as OpenSlide reads Aperio's files.
+tifffile.imwrite(out("jpeg2000_34712_lossless.tif"), RGB8, tile=(32, 32), compression=34712,
+                 compressionargs={"reversible": True}, photometric="rgb", metadata=None)
+add("jpeg2000_34712_lossless.tif", "rgb8", "tiled JPEG 2000 (34712), lossless 5/3 + RCT", source=RGB8)
+tifffile.imwrite(out("jpeg2000_33005_lossy.tif"), RGB8, tile=(32, 32), compression=33005,
+                 compressionargs={"level": 40}, photometric="rgb", metadata=None)
+add("jpeg2000_33005_lossy.tif", "jpeg2000_33005_lossy", "tiled JPEG 2000 (33005, Aperio RGB), lossy 9/7 + ICT", 2)
+tifffile.imwrite(out("jpeg2000_gray_lossy.tif"), GRAY8, tile=(16, 16), compression=34712,
+                 compressionargs={"level": 40}, photometric="minisblack", metadata=None)
+add("jpeg2000_gray_lossy.tif", "jpeg2000_gray_lossy", "tiled gray JPEG 2000 (34712), lossy", 2)
+
+
+def rgb_to_ycbcr(a):
+    r, g, b = (a[..., i].astype(np.float64) for i in range(3))
+    y = 0.299 * r + 0.587 * g + 0.114 * b
+    cb = 128 - 0.168736 * r - 0.331264 * g + 0.5 * b
+    cr = 128 + 0.5 * r - 0.418688 * g - 0.081312 * b
+    return np.clip(np.round(np.stack([y, cb, cr], axis=-1)), 0, 255).astype(np.uint8)
+
+
+def openslide_ycbcr_to_rgb(a):
+    """OpenSlide's make-tables.c: C's round() (half away from zero), green in 16-bit fixed point."""
+    def rnd(x):
+        return np.sign(x) * np.floor(np.abs(x) + 0.5)
+    y, cb, cr = (a[..., i].astype(np.int64) for i in range(3))
+    cb, cr = cb - 128, cr - 128
+    r = y + rnd(1.402 * cr).astype(np.int64)
+    g = y + ((rnd(65536 * (0.5 - 0.34414 * cb)).astype(np.int64) + rnd(65536 * -0.71414 * cr).astype(np.int64)) >> 16)
+    b = y + rnd(1.772 * cb).astype(np.int64)
+    return np.clip(np.stack([r, g, b], axis=-1), 0, 255).astype(np.uint8)
+
+
+YCBCR8 = rgb_to_ycbcr(RGB8)
+tifffile.imwrite(out("jpeg2000_33003_ycbcr.tif"), YCBCR8, tile=(32, 32), compression=33003,
+                 compressionargs={"reversible": True, "mct": False}, photometric="rgb", metadata=None)
+with tifffile.TiffFile(out("jpeg2000_33003_ycbcr.tif")) as tif:
+    components = tif.pages[0].asarray()
+    assert np.array_equal(components, YCBCR8)
+manifest.append(("jpeg2000_33003_ycbcr.tif", reference("jpeg2000_33003_ycbcr", openslide_ycbcr_to_rgb(components)), 0, 0,
+                 "tiled JPEG 2000 (33003, Aperio YCbCr), lossless, no component transform: OpenSlide's YCbCr to RGB"))
+
+# Bio-Formats' planar JPEG (`bfconvert -compression JPEG`): PlanarConfiguration 2, photometric YCbCr, no
+# YCbCrSubsampling tag, each tile a one-component JPEG of one plane; Bio-Formats reads the planes as R, G, B.
+tifffile.imwrite(out("planar_jpeg_bioformats.tif"), RGB_PLANES, tile=(32, 32), compression="jpeg",
+                 compressionargs={"level": 90}, photometric="rgb", planarconfig="separate", metadata=None)
+with tifffile.TiffFile(out("planar_jpeg_bioformats.tif"), mode="r+b") as tif:
+    assert "YCbCrSubSampling" not in tif.pages[0].tags
+    planes = tif.pages[0].asarray()
+    tif.pages[0].tags["PhotometricInterpretation"].overwrite(6)
+manifest.append(("planar_jpeg_bioformats.tif",
+                 reference("planar_jpeg_bioformats", np.ascontiguousarray(np.moveaxis(planes, 0, -1))), 0, 4,
+                 "planar JPEG tagged YCbCr, no subsampling tag, one-component tiles (Bio-Formats' bfconvert): RGB planes"))
+
 # Refused with a reason: old-style JPEG (compression 6, patched in), 32-bit integers.
 tifffile.imwrite(out("refused_ojpeg.tif"), RGB8[:32, :32], rowsperstrip=32, photometric="rgb", metadata=None)
 with tifffile.TiffFile(out("refused_ojpeg.tif"), mode="r+b") as tif:
@@ -353,7 +410,7 @@ with open(out("orientation3.png"), "wb") as f:
 
 # -- truncated and corrupt files of each codec --------------------------------------------------------
 for name in ["jpeg_ycbcr420_tables.tif", "zstd_rgb.tif", "webp_lossy.tif", "webp_lossless.tif",
-             "packbits_rgb.tif", "lzw_pred2_rgb8.tif", "deflate_pred3_f32.tif"]:
+             "packbits_rgb.tif", "lzw_pred2_rgb8.tif", "deflate_pred3_f32.tif", "jpeg2000_33005_lossy.tif"]:
     data = open(out(name), "rb").read()
     with tifffile.TiffFile(out(name)) as tif:
         offset, count = tif.pages[0].dataoffsets[0], tif.pages[0].databytecounts[0]

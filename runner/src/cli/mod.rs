@@ -27,7 +27,7 @@ use self::request::Mode;
 /// Predicts segmentation masks of whole images with an exported model.onnx, by exact overlapping tiles.
 /// Images of any size are streamed band by band, so memory depends on the image width, not its height.
 #[derive(Parser)]
-#[command(name = "runner", version, about)]
+#[command(name = "runner", version = crate::VERSION, about)]
 pub struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -33,6 +33,27 @@ pub(super) fn run_single(
         report.seconds,
         (width * height) as f64 / 1e6 / report.seconds.max(1e-9)
     ))?;
+    if let Some(t) = &report.tissue {
+        let from = match t.level {
+            Some(level) => format!("level {level}"),
+            None => "a streamed reduction".to_owned(),
+        };
+        out.line(format_args!(
+            "tissue: {:.1} % of the image (from {from}, downsample {:.2} x {:.2}, saturation threshold {})",
+            100.0 * t.fraction,
+            t.downsample.0,
+            t.downsample.1,
+            t.threshold
+        ))?;
+    }
+    if request.tissue.limits() {
+        out.line(format_args!(
+            "windows predicted: {} of {} ({:.1} %)",
+            report.image.tiles,
+            report.full_tiles,
+            100.0 * report.image.tiles as f64 / report.full_tiles.max(1) as f64
+        ))?;
+    }
     if let Some(note) = pages_note(&report.image) {
         eprintln!("note: {}: {note}", request.image.display());
     }

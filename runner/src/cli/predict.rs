@@ -10,6 +10,7 @@ use imaging::sink::ImageFormat;
 use imaging::tiles;
 
 use crate::folder::Shard;
+use crate::regions::MinArea;
 use crate::session::library::ExecutionDevice;
 
 /// Format of the masks written with --output-dir.
@@ -127,9 +128,50 @@ pub(super) struct PredictArgs {
     /// The class name of the --geojson objects [default: the model's foreground class name].
     #[arg(long, requires = "geojson")]
     pub(super) geojson_class: Option<String>,
-    /// Write the --geojson objects as detections (lighter in QuPath, for many objects) instead of annotations.
-    #[arg(long, requires = "geojson")]
+    /// Write the --geojson objects as detections (lighter in QuPath, for many objects) instead of annotations;
+    /// the same as --geojson-objects detection.
+    #[arg(long, requires = "geojson", conflicts_with = "geojson_objects")]
     pub(super) geojson_detections: bool,
+    /// The QuPath object type of the --geojson objects: annotation (editable, meant to be few), detection
+    /// (lighter, for many), or auto: annotations when there are at most 1000 objects, detections beyond
+    /// [default: auto].
+    #[arg(long, value_enum, requires = "geojson")]
+    pub(super) geojson_objects: Option<ObjectsArg>,
+    /// Also write the --geojson objects' measurements as a table, one row per object (id, class, centroid,
+    /// area, perimeter, in level-0 pixels and µm when the pixel size is known, mean and max foreground
+    /// probability, bounding box): a .csv file. With --output-dir, give the flag without a path
+    /// (OUT/<stem>_objects.csv).
+    #[arg(long, num_args = 0..=1, requires = "geojson")]
+    pub(super) objects_csv: Option<Option<PathBuf>>,
+    /// Leave out of --geojson (and --objects-csv) the regions smaller than this: level-0 pixels (200 or
+    /// 200px) or square microns (50um2, through the image's pixel size).
+    #[arg(long, requires = "geojson", value_parser = MinArea::parse)]
+    pub(super) min_object_area: Option<MinArea>,
+    /// Predict only where there is tissue: `auto` finds it in a low-resolution level (HSV saturation above
+    /// Otsu's threshold, kept within 20..30 of 255; specks dropped, small holes filled, grown by the halo),
+    /// or give a mask image (PNG/TIFF, any size, stretched over the image; > 127 is tissue). Windows that
+    /// touch no tissue are neither read nor computed; inside the mask the output equals a full pass,
+    /// outside it is background with probability 0. Give twice to intersect `auto` with a mask.
+    #[arg(long, value_name = "auto|FILE")]
+    pub(super) tissue: Vec<String>,
+    /// The saturation (0-255) above which `--tissue auto` calls a pixel tissue [default: Otsu's, bounded].
+    #[arg(long, requires = "tissue")]
+    pub(super) tissue_threshold: Option<u8>,
+    /// The pyramid level `--tissue auto` reads [default: the coarsest at most 32 times coarser than the
+    /// level predicted; a single-level image is reduced by 32 while read].
+    #[arg(long, requires = "tissue")]
+    pub(super) tissue_level: Option<usize>,
+    /// Write the mask `--tissue auto` found (255 tissue, 0 glass; one pixel per pixel of the level it was
+    /// computed at, whose downsample is printed): .png or .tif.
+    #[arg(long, requires = "tissue")]
+    pub(super) tissue_output: Option<PathBuf>,
+    /// Predict only inside these QuPath annotations (GeoJSON, level-0 coordinates; the centre rule), with
+    /// --tissue: inside both.
+    #[arg(long)]
+    pub(super) roi: Option<PathBuf>,
+    /// With --roi, only the annotations of this class.
+    #[arg(long, requires = "roi")]
+    pub(super) roi_class: Option<String>,
     /// Predict only share K of N (numbered from 0), for cluster job arrays: e.g. --shard
     /// $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT. Folder mode: share K of the sorted images. One
     /// --image: share K of the image's rows (whole 512-row chunks), into .ome.zarr outputs that every
@@ -177,6 +219,15 @@ pub(super) struct PredictArgs {
     /// No progress bar.
     #[arg(long)]
     pub(super) quiet: bool,
+}
+
+/// `--geojson-objects`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(super) enum ObjectsArg {
+    /// Annotations up to 1000 objects, detections beyond.
+    Auto,
+    Annotation,
+    Detection,
 }
 
 /// `--label-format`.

@@ -10,11 +10,12 @@ use imaging::sink::ome_zarr::{has_ome_zarr_name, NgffVersion};
 use imaging::tiles::{self, TilingError};
 
 use crate::folder::FolderOutputs;
-use crate::regions::GeoJsonLabel;
+use crate::regions::{GeoJsonLabel, ObjectKind};
 use crate::session::ModelOptions;
 use crate::single::SingleRequest;
+use crate::tissue::TissueRequest;
 
-use super::predict::{LabelFormatArg, MaskFormat, NgffArg, PredictArgs};
+use super::predict::{LabelFormatArg, MaskFormat, NgffArg, ObjectsArg, PredictArgs};
 use super::request::{FolderRequest, Mode, PredictRequest};
 
 /// A combination of flags that cannot run; each message names the flags and how to fix them.
@@ -62,6 +63,10 @@ pub enum FlagError {
     ErrorsWithoutMaskDir,
     #[error("no images: give --input-dir or --image")]
     NoImages,
+    #[error("--tissue takes one mask file (and `auto`); got two")]
+    TwoTissueMasks,
+    #[error("--tissue-threshold, --tissue-level and --tissue-output are for --tissue auto: add it")]
+    TissueSettingsWithoutAuto,
 }
 
 /// `--tile` fits the network's pixel budget (also for `runner info`).
@@ -130,6 +135,7 @@ fn example_for(flag: &str) -> &'static str {
         "--probabilities" => "out/probabilities.npy",
         "--overlay" => "out/overlay.png",
         "--geojson" => "out/regions.geojson",
+        "--objects-csv" => "out/objects.csv",
         _ => "out/errors.png",
     }
 }
@@ -140,6 +146,7 @@ fn folder_name_for(flag: &str) -> &'static str {
         "--probabilities" => "OUT/<stem>_probabilities.npy",
         "--overlay" => "OUT/<stem>_overlay.png",
         "--geojson" => "OUT/<stem>.geojson",
+        "--objects-csv" => "OUT/<stem>_objects.csv",
         _ => "OUT/<stem>_errors.png",
     }
 }
@@ -157,7 +164,35 @@ fn mask_rule(args: &PredictArgs) -> Result<LabelRule, FlagError> {
 }
 
 fn geojson_label(args: &PredictArgs) -> GeoJsonLabel {
-    GeoJsonLabel { class: args.geojson_class.clone(), detections: args.geojson_detections }
+    let objects = match (args.geojson_detections, args.geojson_objects) {
+        (true, _) | (_, Some(ObjectsArg::Detection)) => ObjectKind::Detection,
+        (_, Some(ObjectsArg::Annotation)) => ObjectKind::Annotation,
+        (_, Some(ObjectsArg::Auto) | None) => ObjectKind::Auto,
+    };
+    GeoJsonLabel { class: args.geojson_class.clone(), objects, min_area: args.min_object_area }
+}
+
+/// What `--tissue`, `--roi` ask for.
+fn tissue_request(args: &PredictArgs) -> Result<TissueRequest, FlagError> {
+    let mut request = TissueRequest::default();
+    for value in &args.tissue {
+        if value == "auto" {
+            request.auto = true;
+        } else if request.mask.replace(PathBuf::from(value)).is_some() {
+            return Err(FlagError::TwoTissueMasks);
+        }
+    }
+    if (args.tissue_threshold.is_some() || args.tissue_level.is_some() || args.tissue_output.is_some())
+        && !request.auto
+    {
+        return Err(FlagError::TissueSettingsWithoutAuto);
+    }
+    request.threshold = args.tissue_threshold;
+    request.level = args.tissue_level;
+    request.output = args.tissue_output.clone().map(|p| (p.clone(), p));
+    request.roi = args.roi.clone();
+    request.roi_class = args.roi_class.clone();
+    Ok(request)
 }
 
 /// One image (`--output`), whole or a share of it (`--shard`).
@@ -189,11 +224,13 @@ fn single(args: &PredictArgs, output: &Path) -> Result<Mode, FlagError> {
         errors: single_output("--errors", &args.errors)?,
         geojson: single_output("--geojson", &args.geojson)?,
         geojson_label: geojson_label(args),
+        objects_csv: single_output("--objects-csv", &args.objects_csv)?,
         tile: args.tile,
         level: args.level,
         mask_rule: mask_rule(args)?,
         ngff: args.ngff.map(NgffArg::version).unwrap_or_default(),
         labels: args.labels.clone(),
+        tissue: tissue_request(args)?,
     };
     if let Some(shard) = args.shard {
         check_share(&request)?;
@@ -240,6 +277,12 @@ fn check_share(request: &SingleRequest) -> Result<(), FlagError> {
             request.geojson.is_some(),
             "its objects need the whole image; ask for them in a run without --shard",
         ),
+        (
+            "--tissue",
+            request.tissue.auto || request.tissue.mask.is_some(),
+            "not yet: shares do not take a tissue mask; predict the slide in one run",
+        ),
+        ("--roi", request.tissue.roi.is_some(), "not yet: predict the slide in one run"),
     ];
     match refused.into_iter().find(|(_, given, _)| *given) {
         Some((flag, _, why)) => Err(FlagError::NotInShare { flag, why }),
@@ -256,6 +299,8 @@ fn folder(args: &PredictArgs, dir: &Path) -> Result<FolderRequest, FlagError> {
             ("--metrics-json", args.metrics_json.is_some()),
             ("--ngff", args.ngff.is_some()),
             ("--labels", args.labels.is_some()),
+            ("--tissue", !args.tissue.is_empty()),
+            ("--roi", args.roi.is_some()),
         ],
         "one image (--image with --output)",
         "to folder mode (--output-dir)",
@@ -271,6 +316,7 @@ fn folder(args: &PredictArgs, dir: &Path) -> Result<FolderRequest, FlagError> {
         errors: folder_output("--errors", &args.errors)?,
         metrics: args.mask_dir.is_some(),
         geojson: folder_output("--geojson", &args.geojson)?.then(|| geojson_label(args)),
+        objects_csv: folder_output("--objects-csv", &args.objects_csv)?,
         mask_rule: mask_rule(args)?,
     };
     if outputs.errors && args.mask_dir.is_none() {

@@ -14,7 +14,8 @@ pub const LIBRARY_FILE: &str = "libonnxruntime.so.1.31.1";
 pub const REPO_LIBRARY_DIR: &str = ".ort/lib";
 
 const HOW_TO_GET: &str =
-    "run `just setup` (or scripts/setup/fetch_onnxruntime.sh), or pass --ort-lib PATH, or set ORT_DYLIB_PATH";
+    "run `just setup` (or scripts/setup/fetch_onnxruntime.sh), or pass --ort-lib PATH, or set ORT_DYLIB_PATH, \
+     or `pip install onnxruntime==1.31.1` into the Python environment the runner is installed in";
 const HOW_TO_GET_GPU: &str =
     "fetch the GPU build with `scripts/setup/fetch_onnxruntime.sh gpu` and pass --ort-lib \
      .ort/gpu/lib/libonnxruntime.so.1.31.1 (it needs CUDA 13 and cuDNN 9), or use --device cpu";

@@ -2,8 +2,10 @@
 //!
 //! The library is loaded at run time (ort's `load-dynamic`), so the runner builds without it. It is looked
 //! up as `--ort-lib PATH`, else `ORT_DYLIB_PATH`, else `.ort/lib/libonnxruntime.so.1.31.1` in the
-//! repository (found by walking up from the current folder and from the executable's folder). `ort::init()`
-//! would panic on a missing library, so only `ort::init_from` is used.
+//! repository (found by walking up from the current folder and from the executable's folder), else the
+//! `onnxruntime` wheel's copy in the Python environment the runner is installed in (the `segmenter-runner`
+//! wheel depends on it; see [`imaging::site_packages`]). `ort::init()` would panic on a missing library, so
+//! only `ort::init_from` is used.
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -12,6 +14,9 @@ use ort::environment::Environment;
 use ort::ep::ExecutionProviderDispatch;
 
 use super::error::{flat, SessionError, LIBRARY_FILE, REPO_LIBRARY_DIR};
+
+/// The folder of the library inside the `onnxruntime` (and `onnxruntime-gpu`) wheel, in site-packages.
+const WHEEL_DIR: &str = "onnxruntime/capi";
 
 /// Where the network runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
@@ -26,7 +31,8 @@ fn ancestors_of(start: Option<PathBuf>) -> Vec<PathBuf> {
     start.map(|s| s.ancestors().map(Path::to_path_buf).collect()).unwrap_or_default()
 }
 
-/// The library to load: `explicit` (`--ort-lib`), else `ORT_DYLIB_PATH`, else the repository's copy.
+/// The library to load: `explicit` (`--ort-lib`), else `ORT_DYLIB_PATH`, else the repository's copy, else
+/// the wheel's.
 pub fn resolve_library(explicit: Option<&Path>) -> Result<PathBuf, SessionError> {
     if let Some(path) = explicit {
         return existing(path.to_path_buf(), "--ort-lib");
@@ -41,6 +47,9 @@ pub fn resolve_library(explicit: Option<&Path>) -> Result<PathBuf, SessionError>
         if candidate.is_file() {
             return Ok(candidate);
         }
+    }
+    if let Some(wheel) = imaging::site_packages::find(&format!("{WHEEL_DIR}/{LIBRARY_FILE}")) {
+        return Ok(wheel);
     }
     let searched = [cwd, exe_dir].into_iter().flatten().map(|p| p.display().to_string()).collect::<Vec<_>>();
     Err(SessionError::LibraryNotFound { searched: searched.join(" or ") })

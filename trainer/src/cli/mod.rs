@@ -11,11 +11,11 @@ mod train;
 use std::process::ExitCode;
 
 use crate::data::annotated;
-use crate::data::load::{self, PairSource};
+use crate::data::load::{self, MaskReading, PairSource};
 use crate::data::TrainingImage;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use imaging::masks::LabelRule;
+
 use imaging::report::{self, Stdout};
 
 use self::resolve::{TrainData, TrainRequest};
@@ -27,7 +27,7 @@ use self::train::TrainArgs;
 /// Train the two-class segmentation network on RGB images and their binary masks (candle), and export it as
 /// a self-contained ONNX file for the runner.
 #[derive(Parser)]
-#[command(name = "trainer", version, about, args_override_self = true)]
+#[command(name = "trainer", version = crate::VERSION, about, args_override_self = true)]
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -40,19 +40,20 @@ enum Command {
     /// --out.
     Train(Box<TrainArgs>),
     /// Write a checkpoint as a self-describing ONNX file (opset 17): input `image` float32 (N,3,H,W) RGB in
-    /// [0,1], outputs `logits` and `probabilities` (N,2,H,W); the input normalisation is inside the graph.
+    /// [0,1], outputs `logits` and `probabilities` (N,C,H,W) for C classes; the input normalisation is inside
+    /// the graph.
     /// Also as a bioimage.io package (--bioimageio) and a Triton model repository entry (--triton).
     Export(Box<ExportArgs>),
 }
 
 /// Loads every pair, naming the flag and file of the first bad one.
-fn load_pairs(sources: &[PairSource], rule: LabelRule) -> Result<Vec<TrainingImage>, load::DataError> {
-    sources.iter().map(|s| load::load_pair(s, rule)).collect()
+fn load_pairs(sources: &[PairSource], reading: &MaskReading) -> Result<Vec<TrainingImage>, load::DataError> {
+    sources.iter().map(|s| load::load_pair_reading(s, reading)).collect()
 }
 
 fn run_train(args: TrainArgs) -> anyhow::Result<String> {
     // Flags first, then the device, then the files, so a typo fails before any work.
-    let TrainRequest { mut config, data, val, mask_rule, annotation_rule, device, quiet } =
+    let TrainRequest { mut config, data, val, mask_reading, classes, annotation_rule, device, quiet } =
         resolve::train(&args)?;
     let device = crate::train::select_device(device)?;
     let (train_sources, annotated_sources) = match data {
@@ -73,11 +74,12 @@ fn run_train(args: TrainArgs) -> anyhow::Result<String> {
         &crate::outputs::OutputPaths::new(&config.out_dir),
         &config.inputs,
     )?;
-    let mut images = load_pairs(&train_sources, mask_rule)?;
+    let mut images = load_pairs(&train_sources, &mask_reading)?;
     for source in &annotated_sources {
         images.extend(annotated::load_annotated(source, &annotation_rule, config.crop)?);
     }
-    let val_images = load_pairs(&val, mask_rule)?;
+    let val_images = load_pairs(&val, &mask_reading)?;
+    config.classes = classes.resolve(images.iter().chain(&val_images).map(|i| i.labels.as_slice()))?;
     let mut bar = Bar::new(config.iterations, quiet);
     let report = crate::train::train(&config, &images, &val_images, &device, &mut bar)?;
     let s = &report.summary;

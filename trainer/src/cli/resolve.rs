@@ -1,18 +1,19 @@
 //! The one step from parsed flags to a request: every rule about which flags go together that clap does not
 //! declare on the arguments themselves (`conflicts_with`, `requires`) is here, checked before any file is
 //! opened. Pure: parsed arguments in, a request or a [`FlagError`] out, so the rules are tested without
-//! files.
+//! files (`resolve/tests.rs`).
 
 use std::path::PathBuf;
 
 use crate::data::annotated::{AnnotatedSource, AnnotationRule};
+use crate::data::classes::{ClassFlagError, ClassFlags, MaskFormat};
 use crate::data::crops::AugmentPolicy;
-use crate::data::load::PairSource;
+use crate::data::load::{MaskReading, PairSource};
 use crate::export::{ExportRequest, PackageOptions, TritonTarget};
 use crate::ops::Kernels;
 use crate::train::{DeviceKind, TrainConfig, TrainError};
 use imaging::annotations::classes::Unannotated;
-use imaging::masks::{LabelFormat, LabelRule};
+use imaging::classes::{parse_color, ClassList};
 
 use super::export::ExportArgs;
 use super::train::{LabelFormatArg, TrainArgs, UnannotatedArg};
@@ -27,6 +28,10 @@ pub enum FlagError {
          already: drop --ignore-value"
     )]
     IgnoreValueWithIlastik,
+    #[error("--class-colors: {0}")]
+    Color(String),
+    #[error(transparent)]
+    Classes(#[from] ClassFlagError),
     /// A setting out of range ([`TrainConfig::check`]).
     #[error(transparent)]
     Settings(#[from] TrainError),
@@ -51,8 +56,11 @@ pub struct TrainRequest {
     pub data: TrainData,
     /// `--val-image`/`--val-mask`.
     pub val: Vec<PairSource>,
-    /// How mask values become labels (training and validation masks).
-    pub mask_rule: LabelRule,
+    /// How mask files become labels (training and validation masks).
+    pub mask_reading: MaskReading,
+    /// What the flags say about the classes: the run's [`ClassList`] once the masks are read
+    /// ([`ClassFlags::resolve`]).
+    pub classes: ClassFlags,
     /// How annotations become labels (with [`TrainData::Annotated`]).
     pub annotation_rule: AnnotationRule,
     pub device: DeviceKind,
@@ -93,28 +101,58 @@ pub(super) fn train(args: &TrainArgs) -> Result<TrainRequest, FlagError> {
         init_from: args.init_from.clone(),
         inputs: Vec::new(),
         kernels: if args.reference_ops { Kernels::Reference } else { Kernels::Fast },
+        classes: ClassList::default(),
     };
     config.check()?;
-    let mask_rule = mask_rule(args.label_format, args.ignore_value)?;
+    let classes = class_flags(args)?;
+    let reads_masks = !matches!(data, TrainData::Annotated(_)) || !val.is_empty();
+    let mask_reading = classes.reading(reads_masks)?;
     let annotation_rule = AnnotationRule {
         foreground_classes: args.foreground_class.clone(),
+        classes: args.class.clone(),
         unannotated: match args.unannotated {
             UnannotatedArg::Unlabelled => Unannotated::Unlabelled,
             UnannotatedArg::Background => Unannotated::Background,
         },
         level: args.level,
     };
-    Ok(TrainRequest { config, data, val, mask_rule, annotation_rule, device: args.device, quiet: args.quiet })
+    Ok(TrainRequest {
+        config,
+        data,
+        val,
+        mask_reading,
+        classes,
+        annotation_rule,
+        device: args.device,
+        quiet: args.quiet,
+    })
 }
 
-/// The mask rule of --label-format and --ignore-value.
-fn mask_rule(format: LabelFormatArg, ignore: Option<u8>) -> Result<LabelRule, FlagError> {
-    let format = match format {
-        LabelFormatArg::Binary => LabelFormat::Binary,
-        LabelFormatArg::Ilastik if ignore.is_some() => return Err(FlagError::IgnoreValueWithIlastik),
-        LabelFormatArg::Ilastik => LabelFormat::Ilastik,
+/// The class flags: --label-format, --ignore-value, --classes, --class-names, --class-colors, --class.
+fn class_flags(args: &TrainArgs) -> Result<ClassFlags, FlagError> {
+    let format = match args.label_format {
+        LabelFormatArg::Binary => MaskFormat::Binary,
+        LabelFormatArg::Ilastik if args.ignore_value.is_some() => {
+            return Err(FlagError::IgnoreValueWithIlastik)
+        }
+        LabelFormatArg::Ilastik => MaskFormat::Ilastik,
+        LabelFormatArg::Index => MaskFormat::Index,
+        LabelFormatArg::Color => MaskFormat::Color,
     };
-    Ok(LabelRule { format, ignore })
+    let colors = args
+        .class_colors
+        .as_ref()
+        .map(|c| c.iter().map(|c| parse_color(c)).collect::<Result<Vec<_>, _>>())
+        .transpose()
+        .map_err(FlagError::Color)?;
+    Ok(ClassFlags {
+        format,
+        ignore: args.ignore_value,
+        count: args.classes,
+        names: args.class_names.clone(),
+        colors,
+        annotation_classes: args.class.clone(),
+    })
 }
 
 /// The image/mask pairs of two repeated flags.
@@ -182,74 +220,4 @@ pub(super) fn export(args: ExportArgs) -> ExportRequest {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::super::{Cli, Command};
-    use super::*;
-    use clap::Parser;
-
-    /// The request of `trainer train ARGS`, or the error's text (clap's or the resolve step's).
-    fn resolve(args: &str) -> Result<TrainRequest, String> {
-        let cli = Cli::try_parse_from(["trainer", "train"].into_iter().chain(args.split_whitespace()))
-            .map_err(|e| e.to_string())?;
-        match cli.command {
-            Command::Train(args) => train(&args).map_err(|e| e.to_string()),
-            Command::Export(_) => unreachable!("parsed as train"),
-        }
-    }
-
-    #[test]
-    fn refused_combinations_name_the_flags() {
-        let cases = [
-            (
-                "--image a --image b --mask ma",
-                "2 --image but 1 --mask: give one --mask per --image, in the same order",
-            ),
-            ("--image a --annotations x --annotations y", "1 --image but 2 --annotations"),
-            ("--image a --mask m --val-image v", "1 --val-image but 0 --val-mask"),
-            ("--data d --val-mask v", "0 --val-image but 1 --val-mask"),
-            ("--image a --mask m --label-format ilastik --ignore-value 0", "drop --ignore-value"),
-            ("--image a --mask m --lr 0", "--lr must be a finite number above 0"),
-            ("--image a --mask m --iterations 0", "--iterations must be at least 1"),
-            ("--image a --mask m --val-fraction 1", "--val-fraction must be above 0 and below 1"),
-            ("--image a --mask m --val-every 0", "--val-every must be at least 1"),
-            ("--image a --mask m --batch 8 --crop 128", "budget of 65536"),
-            // Declared on the arguments, refused by clap.
-            ("--image a --mask m --data d", "cannot be used with"),
-            ("--image a --mask m --annotations x", "cannot be used with"),
-            ("--image a --mask m --resume c --init-from d", "cannot be used with"),
-            ("--image a --mask m --val-fraction 0.2 --val-image v --val-mask w", "cannot be used with"),
-            ("--mask m", "--image"),
-            ("--image a --mask m --augment all --no-augment", "cannot be used with"),
-        ];
-        for (args, expected) in cases {
-            match resolve(args) {
-                Ok(_) => panic!("`{args}` was accepted"),
-                Err(e) => assert!(e.contains(expected), "`{args}`: `{expected}` not in: {e}"),
-            }
-        }
-    }
-
-    #[test]
-    fn accepted_combinations_make_their_request() {
-        let p = PathBuf::from;
-        let r = resolve("--image a --mask ma --image b --mask mb --val-image v --val-mask vm").unwrap();
-        let TrainData::Pairs(pairs) = &r.data else { panic!("{:?}", r.data) };
-        assert_eq!((pairs[1].image.clone(), pairs[1].mask_flag.as_str()), (p("b"), "--mask #2"));
-        assert_eq!((r.val[0].image_flag.as_str(), r.val[0].mask.clone()), ("--val-image", p("vm")));
-        assert_eq!(r.mask_rule, LabelRule { format: LabelFormat::Binary, ignore: None });
-
-        let r = resolve("--image s --annotations s.geojson --level 2 --unannotated background").unwrap();
-        let TrainData::Annotated(sources) = &r.data else { panic!("{:?}", r.data) };
-        assert_eq!((sources[0].annotations_flag.as_str(), r.annotation_rule.level), ("--annotations", 2));
-        assert_eq!(r.annotation_rule.unannotated, Unannotated::Background);
-
-        let r = resolve("--data d --label-format ilastik --no-augment --reference-ops").unwrap();
-        assert_eq!(r.data, TrainData::Folder(p("d")));
-        assert_eq!(r.mask_rule, LabelRule { format: LabelFormat::Ilastik, ignore: None });
-        assert_eq!((r.config.augment, r.config.kernels), (AugmentPolicy::None, Kernels::Reference));
-
-        let r = resolve("--image a --mask m --ignore-value 128 --quiet --device cuda").unwrap();
-        assert_eq!(r.mask_rule.ignore, Some(128));
-        assert!(r.quiet && r.device == DeviceKind::Cuda);
-    }
-}
+mod tests;

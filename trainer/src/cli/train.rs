@@ -31,6 +31,29 @@ pub(super) struct TrainArgs {
     /// several. Annotations of every other class, and unclassified ones, are background.
     #[arg(long, value_name = "NAME", requires = "annotations")]
     pub(super) foreground_class: Vec<String>,
+    /// More than two classes from --annotations: the QuPath class of class 0, then of class 1, ... (exact
+    /// names, repeat in class-index order; they are the class names unless --class-names says otherwise).
+    /// Unclassified annotations and classes named `Ignore*` label nothing; where classes overlap the later
+    /// one wins.
+    #[arg(
+        long = "class",
+        value_name = "NAME",
+        requires = "annotations",
+        conflicts_with = "foreground_class"
+    )]
+    pub(super) class: Vec<String>,
+    /// The number of classes (2 to 16). Default: the count of --class-names, --class-colors or --class, or
+    /// for index and ilastik masks one more than the largest class a mask holds, or 2.
+    #[arg(long, value_name = "N")]
+    pub(super) classes: Option<usize>,
+    /// The classes' names in class-index order, comma-separated (e.g. `background,nuclei,dab`): stored in the
+    /// checkpoint and every export. Default: `background,foreground` for two, `background,class1,...`.
+    #[arg(long, value_name = "A,B,...", value_delimiter = ',')]
+    pub(super) class_names: Option<Vec<String>>,
+    /// The classes' colours in class-index order, `#rrggbb` comma-separated: what --label-format color
+    /// reads, and the colours stored with the model for overlays. Default: black, then distinct colours.
+    #[arg(long, value_name = "#RRGGBB,...", value_delimiter = ',')]
+    pub(super) class_colors: Option<Vec<String>>,
     /// What a pixel in no annotation is: `unlabelled` (the loss skips it) or `background`.
     #[arg(long, value_enum, default_value_t = UnannotatedArg::Unlabelled, requires = "annotations")]
     pub(super) unannotated: UnannotatedArg,
@@ -57,8 +80,10 @@ pub(super) struct TrainArgs {
     #[arg(long, value_name = "V")]
     pub(super) ignore_value: Option<u8>,
     /// How mask values become labels: `binary` (> 127 foreground, the rest background, --ignore-value
-    /// unlabelled) or `ilastik` (ilastik's exported label images: 0 unlabelled, 1 background, 2
-    /// foreground). Applies to every mask, validation masks included.
+    /// unlabelled), `ilastik` (ilastik's exported label images: 0 unlabelled, 1 background, 2 foreground;
+    /// 1..N for N classes), `index` (the values are the classes 0..N-1, --ignore-value unlabelled) or
+    /// `color` (RGB masks, the i-th of --class-colors is class i). Applies to every mask, validation masks
+    /// included.
     #[arg(long, value_enum, default_value_t = LabelFormatArg::Binary)]
     pub(super) label_format: LabelFormatArg,
     /// Hold out the bottom F of each training image's rows for validation (e.g. 0.2): no training crop
@@ -141,6 +166,10 @@ pub(super) enum UnannotatedArg {
 pub(super) enum LabelFormatArg {
     /// Above 127 foreground, the rest background (--ignore-value: unlabelled).
     Binary,
-    /// 0 unlabelled, 1 background, 2 foreground.
+    /// 0 unlabelled, 1 background, 2 foreground (1..N: classes 0..N-1).
     Ilastik,
+    /// Class indices 0..N-1 (--ignore-value: unlabelled).
+    Index,
+    /// Colours, the i-th of --class-colors being class i.
+    Color,
 }

@@ -44,6 +44,9 @@ pub struct AnnotatedSource {
 pub struct AnnotationRule {
     /// Exact class names that are foreground (`--foreground-class`); every other class is background.
     pub foreground_classes: Vec<String>,
+    /// More than two classes (`--class NAME` repeated): the QuPath class of each class index, in order
+    /// (see [`Labeller::with_classes`]); empty for the two-class form of `foreground_classes`.
+    pub classes: Vec<String>,
     /// What a pixel in no annotation is.
     pub unannotated: Unannotated,
     /// The pyramid level read (0 is full resolution).
@@ -126,8 +129,12 @@ pub fn load_annotated(
     let full = levels.first().map_or((slide.width(), slide.height()), |l| (l.width, l.height));
     let scale = levels.get(rule.level).map_or((1.0, 1.0), |l| l.downsample);
     annotations.check_within(full.0 as u64, full.1 as u64).map_err(annotation_error)?;
-    let labeller =
-        Labeller::new(&annotations, &rule.foreground_classes, rule.unannotated).map_err(annotation_error)?;
+    let labeller = if rule.classes.is_empty() {
+        Labeller::new(&annotations, &rule.foreground_classes, rule.unannotated)
+    } else {
+        Labeller::with_classes(&annotations, &rule.classes, rule.unannotated)
+    }
+    .map_err(annotation_error)?;
 
     let (width, height) = (slide.width(), slide.height());
     // Only annotated areas are read, also when unannotated pixels count as background: the annotations say

@@ -60,6 +60,52 @@ impl LabelledCounts {
     }
 }
 
+/// Pixels of each class kept per region for drawing class-targeted crops: at most this many per class,
+/// spread evenly in raster order, so that a large image costs a bounded list.
+pub const CLASS_PIXELS_KEPT: usize = 65_536;
+
+/// Where each class is in one training region, for crops drawn so that rare classes appear (more than two
+/// classes): per class, up to [`CLASS_PIXELS_KEPT`] of its pixels as (row, column), every k-th in raster
+/// order when it has more.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClassPixels {
+    /// Indexed by class; empty for a class absent from the region.
+    pixels: Vec<Vec<(u32, u32)>>,
+}
+
+impl ClassPixels {
+    /// The class pixels of the first `rows` rows of `width`-wide labels with `classes` classes
+    /// ([`UNLABELLED`] pixels belong to none).
+    pub fn new(labels: &[u8], width: usize, rows: usize, classes: usize) -> ClassPixels {
+        let labels = &labels[..width * rows];
+        let mut counts = vec![0usize; classes];
+        for &l in labels {
+            if (l as usize) < classes {
+                counts[l as usize] += 1;
+            }
+        }
+        let step: Vec<usize> = counts.iter().map(|&n| n.div_ceil(CLASS_PIXELS_KEPT).max(1)).collect();
+        let mut seen = vec![0usize; classes];
+        let mut pixels: Vec<Vec<(u32, u32)>> =
+            counts.iter().map(|&n| Vec::with_capacity(n.min(CLASS_PIXELS_KEPT))).collect();
+        for (i, &l) in labels.iter().enumerate() {
+            let c = l as usize;
+            if c < classes {
+                if seen[c].is_multiple_of(step[c]) {
+                    pixels[c].push(((i / width) as u32, (i % width) as u32));
+                }
+                seen[c] += 1;
+            }
+        }
+        ClassPixels { pixels }
+    }
+
+    /// The classes with pixels in the region.
+    pub fn present(&self) -> Vec<usize> {
+        (0..self.pixels.len()).filter(|&c| !self.pixels[c].is_empty()).collect()
+    }
+}
+
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum BudgetError {
     #[error(
@@ -198,6 +244,12 @@ pub struct TrainRegion {
 /// whose crop holds fewer than [`min_labelled`] labelled pixels is redrawn (at most [`CROP_TRIES`] times,
 /// then the next usable position in raster order is taken), and an image with no usable position is never
 /// chosen.
+///
+/// With more than two classes ([`CropSampler::with_class_targets`]) crops are drawn so that rare classes
+/// appear: after the image, a class is drawn uniformly among the classes present in its training rows, then
+/// one of that class's pixels uniformly (see [`ClassPixels`]), then the crop uniformly among the positions
+/// whose crop contains that pixel. Every class is then the target of about as many crops as any other,
+/// however few pixels it has.
 #[derive(Debug, Clone)]
 pub struct CropSampler {
     regions: Vec<TrainRegion>,
@@ -207,6 +259,8 @@ pub struct CropSampler {
     labelled: Vec<Option<LabelledCounts>>,
     size: usize,
     policy: AugmentPolicy,
+    /// Per region, where each class is: crops are drawn class by class (more than two classes).
+    targets: Option<Vec<ClassPixels>>,
 }
 
 impl CropSampler {
@@ -245,7 +299,45 @@ impl CropSampler {
         if total == 0 {
             return Err(SparseLabels { size, min });
         }
-        Ok(CropSampler { regions, cumulative, labelled, size, policy })
+        Ok(CropSampler { regions, cumulative, labelled, size, policy, targets: None })
+    }
+
+    /// The sampler drawing class-targeted crops (see the type's documentation): `targets[i]` holds the class
+    /// pixels of region i's training rows. A region without any class pixel is never chosen.
+    pub fn with_class_targets(self, targets: Vec<ClassPixels>) -> Result<CropSampler, SparseLabels> {
+        assert_eq!(targets.len(), self.regions.len(), "one entry of class pixels per region");
+        let mut total = 0u64;
+        let cumulative = self
+            .regions
+            .iter()
+            .zip(&targets)
+            .map(|(r, t)| {
+                if !t.present().is_empty() {
+                    total += r.width as u64 * r.rows as u64;
+                }
+                total
+            })
+            .collect();
+        if total == 0 {
+            return Err(SparseLabels { size: self.size, min: 1 });
+        }
+        Ok(CropSampler { cumulative, targets: Some(targets), ..self })
+    }
+
+    /// The top-left corner of a crop of region `image` containing a pixel of a class drawn uniformly among
+    /// those present.
+    fn targeted_position(&self, image: usize, targets: &ClassPixels, rng: &mut impl Rng) -> (usize, usize) {
+        let (region, size) = (self.regions[image], self.size);
+        let present = targets.present();
+        let class = present[rng.random_range(0..present.len())];
+        let pixels = &targets.pixels[class];
+        let (row, col) = pixels[rng.random_range(0..pixels.len())];
+        // Positions whose crop holds (row, col): top in row+1-size..=row, within the region.
+        let span = |at: usize, extent: usize| (at + 1).saturating_sub(size)..=at.min(extent - size);
+        (
+            rng.random_range(span(row as usize, region.rows)),
+            rng.random_range(span(col as usize, region.width)),
+        )
     }
 
     /// The top-left corner of a crop of region `image` with enough labelled pixels: uniform among the
@@ -282,7 +374,10 @@ impl CropSampler {
             let at = rng.random_range(0..*self.cumulative.last().expect("at least one region"));
             self.cumulative.partition_point(|&c| c <= at)
         };
-        let (top, left) = self.position(image, rng);
+        let (top, left) = match &self.targets {
+            Some(targets) => self.targeted_position(image, &targets[image], rng),
+            None => self.position(image, rng),
+        };
         let augmentation = Augmentation::random(rng, self.policy);
         CropSpec { image, top, left, size: self.size, augmentation }
     }
@@ -325,6 +420,46 @@ pub fn assemble_batch(images: &[TrainingImage], crops: &[CropSpec]) -> Batch {
 mod tests {
     use super::*;
     use rand::SeedableRng;
+
+    #[test]
+    fn class_targeted_crops_show_a_rare_class_as_often_as_the_others() {
+        // 64 x 64, class 0 everywhere but a 2 x 2 square of class 2 and a band of class 1; rows 48.. held out.
+        let (w, rows) = (64, 48);
+        let mut labels = vec![0u8; w * 64];
+        for y in 0..64 {
+            for x in 40..64 {
+                labels[y * w + x] = 1;
+            }
+        }
+        for (y, x) in [(10, 10), (10, 11), (11, 10), (11, 11)] {
+            labels[y * w + x] = 2;
+        }
+        labels[60 * w + 5] = 2; // held out: never a target
+        labels[0] = UNLABELLED;
+        let targets = ClassPixels::new(&labels, w, rows, 3);
+        assert_eq!(targets.present(), [0, 1, 2]);
+        assert_eq!(targets.pixels[2], [(10, 10), (10, 11), (11, 10), (11, 11)]);
+        let region = TrainRegion { width: w, rows };
+        let sampler = CropSampler::new(vec![region], 16, AugmentPolicy::None)
+            .with_class_targets(vec![targets])
+            .unwrap();
+        let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+        let mut with_rare = 0;
+        for _ in 0..3000 {
+            let c = sampler.sample(&mut rng);
+            assert!(c.top + 16 <= rows && c.left + 16 <= w, "{c:?}");
+            with_rare +=
+                usize::from((c.top..c.top + 16).contains(&10) && (c.left..c.left + 16).contains(&10));
+        }
+        // A third of the crops target class 2 (plus a few that catch it by chance); uniform crops: ~5%.
+        assert!((950..1300).contains(&with_rare), "{with_rare}");
+        // Kept pixels are bounded and spread evenly.
+        let many = ClassPixels::new(&vec![1u8; 300 * 300], 300, 300, 3);
+        assert!(many.pixels[1].len() <= CLASS_PIXELS_KEPT && many.pixels[1].len() > CLASS_PIXELS_KEPT / 2);
+        let nothing = ClassPixels::new(&[UNLABELLED; 16], 4, 4, 3);
+        let lone = CropSampler::new(vec![TrainRegion { width: 4, rows: 4 }], 2, AugmentPolicy::None);
+        assert!(lone.with_class_targets(vec![nothing]).is_err());
+    }
 
     #[test]
     fn crops_never_touch_held_out_rows_and_spread_by_area() {

@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
+use imaging::classes::{self, color_hex, Rgb};
 use imaging::files::{self, InputFileError};
 use imaging::masks::{LabelFormat, LabelRule};
 use imaging::source::{Channels, ImageSource, Orientation};
@@ -61,6 +62,43 @@ pub enum MaskError {
          --label-format binary for a 0/255 mask"
     )]
     NotIlastik { value: u8 },
+    #[error(
+        "the mask holds the value {value}, which is not a class of {format} with {classes} classes ({allowed}); \
+         raise --classes, or mark unlabelled pixels with --ignore-value"
+    )]
+    NotAClass { value: u8, format: &'static str, classes: usize, allowed: String },
+    #[error(
+        "the mask holds the colour {color}, which is not among --class-colors {palette}: a colour mask must be \
+         drawn with exactly those colours (no anti-aliasing; PNG, not JPEG)"
+    )]
+    UnknownColor { color: String, palette: String },
+}
+
+/// How mask files become labels for a model of some number of classes.
+#[derive(Debug, Clone, PartialEq)]
+pub enum MaskReading {
+    /// A gray mask read by a rule (binary, ilastik or index) for `classes` classes; [`MAX_CLASSES`] to read
+    /// index and ilastik masks before their number of classes is known (see [`inferred_classes`]).
+    Gray { rule: LabelRule, classes: usize },
+    /// A colour mask (`--label-format color`): the pixels of the i-th colour are class i.
+    Colors { palette: Vec<Rgb> },
+}
+
+impl MaskReading {
+    /// Two classes by `rule`: the seed's reading.
+    pub fn two_classes(rule: LabelRule) -> MaskReading {
+        MaskReading::Gray { rule, classes: 2 }
+    }
+}
+
+/// The number of classes index or ilastik masks imply: one more than the largest class in any of them (at
+/// least 2).
+pub fn inferred_classes<'a>(labels: impl IntoIterator<Item = &'a [u8]>) -> usize {
+    let mut top = 0u8;
+    for l in labels {
+        top = l.iter().filter(|&&v| v != imaging::masks::UNLABELLED).fold(top, |t, &v| t.max(v));
+    }
+    (top as usize + 1).max(2)
 }
 
 /// An image file and its mask file, with the flags they came from (for errors).
@@ -183,9 +221,15 @@ pub struct ReadImage {
 /// above 127 are foreground unless the rule says otherwise) and checks that they fit together. Errors name
 /// the flag and file.
 pub fn load_pair(source: &PairSource, rule: LabelRule) -> Result<TrainingImage, DataError> {
+    load_pair_reading(source, &MaskReading::two_classes(rule))
+}
+
+/// [`load_pair`] with the mask read as `reading` says (more than two classes, colour masks).
+pub fn load_pair_reading(source: &PairSource, reading: &MaskReading) -> Result<TrainingImage, DataError> {
     let (ip, mp) = (&source.image, &source.mask);
     let image = read_image(ip, &source.image_flag, Channels::Rgb)?;
-    let mask = read_image(mp, &source.mask_flag, Channels::Gray)?;
+    let channels = if matches!(reading, MaskReading::Colors { .. }) { Channels::Rgb } else { Channels::Gray };
+    let mask = read_image(mp, &source.mask_flag, channels)?;
     // Training pairs stored pixels; a viewer shows each file turned by its own orientation tag, so two
     // different tags mean the pair the person sees is not the pair training would use.
     if image.orientation != mask.orientation {
@@ -211,12 +255,36 @@ pub fn load_pair(source: &PairSource, rule: LabelRule) -> Result<TrainingImage, 
     if width < 2 || height < 2 {
         return Err(DataError::TooSmall { what: source.image_flag.clone(), path: ip.clone(), width, height });
     }
-    let labels = labels_from_mask(&gray, rule).map_err(|source_err| DataError::Mask {
+    let labels = labels_by(&gray, reading).map_err(|source_err| DataError::Mask {
         what: source.mask_flag.clone(),
         path: mp.clone(),
         source: source_err,
     })?;
     Ok(TrainingImage { name: name_of(ip), mask_name: name_of(mp), width, height, rgb, labels })
+}
+
+/// Turns mask bytes (gray, or RGB for colour masks) into labels as `reading` says: two classes by
+/// [`labels_from_mask`], index and ilastik masks of more classes by [`LabelRule::classes_among`], colour
+/// masks by [`classes::classes_from_colors`].
+pub fn labels_by(mask: &[u8], reading: &MaskReading) -> Result<Vec<u8>, MaskError> {
+    match reading {
+        MaskReading::Gray { rule, classes: 2 } if rule.format != LabelFormat::Index => {
+            labels_from_mask(mask, *rule)
+        }
+        &MaskReading::Gray { rule, classes } => rule.classes_among(mask, classes).map_err(|value| {
+            let (format, allowed) = match rule.format {
+                LabelFormat::Ilastik => ("an ilastik label image", format!("0 unlabelled, 1..={classes}")),
+                _ => ("an index mask", format!("0..={}", classes - 1)),
+            };
+            MaskError::NotAClass { value, format, classes, allowed }
+        }),
+        MaskReading::Colors { palette } => {
+            classes::classes_from_colors(mask, palette, None).map_err(|c| MaskError::UnknownColor {
+                color: color_hex(c),
+                palette: palette.iter().map(|&p| color_hex(p)).collect::<Vec<_>>().join(","),
+            })
+        }
+    }
 }
 
 /// Turns mask bytes into labels by `rule` (0, 1, or [`imaging::masks::UNLABELLED`] for the pixels the rule
@@ -284,6 +352,32 @@ mod tests {
         assert_eq!(labels_from_mask(&[0, 1, 2, 2], ilastik).unwrap(), vec![UNLABELLED, 0, 1, 1]);
         let err = labels_from_mask(&[0, 1, 255], ilastik).unwrap_err().to_string();
         assert!(err.contains("the value 255") && err.contains("0 is unlabelled, 1 background"), "{err}");
+    }
+
+    #[test]
+    fn index_ilastik_and_colour_masks_of_more_classes() {
+        let index = MaskReading::Gray {
+            rule: LabelRule { format: LabelFormat::Index, ignore: Some(255) },
+            classes: 3,
+        };
+        assert_eq!(labels_by(&[0, 1, 2, 255], &index).unwrap(), [0, 1, 2, UNLABELLED]);
+        let err = labels_by(&[0, 3], &index).unwrap_err().to_string();
+        assert!(err.contains("the value 3") && err.contains("3 classes (0..=2)"), "{err}");
+        let ilastik =
+            MaskReading::Gray { rule: LabelRule { format: LabelFormat::Ilastik, ignore: None }, classes: 3 };
+        assert_eq!(labels_by(&[0, 1, 3], &ilastik).unwrap(), [UNLABELLED, 0, 2]);
+        assert!(labels_by(&[4], &ilastik).unwrap_err().to_string().contains("ilastik"));
+        // Two-class index masks are read by index too (0 and 1), not by the > 127 rule.
+        let two =
+            MaskReading::Gray { rule: LabelRule { format: LabelFormat::Index, ignore: None }, classes: 2 };
+        assert_eq!(labels_by(&[0, 1], &two).unwrap(), [0, 1]);
+        assert!(labels_by(&[255], &two).is_err());
+        let colors = MaskReading::Colors { palette: vec![[0, 0, 0], [255, 0, 0], [0, 0, 255]] };
+        assert_eq!(labels_by(&[0, 0, 0, 0, 0, 255, 255, 0, 0], &colors).unwrap(), [0, 2, 1]);
+        let err = labels_by(&[1, 2, 3], &colors).unwrap_err().to_string();
+        assert!(err.contains("#010203") && err.contains("#000000,#ff0000,#0000ff"), "{err}");
+        assert_eq!(inferred_classes([&[0u8, 2, UNLABELLED][..], &[1, 4][..]]), 5);
+        assert_eq!(inferred_classes([&[0u8, 0][..]]), 2);
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! augmented random crops across all images within the pixel budget (pure, on values).
 
 pub mod annotated;
+pub mod classes;
 pub mod crops;
 pub mod load;
 

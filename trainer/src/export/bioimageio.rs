@@ -24,7 +24,8 @@ use super::license::{check_license, LicenseError};
 use super::name::{check_model_name, NameError};
 use super::{ensure_not_checkpoint, OverwritesCheckpoint, Signature, OPSET_VERSION, PROBABILITIES_NAME};
 use crate::checkpoint::TrainingSummary;
-use crate::model::{CLASS_NAMES, PARAMETER_COUNT};
+use crate::model::parameter_count;
+use imaging::classes::{ClassList, Rgb};
 use imaging::tiles::{HALO, PIXEL_BUDGET};
 
 /// The model description format written (bioimageio.spec 0.5.12 validates it).
@@ -120,11 +121,39 @@ pub fn default_description(summary: &TrainingSummary) -> String {
     } else {
         format!(" on `{}` with the mask `{}`", summary.image, summary.mask)
     };
+    let n = summary.classes.len();
+    let what = if n == 2 {
+        "Two-class (background / foreground)".to_string()
+    } else {
+        format!("{n}-class ({})", summary.classes.names.join(" / "))
+    };
     format!(
-        "Two-class (background / foreground) segmentation of RGB images: a small fully convolutional network \
-         ({PARAMETER_COUNT} parameters) trained for {} iterations{data}. Exact tiling: halo {HALO} px, even sizes.",
+        "{what} segmentation of RGB images: a small fully convolutional network \
+         ({} parameters) trained for {} iterations{data}. Exact tiling: halo {HALO} px, even sizes.",
+        parameter_count(n),
         summary.iterations
     )
+}
+
+/// The classes of the package's outputs: the checkpoint's, or numbered ones where they do not match the
+/// graph's output channels.
+fn output_classes(signature: &Signature, summary: &TrainingSummary) -> ClassList {
+    let n = signature.outputs.first().map_or(2, |o| o.channels);
+    if summary.classes.len() == n {
+        summary.classes.clone()
+    } else {
+        ClassList::numbered(n)
+    }
+}
+
+/// What the output channels are, in words: `channel 1 is the foreground` for two classes, `channels 0
+/// background, 1 nuclei, ...` for more.
+fn channels_text(classes: &ClassList) -> String {
+    if classes.len() == 2 {
+        return "channel 1 is the foreground".to_string();
+    }
+    let each: Vec<String> = classes.names.iter().enumerate().map(|(i, n)| format!("{i} {n}")).collect();
+    format!("channels {}", each.join(", "))
 }
 
 /// The foreground scores measured by `runner predict --mask --metrics-json` (the fields this package
@@ -209,6 +238,8 @@ pub fn rdf_yaml(description: &Description, signature: &Signature, summary: &Trai
     y.push_str("    data:\n      type: float32\n      range: [0.0, 1.0]\n");
 
     y.push_str("outputs:\n");
+    let classes = output_classes(signature, summary);
+    let names: Vec<&str> = classes.names.iter().map(String::as_str).collect();
     for output in &signature.outputs {
         let name = &output.name;
         let probabilities = name == PROBABILITIES_NAME;
@@ -218,9 +249,9 @@ pub fn rdf_yaml(description: &Description, signature: &Signature, summary: &Trai
         } else {
             "class scores (logits)"
         };
-        let _ = writeln!(y, "    description: {}", quoted(&format!("{what}; channel 1 is the foreground")));
+        let _ = writeln!(y, "    description: {}", quoted(&format!("{what}; {}", channels_text(&classes))));
         y.push_str("    axes:\n      - type: batch\n");
-        let _ = writeln!(y, "      - type: channel\n        channel_names: {}", quoted_list(&CLASS_NAMES));
+        let _ = writeln!(y, "      - type: channel\n        channel_names: {}", quoted_list(&names));
         space_axes(&mut y, &|axis| format!("{{tensor_id: {input}, axis_id: {axis}}}"), true);
         let _ = writeln!(y, "    test_tensor:\n      source: {}", test_output_file(name));
         if let Some(sample) = sample_output_file(name) {
@@ -235,9 +266,11 @@ pub fn rdf_yaml(description: &Description, signature: &Signature, summary: &Trai
     let _ = writeln!(
         y,
         "config:\n  bioimageio:\n    task: segmentation\n    architecture_type: FCN\n    \
-         model_parameter_count: {PARAMETER_COUNT}\n    training:\n      training_batch_size: {}\n      \
+         model_parameter_count: {}\n    training:\n      training_batch_size: {}\n      \
          initial_learning_rate: {}\n      loss_function: pixel-wise cross-entropy\n      optimizer: Adam",
-        summary.batch, summary.learning_rate
+        parameter_count(classes.len()),
+        summary.batch,
+        summary.learning_rate
     );
     y
 }
@@ -258,12 +291,13 @@ pub fn readme(
     validation: Option<&Validation>,
 ) -> String {
     let outputs = signature.outputs.iter().map(|o| format!("`{}`", o.name)).collect::<Vec<_>>().join(", ");
+    let classes = output_classes(signature, summary);
     let mut md = format!(
         "# {name}\n\n{desc}\n\n\
          ## Input and outputs\n\n\
          - input `{input}`: float32 (batch, 3, y, x), RGB scaled to [0, 1] (bytes / 255); the per-channel \
          normalisation is inside the graph. y and x must be even and at least {MIN_SIZE}.\n\
-         - outputs {outputs}: float32 (batch, 2, y, x); channel 0 background, channel 1 foreground.\n\n\
+         - outputs {outputs}: float32 (batch, {n}, y, x); {channels}.\n\n\
          ## Tiling\n\n\
          An output pixel depends on input pixels up to 7 px away. Tiles read with a halo of {HALO} px at even \
          origins, keeping each tile's centre, give exactly the result of one pass over the whole image (the \
@@ -274,6 +308,12 @@ pub fn readme(
          {seed}), pixel-wise cross-entropy, on `{image}` with the mask `{mask}`; final training loss {loss:.4}.\n\n",
         name = description.name,
         desc = description.description,
+        n = classes.len(),
+        channels = if classes.len() == 2 {
+            "channel 0 background, channel 1 foreground".to_string()
+        } else {
+            channels_text(&classes)
+        },
         input = signature.input.name,
         iterations = summary.iterations,
         lr = summary.learning_rate,
@@ -395,7 +435,8 @@ pub fn build_package(
         (TEST_INPUT_FILE.into(), npy_f32(&[1, 3, h, w], &input)),
         (SAMPLE_INPUT_FILE.into(), png(&crop)?),
     ];
-    let mut foreground_mask = None;
+    let classes = output_classes(signature, summary);
+    let mut predicted = None;
     for output in &signature.outputs {
         let values = outputs
             .get(&output.name)
@@ -405,10 +446,22 @@ pub fn build_package(
         if dims != [1, output.channels, h, w] {
             return Err(PackageError::Evaluate(format!("output `{}` has shape {dims:?}", output.name)));
         }
-        // Foreground where channel 1 beats channel 0: the same rule for logits and probabilities.
+        // The class of the largest channel (the first on a tie; with two classes, foreground where channel 1
+        // beats channel 0): the same rule for logits and probabilities.
         let plane = h * w;
-        foreground_mask
-            .get_or_insert_with(|| (0..plane).map(|i| values[plane + i] > values[i]).collect::<Vec<bool>>());
+        predicted.get_or_insert_with(|| {
+            (0..plane)
+                .map(|i| {
+                    (1..output.channels).fold(0, |best, c| {
+                        if values[c * plane + i] > values[best * plane + i] {
+                            c
+                        } else {
+                            best
+                        }
+                    })
+                })
+                .collect::<Vec<usize>>()
+        });
         if let Some(sample) = sample_output_file(&output.name) {
             let gray = image::GrayImage::from_fn(w as u32, h as u32, |x, y| {
                 let p = values[plane + y as usize * w + x as usize];
@@ -418,21 +471,25 @@ pub fn build_package(
         }
         files.push((test_output_file(&output.name), npy_f32(&dims, &values)));
     }
-    let mask = foreground_mask.unwrap_or_else(|| vec![false; h * w]);
-    files.push((COVER_FILE.into(), png(&cover(&crop, &mask))?));
+    let colors: Vec<Rgb> = predicted
+        .unwrap_or_else(|| vec![0; h * w])
+        .iter()
+        .map(|&c| classes.colors[c.min(classes.len() - 1)])
+        .collect();
+    files.push((COVER_FILE.into(), png(&cover(&crop, &colors))?));
     Ok(files)
 }
 
-/// The cover: the crop beside its predicted mask (foreground white), both scaled 2x (nearest).
-pub fn cover(crop: &RgbImage, foreground: &[bool]) -> RgbImage {
+/// The cover: the crop beside its predicted mask (each pixel in its class's colour: with two classes,
+/// foreground white), both scaled 2x (nearest).
+pub fn cover(crop: &RgbImage, colors: &[Rgb]) -> RgbImage {
     let (w, h) = crop.dimensions();
     RgbImage::from_fn(4 * w, 2 * h, |x, y| {
         let (cx, cy) = ((x / 2) % w, y / 2);
         if x < 2 * w {
             *crop.get_pixel(cx, cy)
         } else {
-            let v = if foreground[(cy * w + cx) as usize] { 255 } else { 0 };
-            image::Rgb([v, v, v])
+            image::Rgb(colors[(cy * w + cx) as usize])
         }
     })
 }
@@ -755,7 +812,8 @@ mod tests {
     fn cover_is_the_crop_beside_its_mask_at_twice_the_size() {
         let crop = RgbImage::from_fn(4, 2, |x, y| image::Rgb([x as u8, y as u8, 9]));
         let fg: Vec<bool> = (0..8).map(|i| i % 3 == 0).collect();
-        let cover = cover(&crop, &fg);
+        let colors: Vec<Rgb> = fg.iter().map(|&f| if f { [255; 3] } else { [0; 3] }).collect();
+        let cover = cover(&crop, &colors);
         assert_eq!(cover.dimensions(), (16, 4));
         assert_eq!(*cover.get_pixel(5, 3), image::Rgb([2, 1, 9]));
         for (i, &f) in fg.iter().enumerate() {

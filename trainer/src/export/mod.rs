@@ -35,7 +35,8 @@ use candle_onnx::onnx::{
 use prost::Message;
 
 use crate::checkpoint::{Checkpoint, CheckpointError, TrainingSummary};
-use crate::model::{SegNet, CLASS_NAMES, LAYERS};
+use crate::model::SegNet;
+use imaging::classes::ClassList;
 use imaging::tiles::{HALO, PIXEL_BUDGET, RECEPTIVE_RADIUS};
 
 /// ONNX IR version and default-domain opset of the exported file (ONNX Runtime 1.31 and candle-onnx both
@@ -173,8 +174,9 @@ pub fn to_onnx_bytes(net: &SegNet, summary: &TrainingSummary) -> Result<Vec<u8>,
 }
 
 /// The ONNX model of `net`: input `image` float32 (N,3,H,W) RGB in \[0, 1\]; outputs `logits` and
-/// `probabilities` (softmax over the class axis), both float32 (N,2,H,W); N, H and W dynamic.
+/// `probabilities` (softmax over the class axis), both float32 (N,C,H,W) for C classes; N, H and W dynamic.
 pub fn build_model(net: &SegNet, summary: &TrainingSummary) -> Result<ModelProto, ExportError> {
+    let classes = net.classes();
     let norm = net.normalization;
     let mut initializer = vec![
         f32_tensor(MEAN_NAME, &[1, 3, 1, 1], &norm.mean),
@@ -196,7 +198,7 @@ pub fn build_model(net: &SegNet, summary: &TrainingSummary) -> Result<ModelProto
         node("Div", "normalize/div", &["normalize/sub", STD_NAME], vec![]),
     ];
     let mut x = "normalize/div".to_string();
-    for (i, spec) in LAYERS.iter().enumerate() {
+    for (i, spec) in net.layers().iter().enumerate() {
         if i == 2 {
             let attrs = vec![ints_attr("kernel_shape", &[2, 2]), ints_attr("strides", &[2, 2])];
             nodes.push(node("MaxPool", "pool", &[&x], attrs));
@@ -227,10 +229,21 @@ pub fn build_model(net: &SegNet, summary: &TrainingSummary) -> Result<ModelProto
     }
     nodes.push(node("Softmax", PROBABILITIES_NAME, &[LOGITS_NAME], vec![int_attr("axis", 1)]));
 
-    let classes = CLASS_NAMES.len();
+    // Two classes keep the seed's descriptions, so that their file is the seed's byte for byte.
+    let (model_doc, graph_doc) = if classes == 2 {
+        (MODEL_DOC.to_string(), GRAPH_DOC.to_string())
+    } else {
+        (
+            format!(
+                "{classes}-class segmenter. Feed float32 RGB (N,3,H,W) = bytes / 255 with even H and W; read \
+                 `logits` or `probabilities` (N,{classes},H,W), class index = position in the `classes` metadata."
+            ),
+            GRAPH_DOC.replace("Two-class", &format!("{classes}-class")).replace("conv5x5/2", &format!("conv5x5/{classes}")),
+        )
+    };
     let graph = GraphProto {
         name: "segnet".into(),
-        doc_string: GRAPH_DOC.into(),
+        doc_string: graph_doc,
         node: nodes,
         initializer,
         input: vec![tensor_value_info(INPUT_NAME, 3)],
@@ -243,7 +256,7 @@ pub fn build_model(net: &SegNet, summary: &TrainingSummary) -> Result<ModelProto
         producer_name: "trainer".into(),
         producer_version: env!("CARGO_PKG_VERSION").into(),
         model_version: 1,
-        doc_string: MODEL_DOC.into(),
+        doc_string: model_doc,
         graph: Some(graph),
         metadata_props: metadata(net, summary)
             .into_iter()
@@ -257,8 +270,14 @@ pub fn build_model(net: &SegNet, summary: &TrainingSummary) -> Result<ModelProto
 /// what produced the weights.
 pub fn metadata(net: &SegNet, summary: &TrainingSummary) -> Vec<(&'static str, String)> {
     let list = |v: &[f32]| v.iter().map(f32::to_string).collect::<Vec<_>>().join(",");
-    vec![
-        ("classes", CLASS_NAMES.join(",")),
+    let classes = class_list(net, summary);
+    let n = classes.len();
+    let mut meta = vec![("classes", classes.names_text())];
+    // Colours only where they are not the two-class default (whose file stays the seed's).
+    if !classes.is_default_two() {
+        meta.push(("class_colors", classes.colors_text()));
+    }
+    meta.extend([
         (
             "input",
             format!(
@@ -269,7 +288,7 @@ pub fn metadata(net: &SegNet, summary: &TrainingSummary) -> Vec<(&'static str, S
         (
             "outputs",
             format!(
-                "{LOGITS_NAME}: float32 (N,2,H,W); {PROBABILITIES_NAME}: float32 (N,2,H,W), \
+                "{LOGITS_NAME}: float32 (N,{n},H,W); {PROBABILITIES_NAME}: float32 (N,{n},H,W), \
                  softmax over axis 1; class index = position in `classes`"
             ),
         ),
@@ -289,7 +308,18 @@ pub fn metadata(net: &SegNet, summary: &TrainingSummary) -> Vec<(&'static str, S
         ("training_crop", summary.crop.to_string()),
         ("training_learning_rate", summary.learning_rate.to_string()),
         ("training_seed", summary.seed.to_string()),
-    ]
+    ]);
+    meta
+}
+
+/// The classes of an export: the checkpoint's names and colours, or numbered ones where they do not
+/// describe the network's outputs (a library caller's summary).
+pub fn class_list(net: &SegNet, summary: &TrainingSummary) -> ClassList {
+    if summary.classes.len() == net.classes() {
+        summary.classes.clone()
+    } else {
+        ClassList::numbered(net.classes())
+    }
 }
 
 /// One tensor of a graph's signature: its name and the fixed channel count of its (N, C, H, W) shape.
@@ -480,7 +510,7 @@ mod tests {
         let nodes = &graph(&model).node;
         let attr = |n: &NodeProto, name: &str| n.attribute.iter().find(|a| a.name == name).unwrap().clone();
         let convs: Vec<&NodeProto> = nodes.iter().filter(|n| n.op_type == "Conv").collect();
-        for (conv, spec) in convs.iter().zip(LAYERS) {
+        for (conv, spec) in convs.iter().zip(crate::model::LAYERS) {
             let p = spec.padding as i64;
             assert_eq!(attr(conv, "pads").ints, [p, p, p, p], "{}", spec.name);
             assert_eq!(conv.input[1..], [spec.weight_name(), spec.bias_name()]);
@@ -567,6 +597,30 @@ mod tests {
         unique.sort();
         unique.dedup();
         assert_eq!(unique.len(), keys.len(), "duplicate metadata keys: {keys:?}");
+    }
+
+    #[test]
+    fn more_classes_widen_the_outputs_and_name_and_colour_them() {
+        let net = SegNet::random_with_classes(3, 2, Normalization::IDENTITY, &Device::Cpu).unwrap();
+        let classes = ClassList::resolve(
+            None,
+            Some(vec!["background".into(), "nuclei".into(), "dab".into()]),
+            Some(vec![[0, 0, 0], [0, 0, 255], [150, 75, 0]]),
+        )
+        .unwrap();
+        let summary = TrainingSummary { classes, ..TrainingSummary::example() };
+        let model = build_model(&net, &summary).unwrap();
+        let entry = |name: &str, channels| TensorSignature { name: name.into(), channels };
+        assert_eq!(signature(&model).outputs, [entry(LOGITS_NAME, 3), entry(PROBABILITIES_NAME, 3)]);
+        assert_eq!(meta(&model, "classes"), "background,nuclei,dab");
+        assert_eq!(meta(&model, "class_colors"), "#000000,#0000ff,#964b00");
+        assert!(meta(&model, "outputs").contains("(N,3,H,W)"));
+        assert!(model.doc_string.starts_with("3-class segmenter"));
+        assert!(graph(&model).doc_string.ends_with("conv5x5/3"));
+        // Two classes: no colours key (the seed's metadata).
+        let two = build_model(&super::tests::net(), &TrainingSummary::example()).unwrap();
+        assert!(two.metadata_props.iter().all(|e| e.key != "class_colors"));
+        assert_eq!(two.doc_string, MODEL_DOC);
     }
 
     #[test]

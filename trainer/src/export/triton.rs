@@ -152,9 +152,9 @@ pub fn config_pbtxt(name: &str, signature: &Signature) -> String {
         );
     };
     let mut text = format!(
-        "# Triton Inference Server model `{name}`: the two-class segmenter exported by `trainer export --triton`\n\
+        "# Triton Inference Server model `{name}`: the {kind} segmenter exported by `trainer export --triton`\n\
          # (trainer {version}). Input `{input}`: float32 RGB (N,3,H,W) scaled to [0,1] (bytes / 255), H and W even;\n\
-         # the normalisation is inside the graph. Outputs (N,2,H,W): class 0 background, class 1 foreground.\n\
+         # the normalisation is inside the graph. Outputs {outputs}.\n\
          #\n\
          # Memory budget: each request must stay within {budget} input pixels (N x H x W), e.g. one 256x256 tile\n\
          # or four 128x128 tiles; Triton does not check this. Predict larger images by overlapping tiles read with\n\
@@ -163,6 +163,14 @@ pub fn config_pbtxt(name: &str, signature: &Signature) -> String {
          # Triton never batches requests together past the budget.\n",
         version = env!("CARGO_PKG_VERSION"),
         input = signature.input.name,
+        kind = match signature.outputs.first().map_or(2, |o| o.channels) {
+            2 => "two-class".to_string(),
+            n => format!("{n}-class"),
+        },
+        outputs = match signature.outputs.first().map_or(2, |o| o.channels) {
+            2 => "(N,2,H,W): class 0 background, class 1 foreground".to_string(),
+            n => format!("(N,{n},H,W): class i is the i-th name of the model's `classes` metadata"),
+        },
         budget = PIXEL_BUDGET,
         halo = HALO,
     );

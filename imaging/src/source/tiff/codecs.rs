@@ -1,6 +1,6 @@
 //! The compressions of TIFF chunks (strips or tiles) that decode to bytes: none, LZW, Deflate, PackBits,
 //! ZSTD; WebP tiles; and the predictors: horizontal differencing (2) and floating point (3). JPEG tiles
-//! are in `jpeg.rs`. Every decoder writes at most the chunk's size and returns an error, never panics, on
+//! are in `jpeg.rs`, JPEG 2000 tiles in `jpeg2000.rs`. Every decoder writes at most the chunk's size and returns an error, never panics, on
 //! corrupt data.
 
 use std::io::Read;
@@ -15,12 +15,17 @@ pub(super) enum Codec {
     Jpeg,
     Zstd,
     WebP,
+    /// JPEG 2000; `ycbcr` for Aperio's 33003, whose components are Y, Cb, Cr.
+    Jpeg2000 {
+        ycbcr: bool,
+    },
 }
 
 impl Codec {
     /// The codec of TIFF compression `code`, or (what the file is, what to do) when it is not read.
     pub fn from_tag(code: u16) -> Result<Codec, (String, String)> {
-        let convert = "convert it to a TIFF with Deflate, LZW, ZSTD, JPEG or WebP compression (e.g. \
+        let convert =
+            "convert it to a TIFF with Deflate, LZW, ZSTD, JPEG, JPEG 2000 or WebP compression (e.g. \
                        `tiffcp -c zip` or `vips tiffsave --compression deflate`)";
         Ok(match code {
             1 => Codec::None,
@@ -30,6 +35,8 @@ impl Codec {
             7 => Codec::Jpeg,
             50000 | 34926 => Codec::Zstd,
             50001 | 34927 => Codec::WebP,
+            33003 => Codec::Jpeg2000 { ycbcr: true },
+            33005 | 34712 => Codec::Jpeg2000 { ycbcr: false },
             6 => return Err((
                 "an old-style JPEG TIFF (compression 6, the ambiguous TIFF 6.0 scheme that compression 7 \
                      replaced in 1995)"
@@ -42,6 +49,22 @@ impl Codec {
                 return Err((format!("a TIFF with {} compression ({other})", name(other)), convert.into()))
             }
         })
+    }
+}
+
+impl Codec {
+    /// The codec's name, e.g. "Deflate".
+    pub fn name(self) -> &'static str {
+        match self {
+            Codec::None => "uncompressed data",
+            Codec::Lzw => "LZW",
+            Codec::Deflate => "Deflate",
+            Codec::PackBits => "PackBits",
+            Codec::Jpeg => "JPEG",
+            Codec::Zstd => "ZSTD",
+            Codec::WebP => "WebP",
+            Codec::Jpeg2000 { .. } => "JPEG 2000",
+        }
     }
 }
 
@@ -74,6 +97,28 @@ pub(super) fn name(code: u16) -> &'static str {
     }
 }
 
+/// The most bytes `compressed` bytes of `codec` can decode to, from each format's densest encoding, or
+/// `None` where a tiny stream can stand for any size (WebP lossless and JPEG 2000 code a flat image in a
+/// few bytes whatever its size; their headers' sizes are checked against the chunk instead). A chunk that
+/// declares more than its bytes can hold is refused before anything is allocated for it.
+pub(super) fn max_decoded(codec: Codec, compressed: u64) -> Option<u64> {
+    let (ratio, slack): (u64, u64) = match codec {
+        Codec::None => (1, 0),
+        // A repeat run: 2 bytes for 128.
+        Codec::PackBits => (64, 128),
+        // A length code of 258 bytes in as little as 2 bits (1032:1), plus the stream's header and end.
+        Codec::Deflate => (1032, 1 << 10),
+        // Codes of at least 9 bits, each at most 4096 bytes long.
+        Codec::Lzw => (4096 * 8 / 9 + 1, 4096),
+        // An RLE block: 4 bytes for up to 128 KiB.
+        Codec::Zstd => (1 << 15, 1 << 17),
+        // At least 2 bits (DC and end of block) per 8x8 block and component: 256 bytes per byte.
+        Codec::Jpeg => (4096, 1 << 16),
+        Codec::WebP | Codec::Jpeg2000 { .. } => return None,
+    };
+    Some(compressed.saturating_mul(ratio).saturating_add(slack))
+}
+
 /// Decompresses a chunk compressed with a byte codec into `out` (cleared first), up to `max` bytes;
 /// returns how many bytes it decoded.
 pub(super) fn decompress(codec: Codec, raw: &[u8], max: usize, out: &mut Vec<u8>) -> Result<usize, String> {
@@ -92,7 +137,9 @@ pub(super) fn decompress(codec: Codec, raw: &[u8], max: usize, out: &mut Vec<u8>
         Codec::Zstd => zstd::bulk::Decompressor::new()
             .and_then(|mut d| d.decompress_to_buffer(raw, &mut out[..]))
             .map_err(|e| format!("its ZSTD data is corrupt ({e})"))?,
-        Codec::Jpeg | Codec::WebP => unreachable!("pixel codecs are decoded elsewhere"),
+        Codec::Jpeg | Codec::WebP | Codec::Jpeg2000 { .. } => {
+            unreachable!("pixel codecs are decoded elsewhere")
+        }
     };
     out.truncate(got);
     Ok(got)
@@ -267,6 +314,22 @@ mod tests {
         assert_eq!(out, data);
         assert!(decompress(Codec::Zstd, &zstd, 4000, &mut out).is_err(), "more data than the chunk holds");
         assert!(decompress(Codec::Zstd, &zstd[..zstd.len() / 2], 5000, &mut out).is_err());
+    }
+
+    #[test]
+    fn no_codec_decodes_more_than_its_densest_encoding() {
+        // Deflate's densest: a run of zeros.
+        let zeros = vec![0u8; 10 << 20];
+        let mut zlib = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::best());
+        std::io::Write::write_all(&mut zlib, &zeros).unwrap();
+        let zlib = zlib.finish().unwrap();
+        assert!(max_decoded(Codec::Deflate, zlib.len() as u64).unwrap() >= zeros.len() as u64);
+        let zstd = zstd::bulk::compress(&zeros, 19).unwrap();
+        assert!(max_decoded(Codec::Zstd, zstd.len() as u64).unwrap() >= zeros.len() as u64);
+        // 198 bytes of Deflate cannot be a 32768x32768 tile.
+        assert!(max_decoded(Codec::Deflate, 198).unwrap() < 32768 * 32768);
+        assert_eq!(max_decoded(Codec::None, 100), Some(100));
+        assert_eq!(max_decoded(Codec::WebP, 100), None);
     }
 
     #[test]

@@ -5,7 +5,7 @@
 use super::codecs::{self, Codec};
 use super::ifd::TiffInput;
 use super::image::{Kind, Layout, Photometric};
-use super::jpeg;
+use super::{jpeg, jpeg2000};
 use crate::source::samples::{convert, Channels, Samples};
 
 /// Decoded samples of a chunk.
@@ -72,6 +72,25 @@ impl ChunkDecoder {
 
     /// Reads and decodes chunk `index` (`len` bytes at `offset`), which holds `chunk_rows` rows of which
     /// the first `need_rows` are used, and pixels up to `need_width`.
+    /// Refuses chunk `index` of `len` bytes when its codec cannot decode that many bytes to the
+    /// `need_rows` rows its place in the image needs: memory follows what the file holds, not what its
+    /// tags declare.
+    pub(super) fn check_holds(&self, index: u64, len: u64, need_rows: usize) -> Result<(), String> {
+        let need = (self.chunk_width as u64)
+            .saturating_mul(need_rows as u64)
+            .saturating_mul(self.spp as u64)
+            .saturating_mul(self.kind.bytes() as u64);
+        match codecs::max_decoded(self.codec, len) {
+            // An empty chunk is said to be one when it is read.
+            Some(most) if most < need && len > 0 => Err(format!(
+                "chunk {index} is {len} bytes of {}, which cannot decode to the {need} bytes its {need_rows} \
+                 rows need (at most {most}); the file is corrupt or cut short",
+                self.codec.name()
+            )),
+            _ => Ok(()),
+        }
+    }
+
     pub(super) fn decode(
         &mut self,
         file: &mut TiffInput,
@@ -116,6 +135,23 @@ impl ChunkDecoder {
                     return Err(at(format!(
                         "it has {} JPEG components for {} samples per pixel",
                         chunk.components, self.spp
+                    )));
+                }
+                Ok(Decoded {
+                    data: Typed::U8(chunk.pixels),
+                    spp: chunk.components,
+                    stride: chunk.width,
+                    rows: chunk.height,
+                })
+            }
+            Codec::Jpeg2000 { .. } => {
+                let chunk = jpeg2000::decode(&self.raw, self.ycbcr, max_pixels).map_err(at)?;
+                check(chunk.width, chunk.height)?;
+                let want = if self.planes == 0 { self.spp } else { 1 };
+                if chunk.components != want && !(want == 4 && chunk.components == 3) {
+                    return Err(at(format!(
+                        "it has {} JPEG 2000 components for {want} samples per pixel",
+                        chunk.components
                     )));
                 }
                 Ok(Decoded {

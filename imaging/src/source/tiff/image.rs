@@ -322,7 +322,7 @@ impl Page {
                     "keep red, green, blue and at most one alpha channel",
                 ))
             }
-            (6, 3) if codec == Codec::Jpeg => Photometric::Rgb,
+            (6, 3) if matches!(codec, Codec::Jpeg | Codec::Jpeg2000 { .. }) => Photometric::Rgb,
             (6, _) => {
                 return Err(unsupported(
                     format!("a {what} TIFF that is not JPEG-compressed"),
@@ -361,12 +361,14 @@ impl Page {
         } else {
             1
         };
-        if planar && (codec == Codec::WebP || photometric_code == 6) {
+        // Bio-Formats writes planar JPEG TIFFs tagged YCbCr whose tiles are one-component JPEGs, and reads
+        // their planes as red, green and blue; so are they read here.
+        if planar && (codec == Codec::WebP || (photometric_code == 6 && codec != Codec::Jpeg)) {
             return Err(unsupported(format!("a planar (one plane per channel) {what} TIFF"), READABLE));
         }
         match (codec, kind) {
-            (Codec::Jpeg | Codec::WebP, Kind::U8) => {}
-            (Codec::Jpeg | Codec::WebP, _) => {
+            (Codec::Jpeg | Codec::WebP | Codec::Jpeg2000 { .. }, Kind::U8) => {}
+            (Codec::Jpeg | Codec::WebP | Codec::Jpeg2000 { .. }, _) => {
                 return Err(unsupported(
                     format!("a {} TIFF of {what}", codecs::name(page.compression as u16)),
                     READABLE,
@@ -375,7 +377,7 @@ impl Page {
             _ => {}
         }
         let predictor = match (codec, page.predictor, kind) {
-            (Codec::Jpeg | Codec::WebP, _, _) | (_, 1, _) => 1,
+            (Codec::Jpeg | Codec::WebP | Codec::Jpeg2000 { .. }, _, _) | (_, 1, _) => 1,
             (_, 2, Kind::U8 | Kind::U16 | Kind::I16) => 2,
             (_, 3, Kind::F16 | Kind::F32 | Kind::F64) => 3,
             (_, p, _) => return Err(unsupported(
@@ -390,7 +392,7 @@ impl Page {
             planar,
             planes,
             photometric,
-            ycbcr: photometric_code == 6,
+            ycbcr: photometric_code == 6 || codec == Codec::Jpeg2000 { ycbcr: true },
             predictor,
         })
     }

@@ -152,10 +152,6 @@ impl TiffRows {
         let row_bytes = self.width * oc;
         self.rows_count = 0;
         self.rows.clear();
-        self.rows
-            .try_reserve(count * row_bytes)
-            .map_err(|_| format!("a chunk of {count} rows does not fit in memory"))?;
-        self.rows.resize(count * row_bytes, 0);
         // Strips hold only the image's rows; tiles are whole, past the image's edges too.
         let chunk_rows = if self.tiled { self.chunk_height } else { count };
         let planes = self.planes.max(1);
@@ -175,8 +171,15 @@ impl TiffRows {
                 n,
                 if self.tiled { TILE_BYTE_COUNTS } else { STRIP_BYTE_COUNTS },
             )?;
+            for (i, &len) in counts.iter().enumerate() {
+                self.decoder.check_holds(start + i as u64, len, count)?;
+            }
             locations.push((start, offsets, counts));
         }
+        self.rows
+            .try_reserve(count * row_bytes)
+            .map_err(|_| format!("a chunk of {count} rows does not fit in memory"))?;
+        self.rows.resize(count * row_bytes, 0);
         for tx in 0..self.across {
             let x0 = tx * self.chunk_width;
             let width = self.chunk_width.min(self.width - x0);

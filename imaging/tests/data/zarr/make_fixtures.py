@@ -130,6 +130,22 @@ def main():
     i16 = ((np.maximum(yxc.astype(np.int32), 0) * 255 + 16383) // 32767).astype(np.uint8)
     save_reference("v04_yxc_i16", i16)
 
+    # 6. Sparse stores, as zarr-python writes them with write_empty_chunks=False: a chunk (or a whole shard)
+    #    holding only the fill value is not stored; the Zarr specification reads an absent chunk as the fill
+    #    value. v2: chunks 1x32x32, fill 200; v3: shards 3x64x64 of chunks 3x32x32, fill 200.
+    sparse = rgb_image(np.uint8)
+    sparse[:, 32:64, :] = 200  # chunk row 1, every column and channel
+    sparse[:, :64, 64:] = 200  # the last column of chunk rows 0 and 1: a whole shard in v3
+    for zarr_format, name, chunks, extra, absent in [
+        (2, "sparse_v04_cyx_u8", (1, 32, 32), {}, ["0/0/1.1.0", "0/0/0.0.2", "0/0/2.1.1"]),
+        (3, "sparse_v05_cyx_u8_sharded", (3, 32, 32), {"shards": (3, 64, 64)}, ["0/c/0/0/1"]),
+    ]:
+        path = write(name + ".ome.zarr", [sparse], "cyx", "micrometer", 0.5, zarr_format, chunks,
+                     fill_value=200, config={"write_empty_chunks": False}, **extra)
+        for key in absent:
+            assert not os.path.exists(os.path.join(path, key)), key
+        save_reference(name, sparse.transpose(1, 2, 0))
+
     # Broken copies of 1: one chunk overwritten with garbage, one chunk removed.
     for kind in ["corrupt", "missing"]:
         broken = os.path.join(HERE, f"{kind}.ome.zarr")

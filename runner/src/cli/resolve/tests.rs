@@ -69,6 +69,15 @@ fn one_image_refuses_folder_flags_and_unscored_outputs() {
         ),
         ("--errors --mask r.png", "--errors needs a path for one image (e.g. --errors out/errors.png)"),
         ("--geojson", "--geojson needs a path for one image (e.g. --geojson out/regions.geojson)"),
+        (
+            "--geojson r.geojson --objects-csv",
+            "--objects-csv needs a path for one image (e.g. --objects-csv out/objects.csv)",
+        ),
+        ("--tissue a.png --tissue b.png", "--tissue takes one mask file (and `auto`); got two"),
+        (
+            "--tissue m.png --tissue-threshold 25",
+            "--tissue-threshold, --tissue-level and --tissue-output are for --tissue auto",
+        ),
         ("--ngff 0.5", "--ngff 0.5 sets the version of .ome.zarr outputs, and none is given"),
         ("--errors e.png", "--errors needs a reference mask: add --mask"),
         ("--metrics-json m.json", "--metrics-json needs a reference mask to score against: add --mask"),
@@ -96,6 +105,8 @@ fn a_share_refuses_what_needs_the_whole_image() {
         ),
         ("--labels pred", "--labels is refused with --shard"),
         ("--geojson r.geojson", "--geojson is refused with --shard"),
+        ("--tissue auto", "--tissue is refused with --shard"),
+        ("--roi a.geojson", "--roi is refused with --shard"),
         ("--input-dir d", "--input-dir is for folder mode"),
     ]
     .into_iter()
@@ -112,6 +123,8 @@ fn folder_mode_refuses_one_image_flags_and_paths() {
         ("--metrics-json m.json", "--metrics-json is for one image"),
         ("--ngff 0.5", "--ngff is for one image"),
         ("--labels pred", "--labels is for one image"),
+        ("--tissue auto", "--tissue is for one image"),
+        ("--roi a.geojson", "--roi is for one image"),
         ("--overlay o.png", "with --output-dir, --overlay takes no path (its files are named after each image: OUT/<stem>_overlay.png); got o.png"),
         ("--geojson r.geojson", "with --output-dir, --geojson takes no path (its files are named after each image: OUT/<stem>.geojson)"),
         ("--errors", "--errors needs reference masks: add --mask-dir"),
@@ -155,7 +168,10 @@ fn accepted_flags_make_their_request() {
     let outputs = &folder.outputs;
     assert_eq!((outputs.mask_format, outputs.errors, outputs.overlay), (ImageFormat::OmeTiff, true, true));
     assert!(outputs.metrics && !outputs.probabilities && folder.fail_fast);
-    assert!(outputs.geojson.as_ref().is_some_and(|label| label.detections));
+    assert!(outputs
+        .geojson
+        .as_ref()
+        .is_some_and(|label| label.objects == crate::regions::ObjectKind::Detection));
     assert_eq!(outputs.mask_rule, LabelRule { format: LabelFormat::Ilastik, ignore: None });
     assert_eq!((folder.shard, r.model_options.threads), (Some(Shard { index: 0, count: 2 }), Some(3)));
 
