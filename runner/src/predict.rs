@@ -365,7 +365,7 @@ pub struct Limit<'a> {
     pub read_all_rows: bool,
 }
 
-/// [`predict_stream_rows`] limited to a scope: only the windows whose kept part touches `limit.scope`
+/// [`streamed_rows`] limited to a scope: only the windows whose kept part touches `limit.scope`
 /// are read and computed; every pixel inside the scope gets the full pass's class and probability, every
 /// pixel outside it background (0) and probability 0 (`rgb` is empty for a band that was not read).
 pub fn streamed_scoped(

@@ -1,7 +1,7 @@
-//! The `runner` command line: the flags of each command ([`predict`], [`info`], [`finalize`]; their doc
-//! comments are the `--help`), one step that resolves `predict`'s flags into a request ([`resolve`], every
-//! rule about which flags go together; [`request`], what it makes), the runs of its three modes and the
-//! lines they print ([`modes`]), the progress bars ([`progress`]) and `--openslide-lib` ([`openslide_lib`]).
+//! The `runner` command line: the flags of each command (`predict`, `info`, `finalize`; their doc
+//! comments are the `--help`), one step that resolves `predict`'s flags into a request (`resolve`, every
+//! rule about which flags go together; `request`, what it makes), the runs of its three modes and the
+//! lines they print (`modes`), the progress bars (`progress`) and `--openslide-lib` (`openslide_lib`).
 //! Everything else is library code the tests call.
 
 mod finalize;
