@@ -84,7 +84,7 @@ impl PerClass {
     /// No per-class scores (two classes). Unused entries stay 0, so that equal scores compare equal.
     pub const NONE: PerClass = PerClass { len: 0, iou: [0.0; MAX_CLASSES], dice: [0.0; MAX_CLASSES] };
 
-    /// The scores of `iou.len()` classes (at most [`MAX_CLASSES`]).
+    /// The scores of `iou.len()` classes (at most [`imaging::classes::MAX_CLASSES`]).
     pub fn new(iou: &[f64], dice: &[f64]) -> PerClass {
         assert!(iou.len() == dice.len() && iou.len() <= MAX_CLASSES, "one IoU and one Dice per class");
         let mut p = PerClass { len: iou.len(), ..PerClass::NONE };

@@ -1,5 +1,5 @@
-//! The `trainer` command line: the arguments (their doc comments are the `--help`: [`train`], [`export`]),
-//! one step that resolves them into a request ([`resolve`], every rule about which flags go together), the
+//! The `trainer` command line: the arguments (their doc comments are the `--help`: `train`, `export`),
+//! one step that resolves them into a request (`resolve`, every rule about which flags go together), the
 //! progress bar and the closing line; training and export are library calls ([`crate::train::train`],
 //! [`crate::export::run`]) that the tests make directly.
 

@@ -77,7 +77,7 @@ pub enum MaskError {
 /// How mask files become labels for a model of some number of classes.
 #[derive(Debug, Clone, PartialEq)]
 pub enum MaskReading {
-    /// A gray mask read by a rule (binary, ilastik or index) for `classes` classes; [`MAX_CLASSES`] to read
+    /// A gray mask read by a rule (binary, ilastik or index) for `classes` classes; [`imaging::classes::MAX_CLASSES`] to read
     /// index and ilastik masks before their number of classes is known (see [`inferred_classes`]).
     Gray { rule: LabelRule, classes: usize },
     /// A colour mask (`--label-format color`): the pixels of the i-th colour are class i.
