@@ -54,6 +54,49 @@ pub enum PipelineError {
     OutputFolder { dir: PathBuf, reason: String },
     #[error("the reader of the next image failed unexpectedly")]
     ReaderPanicked,
+    #[error("{what} with a {classes}-class model is not supported yet; {instead}")]
+    NotForClasses { what: String, classes: usize, instead: &'static str },
+}
+
+/// Refuses, before any work, the outputs the runner cannot yet write for a model of more than two classes
+/// (their colours, reductions or classifications are two-class ones): such a model writes its class
+/// indices as an 8-bit PNG or TIFF mask and its probabilities as a (height, width, C) `.npy`.
+pub fn check_classes(
+    classes: usize,
+    destinations: &Destinations,
+    reference: bool,
+) -> Result<(), PipelineError> {
+    if classes <= 2 {
+        return Ok(());
+    }
+    let refuse =
+        |what: &str, instead| Err(PipelineError::NotForClasses { what: what.into(), classes, instead });
+    const MASK: &str = "write the mask as .png or .tif";
+    if !matches!(destinations.mask.format, ImageFormat::Png | ImageFormat::Tiff) {
+        let format = match destinations.mask.format {
+            ImageFormat::Jpeg => "JPEG",
+            ImageFormat::OmeTiff => "OME-TIFF",
+            _ => "OME-Zarr",
+        };
+        let what = format!("a mask in {format}");
+        return refuse(&what, MASK);
+    }
+    if destinations.probabilities.as_ref().is_some_and(|d| d.format != ProbabilityFormat::Npy) {
+        return refuse("--probabilities other than .npy", "write them as a .npy file");
+    }
+    let others: [(&str, bool); 4] = [
+        ("--overlay", destinations.overlay.is_some()),
+        ("--errors", destinations.errors.is_some()),
+        ("--geojson", destinations.geojson.is_some()),
+        ("--labels", destinations.labels.is_some()),
+    ];
+    if let Some((flag, _)) = others.iter().find(|(_, asked)| *asked) {
+        return refuse(flag, "drop it, and read the class mask instead");
+    }
+    if reference {
+        return refuse("--mask (scoring)", "drop --mask and compare the class mask yourself");
+    }
+    Ok(())
 }
 
 impl From<SourceError> for PipelineError {
@@ -192,6 +235,8 @@ pub fn predict_image(
     progress: impl FnMut(usize),
 ) -> Result<ImageReport, PipelineError> {
     let OpenedImage { image: mut source, mask: mut reference, mask_rule } = opened;
+    let classes = model.classes();
+    check_classes(classes, destinations, reference.is_some())?;
     let (width, height) = (source.width(), source.height());
     let (level, pages, other_pages) = (source.level(), source.info().pages, source.info().other_pages);
     // The outputs are turned like the input in viewers; the prediction runs on the stored pixels.
@@ -207,6 +252,7 @@ pub fn predict_image(
     };
     let mut mask_sink = image_sink(&destinations.mask, PixelKind::Gray8)?;
     let mut probability_sink = match &destinations.probabilities {
+        Some(d) if classes > 2 => Some(RowSink::npy_channels(&d.file, width, height, classes)?),
         Some(d) => Some(RowSink::probabilities_with(&d.file, d.format, width, height, options)?),
         None => None,
     };
@@ -229,7 +275,8 @@ pub fn predict_image(
     let (mut reference_rows, mut pixels) = (Vec::new(), Vec::new());
     let options = PredictOptions { tile, probabilities: probability_sink.is_some(), logits: false };
     let summary = predict::predict_stream(model, &mut source, options, progress, |band: &BandOutput<'_>| {
-        let gray = gray_from_classes(band.classes);
+        // Two classes: 0 and 255, as the seed wrote them; more: the class indices.
+        let gray = if classes > 2 { band.classes.to_vec() } else { gray_from_classes(band.classes) };
         mask_sink.write_pixels(&gray)?;
         if let (Some(writer), Some(plan)) = (labels.as_mut(), &destinations.labels) {
             writer.write_mask(&gray).map_err(|reason| labels_error(plan, reason))?;
@@ -297,4 +344,42 @@ pub fn predict_image(
         metrics: reference.is_some().then(|| confusion.metrics()),
         regions,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn destinations(mask: &str) -> Destinations {
+        let mask = PathBuf::from(mask);
+        let format = ImageFormat::from_path(&mask).unwrap();
+        Destinations {
+            mask: Destination::new(mask, format),
+            probabilities: None,
+            overlay: None,
+            errors: None,
+            geojson: None,
+            ngff: NgffVersion::V04,
+            labels: None,
+        }
+    }
+
+    #[test]
+    fn more_than_two_classes_refuse_what_cannot_be_written_yet() {
+        let npy = Some(Destination::new("p.npy".into(), ProbabilityFormat::Npy));
+        let ok = Destinations { probabilities: npy, ..destinations("m.png") };
+        assert!(check_classes(3, &ok, false).is_ok());
+        assert!(check_classes(16, &destinations("m.tif"), false).is_ok());
+        let err = |d: &Destinations, reference| check_classes(3, d, reference).unwrap_err().to_string();
+        let overlay = Some(Destination::new("o.png".into(), ImageFormat::Png));
+        let with_overlay = Destinations { overlay, ..destinations("m.png") };
+        assert!(err(&with_overlay, false).starts_with("--overlay with a 3-class model is not supported yet"));
+        assert!(err(&destinations("m.ome.tif"), false).starts_with("a mask in OME-TIFF with a 3-class"));
+        let tiff = Some(Destination::new("p.tif".into(), ProbabilityFormat::Tiff));
+        let with_tiff = Destinations { probabilities: tiff, ..destinations("m.png") };
+        assert!(err(&with_tiff, false).starts_with("--probabilities other than .npy with a 3-class"));
+        assert!(err(&destinations("m.png"), true).starts_with("--mask (scoring) with a 3-class"));
+        // Two classes: everything, as before.
+        assert!(check_classes(2, &with_overlay, true).is_ok());
+    }
 }
