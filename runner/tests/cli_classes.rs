@@ -75,7 +75,8 @@ fn a_three_class_model_writes_class_indices_and_every_class_s_probability() {
 fn outputs_not_yet_written_for_three_classes_are_refused_naming_the_flag() {
     let mask3 = ihc("mask3.png");
     let mask3 = mask3.to_str().unwrap();
-    let cases: [(&[&str], &str); 6] = [
+    let cases: [(&[&str], &str); 7] = [
+        (&["--shard", "1/2", "--output", "m.ome.zarr"], "--shard with a 3-class model is not supported yet"),
         (&["--overlay", "o.png"], "--overlay with a 3-class model is not supported yet"),
         (&["--geojson", "r.geojson"], "--geojson with a 3-class model is not supported yet"),
         (&["--mask", mask3], "--mask (scoring) with a 3-class model is not supported yet"),
