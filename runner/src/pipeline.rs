@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::metrics::{Confusion, Metrics};
+use crate::metrics::{ClassConfusion, ClassMetrics, Confusion, Metrics};
 use crate::predict::{self, BandOutput, PredictError, PredictOptions};
 use crate::regions::{GeoJsonDestination, RegionWriter};
 use crate::render::{error_row, OverlayRows};
@@ -28,6 +28,11 @@ pub enum PipelineError {
          --label-format binary for a 0/255 mask"
     )]
     MaskValue(u8),
+    #[error(
+        "the reference mask holds the value {value}, which is no class of this {classes}-class model; pass \
+         --label-format index for class indices below {classes}, or ilastik for 1 to {classes} with 0 unlabelled"
+    )]
+    MaskClass { value: u8, classes: usize },
     #[error(transparent)]
     Io(#[from] IoError),
     #[error(transparent)]
@@ -61,11 +66,7 @@ pub enum PipelineError {
 /// Refuses, before any work, the outputs the runner cannot yet write for a model of more than two classes
 /// (their colours, reductions or classifications are two-class ones): such a model writes its class
 /// indices as an 8-bit PNG or TIFF mask and its probabilities as a (height, width, C) `.npy`.
-pub fn check_classes(
-    classes: usize,
-    destinations: &Destinations,
-    reference: bool,
-) -> Result<(), PipelineError> {
+pub fn check_classes(classes: usize, destinations: &Destinations) -> Result<(), PipelineError> {
     if classes <= 2 {
         return Ok(());
     }
@@ -92,9 +93,6 @@ pub fn check_classes(
     ];
     if let Some((flag, _)) = others.iter().find(|(_, asked)| *asked) {
         return refuse(flag, "drop it, and read the class mask instead");
-    }
-    if reference {
-        return refuse("--mask (scoring)", "drop --mask and compare the class mask yourself");
     }
     Ok(())
 }
@@ -209,7 +207,7 @@ impl OpenedImage {
 }
 
 /// What one image's prediction did.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ImageReport {
     pub width: usize,
     pub height: usize,
@@ -222,6 +220,9 @@ pub struct ImageReport {
     pub tiles: usize,
     pub forward_passes: usize,
     pub metrics: Option<Metrics>,
+    /// Per-class scores against the reference, for a model of more than two classes (`metrics` is then
+    /// `None`).
+    pub class_metrics: Option<ClassMetrics>,
     /// Regions written to the GeoJSON output, if any.
     pub regions: Option<usize>,
 }
@@ -236,7 +237,7 @@ pub fn predict_image(
 ) -> Result<ImageReport, PipelineError> {
     let OpenedImage { image: mut source, mask: mut reference, mask_rule } = opened;
     let classes = model.classes();
-    check_classes(classes, destinations, reference.is_some())?;
+    check_classes(classes, destinations)?;
     let (width, height) = (source.width(), source.height());
     let (level, pages, other_pages) = (source.level(), source.info().pages, source.info().other_pages);
     // The outputs are turned like the input in viewers; the prediction runs on the stored pixels.
@@ -271,6 +272,7 @@ pub fn predict_image(
     };
     let mut overlay = OverlayRows::new(width);
     let mut confusion = Confusion::default();
+    let mut class_confusion = ClassConfusion::new(classes);
     let mut bad_value = None;
     let (mut reference_rows, mut pixels) = (Vec::new(), Vec::new());
     let options = PredictOptions { tile, probabilities: probability_sink.is_some(), logits: false };
@@ -295,11 +297,20 @@ pub fn predict_image(
             mask.read_rows(band.rows, &mut reference_rows)?;
             // A value the rule has no class for ends the image after this pass (the error is the
             // pipeline's, not the prediction's); its pixels are not scored meanwhile.
-            let reference_classes = mask_rule.classes(&reference_rows).unwrap_or_else(|value| {
+            let read = if classes > 2 {
+                mask_rule.classes_among(&reference_rows, classes)
+            } else {
+                mask_rule.classes(&reference_rows)
+            };
+            let reference_classes = read.unwrap_or_else(|value| {
                 bad_value.get_or_insert(value);
                 vec![UNLABELLED; reference_rows.len()]
             });
-            confusion.add(band.classes, &reference_classes);
+            if classes > 2 {
+                class_confusion.add(band.classes, &reference_classes);
+            } else {
+                confusion.add(band.classes, &reference_classes);
+            }
             if let Some(sink) = errors_sink.as_mut() {
                 pixels.resize(band.rgb.len(), 0);
                 for ((rgb, predicted), (reference, out)) in band
@@ -316,6 +327,9 @@ pub fn predict_image(
         Ok(())
     })?;
     if let Some(value) = bad_value {
+        if classes > 2 {
+            return Err(PipelineError::MaskClass { value, classes });
+        }
         return Err(PipelineError::MaskValue(value));
     }
     mask_sink.finish()?;
@@ -341,7 +355,9 @@ pub fn predict_image(
         other_pages,
         tiles: summary.tiles,
         forward_passes: summary.forward_passes,
-        metrics: reference.is_some().then(|| confusion.metrics()),
+        metrics: (reference.is_some() && classes == 2).then(|| confusion.metrics()),
+        class_metrics: (reference.is_some() && classes > 2)
+            .then(|| class_confusion.metrics(&model.class_names)),
         regions,
     })
 }
@@ -368,18 +384,17 @@ mod tests {
     fn more_than_two_classes_refuse_what_cannot_be_written_yet() {
         let npy = Some(Destination::new("p.npy".into(), ProbabilityFormat::Npy));
         let ok = Destinations { probabilities: npy, ..destinations("m.png") };
-        assert!(check_classes(3, &ok, false).is_ok());
-        assert!(check_classes(16, &destinations("m.tif"), false).is_ok());
-        let err = |d: &Destinations, reference| check_classes(3, d, reference).unwrap_err().to_string();
+        assert!(check_classes(3, &ok).is_ok());
+        assert!(check_classes(16, &destinations("m.tif")).is_ok());
+        let err = |d: &Destinations| check_classes(3, d).unwrap_err().to_string();
         let overlay = Some(Destination::new("o.png".into(), ImageFormat::Png));
         let with_overlay = Destinations { overlay, ..destinations("m.png") };
-        assert!(err(&with_overlay, false).starts_with("--overlay with a 3-class model is not supported yet"));
-        assert!(err(&destinations("m.ome.tif"), false).starts_with("a mask in OME-TIFF with a 3-class"));
+        assert!(err(&with_overlay).starts_with("--overlay with a 3-class model is not supported yet"));
+        assert!(err(&destinations("m.ome.tif")).starts_with("a mask in OME-TIFF with a 3-class"));
         let tiff = Some(Destination::new("p.tif".into(), ProbabilityFormat::Tiff));
         let with_tiff = Destinations { probabilities: tiff, ..destinations("m.png") };
-        assert!(err(&with_tiff, false).starts_with("--probabilities other than .npy with a 3-class"));
-        assert!(err(&destinations("m.png"), true).starts_with("--mask (scoring) with a 3-class"));
+        assert!(err(&with_tiff).starts_with("--probabilities other than .npy with a 3-class"));
         // Two classes: everything, as before.
-        assert!(check_classes(2, &with_overlay, true).is_ok());
+        assert!(check_classes(2, &with_overlay).is_ok());
     }
 }

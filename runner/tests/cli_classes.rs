@@ -71,15 +71,66 @@ fn a_three_class_model_writes_class_indices_and_every_class_s_probability() {
     assert_eq!(image::open(dir.path().join("mask.tif")).unwrap().into_luma8().as_raw(), mask.as_raw());
 }
 
+/// Per-class metrics against the three-class reference (`data/ihc/mask3.png`, class indices) equal an
+/// independent count of the written mask against it.
+#[test]
+fn a_three_class_model_is_scored_per_class() {
+    let dir = tempfile::tempdir().unwrap();
+    let mask3 = ihc("mask3.png");
+    let args = ["--output", "mask.png", "--mask", mask3.to_str().unwrap(), "--label-format", "index"];
+    let out = predict(dir.path(), &[&args[..], &["--metrics-json", "m.json"]].concat());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let predicted = image::open(dir.path().join("mask.png")).unwrap().into_luma8().into_raw();
+    let reference = image::open(&mask3).unwrap().into_luma8().into_raw();
+    let mut confusion = [[0u64; 3]; 3];
+    for (&p, &r) in predicted.iter().zip(&reference) {
+        confusion[usize::from(r)][usize::from(p)] += 1;
+    }
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("m.json")).unwrap()).unwrap();
+    let written: Vec<Vec<u64>> = serde_json::from_value(json["confusion"].clone()).unwrap();
+    assert_eq!(written, confusion.map(|row| row.to_vec()).to_vec());
+    let mut ious = Vec::new();
+    for k in 0..3 {
+        let tp = confusion[k][k];
+        let reference: u64 = confusion[k].iter().sum();
+        let predicted: u64 = (0..3).map(|r| confusion[r][k]).sum();
+        let union = reference + predicted - tp;
+        let iou = if union == 0 { 1.0 } else { tp as f64 / union as f64 };
+        let dice =
+            if reference + predicted == 0 { 1.0 } else { 2.0 * tp as f64 / (reference + predicted) as f64 };
+        let class = &json["classes"][k];
+        assert_eq!(class["iou"].as_f64().unwrap(), iou, "class {k}");
+        assert_eq!(class["dice"].as_f64().unwrap(), dice, "class {k}");
+        ious.push(iou);
+    }
+    assert_eq!(json["classes"][1]["name"], "class1");
+    assert_eq!(json["mean_iou"].as_f64().unwrap(), ious.iter().sum::<f64>() / 3.0);
+    let correct: u64 = (0..3).map(|k| confusion[k][k]).sum();
+    assert_eq!(json["pixel_accuracy"].as_f64().unwrap(), correct as f64 / reference.len() as f64);
+    assert!(stdout.contains("mean IoU"), "{stdout}");
+
+    // A reference value beyond the classes is a clear error, and nothing is written.
+    let mut bad = reference.clone();
+    bad[0] = 3;
+    image::GrayImage::from_raw(512, 512, bad).unwrap().save(dir.path().join("bad.png")).unwrap();
+    let out = predict(dir.path(), &["--output", "m2.png", "--mask", "bad.png", "--label-format", "index"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("the reference mask holds the value 3, which is no class of this 3-class model"),
+        "{stderr}"
+    );
+    assert!(!dir.path().join("m2.png").exists());
+}
+
 #[test]
 fn outputs_not_yet_written_for_three_classes_are_refused_naming_the_flag() {
-    let mask3 = ihc("mask3.png");
-    let mask3 = mask3.to_str().unwrap();
-    let cases: [(&[&str], &str); 7] = [
+    let cases: [(&[&str], &str); 6] = [
         (&["--shard", "1/2", "--output", "m.ome.zarr"], "--shard with a 3-class model is not supported yet"),
         (&["--overlay", "o.png"], "--overlay with a 3-class model is not supported yet"),
         (&["--geojson", "r.geojson"], "--geojson with a 3-class model is not supported yet"),
-        (&["--mask", mask3], "--mask (scoring) with a 3-class model is not supported yet"),
         (&["--probabilities", "p.tif"], "--probabilities other than .npy with a 3-class model"),
         (&["--output", "m.ome.tif"], "a mask in OME-TIFF with a 3-class model is not supported yet"),
         (&["--output", "m.jpg"], "a mask in JPEG with a 3-class model is not supported yet"),
