@@ -34,6 +34,15 @@ pub fn onnx_bytes(net: &SegNet) -> Vec<u8> {
     trainer::export::to_onnx_bytes(net, &TrainingSummary::default()).expect("export")
 }
 
+/// The seed of the three-class random network (`net3_5.onnx`), whose classes are numbered
+/// (`background,class1,class2`).
+pub const THREE_CLASS_SEED: u64 = 5;
+
+/// A random network with `classes` output channels.
+pub fn net_with_classes(classes: usize, seed: u64) -> SegNet {
+    SegNet::random_with_classes(classes, seed, NORMALIZATION, &Device::Cpu).expect("random network")
+}
+
 /// `net_3.onnx` with its input's type changed by `edit`.
 fn with_input(edit: impl FnOnce(&mut type_proto::Tensor)) -> Vec<u8> {
     let mut model = ModelProto::decode(onnx_bytes(&net(3)).as_slice()).expect("own export decodes");
@@ -108,6 +117,8 @@ fn identity(elem_type: DataType, dims: &[i64]) -> Vec<u8> {
 pub fn runner_test_models() -> Vec<(String, Vec<u8>)> {
     let mut models: Vec<(String, Vec<u8>)> =
         SEEDS.iter().map(|&seed| (format!("net_{seed}.onnx"), onnx_bytes(&net(seed)))).collect();
+    models
+        .push((format!("net3_{THREE_CLASS_SEED}.onnx"), onnx_bytes(&net_with_classes(3, THREE_CLASS_SEED))));
     models.push(("nan_weights.onnx".into(), nan_weights()));
     models.push(("int64_input.onnx".into(), with_input(|t| t.elem_type = DataType::Int64 as i32)));
     models.push((

@@ -471,6 +471,14 @@ fn run_job(
             return Err(e);
         }
     };
+    if model.classes() > 2 && job.mask.is_some() {
+        let (what, classes) = ("--mask-dir (metrics.csv)".into(), model.classes());
+        return Err(PipelineError::NotForClasses {
+            what,
+            classes,
+            instead: "score one image at a time with --mask",
+        });
+    }
     let planned = outputs.planned(job);
     let destinations = outputs.add(&planned, &mut files)?;
     opened.check_outputs(&[(planned[0].path.as_path(), destinations.mask.format)])?;

@@ -100,6 +100,118 @@ impl fmt::Display for Metrics {
     }
 }
 
+/// Confusion counts of C classes gathered band by band, for a model of more than two classes; rows are
+/// the reference's class, columns the prediction's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClassConfusion {
+    classes: usize,
+    /// Index: reference * classes + predicted.
+    counts: Vec<u64>,
+    /// Reference pixels that are [`UNLABELLED`]: not scored.
+    unlabelled: u64,
+}
+
+/// One class's scores.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ClassScore {
+    pub name: String,
+    /// |P and R| / |P or R| for this class; 1 when neither mask has it.
+    pub iou: f64,
+    /// 2|P and R| / (|P| + |R|); 1 when neither mask has it.
+    pub dice: f64,
+}
+
+/// The scores of C classes: each class's IoU and Dice, their means, and the confusion matrix.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ClassMetrics {
+    pub pixels: u64,
+    pub labelled_pixels: u64,
+    pub pixel_accuracy: f64,
+    /// Means over the classes, each class weighing the same.
+    pub mean_iou: f64,
+    pub mean_dice: f64,
+    pub classes: Vec<ClassScore>,
+    /// `confusion[r][p]`: labelled pixels of reference class r predicted as class p.
+    pub confusion: Vec<Vec<u64>>,
+}
+
+impl ClassConfusion {
+    pub fn new(classes: usize) -> ClassConfusion {
+        ClassConfusion { classes, counts: vec![0; classes * classes], unlabelled: 0 }
+    }
+
+    /// Adds class-index masks of equal length; reference pixels [`UNLABELLED`] are not scored. Every
+    /// predicted and reference class must be below the class count (the reference's are checked where it
+    /// is read).
+    pub fn add(&mut self, predicted: &[u8], reference: &[u8]) {
+        assert_eq!(predicted.len(), reference.len(), "masks of different sizes");
+        let c = self.classes;
+        for (&p, &r) in predicted.iter().zip(reference) {
+            if r == UNLABELLED {
+                self.unlabelled += 1;
+            } else {
+                self.counts[usize::from(r) * c + usize::from(p)] += 1;
+            }
+        }
+    }
+
+    /// The scores, with the classes named by `names` (one per class).
+    pub fn metrics(&self, names: &[String]) -> ClassMetrics {
+        let c = self.classes;
+        assert_eq!(names.len(), c, "one name per class");
+        let at = |r: usize, p: usize| self.counts[r * c + p];
+        let labelled: u64 = self.counts.iter().sum();
+        let correct: u64 = (0..c).map(|k| at(k, k)).sum();
+        let ratio = |num: u64, den: u64| if den == 0 { 1.0 } else { num as f64 / den as f64 };
+        let classes: Vec<ClassScore> = (0..c)
+            .map(|k| {
+                let tp = at(k, k);
+                let reference: u64 = (0..c).map(|p| at(k, p)).sum();
+                let predicted: u64 = (0..c).map(|r| at(r, k)).sum();
+                ClassScore {
+                    name: names[k].clone(),
+                    iou: ratio(tp, reference + predicted - tp),
+                    dice: ratio(2 * tp, reference + predicted),
+                }
+            })
+            .collect();
+        let mean = |f: fn(&ClassScore) -> f64| classes.iter().map(f).sum::<f64>() / c as f64;
+        ClassMetrics {
+            pixels: labelled + self.unlabelled,
+            labelled_pixels: labelled,
+            pixel_accuracy: ratio(correct, labelled),
+            mean_iou: mean(|s| s.iou),
+            mean_dice: mean(|s| s.dice),
+            confusion: (0..c).map(|r| (0..c).map(|p| at(r, p)).collect()).collect(),
+            classes,
+        }
+    }
+}
+
+impl ClassMetrics {
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).expect("metrics serialise") + "\n"
+    }
+}
+
+impl fmt::Display for ClassMetrics {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "pixel accuracy {:.4}, mean IoU {:.4}, mean Dice {:.4}; IoU",
+            self.pixel_accuracy, self.mean_iou, self.mean_dice
+        )?;
+        for score in &self.classes {
+            write!(f, " {} {:.4}", score.name, score.iou)?;
+        }
+        if self.labelled_pixels == self.pixels {
+            write!(f, " ({} pixels)", self.pixels)
+        } else {
+            write!(f, " (over the {} labelled pixels of {})", self.labelled_pixels, self.pixels)
+        }
+    }
+}
+
 /// One row of `metrics.csv`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MetricsRow {
@@ -194,6 +306,27 @@ impl MetricsTable {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn class_scores_count_each_class_against_all_others() {
+        let names: Vec<String> = ["bg", "a", "b"].map(String::from).to_vec();
+        let mut confusion = ClassConfusion::new(3);
+        // Reference 0 0 1 1 2 2 (and one unlabelled); predicted 0 1 1 1 2 0 (and 2).
+        confusion.add(&[0, 1, 1, 1, 2, 0, 2], &[0, 0, 1, 1, 2, 2, UNLABELLED]);
+        let m = confusion.metrics(&names);
+        assert_eq!((m.pixels, m.labelled_pixels), (7, 6));
+        assert_eq!(m.confusion, [vec![1, 1, 0], vec![0, 2, 0], vec![1, 0, 1]]);
+        assert_eq!(m.pixel_accuracy, 4.0 / 6.0);
+        // bg: tp 1, reference 2, predicted 2 -> IoU 1/3, Dice 1/2; a: 2/3, 4/5; b: 1/2, 2/3.
+        let scores: Vec<(f64, f64)> = m.classes.iter().map(|s| (s.iou, s.dice)).collect();
+        assert_eq!(scores, [(1.0 / 3.0, 0.5), (2.0 / 3.0, 0.8), (0.5, 2.0 / 3.0)]);
+        assert_eq!(m.mean_iou, (1.0 / 3.0 + 2.0 / 3.0 + 0.5) / 3.0);
+        assert_eq!(m.classes[1].name, "a");
+        // A class in neither mask scores 1, as the two-class foreground does.
+        let mut absent = ClassConfusion::new(3);
+        absent.add(&[0, 1], &[0, 1]);
+        assert_eq!(absent.metrics(&names).classes[2].iou, 1.0);
+    }
 
     #[test]
     fn scores_from_counts() {

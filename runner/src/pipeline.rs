@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::metrics::{Confusion, Metrics};
+use crate::metrics::{ClassConfusion, ClassMetrics, Confusion, Metrics};
 use crate::predict::{self, BandOutput, Limit, PredictError, PredictOptions};
 use crate::regions::{GeoJsonDestination, RegionError, RegionWriter};
 use crate::render::{error_row, OverlayRows};
@@ -29,6 +29,11 @@ pub enum PipelineError {
          --label-format binary for a 0/255 mask"
     )]
     MaskValue(u8),
+    #[error(
+        "the reference mask holds the value {value}, which is no class of this {classes}-class model; pass \
+         --label-format index for class indices below {classes}, or ilastik for 1 to {classes} with 0 unlabelled"
+    )]
+    MaskClass { value: u8, classes: usize },
     #[error(transparent)]
     Io(#[from] IoError),
     #[error(transparent)]
@@ -57,6 +62,42 @@ pub enum PipelineError {
     OutputFolder { dir: PathBuf, reason: String },
     #[error("the reader of the next image failed unexpectedly")]
     ReaderPanicked,
+    #[error("{what} with a {classes}-class model is not supported yet; {instead}")]
+    NotForClasses { what: String, classes: usize, instead: &'static str },
+}
+
+/// Refuses, before any work, the outputs the runner cannot yet write for a model of more than two classes
+/// (their colours, reductions or classifications are two-class ones): such a model writes its class
+/// indices as an 8-bit PNG or TIFF mask and its probabilities as a (height, width, C) `.npy`.
+pub fn check_classes(classes: usize, destinations: &Destinations) -> Result<(), PipelineError> {
+    if classes <= 2 {
+        return Ok(());
+    }
+    let refuse =
+        |what: &str, instead| Err(PipelineError::NotForClasses { what: what.into(), classes, instead });
+    const MASK: &str = "write the mask as .png or .tif";
+    if !matches!(destinations.mask.format, ImageFormat::Png | ImageFormat::Tiff) {
+        let format = match destinations.mask.format {
+            ImageFormat::Jpeg => "JPEG",
+            ImageFormat::OmeTiff => "OME-TIFF",
+            _ => "OME-Zarr",
+        };
+        let what = format!("a mask in {format}");
+        return refuse(&what, MASK);
+    }
+    if destinations.probabilities.as_ref().is_some_and(|d| d.format != ProbabilityFormat::Npy) {
+        return refuse("--probabilities other than .npy", "write them as a .npy file");
+    }
+    let others: [(&str, bool); 4] = [
+        ("--overlay", destinations.overlay.is_some()),
+        ("--errors", destinations.errors.is_some()),
+        ("--geojson", destinations.geojson.is_some()),
+        ("--labels", destinations.labels.is_some()),
+    ];
+    if let Some((flag, _)) = others.iter().find(|(_, asked)| *asked) {
+        return refuse(flag, "drop it, and read the class mask instead");
+    }
+    Ok(())
 }
 
 impl From<SourceError> for PipelineError {
@@ -169,7 +210,7 @@ impl OpenedImage {
 }
 
 /// What one image's prediction did.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ImageReport {
     pub width: usize,
     pub height: usize,
@@ -182,6 +223,9 @@ pub struct ImageReport {
     pub tiles: usize,
     pub forward_passes: usize,
     pub metrics: Option<Metrics>,
+    /// Per-class scores against the reference, for a model of more than two classes (`metrics` is then
+    /// `None`).
+    pub class_metrics: Option<ClassMetrics>,
     /// Regions written to the GeoJSON output, if any.
     pub regions: Option<usize>,
 }
@@ -198,6 +242,8 @@ pub fn run_image(
     progress: impl FnMut(usize),
 ) -> Result<ImageReport, PipelineError> {
     let OpenedImage { image: mut source, mask: mut reference, mask_rule } = opened;
+    let classes = model.classes();
+    check_classes(classes, destinations)?;
     let (width, height) = (source.width(), source.height());
     let (level, pages, other_pages) = (source.level(), source.info().pages, source.info().other_pages);
     // The outputs are turned like the input in viewers; the prediction runs on the stored pixels.
@@ -213,6 +259,7 @@ pub fn run_image(
     };
     let mut mask_sink = image_sink(&destinations.mask, PixelKind::Gray8)?;
     let mut probability_sink = match &destinations.probabilities {
+        Some(d) if classes > 2 => Some(RowSink::npy_channels(&d.file, width, height, classes)?),
         Some(d) => Some(RowSink::probabilities_with(&d.file, d.format, width, height, options)?),
         None => None,
     };
@@ -234,6 +281,7 @@ pub fn run_image(
     };
     let mut overlay = OverlayRows::new(width);
     let mut confusion = Confusion::default();
+    let mut class_confusion = ClassConfusion::new(classes);
     let mut bad_value = None;
     let (mut reference_rows, mut pixels) = (Vec::new(), Vec::new());
     // The objects' measurements take the foreground probability.
@@ -252,7 +300,8 @@ pub fn run_image(
         limit,
         progress,
         |band: &BandOutput<'_>| {
-            let gray = gray_from_classes(band.classes);
+            // Two classes: 0 and 255, as the seed wrote them; more: the class indices.
+            let gray = if classes > 2 { band.classes.to_vec() } else { gray_from_classes(band.classes) };
             mask_sink.write_pixels(&gray)?;
             if let (Some(writer), Some(plan)) = (labels.as_mut(), &destinations.labels) {
                 writer.write_mask(&gray).map_err(|reason| labels_error(plan, reason))?;
@@ -271,11 +320,20 @@ pub fn run_image(
                 mask.read_rows(band.rows, &mut reference_rows)?;
                 // A value the rule has no class for ends the image after this pass (the error is the
                 // pipeline's, not the prediction's); its pixels are not scored meanwhile.
-                let reference_classes = mask_rule.classes(&reference_rows).unwrap_or_else(|value| {
+                let read = if classes > 2 {
+                    mask_rule.classes_among(&reference_rows, classes)
+                } else {
+                    mask_rule.classes(&reference_rows)
+                };
+                let reference_classes = read.unwrap_or_else(|value| {
                     bad_value.get_or_insert(value);
                     vec![UNLABELLED; reference_rows.len()]
                 });
-                confusion.add(band.classes, &reference_classes);
+                if classes > 2 {
+                    class_confusion.add(band.classes, &reference_classes);
+                } else {
+                    confusion.add(band.classes, &reference_classes);
+                }
                 if let Some(sink) = errors_sink.as_mut() {
                     pixels.resize(band.rgb.len(), 0);
                     for ((rgb, predicted), (reference, out)) in
@@ -292,6 +350,9 @@ pub fn run_image(
         },
     )?;
     if let Some(value) = bad_value {
+        if classes > 2 {
+            return Err(PipelineError::MaskClass { value, classes });
+        }
         return Err(PipelineError::MaskValue(value));
     }
     mask_sink.finish()?;
@@ -317,7 +378,46 @@ pub fn run_image(
         other_pages,
         tiles: summary.tiles,
         forward_passes: summary.forward_passes,
-        metrics: reference.is_some().then(|| confusion.metrics()),
+        metrics: (reference.is_some() && classes == 2).then(|| confusion.metrics()),
+        class_metrics: (reference.is_some() && classes > 2)
+            .then(|| class_confusion.metrics(&model.class_names)),
         regions,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn destinations(mask: &str) -> Destinations {
+        let mask = PathBuf::from(mask);
+        let format = ImageFormat::from_path(&mask).unwrap();
+        Destinations {
+            mask: Destination::new(mask, format),
+            probabilities: None,
+            overlay: None,
+            errors: None,
+            geojson: None,
+            ngff: NgffVersion::V04,
+            labels: None,
+        }
+    }
+
+    #[test]
+    fn more_than_two_classes_refuse_what_cannot_be_written_yet() {
+        let npy = Some(Destination::new("p.npy".into(), ProbabilityFormat::Npy));
+        let ok = Destinations { probabilities: npy, ..destinations("m.png") };
+        assert!(check_classes(3, &ok).is_ok());
+        assert!(check_classes(16, &destinations("m.tif")).is_ok());
+        let err = |d: &Destinations| check_classes(3, d).unwrap_err().to_string();
+        let overlay = Some(Destination::new("o.png".into(), ImageFormat::Png));
+        let with_overlay = Destinations { overlay, ..destinations("m.png") };
+        assert!(err(&with_overlay).starts_with("--overlay with a 3-class model is not supported yet"));
+        assert!(err(&destinations("m.ome.tif")).starts_with("a mask in OME-TIFF with a 3-class"));
+        let tiff = Some(Destination::new("p.tif".into(), ProbabilityFormat::Tiff));
+        let with_tiff = Destinations { probabilities: tiff, ..destinations("m.png") };
+        assert!(err(&with_tiff).starts_with("--probabilities other than .npy with a 3-class"));
+        // Two classes: everything, as before.
+        assert!(check_classes(2, &with_overlay).is_ok());
+    }
 }

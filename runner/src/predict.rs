@@ -1,7 +1,7 @@
 //! Whole-image prediction: follows the tile plan with one thread per worker session, each assembling its
 //! forward passes' input in one reused buffer, and keeps only each window's centre. The result is held as one
-//! class byte per pixel, plus a float32 foreground probability per pixel only when asked for, so memory stays
-//! small for large images.
+//! class byte per pixel, plus float32 probabilities only when asked for (the foreground's for a two-class
+//! model, every class's for more), so memory stays small for large images.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc;
@@ -47,9 +47,10 @@ pub enum PredictError {
 pub struct PredictOptions {
     /// Largest square window side (even, at most 256 for the 65,536-pixel budget).
     pub tile: usize,
-    /// Keep the foreground probability of every pixel (4 bytes per pixel).
+    /// Keep the probabilities of every pixel: the foreground's for two classes (4 bytes per pixel), every
+    /// class's for C > 2 (4C bytes per pixel).
     pub probabilities: bool,
-    /// Keep both logits of every pixel (8 bytes per pixel): for checking exactness on small images.
+    /// Keep every class's logit of every pixel (4C bytes per pixel): for checking exactness on small images.
     pub logits: bool,
 }
 
@@ -64,11 +65,15 @@ impl Default for PredictOptions {
 pub struct Prediction {
     pub height: usize,
     pub width: usize,
-    /// Class per pixel: 1 foreground, 0 background (argmax over the two classes).
+    /// Class per pixel: the argmax over the classes, the first on ties (two classes: 1 foreground, 0
+    /// background).
     pub classes: Vec<u8>,
-    /// Foreground probability per pixel, if asked for.
+    /// The model's class count C.
+    pub class_count: usize,
+    /// If asked for: the foreground probability per pixel for two classes; for C > 2 every class's,
+    /// (height, width, C), pixel-major.
     pub probabilities: Option<Vec<f32>>,
-    /// Logits (2, height, width), class-major, if asked for.
+    /// Logits (C, height, width), class-major, if asked for.
     pub logits: Option<Vec<f32>>,
     pub tiles: usize,
     pub forward_passes: usize,
@@ -118,8 +123,9 @@ pub fn untiled(
         }],
     };
     check_request(model, rgb, &plan, options)?;
+    let classes = model.classes();
     let worker = model.reference_worker(wanted(model, options))?;
-    run_whole(&mut [worker], rgb, &plan, options, |_| {})
+    run_whole(&mut [worker], classes, rgb, &plan, options, |_| {})
 }
 
 /// Byte to [0, 1], as a table: the same value on every path.
@@ -139,8 +145,9 @@ pub fn run_plan(
     progress: impl FnMut(usize),
 ) -> Result<Prediction, PredictError> {
     check_request(model, rgb, plan, options)?;
+    let classes = model.classes();
     let mut workers = model.workers_for(wanted(model, options), plan.passes.len())?;
-    run_whole(&mut workers, rgb, plan, options, progress)
+    run_whole(&mut workers, classes, rgb, plan, options, progress)
 }
 
 /// The outputs to compute: the logits decide the class when the model has them; the model's own
@@ -176,20 +183,53 @@ struct RowsView<'a> {
 struct Stitched {
     first_row: usize,
     rows: usize,
+    /// The model's class count C.
+    class_count: usize,
     classes: Vec<u8>,
     probabilities: Option<Vec<f32>>,
     logits: Option<Vec<f32>>,
 }
 
 impl Stitched {
-    fn new(first_row: usize, rows: usize, width: usize, options: PredictOptions) -> Stitched {
-        let pixels = rows * width;
-        Stitched {
+    fn new(
+        first_row: usize,
+        rows: usize,
+        width: usize,
+        class_count: usize,
+        options: PredictOptions,
+    ) -> Stitched {
+        let mut out = Stitched {
             first_row,
-            rows,
-            classes: vec![0u8; pixels],
-            probabilities: options.probabilities.then(|| vec![0f32; pixels]),
-            logits: options.logits.then(|| vec![0f32; 2 * pixels]),
+            rows: 0,
+            class_count,
+            classes: Vec::new(),
+            probabilities: options.probabilities.then(Vec::new),
+            logits: options.logits.then(Vec::new),
+        };
+        out.resize(rows, width);
+        out
+    }
+
+    /// Probability values per pixel: the foreground's alone for two classes, every class's for more.
+    fn probability_values(&self) -> usize {
+        if self.class_count == 2 {
+            1
+        } else {
+            self.class_count
+        }
+    }
+
+    /// Holds `rows` rows of `width` pixels.
+    fn resize(&mut self, rows: usize, width: usize) {
+        let pixels = rows * width;
+        self.rows = rows;
+        self.classes.resize(pixels, 0);
+        let (values, classes) = (self.probability_values(), self.class_count);
+        if let Some(p) = self.probabilities.as_mut() {
+            p.resize(values * pixels, 0.0);
+        }
+        if let Some(l) = self.logits.as_mut() {
+            l.resize(classes * pixels, 0.0);
         }
     }
 }
@@ -197,18 +237,20 @@ impl Stitched {
 /// Predicts the whole image held in `rgb` with every batch of `plan`.
 fn run_whole(
     workers: &mut [Worker<'_>],
+    class_count: usize,
     rgb: &[u8],
     plan: &TilePlan,
     options: PredictOptions,
     mut progress: impl FnMut(usize),
 ) -> Result<Prediction, PredictError> {
-    let mut out = Stitched::new(0, plan.height, plan.width, options);
+    let mut out = Stitched::new(0, plan.height, plan.width, class_count, options);
     let view = RowsView { rgb, first_row: 0 };
     run_passes(workers, view, plan, &plan.passes, &mut out, &mut progress)?;
     Ok(Prediction {
         height: plan.height,
         width: plan.width,
         classes: out.classes,
+        class_count,
         probabilities: out.probabilities,
         logits: out.logits,
         tiles: plan.tile_count(),
@@ -300,9 +342,10 @@ pub struct BandOutput<'a> {
     pub width: usize,
     /// The input rows, RGB.
     pub rgb: &'a [u8],
-    /// Class per pixel, 1 foreground.
+    /// Class per pixel (the index of its class; two classes: 1 foreground).
     pub classes: &'a [u8],
-    /// Foreground probability per pixel, if asked for.
+    /// If asked for: the foreground probability per pixel for two classes; every class's, pixel-major
+    /// (rows, width, C), for C > 2.
     pub probabilities: Option<&'a [f32]>,
 }
 
@@ -391,6 +434,7 @@ pub fn streamed_scoped(
     let bands = bands_for_rows(&plan, rows);
     let passes = bands.first().zip(bands.last()).map_or(0..0, |(a, b)| a.passes.start..b.passes.end);
     let tile_count: usize = plan.passes[passes.clone()].iter().map(|p| p.tiles.len()).sum();
+    let class_count = model.classes();
     let mut workers = model.workers_for(wanted(model, options), passes.len())?;
     let row_bytes = width * 3;
     let first_y = bands.first().map_or(0, |b| b.window_y);
@@ -430,20 +474,13 @@ pub fn streamed_scoped(
             }
         });
         let result: Result<(), PredictError> = (|| {
-            let mut out = Stitched::new(0, 0, width, options);
+            let mut out = Stitched::new(0, 0, width, class_count, options);
             for (band, message) in bands.iter().zip(&receiver) {
                 let rgb = message?;
                 let first_kept = band.keep_y;
                 let rows = (band.keep_y + band.keep_height).min(height).saturating_sub(first_kept);
                 out.first_row = first_kept;
-                out.rows = rows;
-                out.classes.resize(rows * width, 0);
-                if let Some(p) = out.probabilities.as_mut() {
-                    p.resize(rows * width, 0.0);
-                }
-                if let Some(l) = out.logits.as_mut() {
-                    l.resize(2 * rows * width, 0.0);
-                }
+                out.resize(rows, width);
                 if limit.is_some() {
                     // Windows left out write nothing: what a band before left must not show through.
                     out.classes.fill(0);
@@ -466,12 +503,14 @@ pub fn streamed_scoped(
                         for (x, _) in inside.iter().enumerate().filter(|(_, &v)| v == 0) {
                             let i = r * width + x;
                             out.classes[i] = 0;
+                            let (values, plane) = (out.probability_values(), rows * width);
                             if let Some(p) = out.probabilities.as_mut() {
-                                p[i] = 0.0;
+                                p[i * values..(i + 1) * values].fill(0.0);
                             }
                             if let Some(lg) = out.logits.as_mut() {
-                                lg[i] = 0.0;
-                                lg[rows * width + i] = 0.0;
+                                for c in 0..class_count {
+                                    lg[c * plane + i] = 0.0;
+                                }
                             }
                         }
                     }
@@ -516,42 +555,59 @@ fn stitch_batch(
     let (height, width) = (plan.height, plan.width);
     let pixels = out.rows * width;
     let (h, w) = (batch.height, batch.width);
+    let c = out.class_count;
+    let values = out.probability_values();
     let (logits_out, probabilities_out) = (output.logits()?, output.probabilities()?);
+    let mut scratch = vec![0f32; c];
     for (i, tile) in batch.tiles.iter().enumerate() {
-        let (l0, l1) = (plane(logits_out, i, 0, h * w), plane(logits_out, i, 1, h * w));
-        let (p0, p1) = (plane(probabilities_out, i, 0, h * w), plane(probabilities_out, i, 1, h * w));
+        let l = planes(logits_out, i, c, h * w);
+        let p = planes(probabilities_out, i, c, h * w);
         let (win, keep) = (tile.window, tile.keep);
         // A broken model (NaN weights, zero std) gives NaN or infinite outputs, which argmax would silently
         // turn into background.
-        for (name, planes) in [("logits", [l0, l1]), ("probabilities", [p0, p1])] {
-            for data in planes.into_iter().flatten() {
+        for (name, planes) in [("logits", &l), ("probabilities", &p)] {
+            for data in planes.iter().flatten() {
                 if let Some(&value) = data.iter().find(|v| !v.is_finite()) {
                     return Err(PredictError::NonFinite { output: name, value, window: win });
                 }
             }
         }
+        // The class is decided by the logits when the model has them, else by its probabilities.
+        let decide = l.as_deref().or(p.as_deref()).expect("a validated model has logits or probabilities");
         // Kept rows and columns inside the real (unpadded) image, and inside the rows `out` holds.
         debug_assert!(keep.top >= out.first_row);
         for y in keep.top..(keep.top + keep.height).min(height).min(out.first_row + out.rows) {
             for x in keep.left..(keep.left + keep.width).min(width) {
                 let local = (y - win.top) * w + (x - win.left);
                 let dst = (y - out.first_row) * width + x;
-                let foreground = match (l0, l1, p0, p1) {
-                    (Some(a), Some(b), _, _) => b[local] > a[local],
-                    (_, _, Some(a), Some(b)) => b[local] > a[local],
-                    _ => unreachable!("a validated model has logits or probabilities"),
-                };
-                out.classes[dst] = u8::from(foreground);
-                if let Some(probs) = out.probabilities.as_mut() {
-                    probs[dst] = match (p1, l0, l1) {
-                        (Some(p), _, _) => p[local],
-                        (None, Some(a), Some(b)) => 1.0 / (1.0 + (a[local] - b[local]).exp()),
-                        _ => unreachable!("a validated model has logits or probabilities"),
-                    };
+                // Argmax, the first class on ties (for two classes: foreground when b > a).
+                let mut best = 0;
+                for class in 1..c {
+                    if decide[class][local] > decide[best][local] {
+                        best = class;
+                    }
                 }
-                if let (Some(all), Some(a), Some(b)) = (out.logits.as_mut(), l0, l1) {
-                    all[dst] = a[local];
-                    all[pixels + dst] = b[local];
+                out.classes[dst] = best as u8;
+                if let Some(probs) = out.probabilities.as_mut() {
+                    let cell = &mut probs[dst * values..(dst + 1) * values];
+                    match (&p, &l) {
+                        (Some(p), _) if c == 2 => cell[0] = p[1][local],
+                        (Some(p), _) => cell.iter_mut().zip(p).for_each(|(v, p)| *v = p[local]),
+                        (None, Some(l)) if c == 2 => {
+                            cell[0] = 1.0 / (1.0 + (l[0][local] - l[1][local]).exp());
+                        }
+                        (None, Some(l)) => {
+                            scratch.iter_mut().zip(l).for_each(|(v, l)| *v = l[local]);
+                            softmax(&mut scratch);
+                            cell.copy_from_slice(&scratch);
+                        }
+                        (None, None) => unreachable!("a validated model has logits or probabilities"),
+                    }
+                }
+                if let (Some(all), Some(l)) = (out.logits.as_mut(), &l) {
+                    for (class, plane) in l.iter().enumerate() {
+                        all[class * pixels + dst] = plane[local];
+                    }
                 }
             }
         }
@@ -559,9 +615,20 @@ fn stitch_batch(
     Ok(())
 }
 
-/// Class `class` of tile `tile` in a (batch, 2, h, w) output whose planes hold `plane` values.
-fn plane(data: Option<&[f32]>, tile: usize, class: usize, plane: usize) -> Option<&[f32]> {
-    data.map(|d| &d[(tile * 2 + class) * plane..(tile * 2 + class + 1) * plane])
+/// Softmax in place, shifted by the largest value so that no exponential overflows.
+fn softmax(values: &mut [f32]) {
+    let max = values.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let mut sum = 0.0;
+    for v in values.iter_mut() {
+        *v = (*v - max).exp();
+        sum += *v;
+    }
+    values.iter_mut().for_each(|v| *v /= sum);
+}
+
+/// The `classes` planes of tile `tile` in a (batch, classes, h, w) output whose planes hold `plane` values.
+fn planes(data: Option<&[f32]>, tile: usize, classes: usize, plane: usize) -> Option<Vec<&[f32]>> {
+    data.map(|d| (0..classes).map(|class| &d[(tile * classes + class) * plane..][..plane]).collect())
 }
 
 /// Writes one window of the image as (3, h, w) planes into `dst`; pixels beyond the image (the even padding)

@@ -9,7 +9,7 @@ use imaging::sink::ome_zarr::NgffVersion;
 use imaging::sink::zarr_labels::LabelsPlan;
 use imaging::sink::ImageFormat;
 
-use crate::metrics::Metrics;
+use crate::metrics::{ClassMetrics, Metrics};
 use crate::outputs::{self, GivenPaths, OutputFormat, OutputKind, OutputRequest, PlanError};
 use crate::pipeline::{self, ImageReport, OpenedImage, PipelineError};
 use crate::regions::GeoJsonLabel;
@@ -178,8 +178,10 @@ pub fn run(
         progress(Progress::TilesDone { tiles })
     })?;
     let seconds = started.elapsed().as_secs_f64();
-    if let (Some(metrics), Some(path)) = (&report.metrics, &metrics_json) {
-        std::fs::write(path, metrics.to_json()).map_err(|e| {
+    let json = report.metrics.as_ref().map(Metrics::to_json);
+    let json = json.or_else(|| report.class_metrics.as_ref().map(ClassMetrics::to_json));
+    if let (Some(json), Some(path)) = (json, &metrics_json) {
+        std::fs::write(path, json).map_err(|e| {
             PipelineError::File(imaging::files::FileError::Write {
                 flag: "--metrics-json".into(),
                 path: request.metrics_json.clone().unwrap_or_default(),

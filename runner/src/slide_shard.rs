@@ -134,12 +134,21 @@ pub fn run(
         microns_per_pixel: source.microns_per_pixel(),
         ngff: NGFF_VERSION.into(),
     };
+    // A model of more than two classes is refused before any store is made.
+    let mut model = Model::load(&request.model, model_options)?;
+    if model.classes() > 2 {
+        return Err(PipelineError::NotForClasses {
+            what: "--shard".into(),
+            classes: model.classes(),
+            instead: "predict the image in one process",
+        }
+        .into());
+    }
     let mut writers = Vec::new();
     for (_, store, samples) in &outputs {
         writers.push(ShareWriter::create(store, &plan_of(*samples), shard.index)?);
     }
     let rows = share_rows(height, shard.index, shard.count);
-    let mut model = Model::load(&request.model, model_options)?;
     let started = Instant::now();
     let (mut tiles, mut forward_passes) = (0, 0);
     if !rows.is_empty() {

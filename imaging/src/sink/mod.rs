@@ -144,6 +144,18 @@ impl RowSink {
         RowSink::new(path, writer, height, width, true)
     }
 
+    /// A `.npy` of `channels` float32 values per pixel, (height, width, channels) in C order: each row's
+    /// values pixel by pixel, every channel of a pixel together.
+    pub fn npy_channels(
+        path: &Path,
+        width: usize,
+        height: usize,
+        channels: usize,
+    ) -> Result<RowSink, SinkError> {
+        let writer = npy::start_shape(path, &[height, width, channels]);
+        RowSink::new(path, writer, height, width * channels, true)
+    }
+
     fn new(
         path: &Path,
         writer: Result<Box<dyn RowWriter>, String>,

@@ -10,7 +10,13 @@ use super::writer::{create, RowWriter};
 /// (height, width): magic, version, header length, then the header dict padded with spaces to a multiple of
 /// 64 bytes and ended by a newline.
 pub fn npy_header(height: usize, width: usize) -> Vec<u8> {
-    let dict = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({height}, {width}), }}");
+    npy_header_of_shape(&[height, width])
+}
+
+/// [`npy_header`] for an array of any shape (at least two axes).
+pub fn npy_header_of_shape(shape: &[usize]) -> Vec<u8> {
+    let shape = shape.iter().map(usize::to_string).collect::<Vec<_>>().join(", ");
+    let dict = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({shape}), }}");
     let unpadded = 10 + dict.len() + 1;
     let padding = (64 - unpadded % 64) % 64;
     let header_len = dict.len() + padding + 1;
@@ -27,8 +33,13 @@ struct NpyWriter(BufWriter<File>);
 
 /// Starts a `height` x `width` float32 array at `path`.
 pub(super) fn start(path: &Path, width: usize, height: usize) -> Result<Box<dyn RowWriter>, String> {
+    start_shape(path, &[height, width])
+}
+
+/// Starts a float32 array of `shape` at `path`, its values to come in C order.
+pub(super) fn start_shape(path: &Path, shape: &[usize]) -> Result<Box<dyn RowWriter>, String> {
     let mut file = create(path)?;
-    file.write_all(&npy_header(height, width)).map_err(|e| e.to_string())?;
+    file.write_all(&npy_header_of_shape(shape)).map_err(|e| e.to_string())?;
     Ok(Box::new(NpyWriter(file)))
 }
 
@@ -66,5 +77,8 @@ mod tests {
                 .starts_with(&format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({h}, {w}), }}")));
             assert!(text.ends_with('\n'));
         }
+        let header = npy_header_of_shape(&[5, 7, 3]);
+        assert_eq!(header.len() % 64, 0);
+        assert!(std::str::from_utf8(&header[10..]).unwrap().contains("'shape': (5, 7, 3), }"));
     }
 }

@@ -60,6 +60,9 @@ pub(super) fn run_single(
     if let Some(metrics) = report.metrics() {
         out.line(metrics)?;
     }
+    if let Some(metrics) = &report.image.class_metrics {
+        out.line(metrics)?;
+    }
     if let Some(regions) = report.image.regions {
         out.line(format_args!("{regions} foreground regions as GeoJSON objects"))?;
     }

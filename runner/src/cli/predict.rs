@@ -97,7 +97,8 @@ pub(super) struct PredictArgs {
     pub(super) ignore_value: Option<u8>,
     /// How reference mask values become labels: `binary` (> 127 foreground, the rest background,
     /// --ignore-value unlabelled) or `ilastik` (ilastik's exported label images: 0 unlabelled, 1 background,
-    /// 2 foreground).
+    /// 2 foreground; with C classes 1..C are classes 0..C-1) or `index` (class indices 0..C-1, for a model
+    /// of C classes; --ignore-value unlabelled).
     #[arg(long, value_enum, default_value_t = LabelFormatArg::Binary)]
     pub(super) label_format: LabelFormatArg,
     /// Folder mode: folder of reference masks, matched to images by file stem; writes OUT/metrics.csv and
@@ -237,4 +238,6 @@ pub(super) enum LabelFormatArg {
     Binary,
     /// 0 unlabelled, 1 background, 2 foreground.
     Ilastik,
+    /// Class indices 0..C-1.
+    Index,
 }

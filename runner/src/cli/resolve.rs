@@ -159,6 +159,7 @@ fn mask_rule(args: &PredictArgs) -> Result<LabelRule, FlagError> {
             return Err(FlagError::IgnoreValueWithIlastik)
         }
         LabelFormatArg::Ilastik => LabelFormat::Ilastik,
+        LabelFormatArg::Index => LabelFormat::Index,
     };
     Ok(LabelRule { format, ignore: args.ignore_value })
 }

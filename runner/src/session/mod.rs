@@ -87,6 +87,8 @@ pub struct Model {
     pub tiling: Tiling,
     /// The name of the foreground class, from the model's `classes` metadata.
     pub foreground_class: String,
+    /// Every class's name, one per output channel (from the `classes` metadata, or numbered).
+    pub class_names: Vec<String>,
     workers: Vec<Session>,
     /// Worker sessions at most: `threads` on the CPU, one on a GPU.
     max_workers: usize,
@@ -141,9 +143,11 @@ impl Model {
         let names = graph::validate(&first, path)?;
         let tiling = graph::tiling(&first, path)?;
         let foreground_class = graph::foreground_class(&first);
+        let class_names = graph::class_names(&first, names.classes);
         Ok(Model {
             tiling,
             foreground_class,
+            class_names,
             workers: vec![first],
             max_workers,
             worker_threads,
@@ -194,6 +198,11 @@ impl Model {
         }
         let session = self.reference.as_mut().expect("built above");
         Worker::new(session, &self.names, wanted)
+    }
+
+    /// The model's class count: its outputs' channels (2 to [`graph::MAX_CLASSES`]).
+    pub fn classes(&self) -> usize {
+        self.names.classes
     }
 
     pub fn has_logits(&self) -> bool {

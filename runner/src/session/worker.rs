@@ -7,7 +7,7 @@ use ort::value::{DynValue, TensorRef};
 use super::error::{flat, SessionError};
 use super::graph::Names;
 
-/// The outputs of one forward pass, each (batch, 2, height, width) row-major.
+/// The outputs of one forward pass, each (batch, C, height, width) row-major.
 #[derive(Debug, Clone, Default)]
 pub struct BatchOutput {
     pub logits: Option<Vec<f32>>,
@@ -32,12 +32,12 @@ pub struct PassOutput {
 }
 
 impl PassOutput {
-    /// The logits, (batch, 2, height, width) row-major, if they were computed.
+    /// The logits, (batch, C, height, width) row-major, if they were computed.
     pub fn logits(&self) -> Result<Option<&[f32]>, SessionError> {
         self.read(&self.logits)
     }
 
-    /// The probabilities, (batch, 2, height, width) row-major, if they were computed.
+    /// The probabilities, (batch, C, height, width) row-major, if they were computed.
     pub fn probabilities(&self) -> Result<Option<&[f32]>, SessionError> {
         self.read(&self.probabilities)
     }
@@ -99,7 +99,7 @@ impl<'m> Worker<'m> {
             .session
             .run_with_options(ort::inputs![self.names.input.as_str() => tensor], &self.run_options)
             .map_err(|e| run_error(flat(&e)))?;
-        let expected = [batch as i64, 2, height as i64, width as i64];
+        let expected = [batch as i64, self.names.classes as i64, height as i64, width as i64];
         let mut take = |name: &Option<String>, wanted: bool| -> Result<Option<DynValue>, SessionError> {
             let Some(name) = name.as_ref().filter(|_| wanted) else { return Ok(None) };
             let value =
