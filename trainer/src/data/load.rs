@@ -272,6 +272,10 @@ pub fn labels_by(mask: &[u8], reading: &MaskReading) -> Result<Vec<u8>, MaskErro
             labels_from_mask(mask, *rule)
         }
         &MaskReading::Gray { rule, classes } => rule.classes_among(mask, classes).map_err(|value| {
+            // A value no class count can hold (a 0/255 mask read as ilastik's): say what ilastik writes.
+            if rule.format == LabelFormat::Ilastik && usize::from(value) > imaging::classes::MAX_CLASSES {
+                return MaskError::NotIlastik { value };
+            }
             let (format, allowed) = match rule.format {
                 LabelFormat::Ilastik => ("an ilastik label image", format!("0 unlabelled, 1..={classes}")),
                 _ => ("an index mask", format!("0..={}", classes - 1)),
