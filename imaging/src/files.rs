@@ -27,6 +27,10 @@ use std::fs::{self, File, Metadata};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
 
+/// The folder of an OME-Zarr store that holds the shares' plan and done markers until `runner finalize`; a
+/// store holding it is in progress, not broken.
+pub const SHARES_DIR: &str = ".segmenter-shares";
+
 /// Why an input or output path is refused, or an output could not be put in place. Every message is one
 /// line naming the flag, the path and what to do.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -538,7 +542,7 @@ impl OutputSet {
         let folder = folder_of(&target);
         if fs::metadata(&target).is_ok() && !crate::source::looks_like_ome_zarr_store(&target) {
             let (flag, path) = err_path();
-            let shares = target.join(crate::sink::ome_zarr_shards::SHARES_DIR).is_dir();
+            let shares = target.join(SHARES_DIR).is_dir();
             let reason = if shares {
                 "an OME-Zarr store being predicted in shares is there (it holds .segmenter-shares); finish \
                  it with `runner finalize` or remove it, refusing to replace it"
@@ -777,7 +781,7 @@ mod tests {
     fn a_store_with_shares_in_progress_is_called_so() {
         let dir = tempfile::tempdir().unwrap();
         let store = dir.path().join("m.ome.zarr");
-        fs::create_dir_all(store.join(crate::sink::ome_zarr_shards::SHARES_DIR)).unwrap();
+        fs::create_dir_all(store.join(SHARES_DIR)).unwrap();
         let err = OutputSet::new(&[]).unwrap().add_store("--output", &store).unwrap_err().to_string();
         assert!(err.contains("being predicted in shares") && err.contains("runner finalize"), "{err}");
         assert!(!err.contains("not an OME-Zarr store"), "{err}");

@@ -25,7 +25,7 @@ use crate::pyramid::{self, Reduction};
 use crate::pyramid::{push_level_row, LevelRows, SampleKind as OmeSamples};
 
 /// The folder of a store that holds the plan and the done markers until [`finalize`].
-pub const SHARES_DIR: &str = ".segmenter-shares";
+pub use crate::files::SHARES_DIR;
 /// The NGFF version of the stores written in shares (Zarr v2).
 pub const NGFF_VERSION: &str = "0.4";
 
