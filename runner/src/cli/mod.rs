@@ -5,6 +5,7 @@
 //! Everything else is library code the tests call.
 
 mod finalize;
+mod flag_error;
 mod info;
 mod modes;
 mod openslide_lib;
